@@ -1,0 +1,46 @@
+# ocipy — make install | make test | make demo | make bench | make lint
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+OCIPY  := $(VENV)/bin/ocipy
+# Debian packages the tests, the demo and the benchmarks use (peers included).
+DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 procps
+
+.PHONY: install deps venv test unit lint demo bench clean
+
+install: deps venv
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+unit: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+lint: venv
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+demo: install
+	bash scripts/demo.sh
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,3 @@
+from ocipy.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""The `ocipy` command: runc's global flags, then one command.
+
+Start-up time matters (containerd runs the runtime for every operation), so
+this module parses the global flags by hand and imports only the module of
+the command that was asked for.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: ocipy [global options] COMMAND [options] [args]
+
+Runtime (runc-compatible):
+  spec      write a default config.json into a bundle
+  create    create a container (the process waits for `start`)
+  start     run the user process of a created container
+  run       create and start a container
+  exec      run a new process inside a running container
+  state     print a container's state as JSON
+  list      list containers
+  kill      send a signal to a container's process
+  delete    delete a container and everything create made
+  pause     freeze every process of a container
+  resume    thaw a paused container
+  ps        list a container's processes
+  events    print a container's events and resource statistics
+  update    change a running container's resource limits
+  features  print what this runtime supports (runtime-spec features.md)
+
+Images and registries:
+  image     OCI image layouts: init, new, ls, inspect, unpack, repack, config, ...
+  copy      copy an image between docker://, oci:, oci-archive:, docker-archive:
+  inspect   show a registry image's manifest and config
+  tags      list a registry repository's tags
+
+Global options:
+  --root DIR              state directory (default /run/ocipy)
+  --log FILE              log file (default: stderr only)
+  --log-format text|json  log line format
+  --debug                 log debug messages
+  --systemd-cgroup        use systemd cgroup paths (slice:prefix:name)
+  --rootless true|false|auto
+  -v, --version           print the version
+"""
+
+# command name -> module under ocipy.cli that defines `run_<name>(argv, opts)`
+COMMANDS: dict[str, str] = {
+    "spec": "lifecycle",
+    "create": "lifecycle",
+    "start": "lifecycle",
+    "run": "lifecycle",
+    "state": "lifecycle",
+    "list": "lifecycle",
+    "kill": "lifecycle",
+    "delete": "lifecycle",
+    "features": "lifecycle",
+    "exec": "exec",
+    "pause": "resources",
+    "resume": "resources",
+    "ps": "resources",
+    "events": "resources",
+    "update": "resources",
+    "image": "image",
+    "copy": "registry",
+    "inspect": "registry",
+    "tags": "registry",
+}
+
+
+class GlobalOptions:
+    """runc's global flags, given before the command."""
+
+    def __init__(self) -> None:
+        self.root = "/run/ocipy"
+        self.log: str | None = None
+        self.log_format = "text"
+        self.debug = False
+        self.systemd_cgroup = False
+        self.rootless = "auto"
+
+
+_VALUED = {"root", "log", "log-format", "rootless", "criu"}
+_FLAGS = {"debug", "systemd-cgroup", "no-subreaper"}
+
+
+def _parse_globals(argv: list[str]) -> tuple[GlobalOptions, list[str]]:
+    from ocipy.errors import OcipyError
+
+    opts = GlobalOptions()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "-":
+            break
+        if arg in ("-v", "--version", "-version"):
+            return opts, ["--version"]
+        if arg in ("-h", "--help", "-help"):
+            return opts, ["--help"]
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name in _FLAGS:
+            if name == "debug":
+                opts.debug = value.lower() not in ("false", "0") if eq else True
+            elif name == "systemd-cgroup":
+                opts.systemd_cgroup = value.lower() not in ("false", "0") if eq else True
+            i += 1
+            continue
+        if name not in _VALUED:
+            raise OcipyError(f"unknown global option {arg!r} (see `ocipy --help`)")
+        if not eq:
+            i += 1
+            if i >= len(argv):
+                raise OcipyError(f"global option {arg!r} needs a value")
+            value = argv[i]
+        if name == "root":
+            opts.root = value
+        elif name == "log":
+            opts.log = value
+        elif name == "log-format":
+            if value not in ("text", "json"):
+                raise OcipyError(f"--log-format: {value!r} is not text or json")
+            opts.log_format = value
+        elif name == "rootless":
+            opts.rootless = value
+        i += 1
+    return opts, argv[i:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ocipy.cli import log
+    from ocipy.errors import OcipyError
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        opts, rest = _parse_globals(args)
+    except OcipyError as e:
+        log.setup(None, "text", False)
+        log.error(str(e))
+        return 1
+    log.setup(opts.log, opts.log_format, opts.debug)
+    if not rest or rest[0] in ("--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if rest else 1
+    if rest[0] == "--version":
+        from ocipy import OCI_RUNTIME_SPEC_VERSION, __version__
+
+        sys.stdout.write(f"ocipy version {__version__}\nspec: {OCI_RUNTIME_SPEC_VERSION}\n")
+        return 0
+    command, cmd_args = rest[0], rest[1:]
+    module_name = COMMANDS.get(command)
+    if module_name is None:
+        log.error(f"unknown command {command!r} (see `ocipy --help`)")
+        return 1
+    import importlib
+
+    try:
+        module = importlib.import_module(f"ocipy.cli.{module_name}")
+        handler = getattr(module, "run_" + command.replace("-", "_"))
+        return int(handler(cmd_args, opts) or 0)
+    except OcipyError as e:
+        log.error(str(e))
+        return getattr(e, "exit_code", 1)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1

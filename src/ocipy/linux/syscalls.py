@@ -1,0 +1,202 @@
+"""Thin ctypes wrappers for the system calls the standard library lacks.
+
+This package (ocipy.linux) is the only place that talks to the kernel
+directly.  Every wrapper raises :class:`KernelError` naming the call, the
+path and the errno.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+from ocipy.errors import KernelError
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+_MACHINE = platform.machine()
+# New syscalls (>= 424) share numbers on every architecture; older ones do not.
+_NR = {
+    "pivot_root": {"x86_64": 155, "aarch64": 41}.get(_MACHINE, 155),
+    "open_tree": 428,
+    "move_mount": 429,
+    "close_range": 436,
+    "openat2": 437,
+    "pidfd_send_signal": 424,
+    "mount_setattr": 442,
+}
+
+# mount(2) flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_IVERSION = 1 << 23
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+MNT_DETACH = 2
+PROPAGATION_FLAGS = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE
+
+# openat2 resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+O_PATH = 0o10000000
+
+# mount_setattr / open_tree / move_mount
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+AT_SYMLINK_NOFOLLOW = 0x100
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_IDMAP = 0x100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+
+# prctl
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+def _check(result: int, op: str, path: str | None = None) -> int:
+    if result < 0:
+        raise KernelError(op, path, ctypes.get_errno())
+    return result
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int, path: str | None = None) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", path)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    result = _libc.mount(
+        source.encode() if source is not None else None,
+        target.encode(),
+        fstype.encode() if fstype is not None else None,
+        ctypes.c_ulong(flags),
+        data.encode() if data else None,
+    )
+    _check(result, f"mount {source or ''} ({fstype or 'none'}) on", target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), "umount", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_syscall(_NR["pivot_root"], new_root.encode(), put_old.encode()), "pivot_root", new_root)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
+    """openat2(2): open `path` below `dirfd` with kernel-enforced resolution rules."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    while True:
+        fd = _syscall(_NR["openat2"], ctypes.c_int(dirfd), path.encode(), ctypes.byref(how), ctypes.c_size_t(24))
+        if fd >= 0:
+            return int(fd)
+        err = ctypes.get_errno()
+        if err != 4 and err != 11:  # EINTR, EAGAIN (a rename raced the lookup)
+            raise KernelError("openat2", path, err)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64),
+    ]  # fmt: skip
+
+
+def mount_setattr(dfd: int, path: str, flags: int, attr_set: int, attr_clr: int = 0,
+                  propagation: int = 0, userns_fd: int = 0, what: str | None = None) -> None:  # fmt: skip
+    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
+    result = _syscall(_NR["mount_setattr"], ctypes.c_int(dfd), path.encode(), ctypes.c_uint(flags),
+                      ctypes.byref(attr), ctypes.c_size_t(32))  # fmt: skip
+    _check(result, "mount_setattr", what or path)
+
+
+def open_tree(dfd: int, path: str, flags: int, what: str | None = None) -> int:
+    return _check(_syscall(_NR["open_tree"], ctypes.c_int(dfd), path.encode(), ctypes.c_uint(flags)),
+                  "open_tree", what or path)  # fmt: skip
+
+
+def move_mount(from_dfd: int, from_path: str, to_dfd: int, to_path: str, flags: int, what: str | None = None) -> None:
+    result = _syscall(_NR["move_mount"], ctypes.c_int(from_dfd), from_path.encode(),
+                      ctypes.c_int(to_dfd), to_path.encode(), ctypes.c_uint(flags))  # fmt: skip
+    _check(result, "move_mount", what or to_path)
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    _check(_syscall(_NR["close_range"], ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags)), "close_range")
+
+
+CLOSE_RANGE_CLOEXEC = 4
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(
+        _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                    ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)),  # fmt: skip
+        f"prctl({option})",
+    )
+
+
+def sethostname(name: str) -> None:
+    data = name.encode()
+    _check(_libc.sethostname(data, ctypes.c_size_t(len(data))), "sethostname", name)
+
+
+def setdomainname(name: str) -> None:
+    data = name.encode()
+    _check(_libc.setdomainname(data, ctypes.c_size_t(len(data))), "setdomainname", name)
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    _check(_syscall(_NR["pidfd_send_signal"], ctypes.c_int(pidfd), ctypes.c_int(sig), None, ctypes.c_uint(0)),
+           "pidfd_send_signal")  # fmt: skip

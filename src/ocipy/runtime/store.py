@@ -1,0 +1,196 @@
+"""Container state on disk: ``<root>/<id>/state.json``.
+
+* The directory is created with ``mkdir`` (atomic: a second create of the
+  same id fails with "container with id exists").
+* Every command that changes a container holds ``flock`` on the directory,
+  so commands on one container are serialised and different containers run
+  in parallel.
+* state.json is written to a temp file and renamed into place.
+* ``status`` is never stored: it is derived from the init process (alive,
+  same start time), the exec fifo (still there → created) and the freezer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ocipy.errors import ContainerNotFound, OcipyError
+
+STATE_FILE = "state.json"
+EXEC_FIFO = "exec.fifo"
+
+CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
+
+
+def check_id(container_id: str) -> None:
+    """An id names a directory under --root: no separators, no dot-dot."""
+    import re
+
+    if not container_id or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_+.:=-]*", container_id) or container_id in (".", ".."):
+        raise OcipyError(f"invalid container id {container_id!r}: use letters, digits and _+.:=- (no '/' or '..')")
+    if len(container_id) > 1024:
+        raise OcipyError("invalid container id: longer than 1024 characters")
+
+
+def container_dir(root: str, container_id: str) -> str:
+    check_id(container_id)
+    return os.path.join(root, container_id)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, or None if the process is gone (or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class Container:
+    """One container's saved state; `status` is computed when read."""
+
+    def __init__(self, root: str, container_id: str, data: dict[str, Any]) -> None:
+        self.root = root
+        self.id = container_id
+        self.dir = os.path.join(root, container_id)
+        self.data = data
+
+    # fields saved by create
+    @property
+    def pid(self) -> int:
+        return int(self.data.get("pid") or 0)
+
+    @property
+    def bundle(self) -> str:
+        return str(self.data.get("bundle", ""))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.data.get("config") or {}  # type: ignore[no-any-return]
+
+    @property
+    def exec_fifo(self) -> str:
+        return os.path.join(self.dir, EXEC_FIFO)
+
+    def init_alive(self) -> bool:
+        pid = self.pid
+        if pid <= 0:
+            return False
+        start = process_start_time(pid)
+        return start is not None and start == self.data.get("pid_start")
+
+    @property
+    def status(self) -> str:
+        if not self.data.get("pid"):
+            return CREATING if not self.data.get("created_done") else STOPPED
+        if not self.init_alive():
+            return STOPPED
+        if os.path.exists(self.exec_fifo):
+            return CREATED
+        cgroup = self.data.get("cgroup")
+        if cgroup:
+            try:
+                from ocipy.linux import cgroups
+
+                if cgroups.from_state(cgroup).is_frozen():
+                    return PAUSED
+            except (ImportError, AttributeError, OSError):
+                pass
+        return RUNNING
+
+    def oci_state(self) -> dict[str, Any]:
+        """The runtime-spec state (runtime.md "State") plus runc's extra fields."""
+        from ocipy import OCI_RUNTIME_SPEC_VERSION
+
+        status = self.status
+        state: dict[str, Any] = {
+            "ociVersion": OCI_RUNTIME_SPEC_VERSION,
+            "id": self.id,
+            "pid": self.pid if status in (CREATED, RUNNING, PAUSED) else 0,
+            "status": status,
+            "bundle": self.bundle,
+            "rootfs": self.data.get("rootfs", ""),
+            "created": self.data.get("created", ""),
+            "owner": self.data.get("owner", ""),
+        }
+        annotations = self.config.get("annotations")
+        if annotations:
+            state["annotations"] = annotations
+        return state
+
+    def save(self) -> None:
+        tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.data, f)
+        os.rename(tmp, os.path.join(self.dir, STATE_FILE))
+
+
+def load(root: str, container_id: str) -> Container:
+    path = os.path.join(container_dir(root, container_id), STATE_FILE)
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except FileNotFoundError:
+        if os.path.isdir(os.path.join(root, container_id)):
+            return Container(root, container_id, {})  # still being created
+        raise ContainerNotFound(container_id) from None
+    except (OSError, ValueError) as e:
+        raise OcipyError(f"container {container_id}: unreadable state {path}: {e}") from None
+    return Container(root, container_id, data)
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+@contextmanager
+def locked(root: str, container_id: str) -> Iterator[Container]:
+    """Hold the container's lock and yield its state (re-read under the lock)."""
+    import fcntl
+
+    path = container_dir(root, container_id)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ContainerNotFound(container_id) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield load(root, container_id)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def new_container(root: str, container_id: str) -> Iterator[tuple[Container, int]]:
+    """Create ``<root>/<id>`` exclusively and hold its lock; remove it again on error."""
+    import fcntl
+    import shutil
+
+    from ocipy.errors import ContainerExists
+
+    path = container_dir(root, container_id)
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    try:
+        os.mkdir(path, 0o711)
+    except FileExistsError:
+        raise ContainerExists(container_id) from None
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield Container(root, container_id, {}), fd
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        os.close(fd)

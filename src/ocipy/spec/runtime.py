@@ -1,0 +1,340 @@
+"""The runtime-spec documents: config.json and state, as plain dicts.
+
+Configs stay the parsed JSON dicts (cheap to load on the runtime's hot path:
+no dataclasses); :func:`validate_config` checks every field the runtime uses
+and raises :class:`ConfigError` naming the offending field.  Unknown
+properties are ignored, as config.md requires.  The name tables here
+(capabilities, rlimits, namespaces) are kernel ABI facts, pure data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocipy.errors import ConfigError
+
+SUPPORTED_MAJOR = 1
+
+# Capability names to numbers (include/uapi/linux/capability.h).
+CAPABILITIES: dict[str, int] = {
+    name: number
+    for number, name in enumerate(
+        (
+            "CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID CAP_KILL "
+            "CAP_SETGID CAP_SETUID CAP_SETPCAP CAP_LINUX_IMMUTABLE CAP_NET_BIND_SERVICE "
+            "CAP_NET_BROADCAST CAP_NET_ADMIN CAP_NET_RAW CAP_IPC_LOCK CAP_IPC_OWNER "
+            "CAP_SYS_MODULE CAP_SYS_RAWIO CAP_SYS_CHROOT CAP_SYS_PTRACE CAP_SYS_PACCT "
+            "CAP_SYS_ADMIN CAP_SYS_BOOT CAP_SYS_NICE CAP_SYS_RESOURCE CAP_SYS_TIME "
+            "CAP_SYS_TTY_CONFIG CAP_MKNOD CAP_LEASE CAP_AUDIT_WRITE CAP_AUDIT_CONTROL "
+            "CAP_SETFCAP CAP_MAC_OVERRIDE CAP_MAC_ADMIN CAP_SYSLOG CAP_WAKE_ALARM "
+            "CAP_BLOCK_SUSPEND CAP_AUDIT_READ CAP_PERFMON CAP_BPF CAP_CHECKPOINT_RESTORE"
+        ).split()
+    )
+}
+CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+# rlimit names to resource numbers (include/uapi/asm-generic/resource.h).
+RLIMITS: dict[str, int] = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}  # fmt: skip
+
+# Namespace type (config-linux.md) to (CLONE_* flag, /proc/PID/ns entry).
+NAMESPACES: dict[str, tuple[int, str]] = {
+    "pid": (0x20000000, "pid"),
+    "network": (0x40000000, "net"),
+    "mount": (0x00020000, "mnt"),
+    "ipc": (0x08000000, "ipc"),
+    "uts": (0x04000000, "uts"),
+    "user": (0x10000000, "user"),
+    "cgroup": (0x02000000, "cgroup"),
+    "time": (0x00000080, "time"),
+}
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+
+
+def default_spec(rootless: bool = False) -> dict[str, Any]:
+    """The config.json `ocipy spec` writes: the same defaults as `runc spec`."""
+    from ocipy import OCI_RUNTIME_SPEC_VERSION
+
+    spec: dict[str, Any] = {
+        "ociVersion": OCI_RUNTIME_SPEC_VERSION,
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": [DEFAULT_PATH, "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": list(_DEFAULT_CAPS),
+                "effective": list(_DEFAULT_CAPS),
+                "permitted": list(_DEFAULT_CAPS),
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "ocipy",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/sys/firmware", "/sys/devices/virtual/powercap",
+                "/proc/scsi",
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+            ],
+        },
+    }  # fmt: skip
+    if rootless:
+        _make_rootless(spec)
+    return spec
+
+
+def _make_rootless(spec: dict[str, Any]) -> None:
+    """Adjust a default spec for an unprivileged user, as `runc spec --rootless` does."""
+    import os
+
+    linux = spec["linux"]
+    linux["namespaces"] = [
+        ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")
+    ] + [{"type": "user"}]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    linux.pop("resources", None)
+    mounts = []
+    for m in spec["mounts"]:
+        if m["destination"] == "/sys/fs/cgroup":
+            continue
+        if m["destination"] == "/sys":
+            m = {"destination": "/sys", "type": "none", "source": "/sys",
+                 "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}  # fmt: skip
+        elif m["type"] == "devpts":
+            m = dict(m, options=[o for o in m["options"] if not o.startswith("gid=")])
+        mounts.append(m)
+    spec["mounts"] = mounts
+
+
+# --- validation -------------------------------------------------------------
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], field: str) -> Any:
+    # bool is an int in Python; JSON true must not pass as a number.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConfigError(field, f"expected {_JSON_NAMES.get(names, names)}, got {type(value).__name__}")
+    return value
+
+
+_JSON_NAMES = {"str": "string", "int": "integer", "dict": "object", "list": "array", "bool": "boolean"}
+
+
+def _str_list(value: Any, field: str) -> list[str]:
+    _expect(value, list, field)
+    for i, item in enumerate(value):
+        _expect(item, str, f"{field}[{i}]")
+    return value  # type: ignore[no-any-return]
+
+
+def _optional(obj: dict[str, Any], key: str, kind: type, field: str) -> Any:
+    value = obj.get(key)
+    if value is not None:
+        _expect(value, kind, f"{field}.{key}")
+    return value
+
+
+def check_oci_version(version: Any) -> None:
+    """ociVersion MUST be SemVer (config.md); we handle major version 1."""
+    import re
+
+    _expect(version, str, "ociVersion")
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?", version)
+    if not m:
+        raise ConfigError("ociVersion", f"{version!r} is not a SemVer version")
+    if int(m.group(1)) != SUPPORTED_MAJOR:
+        raise ConfigError("ociVersion", f"version {version} is not supported (this runtime handles 1.x)")
+
+
+def validate_process(process: Any, field: str = "process") -> None:
+    """Check a process object (config.json's `process` or exec's process.json)."""
+    _expect(process, dict, field)
+    args = process.get("args")
+    if args is None or args == []:
+        raise ConfigError(f"{field}.args", "must be a non-empty array")
+    _str_list(args, f"{field}.args")
+    cwd = process.get("cwd")
+    if cwd is None:
+        raise ConfigError(f"{field}.cwd", "is required")
+    _expect(cwd, str, f"{field}.cwd")
+    if not cwd.startswith("/"):
+        raise ConfigError(f"{field}.cwd", f"{cwd!r} must be an absolute path")
+    if "env" in process and process["env"] is not None:
+        _str_list(process["env"], f"{field}.env")
+    _optional(process, "terminal", bool, field)
+    _optional(process, "noNewPrivileges", bool, field)
+    _optional(process, "oomScoreAdj", int, field)
+    user = process.get("user", {}) or {}
+    _expect(user, dict, f"{field}.user")
+    for key in ("uid", "gid", "umask"):
+        value = _optional(user, key, int, f"{field}.user")
+        if value is not None and value < 0:
+            raise ConfigError(f"{field}.user.{key}", f"{value} is negative")
+    for i, gid in enumerate(user.get("additionalGids") or []):
+        _expect(gid, int, f"{field}.user.additionalGids[{i}]")
+    caps = process.get("capabilities") or {}
+    _expect(caps, dict, f"{field}.capabilities")
+    for cap_set in CAPABILITY_SETS:
+        for i, name in enumerate(_str_list(caps.get(cap_set) or [], f"{field}.capabilities.{cap_set}")):
+            if name.upper() not in CAPABILITIES:
+                raise ConfigError(f"{field}.capabilities.{cap_set}[{i}]", f"unknown capability {name!r}")
+    seen: set[str] = set()
+    for i, rl in enumerate(process.get("rlimits") or []):
+        where = f"{field}.rlimits[{i}]"
+        _expect(rl, dict, where)
+        kind = _expect(rl.get("type"), str, f"{where}.type")
+        if kind not in RLIMITS:
+            raise ConfigError(f"{where}.type", f"unknown rlimit {kind!r}")
+        if kind in seen:
+            raise ConfigError(f"{where}.type", f"duplicate rlimit {kind}")
+        seen.add(kind)
+        for key in ("soft", "hard"):
+            value = _expect(rl.get(key), int, f"{where}.{key}")
+            if value < 0:
+                raise ConfigError(f"{where}.{key}", f"{value} is negative")
+        if rl["soft"] > rl["hard"]:
+            raise ConfigError(where, f"soft limit {rl['soft']} exceeds hard limit {rl['hard']}")
+    size = process.get("consoleSize")
+    if size is not None:
+        _expect(size, dict, f"{field}.consoleSize")
+
+
+def validate_config(config: Any) -> dict[str, Any]:
+    """Validate a parsed config.json; return it unchanged or raise ConfigError."""
+    _expect(config, dict, "config.json")
+    check_oci_version(config.get("ociVersion"))
+    root = config.get("root")
+    if root is None:
+        raise ConfigError("root", "is required on Linux")
+    _expect(root, dict, "root")
+    _expect(root.get("path"), str, "root.path")
+    if not root["path"]:
+        raise ConfigError("root.path", "must not be empty")
+    _optional(root, "readonly", bool, "root")
+    if config.get("process") is not None:
+        validate_process(config["process"])
+    _optional(config, "hostname", str, "")
+    _optional(config, "domainname", str, "")
+    for i, m in enumerate(_expect(config.get("mounts") or [], list, "mounts")):
+        where = f"mounts[{i}]"
+        _expect(m, dict, where)
+        dest = _expect(m.get("destination"), str, f"{where}.destination")
+        if not dest:
+            raise ConfigError(f"{where}.destination", "must not be empty")
+        _optional(m, "type", str, where)
+        _optional(m, "source", str, where)
+        _str_list(m.get("options") or [], f"{where}.options")
+    _validate_hooks(config.get("hooks"))
+    _validate_linux(config.get("linux") or {})
+    annotations = config.get("annotations") or {}
+    _expect(annotations, dict, "annotations")
+    for key, value in annotations.items():
+        _expect(value, str, f"annotations.{key}")
+    return config  # type: ignore[no-any-return]
+
+
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+def _validate_hooks(hooks: Any) -> None:
+    if hooks is None:
+        return
+    _expect(hooks, dict, "hooks")
+    for kind in HOOK_KINDS:
+        for i, hook in enumerate(_expect(hooks.get(kind) or [], list, f"hooks.{kind}")):
+            where = f"hooks.{kind}[{i}]"
+            _expect(hook, dict, where)
+            path = _expect(hook.get("path"), str, f"{where}.path")
+            if not path.startswith("/"):
+                raise ConfigError(f"{where}.path", f"{path!r} must be absolute")
+            _str_list(hook.get("args") or [], f"{where}.args")
+            _str_list(hook.get("env") or [], f"{where}.env")
+            timeout = _optional(hook, "timeout", int, where)
+            if timeout is not None and timeout <= 0:
+                raise ConfigError(f"{where}.timeout", "must be greater than zero")
+
+
+def _validate_mappings(linux: dict[str, Any], key: str) -> None:
+    for i, m in enumerate(_expect(linux.get(key) or [], list, f"linux.{key}")):
+        _expect(m, dict, f"linux.{key}[{i}]")
+        for k in ("containerID", "hostID", "size"):
+            if _expect(m.get(k), int, f"linux.{key}[{i}].{k}") < 0:
+                raise ConfigError(f"linux.{key}[{i}].{k}", "is negative")
+
+
+def _validate_linux(linux: Any) -> None:
+    _expect(linux, dict, "linux")
+    seen: set[str] = set()
+    for i, ns in enumerate(_expect(linux.get("namespaces") or [], list, "linux.namespaces")):
+        where = f"linux.namespaces[{i}]"
+        _expect(ns, dict, where)
+        kind = _expect(ns.get("type"), str, f"{where}.type")
+        if kind not in NAMESPACES:
+            raise ConfigError(f"{where}.type", f"unknown namespace type {kind!r}")
+        if kind in seen:  # config-linux.md: "No duplication is allowed."
+            raise ConfigError(f"{where}.type", f"namespace {kind} is listed twice")
+        seen.add(kind)
+        _optional(ns, "path", str, where)
+    _validate_mappings(linux, "uidMappings")
+    _validate_mappings(linux, "gidMappings")
+    if bool(linux.get("uidMappings")) != bool(linux.get("gidMappings")):
+        raise ConfigError("linux.uidMappings", "uidMappings and gidMappings must be given together")
+    if linux.get("uidMappings") and "user" not in seen:
+        raise ConfigError("linux.uidMappings", "mappings need a user namespace")
+    for key in ("maskedPaths", "readonlyPaths"):
+        for i, path in enumerate(_str_list(linux.get(key) or [], f"linux.{key}")):
+            if not path.startswith("/"):
+                raise ConfigError(f"linux.{key}[{i}]", f"{path!r} must be absolute")
+    sysctl = _expect(linux.get("sysctl") or {}, dict, "linux.sysctl")
+    for key, value in sysctl.items():
+        _expect(value, str, f"linux.sysctl.{key}")
+    for i, dev in enumerate(_expect(linux.get("devices") or [], list, "linux.devices")):
+        where = f"linux.devices[{i}]"
+        _expect(dev, dict, where)
+        path = _expect(dev.get("path"), str, f"{where}.path")
+        if not path.startswith("/"):
+            raise ConfigError(f"{where}.path", f"{path!r} must be absolute")
+        if dev.get("type") not in ("c", "b", "u", "p"):
+            raise ConfigError(f"{where}.type", f"{dev.get('type')!r} is not one of c, b, u, p")
+        if dev["type"] != "p":
+            _expect(dev.get("major"), int, f"{where}.major")
+            _expect(dev.get("minor"), int, f"{where}.minor")
+    cgroups_path = _optional(linux, "cgroupsPath", str, "linux")
+    if cgroups_path and ".." in cgroups_path.split("/"):
+        raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r} must not contain '..'")
+    _optional(linux, "resources", dict, "linux")
+    _optional(linux, "seccomp", dict, "linux")
+    prop = linux.get("rootfsPropagation")
+    if prop is not None and prop not in ("private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"):
+        raise ConfigError("linux.rootfsPropagation", f"unknown propagation {prop!r}")

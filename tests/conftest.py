@@ -1,0 +1,108 @@
+"""Shared fixtures: a busybox rootfs, bundles, and the ocipy CLI on a private --root.
+
+Every fixture cleans up after itself, also when the test fails: containers
+are force-deleted and the private state directory must be empty.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from support.rootfs import build_busybox_rootfs  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+OCIPY = str(REPO / ".venv" / "bin" / "ocipy")
+IS_ROOT = os.geteuid() == 0
+
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root: creates namespaces and mounts")
+
+
+def unique_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not os.path.exists("/bin/busybox"):
+        pytest.fail("busybox-static is not installed: run `make install`")
+    return Path(build_busybox_rootfs(str(tmp_path_factory.mktemp("busybox") / "rootfs")))
+
+
+class Runtime:
+    """The ocipy CLI on a private --root directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.binary = OCIPY
+
+    def cmd(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.root), *args]
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+        kw.setdefault("capture_output", True)
+        proc = subprocess.run(self.cmd(*args), text=True, timeout=timeout, **kw)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ocipy {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        return json.loads(self("state", container_id).stdout)  # type: ignore[no-any-return]
+
+    def cleanup(self) -> None:
+        if not self.root.exists():
+            return
+        for entry in self.root.iterdir():
+            if entry.is_dir():
+                self("delete", "-f", entry.name, check=False)
+
+
+@pytest.fixture
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    root = tmp_path_factory.mktemp("state")
+    rt = Runtime(root)
+    yield rt
+    rt.cleanup()
+    left = [p.name for p in root.iterdir()] if root.exists() else []
+    shutil.rmtree(root, ignore_errors=True)
+    assert left == [], f"containers left behind in --root: {left}"
+
+
+@pytest.fixture
+def make_bundle(tmp_path: Path, busybox_rootfs: Path) -> Callable[..., Path]:
+    """make_bundle(args=[...], **edits): a bundle with a copy of the busybox rootfs.
+
+    The config starts from `ocipy spec` defaults with terminal off; `edit` is
+    a function that may change the config dict in place.
+    """
+    from ocipy.spec.runtime import default_spec
+
+    counter = iter(range(1000))
+
+    def make(args: list[str] | None = None, edit: Callable[[dict[str, Any]], None] | None = None,
+             rootfs: bool = True) -> Path:
+        bundle = tmp_path / f"bundle{next(counter)}"
+        bundle.mkdir()
+        if rootfs:
+            subprocess.run(["cp", "-a", str(busybox_rootfs), str(bundle / "rootfs")], check=True)
+        config = copy.deepcopy(default_spec())
+        config["process"]["terminal"] = False
+        config["process"]["args"] = args or ["true"]
+        if edit:
+            edit(config)
+        (bundle / "config.json").write_text(json.dumps(config))
+        return bundle
+
+    return make
