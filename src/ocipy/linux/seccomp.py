@@ -1,0 +1,767 @@
+"""linux.seccomp: build, load and serve seccomp filters through libseccomp.
+
+The filter is compiled by the system's libseccomp (``libseccomp.so.2``,
+called through ctypes; no hand-written BPF).  The module imports only
+``ctypes`` and ``os`` at load time; the library itself is opened lazily by
+:func:`prepare`, :func:`features` and the notify helpers.
+
+How the runtime uses it (the order runc uses, libcontainer/standard_init_linux.go)
+-------------------------------------------------------------------------------
+
+1. ``flt = prepare(config["linux"]["seccomp"])`` in the container's init
+   process, BEFORE ``pivot_root``: it validates the whole object (raising
+   :class:`~ocipy.errors.ConfigError` naming the bad field), opens
+   libseccomp.so and builds the filter context in memory.  Nothing is
+   enforced yet.
+2. When ``process.noNewPrivileges`` is **false**: call ``flt.load()`` BEFORE
+   dropping capabilities and before setuid/setgid.  Without no_new_privs the
+   kernel only accepts a filter from a task with CAP_SYS_ADMIN (in its user
+   namespace), which the init process still has at that point.  The filter
+   then also applies to the runtime's own remaining syscalls (capset,
+   setgroups, setresuid, prctl, close, execve...), exactly as with runc.
+3. When ``process.noNewPrivileges`` is **true**: set PR_SET_NO_NEW_PRIVS
+   first, drop capabilities and change user, and call ``flt.load()`` as the
+   very last step before ``execve`` (after waiting on the exec fifo), so as
+   few runtime syscalls as possible run under the filter.
+
+   This module never sets no_new_privs itself: libseccomp's
+   SCMP_FLTATR_CTL_NNP attribute is turned off; the runtime owns that
+   decision (runc does the same).
+4. ``load()`` returns the seccomp notify fd when a rule uses
+   SCMP_ACT_NOTIFY (else ``None``).  The init process must hand it to the
+   runtime's parent (runc writes the fd *number* to the parent, which fetches
+   it with pidfd_getfd(2)), wait for the parent to acknowledge, close its own
+   copy, and execve.  The parent calls :func:`send_listener` with
+   ``listenerPath``, the fd, the container state (status ``creating``) and
+   ``listenerMetadata``, then closes its copy.  Until the agent has the fd,
+   any notified syscall made by the init process blocks: this is why
+   SCMP_ACT_NOTIFY is refused for ``write`` and as the default action (as
+   runc does): the init process needs ``write`` to tell its parent.
+   Loading needs no file access (the library is already mapped), so it
+   works after ``pivot_root``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from ocipy.errors import ConfigError, KernelError, OcipyError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# ---------------------------------------------------------------------------
+# Names from libseccomp's seccomp.h and the kernel's linux/seccomp.h
+# ---------------------------------------------------------------------------
+
+ACT_KILL_PROCESS = 0x80000000
+ACT_KILL_THREAD = 0x00000000
+ACT_TRAP = 0x00030000
+ACT_ERRNO = 0x00050000  # | (errno & 0xffff)
+ACT_TRACE = 0x7FF00000  # | (msg & 0xffff)
+ACT_LOG = 0x7FFC0000
+ACT_NOTIFY = 0x7FC00000
+ACT_ALLOW = 0x7FFF0000
+
+# name -> (base value, takes errnoRet, minimum libseccomp API level)
+ACTIONS: dict[str, tuple[int, bool, int]] = {
+    "SCMP_ACT_KILL": (ACT_KILL_THREAD, False, 1),
+    "SCMP_ACT_KILL_THREAD": (ACT_KILL_THREAD, False, 1),
+    "SCMP_ACT_KILL_PROCESS": (ACT_KILL_PROCESS, False, 3),
+    "SCMP_ACT_TRAP": (ACT_TRAP, False, 1),
+    "SCMP_ACT_ERRNO": (ACT_ERRNO, True, 1),
+    "SCMP_ACT_TRACE": (ACT_TRACE, True, 1),
+    "SCMP_ACT_ALLOW": (ACT_ALLOW, False, 1),
+    "SCMP_ACT_LOG": (ACT_LOG, False, 3),
+    # runc requires API level 6 (libseccomp >= 2.5.0, Linux >= 5.7) for notify,
+    # so that TSYNC and a listener can be combined.
+    "SCMP_ACT_NOTIFY": (ACT_NOTIFY, False, 6),
+}
+
+# enum scmp_compare
+OPERATORS: dict[str, int] = {
+    "SCMP_CMP_NE": 1,
+    "SCMP_CMP_LT": 2,
+    "SCMP_CMP_LE": 3,
+    "SCMP_CMP_EQ": 4,
+    "SCMP_CMP_GE": 5,
+    "SCMP_CMP_GT": 6,
+    "SCMP_CMP_MASKED_EQ": 7,
+}
+
+# runtime-spec SCMP_ARCH_* -> libseccomp's architecture name (seccomp_arch_resolve_name)
+ARCHS: dict[str, str] = {
+    "SCMP_ARCH_X86": "x86",
+    "SCMP_ARCH_X86_64": "x86_64",
+    "SCMP_ARCH_X32": "x32",
+    "SCMP_ARCH_ARM": "arm",
+    "SCMP_ARCH_AARCH64": "aarch64",
+    "SCMP_ARCH_MIPS": "mips",
+    "SCMP_ARCH_MIPS64": "mips64",
+    "SCMP_ARCH_MIPS64N32": "mips64n32",
+    "SCMP_ARCH_MIPSEL": "mipsel",
+    "SCMP_ARCH_MIPSEL64": "mipsel64",
+    "SCMP_ARCH_MIPSEL64N32": "mipsel64n32",
+    "SCMP_ARCH_PPC": "ppc",
+    "SCMP_ARCH_PPC64": "ppc64",
+    "SCMP_ARCH_PPC64LE": "ppc64le",
+    "SCMP_ARCH_S390": "s390",
+    "SCMP_ARCH_S390X": "s390x",
+    "SCMP_ARCH_PARISC": "parisc",
+    "SCMP_ARCH_PARISC64": "parisc64",
+    "SCMP_ARCH_RISCV64": "riscv64",
+    "SCMP_ARCH_LOONGARCH64": "loongarch64",
+    "SCMP_ARCH_M68K": "m68k",
+    "SCMP_ARCH_SH": "sh",
+    "SCMP_ARCH_SHEB": "sheb",
+}
+
+# enum scmp_filter_attr
+_ATTR_ACT_DEFAULT = 1
+_ATTR_CTL_NNP = 3
+_ATTR_CTL_TSYNC = 4
+_ATTR_CTL_LOG = 6
+_ATTR_CTL_SSB = 7
+_ATTR_CTL_OPTIMIZE = 8
+_ATTR_CTL_WAITKILL = 10
+
+# flag name -> (libseccomp attribute, minimum API level)
+FLAGS: dict[str, tuple[int, int]] = {
+    "SECCOMP_FILTER_FLAG_TSYNC": (_ATTR_CTL_TSYNC, 2),
+    "SECCOMP_FILTER_FLAG_LOG": (_ATTR_CTL_LOG, 3),
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": (_ATTR_CTL_SSB, 4),
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (_ATTR_CTL_WAITKILL, 7),
+}
+
+SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
+_EPERM = 1
+_NR_SCMP_ERROR = -1
+_MAX_ARGS = 6
+_U64 = (1 << 64) - 1
+
+# ---------------------------------------------------------------------------
+# libseccomp through ctypes, loaded on first use
+# ---------------------------------------------------------------------------
+
+
+class _ArgCmp(ctypes.Structure):
+    """struct scmp_arg_cmp."""
+
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
+
+
+class _Version(ctypes.Structure):
+    """struct scmp_version."""
+
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
+class _SeccompData(ctypes.Structure):
+    """struct seccomp_data (kernel)."""
+
+    _fields_ = [
+        ("nr", ctypes.c_int),
+        ("arch", ctypes.c_uint32),
+        ("instruction_pointer", ctypes.c_uint64),
+        ("args", ctypes.c_uint64 * 6),
+    ]
+
+
+class _Notif(ctypes.Structure):
+    """struct seccomp_notif (kernel)."""
+
+    _fields_ = [
+        ("id", ctypes.c_uint64),
+        ("pid", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("data", _SeccompData),
+    ]
+
+
+class _NotifResp(ctypes.Structure):
+    """struct seccomp_notif_resp (kernel)."""
+
+    _fields_ = [
+        ("id", ctypes.c_uint64),
+        ("val", ctypes.c_int64),
+        ("error", ctypes.c_int32),
+        ("flags", ctypes.c_uint32),
+    ]
+
+
+_lib: ctypes.CDLL | None = None
+_LIBNAME = "libseccomp.so.2"
+
+
+class SeccompUnavailable(OcipyError):
+    """libseccomp.so.2 cannot be loaded, or is too old for what the config asks."""
+
+
+def _library() -> ctypes.CDLL:
+    global _lib
+    if _lib is not None:
+        return _lib
+    try:
+        lib = ctypes.CDLL(_LIBNAME, use_errno=True)
+    except OSError as exc:
+        raise SeccompUnavailable(f"seccomp: cannot load {_LIBNAME}: {exc}") from None
+    vp, u32, cint, cp = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_char_p
+    sigs: dict[str, tuple[Any, list[Any]]] = {
+        "seccomp_init": (vp, [u32]),
+        "seccomp_release": (None, [vp]),
+        "seccomp_attr_set": (cint, [vp, cint, u32]),
+        "seccomp_arch_add": (cint, [vp, u32]),
+        "seccomp_arch_native": (u32, []),
+        "seccomp_arch_resolve_name": (u32, [cp]),
+        "seccomp_syscall_resolve_name": (cint, [cp]),
+        "seccomp_syscall_resolve_name_arch": (cint, [u32, cp]),
+        "seccomp_syscall_resolve_num_arch": (vp, [u32, cint]),
+        "seccomp_rule_add_array": (cint, [vp, u32, cint, ctypes.c_uint, ctypes.POINTER(_ArgCmp)]),
+        "seccomp_load": (cint, [vp]),
+        "seccomp_export_bpf": (cint, [vp, cint]),
+        "seccomp_export_pfc": (cint, [vp, cint]),
+        "seccomp_api_get": (ctypes.c_uint, []),
+        "seccomp_version": (ctypes.POINTER(_Version), []),
+        "seccomp_notify_fd": (cint, [vp]),
+        "seccomp_notify_alloc": (cint, [ctypes.POINTER(vp), ctypes.POINTER(vp)]),
+        "seccomp_notify_free": (None, [vp, vp]),
+        "seccomp_notify_receive": (cint, [cint, vp]),
+        "seccomp_notify_respond": (cint, [cint, vp]),
+        "seccomp_notify_id_valid": (cint, [cint, ctypes.c_uint64]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    _lib = lib
+    return lib
+
+
+def library_version() -> str:
+    """The loaded libseccomp's version, e.g. ``"2.5.4"``."""
+    v = _library().seccomp_version().contents
+    return f"{v.major}.{v.minor}.{v.micro}"
+
+
+def api_level() -> int:
+    """libseccomp's API level: what this library *and* the running kernel support."""
+    return int(_library().seccomp_api_get())
+
+
+def _libc_free(ptr: int) -> None:
+    libc = ctypes.CDLL(None)
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free.restype = None
+    libc.free(ptr)
+
+
+def syscall_name(nr: int, arch: int = 0) -> str | None:
+    """The name of syscall ``nr`` on ``arch`` (a libseccomp token; 0 = native)."""
+    lib = _library()
+    ptr = lib.seccomp_syscall_resolve_num_arch(arch, nr)
+    if not ptr:
+        return None
+    name = ctypes.string_at(ptr).decode()
+    _libc_free(ptr)
+    return name
+
+
+# ---------------------------------------------------------------------------
+# Validation: a plan built from the config, no library needed
+# ---------------------------------------------------------------------------
+
+_FIELD = "linux.seccomp"
+
+
+def _uint(value: object, field: str, limit: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > limit:
+        raise ConfigError(field, f"must be an integer from 0 to {limit}, got {value!r}")
+    return value
+
+
+def _action(name: object, errno_ret: object, field: str, errno_field: str) -> tuple[str, int]:
+    """(name, libseccomp action value) for an action name and optional errnoRet."""
+    if not isinstance(name, str):
+        raise ConfigError(field, f"must be a string, got {name!r}")
+    if name not in ACTIONS:
+        raise ConfigError(field, f"unknown seccomp action {name!r} (known: {', '.join(sorted(ACTIONS))})")
+    base, takes_errno, _ = ACTIONS[name]
+    if not takes_errno:
+        if errno_ret is not None:
+            # config-linux.md: "When the action doesn't support an errno, the
+            # runtime MUST print and error and fail."
+            raise ConfigError(errno_field, f"action {name} does not take an errno; only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do")
+        return name, base
+    # The kernel keeps 16 bits of data in the filter's return value.
+    err = _EPERM if errno_ret is None else _uint(errno_ret, errno_field, 0xFFFF)
+    return name, base | (err & 0xFFFF)
+
+
+class _Rule:
+    __slots__ = ("index", "name", "action", "action_name", "args")
+
+    def __init__(self, index: int, name: str, action: int, action_name: str,
+                 args: list[tuple[int, int, int, int]]) -> None:
+        self.index = index
+        self.name = name
+        self.action = action
+        self.action_name = action_name
+        self.args = args  # (arg index, op, datum_a, datum_b)
+
+
+class _Plan:
+    __slots__ = ("default_action", "default_name", "archs", "flags", "rules", "needs_notify")
+
+    def __init__(self) -> None:
+        self.default_action = ACT_ALLOW
+        self.default_name = "SCMP_ACT_ALLOW"
+        self.archs: list[tuple[int, str]] = []  # (index in config, SCMP_ARCH_* name)
+        self.flags: list[tuple[int, str]] = []
+        self.rules: list[_Rule] = []
+        self.needs_notify = False
+
+
+def _plan(seccomp: object) -> _Plan:
+    """Check every field of linux.seccomp; raise ConfigError naming the first bad one."""
+    if not isinstance(seccomp, dict):
+        raise ConfigError(_FIELD, "must be an object")
+    plan = _Plan()
+    if "defaultAction" not in seccomp:
+        raise ConfigError(f"{_FIELD}.defaultAction", "is required")
+    plan.default_name, plan.default_action = _action(
+        seccomp["defaultAction"], seccomp.get("defaultErrnoRet"),
+        f"{_FIELD}.defaultAction", f"{_FIELD}.defaultErrnoRet")
+    if plan.default_name == "SCMP_ACT_NOTIFY":
+        # As runc: the init process could not even tell its parent about the fd.
+        raise ConfigError(f"{_FIELD}.defaultAction", "SCMP_ACT_NOTIFY cannot be used as the default action")
+
+    archs = seccomp.get("architectures")
+    if archs is not None:
+        if not isinstance(archs, list):
+            raise ConfigError(f"{_FIELD}.architectures", "must be an array of strings")
+        for i, arch in enumerate(archs):
+            if not isinstance(arch, str) or arch not in ARCHS:
+                raise ConfigError(f"{_FIELD}.architectures[{i}]", f"unknown seccomp architecture {arch!r}")
+            plan.archs.append((i, arch))
+
+    flags = seccomp.get("flags")
+    if flags is not None:
+        if not isinstance(flags, list):
+            raise ConfigError(f"{_FIELD}.flags", "must be an array of strings")
+        for i, flag in enumerate(flags):
+            if not isinstance(flag, str) or flag not in FLAGS:
+                raise ConfigError(f"{_FIELD}.flags[{i}]", f"unknown seccomp flag {flag!r} (known: {', '.join(FLAGS)})")
+            plan.flags.append((i, flag))
+
+    for key in ("listenerPath", "listenerMetadata"):
+        if key in seccomp and not isinstance(seccomp[key], str):
+            raise ConfigError(f"{_FIELD}.{key}", "must be a string")
+    if seccomp.get("listenerMetadata") and not seccomp.get("listenerPath"):
+        # config-linux.md: listenerMetadata "MUST NOT be set if listenerPath is not set".
+        raise ConfigError(f"{_FIELD}.listenerMetadata", "must not be set without listenerPath")
+
+    syscalls = seccomp.get("syscalls")
+    if syscalls is None:
+        syscalls = []
+    if not isinstance(syscalls, list):
+        raise ConfigError(f"{_FIELD}.syscalls", "must be an array")
+    for i, call in enumerate(syscalls):
+        where = f"{_FIELD}.syscalls[{i}]"
+        if not isinstance(call, dict):
+            raise ConfigError(where, "must be an object")
+        names = call.get("names")
+        if not isinstance(names, list) or not names:
+            # config-linux.md: "`names` MUST contain at least one entry."
+            raise ConfigError(f"{where}.names", "must be a non-empty array of syscall names")
+        for j, name in enumerate(names):
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"{where}.names[{j}]", f"must be a non-empty string, got {name!r}")
+        if "action" not in call:
+            raise ConfigError(f"{where}.action", "is required")
+        action_name, action = _action(call["action"], call.get("errnoRet"), f"{where}.action", f"{where}.errnoRet")
+        if action_name == "SCMP_ACT_NOTIFY":
+            plan.needs_notify = True
+            if "write" in names:
+                # runc: the init process writes the notify fd number to its
+                # parent after loading; a notified write would hang it forever.
+                raise ConfigError(f"{where}.names", "SCMP_ACT_NOTIFY cannot be used for the write syscall")
+        args = call.get("args")
+        cmps: list[tuple[int, int, int, int]] = []
+        if args is not None:
+            if not isinstance(args, list):
+                raise ConfigError(f"{where}.args", "must be an array")
+            for k, arg in enumerate(args):
+                aw = f"{where}.args[{k}]"
+                if not isinstance(arg, dict):
+                    raise ConfigError(aw, "must be an object")
+                for req in ("index", "value", "op"):
+                    if req not in arg:
+                        raise ConfigError(f"{aw}.{req}", "is required")
+                index = _uint(arg["index"], f"{aw}.index", _MAX_ARGS - 1)
+                value = _uint(arg["value"], f"{aw}.value", _U64)
+                value2 = _uint(arg.get("valueTwo", 0), f"{aw}.valueTwo", _U64)
+                op = arg["op"]
+                if not isinstance(op, str) or op not in OPERATORS:
+                    raise ConfigError(f"{aw}.op", f"unknown seccomp operator {op!r} (known: {', '.join(OPERATORS)})")
+                cmps.append((index, OPERATORS[op], value, value2))
+        for name in names:
+            plan.rules.append(_Rule(i, name, action, action_name, cmps))
+    return plan
+
+
+def validate(seccomp: object) -> None:
+    """Check linux.seccomp without libseccomp (names, types, ranges).
+
+    :func:`prepare` does this too, and also checks what the library and the
+    kernel support (architectures, flags, actions).
+    """
+    _plan(seccomp)
+
+
+# ---------------------------------------------------------------------------
+# The filter
+# ---------------------------------------------------------------------------
+
+
+def _check(rc: int, op: str) -> None:
+    if rc < 0:
+        raise KernelError(op, None, -rc)
+
+
+class Filter:
+    """A libseccomp filter context built by :func:`prepare`, ready to load.
+
+    ``needs_notify`` tells whether a rule uses SCMP_ACT_NOTIFY (``load()`` then
+    returns the listener fd).  ``skipped`` lists the syscall names this
+    library does not know (skipped, as runc does).
+    """
+
+    needs_notify: bool
+
+    def __init__(self, ctx: int, needs_notify: bool, skipped: list[str]) -> None:
+        self._ctx: int | None = ctx
+        self.needs_notify = needs_notify
+        self.skipped = skipped
+
+    def _context(self) -> int:
+        if self._ctx is None:
+            raise OcipyError("seccomp: filter already released")
+        return self._ctx
+
+    def load(self) -> int | None:
+        """seccomp_load(): enforce the filter on the calling process from now on.
+
+        Returns the notify fd when a rule uses SCMP_ACT_NOTIFY, else None.
+        Needs no file access.  See the module docstring for when to call it
+        (before dropping capabilities unless no_new_privs is set).
+        """
+        lib = _library()
+        ctx = self._context()
+        _check(lib.seccomp_load(ctx), "seccomp_load")
+        if not self.needs_notify:
+            return None
+        fd = int(lib.seccomp_notify_fd(ctx))
+        _check(fd, "seccomp_notify_fd")
+        return fd
+
+    def export_bpf(self) -> bytes:
+        """The compiled BPF program (struct sock_filter[]), as libseccomp emits it."""
+        return self._export("seccomp_export_bpf")
+
+    def export_pfc(self) -> str:
+        """A human-readable pseudo-filter listing (for --debug and tests)."""
+        return self._export("seccomp_export_pfc").decode()
+
+    def _export(self, fn: str) -> bytes:
+        ctx = self._context()
+        mfd = os.memfd_create("ocipy-seccomp", os.MFD_CLOEXEC)
+        try:
+            _check(getattr(_library(), fn)(ctx, mfd), fn)
+            os.lseek(mfd, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(mfd, 65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(mfd)
+
+    def release(self) -> None:
+        """Free the context (the loaded filter, if any, stays in force)."""
+        if self._ctx is not None:
+            _library().seccomp_release(self._ctx)
+            self._ctx = None
+
+    def __enter__(self) -> Filter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _add_rule(lib: ctypes.CDLL, ctx: int, nr: int, rule: _Rule, cmps: list[tuple[int, int, int, int]]) -> None:
+    arr = (_ArgCmp * max(len(cmps), 1))()
+    for n, (index, op, a, b) in enumerate(cmps):
+        arr[n].arg, arr[n].op, arr[n].datum_a, arr[n].datum_b = index, op, a, b
+    rc = lib.seccomp_rule_add_array(ctx, rule.action, nr, len(cmps), arr)
+    if rc < 0:
+        raise ConfigError(f"{_FIELD}.syscalls[{rule.index}]",
+                          f"cannot add the rule for syscall {rule.name!r}: {os.strerror(-rc)}")
+
+
+def prepare(seccomp: dict[str, Any]) -> Filter:
+    """Validate linux.seccomp and build its libseccomp filter (not loaded yet).
+
+    Call before pivot_root: this opens libseccomp.so.2 from the host.
+    Raises ConfigError naming the offending field for unknown actions,
+    operators, architectures and flags, or ones this libseccomp/kernel cannot
+    apply; syscall names unknown to the library are skipped (as runc does).
+    """
+    plan = _plan(seccomp)
+    lib = _library()
+    api = int(lib.seccomp_api_get())
+    version = library_version()
+
+    def too_old(field: str, what: str, level: int) -> ConfigError:
+        return ConfigError(field, f"{what} needs libseccomp API level {level}, but libseccomp "
+                                  f"{version} with this kernel provides level {api}")
+
+    if ACTIONS[plan.default_name][2] > api:
+        raise too_old(f"{_FIELD}.defaultAction", plan.default_name, ACTIONS[plan.default_name][2])
+    for rule in plan.rules:
+        need = ACTIONS[rule.action_name][2]
+        if need > api:
+            raise too_old(f"{_FIELD}.syscalls[{rule.index}].action", rule.action_name, need)
+
+    ctx = lib.seccomp_init(plan.default_action)
+    if not ctx:
+        raise KernelError("seccomp_init", None, ctypes.get_errno() or 22)
+    ok = False
+    try:
+        # The runtime decides no_new_privs from process.noNewPrivileges.
+        _check(lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0), "seccomp_attr_set(SCMP_FLTATR_CTL_NNP)")
+        for i, arch in plan.archs:
+            token = lib.seccomp_arch_resolve_name(ARCHS[arch].encode())
+            if not token:
+                raise ConfigError(f"{_FIELD}.architectures[{i}]",
+                                  f"{arch} is not supported by libseccomp {version}")
+            rc = lib.seccomp_arch_add(ctx, token)
+            if rc < 0 and rc != -17:  # -EEXIST: the native arch is always there
+                raise ConfigError(f"{_FIELD}.architectures[{i}]",
+                                  f"cannot add {arch} to the filter: {os.strerror(-rc)}")
+        for i, flag in plan.flags:
+            attr, level = FLAGS[flag]
+            rc = lib.seccomp_attr_set(ctx, attr, 1) if level <= api else -95
+            if rc < 0:
+                raise ConfigError(f"{_FIELD}.flags[{i}]",
+                                  f"{flag} is not supported by libseccomp {version} "
+                                  f"(API level {api}) on this kernel")
+        if len(plan.rules) > 32:
+            # As runc: a binary tree of syscalls for long rule sets
+            # (libseccomp <= 2.5.4 misbehaves with it and no rules).
+            lib.seccomp_attr_set(ctx, _ATTR_CTL_OPTIMIZE, 2)
+
+        skipped: list[str] = []
+        for rule in plan.rules:
+            if rule.action == plan.default_action:
+                continue  # redundant; libseccomp refuses it (runc skips it too)
+            nr = lib.seccomp_syscall_resolve_name(rule.name.encode())
+            if nr == _NR_SCMP_ERROR:
+                skipped.append(rule.name)  # unknown to this library: skipped, as runc does
+                continue
+            indexes = [c[0] for c in rule.args]
+            if len(set(indexes)) != len(indexes):
+                # As runc: when one argument index appears more than once, every
+                # condition becomes a rule of its own (they are OR'ed).
+                for cmp in rule.args:
+                    _add_rule(lib, ctx, nr, rule, [cmp])
+            else:
+                # Otherwise one rule with all conditions (AND'ed).
+                _add_rule(lib, ctx, nr, rule, rule.args)
+        flt = Filter(ctx, plan.needs_notify, skipped)
+        ok = True
+        return flt
+    finally:
+        if not ok:
+            lib.seccomp_release(ctx)
+
+
+# ---------------------------------------------------------------------------
+# features
+# ---------------------------------------------------------------------------
+
+
+def features() -> dict[str, Any]:
+    """The ``linux.seccomp`` object of ``ocipy features`` (features-linux.md).
+
+    ``actions``, ``archs`` and ``supportedFlags`` are what this libseccomp
+    and the running kernel can actually apply; ``knownFlags`` is every flag
+    this module recognizes.
+    """
+    try:
+        lib = _library()
+    except SeccompUnavailable:
+        return {"enabled": False}
+    api = int(lib.seccomp_api_get())
+    archs = sorted(n for n, tok in ARCHS.items() if lib.seccomp_arch_resolve_name(tok.encode()))
+    supported: list[str] = []
+    ctx = lib.seccomp_init(ACT_ALLOW)
+    try:
+        for flag, (attr, level) in FLAGS.items():
+            if level <= api and ctx and lib.seccomp_attr_set(ctx, attr, 1) == 0:
+                supported.append(flag)
+    finally:
+        if ctx:
+            lib.seccomp_release(ctx)
+    return {
+        "enabled": True,
+        "actions": sorted(n for n, (_, _, level) in ACTIONS.items() if level <= api),
+        "operators": sorted(OPERATORS),
+        "archs": archs,
+        "knownFlags": list(FLAGS),
+        "supportedFlags": supported,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Seccomp notify: the runtime side (send_listener) and an agent side
+# ---------------------------------------------------------------------------
+
+SECCOMP_FD_NAME = "seccompFd"
+
+
+def send_listener(listener_path: str, notify_fd: int, state: dict[str, Any], metadata: str) -> None:
+    """Send the container process state and the notify fd to a seccomp agent.
+
+    runc's protocol (config-linux.md "The Container Process State"): connect
+    an AF_UNIX SOCK_STREAM socket to ``listener_path``, send one JSON
+    ContainerProcessState (``ociVersion``, ``fds: ["seccompFd"]``, ``pid``,
+    ``metadata`` when not empty, ``state``) with the fd attached by
+    SCM_RIGHTS to the first sendmsg, then close the connection.  Raises
+    KernelError when the agent cannot be reached or the send fails.
+    """
+    import array
+    import json
+    import socket
+
+    msg = {
+        "ociVersion": state.get("ociVersion", "1.0.2"),
+        "fds": [SECCOMP_FD_NAME],
+        "pid": state.get("pid", 0),
+    }
+    if metadata:
+        msg["metadata"] = metadata
+    msg["state"] = state
+    data = json.dumps(msg, separators=(",", ":")).encode()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        try:
+            sock.connect(listener_path)
+        except OSError as exc:
+            raise KernelError("connect to seccomp listener", listener_path, exc.errno or 5) from None
+        try:
+            fds = array.array("i", [notify_fd])
+            sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+            if sent < len(data):
+                # The fd went with the first sendmsg; the rest is plain payload.
+                sock.sendall(data[sent:])
+        except OSError as exc:
+            raise KernelError("send to seccomp listener", listener_path, exc.errno or 5) from None
+    finally:
+        sock.close()
+
+
+def recv_listener(conn: Any, max_fds: int = 8) -> tuple[dict[str, Any], list[int]]:
+    """Agent side of :func:`send_listener`: read one ContainerProcessState.
+
+    ``conn`` is an accepted (or socketpair) ``socket.socket``; reads until the
+    runtime closes the connection.  Returns the decoded JSON and the received
+    fds (in SCM_RIGHTS order; the caller owns them).
+    """
+    import array
+    import json
+    import socket
+
+    fds: list[int] = []
+    chunks: list[bytes] = []
+    while True:
+        data, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(max_fds * 4))
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                arr = array.array("i")
+                arr.frombytes(payload[: len(payload) - len(payload) % arr.itemsize])
+                fds.extend(arr)
+        if not data:
+            break
+        chunks.append(data)
+    try:
+        doc = json.loads(b"".join(chunks))
+    except ValueError:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return doc, fds
+
+
+class Notification:
+    """One seccomp user notification (struct seccomp_notif)."""
+
+    __slots__ = ("id", "pid", "flags", "nr", "arch", "instruction_pointer", "args")
+
+    def __init__(self, n: _Notif) -> None:
+        self.id = int(n.id)
+        self.pid = int(n.pid)
+        self.flags = int(n.flags)
+        self.nr = int(n.data.nr)
+        self.arch = int(n.data.arch)
+        self.instruction_pointer = int(n.data.instruction_pointer)
+        self.args = tuple(int(a) for a in n.data.args)
+
+    @property
+    def syscall(self) -> str | None:
+        """The syscall's name on the notifying task's architecture."""
+        return syscall_name(self.nr, self.arch)
+
+    def __repr__(self) -> str:
+        return f"Notification(id={self.id}, pid={self.pid}, syscall={self.syscall}, args={self.args})"
+
+
+def notify_receive(fd: int) -> Notification:
+    """Block until the filter behind ``fd`` notifies a syscall (seccomp_notify_receive)."""
+    lib = _library()
+    req, resp = ctypes.c_void_p(), ctypes.c_void_p()
+    _check(lib.seccomp_notify_alloc(ctypes.byref(req), ctypes.byref(resp)), "seccomp_notify_alloc")
+    try:
+        _check(lib.seccomp_notify_receive(fd, req), "seccomp_notify_receive")
+        return Notification(_Notif.from_address(req.value or 0))
+    finally:
+        lib.seccomp_notify_free(req, resp)
+
+
+def notify_respond(fd: int, notif_id: int, *, val: int = 0, error: int = 0,
+                   continue_syscall: bool = False) -> None:
+    """Answer a notification: return ``val``, or fail with errno ``error``
+    (a positive errno), or let the kernel run the syscall (``continue_syscall``)."""
+    lib = _library()
+    req, resp = ctypes.c_void_p(), ctypes.c_void_p()
+    _check(lib.seccomp_notify_alloc(ctypes.byref(req), ctypes.byref(resp)), "seccomp_notify_alloc")
+    try:
+        r = _NotifResp.from_address(resp.value or 0)
+        r.id = notif_id
+        r.val = 0 if continue_syscall else val
+        r.error = 0 if continue_syscall else -abs(error)
+        r.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE if continue_syscall else 0
+        _check(lib.seccomp_notify_respond(fd, resp), "seccomp_notify_respond")
+    finally:
+        lib.seccomp_notify_free(req, resp)
+
+
+def notify_id_valid(fd: int, notif_id: int) -> bool:
+    """Whether the notifying task is still waiting on ``notif_id`` (TOCTOU check)."""
+    return int(_library().seccomp_notify_id_valid(fd, notif_id)) == 0
