@@ -552,6 +552,10 @@ def prepare(seccomp: dict[str, Any]) -> Filter:
                 raise ConfigError(f"{_FIELD}.architectures[{i}]",
                                   f"{arch} is not supported by libseccomp {version}")
             rc = lib.seccomp_arch_add(ctx, token)
+            if rc == -33:  # -EDOM
+                raise ConfigError(f"{_FIELD}.architectures[{i}]",
+                                  f"libseccomp cannot combine {arch} with the native "
+                                  f"architecture in one filter (different byte order)")
             if rc < 0 and rc != -17:  # -EEXIST: the native arch is always there
                 raise ConfigError(f"{_FIELD}.architectures[{i}]",
                                   f"cannot add {arch} to the filter: {os.strerror(-rc)}")
