@@ -1,0 +1,434 @@
+"""Copy an image from a source to a destination.
+
+The top manifest is read first.  An index is copied whole with
+``all_platforms``; otherwise the manifest for one platform (the host's, or
+``platform``) is chosen and becomes the destination's top manifest, as skopeo
+does.  Blobs are copied in parallel (bounded), skipped when the destination
+already has them, mounted across repositories of one registry when it can,
+and recompressed on request.  Manifests go last, children before indexes,
+so a destination never names content it does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ocipy.errors import ImageError, RegistryError
+from ocipy.registry.client import (
+    INDEX_TYPES,
+    MT_DOCKER_LIST,
+    MT_DOCKER_MANIFEST,
+    MT_OCI_INDEX,
+    MT_OCI_MANIFEST,
+)
+from ocipy.registry.transports import Descriptor, ImageDestination, ImageSource, LocalFileSource
+
+MANIFEST_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
+MAX_WORKERS = 6
+
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+# media type -> (family, compression); only these are recompressed.
+LAYER_TYPES: dict[str, tuple[str, str]] = {
+    OCI_LAYER: ("oci", "none"),
+    OCI_LAYER + "+gzip": ("oci", "gzip"),
+    OCI_LAYER + "+zstd": ("oci", "zstd"),
+    DOCKER_LAYER: ("docker", "none"),
+    DOCKER_LAYER_GZIP: ("docker", "gzip"),
+}
+COMPRESSIONS = ("gzip", "zstd")
+
+
+class Progress:
+    """One status line on a TTY (stderr); silent otherwise."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.lock = threading.Lock()
+        self.total = 0
+        self.done = 0
+        self.skipped = 0
+        self.bytes = 0
+        self._last = 0.0
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.total += n
+
+    def transferred(self, n: int) -> None:
+        with self.lock:
+            self.bytes += n
+        self._show()
+
+    def blob_done(self, skipped: bool = False) -> None:
+        with self.lock:
+            self.done += 1
+            self.skipped += int(skipped)
+        self._show(force=True)
+
+    def _show(self, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        with self.lock:
+            if not force and now - self._last < 0.1:
+                return
+            self._last = now
+            mib = self.bytes / (1 << 20)
+            extra = f", {self.skipped} already there" if self.skipped else ""
+            sys.stderr.write(f"\rCopying blobs: {self.done}/{self.total} ({mib:.1f} MiB){extra}\x1b[K")
+            sys.stderr.flush()
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r{text}\x1b[K\n")
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled and self.total:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _json(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise RegistryError(f"{what}: invalid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{what}: not a JSON object")
+    return doc
+
+
+def _descriptor(value: Any, where: str) -> Descriptor:
+    if not isinstance(value, dict) or not isinstance(value.get("digest"), str) \
+            or not isinstance(value.get("size"), int) or isinstance(value.get("size"), bool) \
+            or value["size"] < 0 or not isinstance(value.get("mediaType", ""), str):
+        raise RegistryError(f"{where}: invalid descriptor (needs digest, size and mediaType)")
+    from ocipy.registry.verify import check_digest
+
+    check_digest(value["digest"], f"{where}.digest")
+    return value
+
+
+def _platform_tools() -> tuple[Any, Any, Any]:
+    from ocipy.spec import image as spec
+
+    return spec.host_platform, spec.platform_matches, spec.format_platform
+
+
+def choose_platform(index: dict[str, Any], platform: dict[str, str] | None, what: str) -> Descriptor:
+    """The index entry for ``platform`` (default: this host's)."""
+    host_platform, matches, fmt = _platform_tools()
+    want = platform or host_platform()
+    entries = [_descriptor(d, f"{what}.manifests[{i}]") for i, d in enumerate(index.get("manifests") or [])]
+    candidates = [d for d in entries if d.get("mediaType") in MANIFEST_TYPES + INDEX_TYPES]
+    found = [d for d in candidates if matches(want, d.get("platform"))]
+    if not found and want.get("variant"):
+        loose = {k: v for k, v in want.items() if k != "variant"}
+        found = [d for d in candidates if matches(loose, d.get("platform"))]
+    if not found:
+        have = ", ".join(sorted({fmt(d["platform"]) for d in candidates if isinstance(d.get("platform"), dict)}))
+        raise RegistryError(f"{what}: no image for platform {fmt(want)}" + (f" (has {have})" if have else ""))
+    return found[0]
+
+
+class _Compressor:
+    """Recompress one layer into a temp file; returns its new descriptor."""
+
+    def __init__(self, target: str, workdir: str) -> None:
+        self.target = target
+        self.workdir = workdir
+
+    def convert(self, source: ImageSource, desc: Descriptor, current: str) -> tuple[Descriptor, str]:
+        import hashlib
+
+        raw_fd, raw_path = tempfile.mkstemp(dir=self.workdir)
+        out_fd, out_path = tempfile.mkstemp(dir=self.workdir)
+        try:
+            from ocipy.registry.client import FileSink
+
+            with os.fdopen(raw_fd, "w+b") as raw:
+                local = source.local_path(desc)
+                if local is not None:
+                    # Verify the local file while it is read below.
+                    LocalFileSource(local).fetch_blob(desc, FileSink(raw))
+                else:
+                    source.fetch_blob(desc, FileSink(raw))
+                raw.seek(0)
+                h = hashlib.sha256()
+                size = 0
+                with os.fdopen(out_fd, "wb") as out:
+                    class _Hashing:
+                        def write(self, data: bytes) -> int:
+                            nonlocal size
+                            h.update(data)
+                            size += len(data)
+                            out.write(data)
+                            return len(data)
+
+                        def flush(self) -> None:
+                            pass
+
+                    sink = _Hashing()
+                    reader = _decompressed(raw, current)
+                    if self.target == "gzip":
+                        import gzip
+
+                        with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=6, mtime=0) as gz:
+                            shutil.copyfileobj(reader, gz, 1 << 20)
+                    else:
+                        import zstandard
+
+                        cctx = zstandard.ZstdCompressor(level=3)
+                        with cctx.stream_writer(sink, closefd=False) as zw:  # type: ignore[arg-type]
+                            shutil.copyfileobj(reader, zw, 1 << 20)
+            os.unlink(raw_path)
+            new = dict(desc)
+            new["digest"] = "sha256:" + h.hexdigest()
+            new["size"] = size
+            new.pop("urls", None)
+            return new, out_path
+        except BaseException:
+            for p in (raw_path, out_path):
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
+            raise
+
+
+def _decompressed(f: Any, compression: str) -> Any:
+    head = f.read(4)
+    f.seek(0)
+    if head[:2] == b"\x1f\x8b":
+        import gzip
+
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    if head == b"\x28\xb5\x2f\xfd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+    return f
+
+
+class Copier:
+    def __init__(self, source: ImageSource, dest: ImageDestination, *, all_platforms: bool = False,
+                 platform: dict[str, str] | None = None, compress: str | None = None,
+                 progress: Progress | None = None, workers: int = MAX_WORKERS) -> None:
+        if compress is not None and compress not in COMPRESSIONS:
+            raise RegistryError(f"--dest-compress: {compress!r} is not one of {', '.join(COMPRESSIONS)}")
+        self.src = source
+        self.dst = dest
+        self.all_platforms = all_platforms
+        self.platform = platform
+        self.compress = compress
+        self.progress = progress or Progress(False)
+        self.workers = max(1, workers)
+        self._done: dict[str, Descriptor] = {}  # source digest -> descriptor at the destination
+        self._lock = threading.Lock()
+        self._workdir: str | None = None
+
+    # -- blobs -------------------------------------------------------------
+
+    def _copy_blob(self, desc: Descriptor) -> Descriptor:
+        conv = self._conversion(desc)
+        if conv is None:
+            if self.dst.has_blob(desc) or self.dst.try_mount(desc, self.src):
+                self.progress.blob_done(skipped=True)
+                return desc
+            self.dst.put_blob(desc, self.src, self.progress.transferred)
+            self.progress.blob_done()
+            return desc
+        if self._workdir is None:
+            with self._lock:
+                if self._workdir is None:
+                    self._workdir = tempfile.mkdtemp(prefix="ocipy-copy-")
+        new, path = _Compressor(conv[1], self._workdir).convert(self.src, desc, conv[0])
+        try:
+            new["mediaType"] = self._converted_type(desc["mediaType"], conv[1])
+            if not self.dst.has_blob(new):
+                self.dst.put_blob(new, LocalFileSource(path), self.progress.transferred)
+            self.progress.blob_done()
+            return new
+        finally:
+            os.unlink(path)
+
+    def _conversion(self, desc: Descriptor) -> tuple[str, str] | None:
+        """(current compression, target) when the layer must be recompressed."""
+        if self.compress is None:
+            return None
+        kind = LAYER_TYPES.get(desc.get("mediaType", ""))
+        if kind is None or kind[1] == self.compress:
+            return None
+        return kind[1], self.compress
+
+    @staticmethod
+    def _converted_type(media_type: str, target: str) -> str:
+        family = LAYER_TYPES[media_type][0]
+        if family == "docker" and target == "gzip":
+            return DOCKER_LAYER_GZIP
+        return f"{OCI_LAYER}+{target}"
+
+    def _copy_blobs(self, descs: list[Descriptor]) -> list[Descriptor]:
+        """Copy each distinct blob once (in parallel); return the destination descriptors."""
+        todo: dict[str, Descriptor] = {}
+        for d in descs:
+            if d["digest"] not in self._done and d["digest"] not in todo:
+                todo[d["digest"]] = d
+        self.progress.add(len(todo))
+        if len(todo) <= 1 or self.workers == 1:
+            for digest, d in todo.items():
+                self._done[digest] = self._copy_blob(d)
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(todo)),
+                                    thread_name_prefix="ocipy-blob") as pool:
+                futures = {digest: pool.submit(self._copy_blob, d) for digest, d in todo.items()}
+                errors = []
+                for digest, fut in futures.items():
+                    try:
+                        self._done[digest] = fut.result()
+                    except BaseException as e:  # noqa: BLE001 - report the first, wait for all
+                        errors.append(e)
+                        for other in futures.values():
+                            other.cancel()
+                if errors:
+                    raise errors[0]
+        out = []
+        for d in descs:
+            new = dict(d)
+            got = self._done[d["digest"]]
+            new.update({"digest": got["digest"], "size": got["size"], "mediaType": got["mediaType"]})
+            if got is not d and "urls" in new and got["digest"] != d["digest"]:
+                new.pop("urls")
+            out.append(new)
+        return out
+
+    # -- manifests ---------------------------------------------------------
+
+    def _copy_manifest(self, data: bytes, media_type: str, digest: str, what: str) -> tuple[bytes, str, str]:
+        """Copy an image manifest's blobs; return the (maybe rewritten) manifest to store."""
+        doc = _json(data, what)
+        config = _descriptor(doc.get("config"), f"{what}.config")
+        layers_raw = doc.get("layers")
+        if not isinstance(layers_raw, list):
+            raise RegistryError(f"{what}.layers: not a list")
+        layers = [_descriptor(x, f"{what}.layers[{i}]") for i, x in enumerate(layers_raw)]
+        # Foreign/non-distributable layers with urls stay where they are, as skopeo does.
+        copyable = [d for d in layers if not d.get("urls")]
+        new_all = self._copy_blobs([config] + copyable)
+        new_config, new_copyable = new_all[0], new_all[1:]
+        if all(n["digest"] == o["digest"] and n["mediaType"] == o["mediaType"]
+               for n, o in zip(new_all, [config] + copyable, strict=True)):
+            return data, media_type, digest
+        it = iter(new_copyable)
+        new_layers = [next(it) if not d.get("urls") else d for d in layers]
+        new_doc = dict(doc)
+        new_doc["layers"] = new_layers
+        new_doc["config"] = new_config
+        if media_type == MT_DOCKER_MANIFEST and any(
+                d["mediaType"].startswith(OCI_LAYER) for d in new_layers):
+            # zstd has no Docker schema2 media type: the image becomes an OCI image.
+            media_type = MT_OCI_MANIFEST
+            new_doc["mediaType"] = MT_OCI_MANIFEST
+            if new_config.get("mediaType") == DOCKER_CONFIG:
+                new_config["mediaType"] = OCI_CONFIG
+            for d in new_layers:
+                if d["mediaType"] == DOCKER_LAYER_GZIP:
+                    d["mediaType"] = OCI_LAYER + "+gzip"
+                elif d["mediaType"] == DOCKER_LAYER:
+                    d["mediaType"] = OCI_LAYER
+        new_data = json.dumps(new_doc, separators=(",", ":")).encode()
+        from ocipy.registry.verify import digest_of
+
+        return new_data, media_type, digest_of(new_data)
+
+    def _copy_index(self, data: bytes, media_type: str, digest: str, what: str,
+                    depth: int = 0) -> tuple[bytes, str, str]:
+        if depth > 4:
+            raise RegistryError(f"{what}: indexes nested too deeply")
+        doc = _json(data, what)
+        entries = doc.get("manifests")
+        if not isinstance(entries, list):
+            raise RegistryError(f"{what}.manifests: not a list")
+        changed = False
+        new_entries = []
+        for i, raw in enumerate(entries):
+            d = _descriptor(raw, f"{what}.manifests[{i}]")
+            cdata, cmt, cdigest = self.src.get_manifest(d["digest"])
+            _check_size(cdata, d, f"{what}.manifests[{i}]")
+            cwhat = f"manifest {cdigest}"
+            if cmt in INDEX_TYPES:
+                ndata, nmt, ndigest = self._copy_index(cdata, cmt, cdigest, cwhat, depth + 1)
+            elif cmt in MANIFEST_TYPES:
+                ndata, nmt, ndigest = self._copy_manifest(cdata, cmt, cdigest, cwhat)
+            else:
+                raise RegistryError(f"{cwhat}: unsupported media type {cmt!r}")
+            self.dst.put_manifest(ndata, nmt, ndigest)
+            if ndigest != cdigest:
+                changed = True
+                d = dict(d)
+                d.update({"digest": ndigest, "size": len(ndata), "mediaType": nmt})
+            new_entries.append(d)
+        if not changed:
+            return data, media_type, digest
+        new_doc = dict(doc)
+        new_doc["manifests"] = new_entries
+        if media_type == MT_DOCKER_LIST and any(e["mediaType"] == MT_OCI_MANIFEST for e in new_entries):
+            media_type = MT_OCI_INDEX
+            new_doc["mediaType"] = MT_OCI_INDEX
+        from ocipy.registry.verify import digest_of
+
+        new_data = json.dumps(new_doc, separators=(",", ":")).encode()
+        return new_data, media_type, digest_of(new_data)
+
+    def run(self) -> str:
+        """Copy; returns the digest of the manifest the destination now names."""
+        try:
+            data, media_type, digest = self.src.get_manifest(None)
+            what = f"{self.src.name}: manifest {digest}"
+            if media_type in INDEX_TYPES and not self.all_platforms:
+                chosen = choose_platform(_json(data, what), self.platform, what)
+                data, media_type, digest = self.src.get_manifest(chosen["digest"])
+                _check_size(data, chosen, what)
+                what = f"{self.src.name}: manifest {digest}"
+                if media_type in INDEX_TYPES:  # an index in an index: pick again
+                    chosen = choose_platform(_json(data, what), self.platform, what)
+                    data, media_type, digest = self.src.get_manifest(chosen["digest"])
+            if media_type in INDEX_TYPES:
+                data, media_type, digest = self._copy_index(data, media_type, digest, what)
+            elif media_type in MANIFEST_TYPES:
+                data, media_type, digest = self._copy_manifest(data, media_type, digest, what)
+            else:
+                raise RegistryError(f"{what}: unsupported manifest media type {media_type!r}")
+            self.dst.put_top(data, media_type, digest)
+            self.dst.commit()
+            return digest
+        finally:
+            self.progress.finish()
+            if self._workdir:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def _check_size(data: bytes, desc: Descriptor, what: str) -> None:
+    if desc.get("size") is not None and len(data) != desc["size"]:
+        raise RegistryError(f"{what}: manifest {desc['digest']} is {len(data)} bytes, descriptor says {desc['size']}")
+
+
+def copy(source: ImageSource, dest: ImageDestination, **kw: Any) -> str:
+    return Copier(source, dest, **kw).run()
+
+
+__all__ = ["Copier", "Progress", "choose_platform", "copy", "ImageError", "Callable"]
