@@ -1,0 +1,695 @@
+"""Control groups: detect v1 / v2 / hybrid, place a container, set its limits.
+
+The runtime core calls :func:`manager` (a new container) or :func:`from_state`
+(one saved in state.json) and then the :class:`Manager` methods.
+
+Layout (like runc's cgroupfs driver):
+
+* v1 and hybrid: one directory per mounted v1 hierarchy, keyed by controller
+  name in :meth:`Manager.paths` (``cpu``, ``cpuacct``, ``memory``, ...,
+  ``name=systemd``); in hybrid mode the cgroup2 directory too, under key ``""``
+  (it carries the controllers that only v2 has, e.g. ``hugetlb`` here).
+* v2: one directory, key ``""``.
+
+``linux.cgroupsPath`` (config-linux.md "Cgroups Path"): an absolute path is
+taken relative to each hierarchy's mount point (MUST); a relative path is
+taken relative to the runtime's own cgroup in each hierarchy (runc does the
+same); unset means ``<container id>`` relative to the runtime's own cgroup,
+which is ``/<id>`` when the runtime runs in the root cgroup.
+
+Import cost matters (``state`` imports this to tell "paused"): only ``os`` at
+module level; everything else is imported where it is used.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+DEFAULT_ROOT = "/sys/fs/cgroup"
+
+V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+                  "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc")
+# v1 controller name -> its cgroup v2 name (None: no v2 equivalent)
+V2_NAME: dict[str, str | None] = {"cpu": "cpu", "cpuset": "cpuset", "memory": "memory", "pids": "pids",
+                                  "blkio": "io", "hugetlb": "hugetlb", "rdma": "rdma", "misc": "misc",
+                                  "net_cls": None, "net_prio": None}
+# controller -> the linux.resources field that needs it (for error messages)
+FIELD = {"memory": "memory", "cpu": "cpu", "cpuset": "cpu.cpus", "pids": "pids", "blkio": "blockIO",
+         "hugetlb": "hugepageLimits", "net_cls": "network.classID", "net_prio": "network.priorities",
+         "rdma": "rdma", "devices": "devices"}
+
+
+class Layout:
+    """Which cgroup hierarchies are mounted under `root`."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.v1: dict[str, str] = {}   # controller -> mount point
+        self.unified: str | None = None
+        self.v2_controllers: set[str] = set()
+        self.mode = "v1"
+
+    @classmethod
+    def detect(cls, root: str = DEFAULT_ROOT) -> Layout:
+        from ocipy.errors import OcipyError
+
+        layout = cls(root)
+        if os.path.exists(os.path.join(root, "cgroup.controllers")):
+            layout.unified = root
+        else:
+            try:
+                entries = sorted(os.scandir(root), key=lambda e: e.name)
+            except OSError as e:
+                raise OcipyError(f"cgroups: cannot read {root}: {e.strerror}") from None
+            for entry in entries:
+                if entry.is_symlink() or not entry.is_dir():
+                    continue
+                if os.path.exists(os.path.join(entry.path, "cgroup.controllers")):
+                    layout.unified = entry.path
+                elif os.path.exists(os.path.join(entry.path, "cgroup.procs")):
+                    for name in entry.name.split(","):
+                        key = name if name in V1_CONTROLLERS or name.startswith("name=") else f"name={name}"
+                        layout.v1.setdefault(key, entry.path)
+        if layout.unified:
+            text = _read(os.path.join(layout.unified, "cgroup.controllers")) or ""
+            layout.v2_controllers = set(text.split())
+        if not layout.v1 and not layout.unified:
+            raise OcipyError(f"cgroups: no cgroup hierarchy is mounted under {root}")
+        layout.mode = "v2" if not layout.v1 else ("hybrid" if layout.unified else "v1")
+        return layout
+
+    def available(self, controller: str) -> bool:
+        if controller in self.v1:
+            return True
+        if self.unified is None:
+            return False
+        if controller == "devices":
+            return True  # eBPF on v2
+        v2 = V2_NAME.get(controller)
+        return v2 is not None and v2 in self.v2_controllers
+
+
+def detect(root: str = DEFAULT_ROOT) -> str:
+    """"v1", "v2" or "hybrid"."""
+    return Layout.detect(root).mode
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return None
+
+
+def own_cgroups(layout: Layout, self_cgroup: str | None = None) -> dict[str, str]:
+    """The runtime's own cgroup in each hierarchy (controller -> path inside it; "" for v2)."""
+    text = self_cgroup if self_cgroup is not None else (_read("/proc/self/cgroup") or "")
+    by_controller: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            by_controller[""] = path
+        for c in controllers.split(","):
+            if c:
+                by_controller[c] = path
+    # Inside a container the hierarchy may be mounted from a sub-directory: strip its root.
+    roots: dict[str, str] = {}
+    if layout.root == DEFAULT_ROOT:
+        for line in (_read("/proc/self/mountinfo") or "").splitlines():
+            f = line.split()
+            if len(f) > 4 and f[3] != "/":
+                roots[f[4].replace("\\040", " ")] = f[3]
+    out: dict[str, str] = {}
+    mounts = dict(layout.v1)
+    if layout.unified:
+        mounts[""] = layout.unified
+    for c, mnt in mounts.items():
+        path = by_controller.get(c, "/")
+        mroot = roots.get(mnt)
+        if mroot and (path == mroot or path.startswith(mroot + "/")):
+            path = path[len(mroot):] or "/"
+        out[c] = path
+    return out
+
+
+def _inner_path(config: dict[str, Any], container_id: str, systemd: bool) -> str:
+    from ocipy.errors import ConfigError, OcipyError
+
+    linux = config.get("linux") or {}
+    path = linux.get("cgroupsPath") if isinstance(linux, dict) else None
+    if path is not None and not isinstance(path, str):
+        raise ConfigError("linux.cgroupsPath", f"must be a string, not {type(path).__name__}")
+    if systemd:
+        if path and len(path.split(":")) != 3:
+            raise ConfigError("linux.cgroupsPath",
+                              f"{path!r}: with --systemd-cgroup it must be 'slice:prefix:name'")
+        if not os.path.isdir("/run/systemd/system"):
+            raise OcipyError("--systemd-cgroup: systemd is not running on this host "
+                             "(no /run/systemd/system); run without --systemd-cgroup to use cgroupfs directly")
+        raise OcipyError("--systemd-cgroup: the systemd cgroup driver is not supported by ocipy; "
+                         "run without --systemd-cgroup")
+    if not path:
+        path = container_id
+    if "\0" in path or "\n" in path:
+        raise ConfigError("linux.cgroupsPath", f"{path!r} contains a NUL or newline")
+    parts = [p for p in path.split("/") if p and p != "."]
+    if ".." in parts:
+        raise ConfigError("linux.cgroupsPath", f"{path!r} must not contain '..'")
+    if not parts:
+        raise ConfigError("linux.cgroupsPath", f"{path!r} names the root cgroup")
+    return ("/" if path.startswith("/") else "") + "/".join(parts)
+
+
+def manager(config: dict[str, Any], container_id: str, systemd: bool = False, *,
+            root: str | None = None, self_cgroup: str | None = None) -> Manager:
+    """A Manager for a new container (nothing is created until :meth:`Manager.create`).
+
+    `root` and `self_cgroup` (the text of /proc/self/cgroup) are for tests."""
+    from ocipy.errors import ConfigError
+    from ocipy.linux.cgroups.devices import config_rules
+    from ocipy.linux.cgroups.validate import W, controllers_needed
+
+    inner = _inner_path(config, container_id, systemd)
+    linux = config.get("linux") or {}
+    resources = linux.get("resources") or {}
+    needed = controllers_needed(resources)  # validates
+    rules = config_rules(config)
+    layout = Layout.detect(root or DEFAULT_ROOT)
+    for c in sorted(needed | {"devices"}):
+        if not layout.available(c):
+            raise ConfigError(f"{W}.{FIELD[c]}", f"the {c} cgroup controller is not available on this host")
+    if resources.get("unified") and layout.unified is None:
+        raise ConfigError(f"{W}.unified", "cgroup v2 is not mounted on this host")
+    own = own_cgroups(layout, self_cgroup) if not inner.startswith("/") else {}
+    paths: dict[str, str] = {}
+    mounts: dict[str, str] = {}
+    all_mounts = dict(layout.v1)
+    if layout.unified:
+        all_mounts[""] = layout.unified
+    for c, mnt in all_mounts.items():
+        base = own.get(c, "/") if not inner.startswith("/") else "/"
+        rel = os.path.normpath(os.path.join(base, inner)).lstrip("/")
+        paths[c] = os.path.join(mnt, rel)
+        mounts[c] = mnt
+    m = Manager({"version": 1, "mode": layout.mode, "root": layout.root, "paths": paths,
+                 "mounts": mounts, "created": []})
+    m._resources = resources
+    m._rules = rules
+    m._needed = needed
+    return m
+
+
+def from_state(data: dict[str, Any]) -> Manager:
+    """The Manager of a container saved with :meth:`Manager.to_state`."""
+    return Manager(data)
+
+
+class Manager:
+    """One container's cgroups."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.mode: str = str(data.get("mode", "v1"))
+        self.root: str = str(data.get("root", DEFAULT_ROOT))
+        self._paths: dict[str, str] = dict(data.get("paths") or {})
+        self._mounts: dict[str, str] = dict(data.get("mounts") or {})
+        self.created: list[str] = list(data.get("created") or [])
+        self._resources: dict[str, Any] = {}
+        self._rules: list[tuple[bool, str, int, int, str]] | None = None
+        self._needed: set[str] = set()
+
+    # --- state -------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {"version": 1, "mode": self.mode, "root": self.root, "paths": dict(self._paths),
+                "mounts": dict(self._mounts), "created": list(self.created)}
+
+    def paths(self) -> dict[str, str]:
+        return dict(self._paths)
+
+    def mounts(self) -> dict[str, str]:
+        """controller -> mount point of its hierarchy ("" for cgroup2)."""
+        return dict(self._mounts)
+
+    def _dirs(self) -> list[str]:
+        """Distinct directories: v1 hierarchies first, then the cgroup2 one."""
+        seen: list[str] = []
+        for key in sorted(self._paths, key=lambda k: (k == "", k)):
+            d = self._paths[key]
+            if d not in seen:
+                seen.append(d)
+        return seen
+
+    def _v1(self, controller: str) -> str | None:
+        return self._paths.get(controller) if controller else None
+
+    def _v2(self) -> str | None:
+        return self._paths.get("")
+
+    # --- create / set ------------------------------------------------------------
+    def create(self) -> None:
+        """mkdir every hierarchy's directory and write linux.resources; undo on error."""
+        from ocipy.linux.cgroups import devices
+
+        try:
+            v2_enable = self._v2_enable_list()
+            for key in sorted(self._paths, key=lambda k: (k == "", k)):
+                d = self._paths[key]
+                mnt = self._mounts.get(key, os.path.dirname(d))
+                self._mkdirs(mnt, d, v2_enable if key == "" else None, key == "cpuset")
+            res = dict(self._resources)
+            res.pop("devices", None)
+            self.set(res)
+            rules = self._rules if self._rules is not None else list(devices.DEFAULT_RULES)
+            self._set_devices(rules)
+        except BaseException:
+            self._remove_created(quiet=True)
+            raise
+
+    def _v2_enable_list(self) -> list[str]:
+        """cgroup v2 controllers to enable on the way down to the container's directory."""
+        if "" not in self._paths:
+            return []
+        want: list[str] = []
+        for c in sorted(self._needed):
+            if c in self._paths:  # served by v1
+                continue
+            v2 = V2_NAME.get(c)
+            if v2:
+                want.append(v2)
+        for key in (self._resources.get("unified") or {}):
+            c = key.split(".", 1)[0]
+            if c != "cgroup" and c not in want:
+                want.append(c)
+        if self.mode == "v2":
+            # as runc: enable every controller the parent offers, so stats work
+            mnt = self._mounts.get("", self.root)
+            for c in sorted(set((_read(os.path.join(mnt, "cgroup.controllers")) or "").split())):
+                if c not in want:
+                    want.append(c)
+        return want
+
+    def _mkdirs(self, mnt: str, target: str, v2_enable: list[str] | None, cpuset: bool) -> None:
+        from ocipy.errors import KernelError
+        from ocipy.linux.cgroups.common import write
+
+        rel = os.path.relpath(target, mnt)
+        parent = mnt
+        for part in rel.split("/"):
+            if part in ("", "."):
+                continue
+            d = os.path.join(parent, part)
+            if v2_enable:
+                self._enable(parent, v2_enable)
+            if not os.path.isdir(d):
+                try:
+                    os.mkdir(d, 0o755)
+                    self.created.append(d)
+                except FileExistsError:
+                    pass
+                except OSError as e:
+                    raise KernelError("mkdir", d, e.errno or 5) from None
+                if cpuset:
+                    from ocipy.linux.cgroups.v1 import init_cpuset
+
+                    init_cpuset(d, parent)
+            parent = d
+        _ = write
+
+    def _enable(self, parent: str, controllers: list[str]) -> None:
+        """Enable controllers for parent's children (cgroup.subtree_control), one by one.
+
+        A needed controller that cannot be enabled is an error (config-linux.md
+        "Unified": the runtime MUST generate an error)."""
+        from ocipy.errors import ConfigError, KernelError
+        from ocipy.linux.cgroups.common import read_opt, write
+
+        available = set((read_opt(parent, "cgroup.controllers") or "").split())
+        enabled = set((read_opt(parent, "cgroup.subtree_control") or "").split())
+        required = {V2_NAME.get(c) or c for c in self._needed if c not in self._paths}
+        required |= {k.split(".", 1)[0] for k in (self._resources.get("unified") or {})} - {"cgroup"}
+        for c in controllers:
+            if c in enabled:
+                continue
+            if c not in available:
+                if c in required:
+                    raise ConfigError("linux.resources", f"the {c} controller is not available in {parent}")
+                continue
+            try:
+                write(parent, "cgroup.subtree_control", f"+{c}")
+            except KernelError:
+                if c in required:
+                    raise
+
+    def set(self, resources: dict[str, Any]) -> None:
+        """Write linux.resources into the existing directories (create and update use this)."""
+        from ocipy.errors import ConfigError
+        from ocipy.linux.cgroups import v1, v2
+        from ocipy.linux.cgroups.validate import W, controllers_needed
+
+        needed = controllers_needed(resources)
+        v2dir = self._v2()
+        v2_enabled = set(((_read(os.path.join(v2dir, "cgroup.controllers")) if v2dir else "") or "").split())
+
+        def where(c: str) -> tuple[str, str]:
+            d = self._v1(c)
+            if d:
+                return "v1", d
+            v2n = V2_NAME.get(c)
+            if v2dir and v2n and v2n in v2_enabled:
+                return "v2", v2dir
+            raise ConfigError(f"{W}.{FIELD[c]}", f"the {c} cgroup controller is not available for this container")
+
+        mem = resources.get("memory")
+        if "memory" in needed:
+            kind, d = where("memory")
+            (v1.set_memory if kind == "v1" else v2.set_memory)(d, mem or {})
+        cpu = resources.get("cpu") or {}
+        if "cpuset" in needed:
+            kind, d = where("cpuset")
+            (v1.set_cpuset if kind == "v1" else v2.set_cpuset)(d, cpu)
+        if "cpu" in needed:
+            kind, d = where("cpu")
+            (v1.set_cpu if kind == "v1" else v2.set_cpu)(d, cpu)
+        if "pids" in needed:
+            kind, d = where("pids")
+            (v1.set_pids if kind == "v1" else v2.set_pids)(d, resources.get("pids") or {})
+        if "blkio" in needed:
+            kind, d = where("blkio")
+            (v1.set_blkio if kind == "v1" else v2.set_io)(d, resources.get("blockIO") or {})
+        if "hugetlb" in needed:
+            kind, d = where("hugetlb")
+            (v1.set_hugetlb if kind == "v1" else v2.set_hugetlb)(d, resources.get("hugepageLimits") or [])
+        net = resources.get("network") or {}
+        if "net_cls" in needed:
+            v1.set_net_cls(where("net_cls")[1], net)
+        if "net_prio" in needed:
+            v1.set_net_prio(where("net_prio")[1], net)
+        if "rdma" in needed:
+            kind, d = where("rdma")
+            v1.set_rdma(d, resources.get("rdma") or {})
+        unified = resources.get("unified")
+        if unified:
+            if not v2dir:
+                raise ConfigError(f"{W}.unified", "cgroup v2 is not mounted on this host")
+            v2.set_unified(v2dir, unified, v2_enabled)
+        if resources.get("devices") is not None:
+            from ocipy.linux.cgroups.devices import parse_rules
+
+            self._set_devices(parse_rules(resources["devices"]))
+
+    def _set_devices(self, rules: list[tuple[bool, str, int, int, str]]) -> None:
+        from ocipy.linux.cgroups import devices
+
+        d = self._v1("devices")
+        if d:
+            devices.set_v1(d, rules)
+        elif self.mode == "v2" and self._v2():
+            from ocipy.linux.cgroups import ebpf
+
+            ebpf.attach(str(self._v2()), rules)
+
+    # --- processes -----------------------------------------------------------------
+    def apply(self, pid: int) -> None:
+        from ocipy.linux.cgroups.common import write
+
+        for d in self._dirs():
+            write(d, "cgroup.procs", pid)
+
+    join = apply
+
+    def pids(self) -> list[int]:
+        """Every process in the container's cgroup and its descendants (host pids)."""
+        d = self._v2() if self.mode == "v2" else (
+            self._v1("freezer") or self._v1("devices") or self._v1("pids") or next(iter(self._dirs()), None))
+        if not d:
+            return []
+        out: list[int] = []
+        for dirpath, _dirs, files in os.walk(d):
+            if "cgroup.procs" in files:
+                for line in (_read(os.path.join(dirpath, "cgroup.procs")) or "").split():
+                    if line.isdigit() and int(line) not in out:
+                        out.append(int(line))
+        return out
+
+    # --- freezer -------------------------------------------------------------------
+    def _freezer(self) -> tuple[str, str]:
+        from ocipy.errors import OcipyError
+
+        d = self._v1("freezer")
+        if d:
+            return "v1", d
+        d2 = self._v2()
+        if d2 and os.path.exists(os.path.join(d2, "cgroup.freeze")):
+            return "v2", d2
+        raise OcipyError("cgroups: no freezer is available for this container")
+
+    def freeze(self) -> None:
+        self._set_frozen(True)
+
+    def thaw(self) -> None:
+        self._set_frozen(False)
+
+    def _set_frozen(self, frozen: bool) -> None:
+        import time
+
+        from ocipy.errors import OcipyError
+        from ocipy.linux.cgroups.common import read_keyed, read_opt, write
+
+        kind, d = self._freezer()
+        deadline = time.monotonic() + 5.0
+        delay = 0.0005
+        while True:
+            if kind == "v1":
+                want = "FROZEN" if frozen else "THAWED"
+                write(d, "freezer.state", want)
+                if (read_opt(d, "freezer.state") or "").strip() == want:
+                    return
+            else:
+                write(d, "cgroup.freeze", "1" if frozen else "0")
+                events = read_keyed(d, "cgroup.events")
+                if "frozen" not in events or events["frozen"] == int(frozen):
+                    return
+            if time.monotonic() > deadline:
+                if frozen:
+                    try:
+                        self._set_frozen(False)
+                    except OcipyError:
+                        pass
+                raise OcipyError(f"cgroups: timed out {'freezing' if frozen else 'thawing'} {d}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def is_frozen(self) -> bool:
+        d = self._v1("freezer")
+        if d:
+            return (_read(os.path.join(d, "freezer.state")) or "").strip() == "FROZEN"
+        d2 = self._v2()
+        if d2:
+            return (_read(os.path.join(d2, "cgroup.freeze")) or "").strip() == "1"
+        return False
+
+    def kill_all(self, sig: int) -> None:
+        """Signal every process: freeze, signal, thaw (as runc does for kill --all / delete -f)."""
+        import signal
+
+        from ocipy.errors import OcipyError
+        from ocipy.linux.cgroups.common import write
+
+        d2 = self._v2()
+        if self.mode == "v2" and d2 and sig == signal.SIGKILL and os.path.exists(os.path.join(d2, "cgroup.kill")):
+            write(d2, "cgroup.kill", "1")
+            return
+        try:
+            self._freezer()
+            can_freeze = True
+        except OcipyError:
+            can_freeze = False
+        if can_freeze:
+            try:
+                self.freeze()
+            except OcipyError:
+                can_freeze = False
+        try:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if can_freeze:
+                self.thaw()
+
+    # --- destroy ---------------------------------------------------------------------
+    def destroy(self) -> None:
+        """rmdir the directories we created (children first); pre-existing ones stay."""
+        self._remove_created(quiet=False)
+
+    def _remove_created(self, quiet: bool) -> None:
+        from ocipy.errors import KernelError
+
+        first: KernelError | None = None
+        left: list[str] = []
+        for d in reversed(self.created):
+            try:
+                _rmtree_cgroup(d)
+            except KernelError as e:
+                left.insert(0, d)
+                first = first or e
+        self.created = left
+        if first and not quiet:
+            raise first
+
+    # --- stats and events -------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """runc's `events --stats` data (types.Stats JSON shape)."""
+        from ocipy.linux.cgroups import v1, v2
+
+        d2 = self._v2()
+        v2c = set(((_read(os.path.join(d2, "cgroup.controllers")) if d2 else "") or "").split())
+        out: dict[str, Any] = {}
+        if self._v1("cpu") or self._v1("cpuacct"):
+            out["cpu"] = v1.cpu_stats(self._v1("cpu"), self._v1("cpuacct"))
+        elif d2:
+            out["cpu"] = v2.cpu_stats(d2)
+        if self._v1("cpuset"):
+            out["cpuset"] = v1.cpuset_stats(str(self._v1("cpuset")))
+        else:
+            out["cpuset"] = {}
+        if self._v1("memory"):
+            out["memory"] = v1.memory_stats(str(self._v1("memory")))
+        elif d2 and "memory" in v2c:
+            out["memory"] = v2.memory_stats(d2)
+        else:
+            out["memory"] = {"usage": {"limit": 0, "failcnt": 0}, "swap": {"limit": 0, "failcnt": 0},
+                             "kernel": {"limit": 0, "failcnt": 0}, "kernelTCP": {"limit": 0, "failcnt": 0}}
+        if self._v1("pids"):
+            out["pids"] = v1.pids_stats(str(self._v1("pids")))
+        elif d2 and "pids" in v2c:
+            out["pids"] = v2.pids_stats(d2)
+        else:
+            out["pids"] = {}
+        if self._v1("blkio"):
+            out["blkio"] = v1.blkio_stats(str(self._v1("blkio")))
+        elif d2 and "io" in v2c:
+            out["blkio"] = v2.io_stats(d2)
+        else:
+            out["blkio"] = {}
+        hd = self._v1("hugetlb")
+        if hd:
+            out["hugetlb"] = v1.hugetlb_stats(hd, _page_sizes(hd, ".limit_in_bytes"))
+        elif d2 and "hugetlb" in v2c:
+            out["hugetlb"] = v2.hugetlb_stats(d2, _page_sizes(d2, ".max"))
+        else:
+            out["hugetlb"] = {}
+        out["intel_rdt"] = {}
+        out["network_interfaces"] = None
+        if "cpu" not in out:
+            out["cpu"] = {"usage": {"kernel": 0, "user": 0}, "throttling": {}}
+        return out
+
+    def oom_events(self) -> OomWatcher:
+        """A watcher for OOM kills: select() on .fileno() (v1) or poll .check() (v1 and v2)."""
+        return OomWatcher(self._v1("memory"), self._v2())
+
+
+def _page_sizes(d: str, suffix: str) -> list[str]:
+    sizes: list[str] = []
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return sizes
+    for n in sorted(names):
+        if n.startswith("hugetlb.") and n.endswith(suffix) and ".rsvd." not in n:
+            sizes.append(n[len("hugetlb."):-len(suffix)])
+    return sizes
+
+
+def _rmtree_cgroup(d: str) -> None:
+    """rmdir d and the cgroups below it, deepest first; retry briefly on EBUSY."""
+    import errno
+    import time
+
+    from ocipy.errors import KernelError
+
+    try:
+        subdirs = [e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise KernelError("rmdir", d, e.errno or errno.EIO) from None
+    for sub in subdirs:
+        _rmtree_cgroup(sub)
+    delay = 0.01
+    for attempt in range(8):
+        try:
+            os.rmdir(d)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or attempt == 7:
+                raise KernelError("rmdir", d, e.errno or errno.EIO) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
+class OomWatcher:
+    """OOM notifications.  v1: an eventfd registered through cgroup.event_control for
+    memory.oom_control; v2: the oom_kill counter of memory.events (polled)."""
+
+    def __init__(self, v1_memory: str | None, v2_dir: str | None) -> None:
+        self.v1 = v1_memory
+        self.v2 = None if v1_memory else v2_dir
+        self._efd: int | None = None
+        self._last = self._count()
+        if self.v1:
+            from ocipy.linux.cgroups.common import write
+
+            efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            try:
+                ofd = os.open(os.path.join(self.v1, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    write(self.v1, "cgroup.event_control", f"{efd} {ofd}")
+                finally:
+                    os.close(ofd)
+            except BaseException:
+                os.close(efd)
+                raise
+            self._efd = efd
+
+    def fileno(self) -> int | None:
+        return self._efd
+
+    def _count(self) -> int:
+        from ocipy.linux.cgroups.common import read_keyed
+
+        if self.v1:
+            return read_keyed(self.v1, "memory.oom_control").get("oom_kill", 0)
+        if self.v2:
+            ev = read_keyed(self.v2, "memory.events")
+            return ev.get("oom_kill", ev.get("oom", 0))
+        return 0
+
+    def check(self) -> int:
+        """How many OOM events happened since the last check."""
+        fired = 0
+        if self._efd is not None:
+            try:
+                fired = os.eventfd_read(self._efd)
+            except BlockingIOError:
+                fired = 0
+            if self.v1 and not os.path.isdir(self.v1):
+                fired = 0  # v1 also signals the eventfd when the cgroup is removed
+        count = self._count()
+        delta = max(count - self._last, 0)
+        self._last = max(count, self._last)
+        return max(delta, fired)
+
+    def close(self) -> None:
+        if self._efd is not None:
+            os.close(self._efd)
+            self._efd = None

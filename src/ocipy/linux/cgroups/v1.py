@@ -1,0 +1,348 @@
+"""cgroup v1: write linux.resources into per-controller directories; read stats.
+
+`dirs` maps a controller name (memory, cpu, cpuset, ...) to the container's
+directory in that controller's hierarchy.  Validation already happened
+(validate.py); here the kernel may still refuse a value, which is reported
+naming the file and the value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocipy.errors import ConfigError
+from ocipy.linux.cgroups.common import exists, read, read_int, read_keyed, read_opt, write
+
+
+def _limit(v: int) -> str:
+    return "-1" if v == -1 else str(v)
+
+
+def set_memory(d: str, mem: dict[str, Any]) -> None:
+    limit = mem.get("limit") or 0
+    swap = mem.get("swap") or 0
+    if mem.get("checkBeforeUpdate") and limit > 0:
+        usage = read_int(d, "memory.usage_in_bytes")
+        if limit < usage:
+            raise ConfigError("linux.resources.memory.limit",
+                              f"{limit} is below the current usage {usage} (checkBeforeUpdate)")
+    if swap and not exists(d, "memory.memsw.limit_in_bytes"):
+        raise ConfigError("linux.resources.memory.swap",
+                          "swap accounting is not enabled in this kernel (no memory.memsw.limit_in_bytes)")
+    if limit and swap:
+        # memsw must stay >= limit at every step: raise memsw first when growing.
+        current = read_int(d, "memory.memsw.limit_in_bytes")
+        if swap == -1 or current < swap:
+            write(d, "memory.memsw.limit_in_bytes", _limit(swap))
+            write(d, "memory.limit_in_bytes", _limit(limit))
+        else:
+            write(d, "memory.limit_in_bytes", _limit(limit))
+            write(d, "memory.memsw.limit_in_bytes", _limit(swap))
+    elif limit:
+        write(d, "memory.limit_in_bytes", _limit(limit))
+    elif swap:
+        write(d, "memory.memsw.limit_in_bytes", _limit(swap))
+    if mem.get("reservation"):
+        write(d, "memory.soft_limit_in_bytes", _limit(mem["reservation"]))
+    # kernel / kernelTCP: only where the kernel has the files (kmem limits are gone
+    # from cgroup v1 since Linux 5.16's deprecation; writes are then accepted but ignored)
+    if mem.get("kernel"):
+        if not exists(d, "memory.kmem.limit_in_bytes"):
+            raise ConfigError("linux.resources.memory.kernel", "kernel memory limits are not supported by this kernel")
+        write(d, "memory.kmem.limit_in_bytes", _limit(mem["kernel"]))
+    if mem.get("kernelTCP"):
+        if not exists(d, "memory.kmem.tcp.limit_in_bytes"):
+            raise ConfigError("linux.resources.memory.kernelTCP", "kernel TCP memory limits are not supported by this kernel")
+        write(d, "memory.kmem.tcp.limit_in_bytes", _limit(mem["kernelTCP"]))
+    sw = mem.get("swappiness")
+    if sw is not None and sw != -1:
+        write(d, "memory.swappiness", sw)
+    if mem.get("disableOOMKiller"):
+        write(d, "memory.oom_control", "1")
+    uh = mem.get("useHierarchy")
+    if uh is not None:
+        current_uh = (read_opt(d, "memory.use_hierarchy") or "").strip()
+        if current_uh != ("1" if uh else "0"):
+            write(d, "memory.use_hierarchy", "1" if uh else "0")
+
+
+def set_cpu(d: str, cpu: dict[str, Any]) -> None:
+    shares = cpu.get("shares")
+    if shares:
+        write(d, "cpu.shares", shares)
+        got = read_int(d, "cpu.shares")
+        if got != shares:
+            raise ConfigError("linux.resources.cpu.shares", f"the kernel set {got} instead of {shares}")
+    period, quota = cpu.get("period"), cpu.get("quota")
+    # The kernel checks quota against period: write in an order that is valid at each step,
+    # falling back to the other order (as runc does).
+    pairs = []
+    if period:
+        pairs.append(("cpu.cfs_period_us", period))
+    if quota:
+        pairs.append(("cpu.cfs_quota_us", quota))
+    _write_pair(d, pairs)
+    if cpu.get("burst") is not None and exists(d, "cpu.cfs_burst_us"):
+        write(d, "cpu.cfs_burst_us", cpu["burst"])
+    elif cpu.get("burst"):
+        raise ConfigError("linux.resources.cpu.burst", "cpu.cfs_burst_us is not supported by this kernel")
+    rt = []
+    if cpu.get("realtimePeriod"):
+        rt.append(("cpu.rt_period_us", cpu["realtimePeriod"]))
+    if cpu.get("realtimeRuntime"):
+        rt.append(("cpu.rt_runtime_us", cpu["realtimeRuntime"]))
+    if rt and not exists(d, rt[0][0]):
+        raise ConfigError("linux.resources.cpu.realtimeRuntime",
+                          "realtime scheduling groups are not supported by this kernel (CONFIG_RT_GROUP_SCHED)")
+    _write_pair(d, rt)
+    if cpu.get("idle") is not None:
+        if not exists(d, "cpu.idle"):
+            raise ConfigError("linux.resources.cpu.idle", "cpu.idle is not supported by this kernel")
+        write(d, "cpu.idle", cpu["idle"])
+
+
+def _write_pair(d: str, pairs: list[tuple[str, int]]) -> None:
+    from ocipy.errors import KernelError
+
+    try:
+        for name, value in pairs:
+            write(d, name, value)
+    except KernelError:
+        if len(pairs) != 2:
+            raise
+        for name, value in reversed(pairs):
+            write(d, name, value)
+
+
+def set_cpuset(d: str, cpu: dict[str, Any]) -> None:
+    if cpu.get("cpus"):
+        write(d, "cpuset.cpus", cpu["cpus"])
+    if cpu.get("mems"):
+        write(d, "cpuset.mems", cpu["mems"])
+
+
+def init_cpuset(d: str, parent: str) -> None:
+    """A new v1 cpuset starts with empty cpus/mems: copy the parent's, or no task may join."""
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        if not (read_opt(d, name) or "").strip():
+            value = read(parent, name).strip()
+            if value:
+                write(d, name, value)
+
+
+def set_pids(d: str, pids: dict[str, Any]) -> None:
+    limit = pids.get("limit")
+    if limit is not None:
+        write(d, "pids.max", "max" if limit < 0 else limit)
+
+
+def set_blkio(d: str, bio: dict[str, Any]) -> None:
+    # Kernels without CFQ have only the BFQ weight files (blkio.bfq.weight).
+    weight_file = "blkio.weight" if exists(d, "blkio.weight") else "blkio.bfq.weight"
+    wdev_file = "blkio.weight_device" if exists(d, "blkio.weight_device") else "blkio.bfq.weight_device"
+    if bio.get("weight"):
+        _need(d, weight_file, "linux.resources.blockIO.weight")
+        write(d, weight_file, bio["weight"])
+    if bio.get("leafWeight"):
+        _need(d, "blkio.leaf_weight", "linux.resources.blockIO.leafWeight")
+        write(d, "blkio.leaf_weight", bio["leafWeight"])
+    for i, dev in enumerate(bio.get("weightDevice") or []):
+        where = f"linux.resources.blockIO.weightDevice[{i}]"
+        if dev.get("weight") is not None:
+            _need(d, wdev_file, where)
+            write(d, wdev_file, f"{dev['major']}:{dev['minor']} {dev['weight']}")
+        if dev.get("leafWeight") is not None:
+            _need(d, "blkio.leaf_weight_device", where)
+            write(d, "blkio.leaf_weight_device", f"{dev['major']}:{dev['minor']} {dev['leafWeight']}")
+    for key, name in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
+                      ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
+                      ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+                      ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
+        for i, dev in enumerate(bio.get(key) or []):
+            _need(d, name, f"linux.resources.blockIO.{key}[{i}]")
+            write(d, name, f"{dev['major']}:{dev['minor']} {dev['rate']}")
+
+
+def _need(d: str, name: str, field: str) -> None:
+    if not exists(d, name):
+        raise ConfigError(field, f"not supported by this kernel's blkio controller (no {name})")
+
+
+def set_hugetlb(d: str, pages: list[dict[str, Any]]) -> None:
+    for i, p in enumerate(pages):
+        name = f"hugetlb.{p['pageSize']}.limit_in_bytes"
+        if not exists(d, name):
+            raise ConfigError(f"linux.resources.hugepageLimits[{i}].pageSize",
+                              f"hugepage size {p['pageSize']} is not supported by this kernel (no {name})")
+        write(d, name, p["limit"])
+        rsvd = f"hugetlb.{p['pageSize']}.rsvd.limit_in_bytes"
+        if exists(d, rsvd):
+            write(d, rsvd, p["limit"])
+
+
+def set_net_cls(d: str, net: dict[str, Any]) -> None:
+    if net.get("classID") is not None:
+        write(d, "net_cls.classid", net["classID"])
+
+
+def set_net_prio(d: str, net: dict[str, Any]) -> None:
+    for p in net.get("priorities") or []:
+        write(d, "net_prio.ifpriomap", f"{p['name']} {p['priority']}")
+
+
+def set_rdma(d: str, rdma: dict[str, Any]) -> None:
+    for dev, lim in rdma.items():
+        parts = [dev]
+        if lim.get("hcaHandles") is not None:
+            parts.append(f"hca_handle={lim['hcaHandles']}")
+        if lim.get("hcaObjects") is not None:
+            parts.append(f"hca_object={lim['hcaObjects']}")
+        write(d, "rdma.max", " ".join(parts))
+
+
+# --- stats (runc's types.Stats shape) ----------------------------------------------
+
+def _entry(d: str, prefix: str) -> dict[str, int]:
+    out = {"limit": read_int(d, f"{prefix}.limit_in_bytes"), "failcnt": read_int(d, f"{prefix}.failcnt")}
+    usage = read_int(d, f"{prefix}.usage_in_bytes")
+    mx = read_int(d, f"{prefix}.max_usage_in_bytes")
+    if usage:
+        out["usage"] = usage
+    if mx:
+        out["max"] = mx
+    return out
+
+
+def memory_stats(d: str) -> dict[str, Any]:
+    raw = read_keyed(d, "memory.stat")
+    out: dict[str, Any] = {
+        "usage": _entry(d, "memory"),
+        "swap": _entry(d, "memory.memsw"),
+        "kernel": _entry(d, "memory.kmem"),
+        "kernelTCP": _entry(d, "memory.kmem.tcp"),
+    }
+    if raw.get("cache"):
+        out["cache"] = raw["cache"]
+    if raw:
+        out["raw"] = raw
+    return out
+
+
+def cpu_stats(cpu_dir: str | None, cpuacct_dir: str | None) -> dict[str, Any]:
+    usage: dict[str, Any] = {"kernel": 0, "user": 0}
+    throttling: dict[str, int] = {}
+    if cpuacct_dir:
+        total = read_int(cpuacct_dir, "cpuacct.usage")
+        if total:
+            usage["total"] = total
+        for name, key in (("cpuacct.usage_percpu", "percpu"), ("cpuacct.usage_percpu_sys", "percpu_kernel"),
+                          ("cpuacct.usage_percpu_user", "percpu_user")):
+            text = read_opt(cpuacct_dir, name)
+            if text and text.split():
+                usage[key] = [int(x) for x in text.split() if x.isdigit()]
+        st = read_keyed(cpuacct_dir, "cpuacct.stat")
+        hz = 100  # USER_HZ
+        usage["kernel"] = st.get("system", 0) * 1_000_000_000 // hz
+        usage["user"] = st.get("user", 0) * 1_000_000_000 // hz
+    if cpu_dir:
+        st = read_keyed(cpu_dir, "cpu.stat")
+        for src, dst in (("nr_periods", "periods"), ("nr_throttled", "throttledPeriods"),
+                         ("throttled_time", "throttledTime")):
+            if st.get(src):
+                throttling[dst] = st[src]
+    return {"usage": usage, "throttling": throttling}
+
+
+def pids_stats(d: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    cur = read_int(d, "pids.current")
+    lim = read_int(d, "pids.max")
+    if cur:
+        out["current"] = cur
+    if lim:
+        out["limit"] = lim
+    return out
+
+
+_BLKIO_KEYS = (
+    ("io_service_bytes_recursive", "ioServiceBytesRecursive"),
+    ("io_serviced_recursive", "ioServicedRecursive"),
+    ("io_queued_recursive", "ioQueueRecursive"),
+    ("io_service_time_recursive", "ioServiceTimeRecursive"),
+    ("io_wait_time_recursive", "ioWaitTimeRecursive"),
+    ("io_merged_recursive", "ioMergedRecursive"),
+    ("time_recursive", "ioTimeRecursive"),
+    ("sectors_recursive", "sectorsRecursive"),
+)
+
+
+def _blkio_entries(text: str | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) < 2 or ":" not in parts[0]:
+            continue
+        major, _, minor = parts[0].partition(":")
+        entry: dict[str, Any] = {}
+        if int(major):
+            entry["major"] = int(major)
+        if int(minor):
+            entry["minor"] = int(minor)
+        if len(parts) == 3:
+            entry["op"] = parts[1]
+            value = int(parts[2])
+        else:
+            value = int(parts[1])
+        if value:
+            entry["value"] = value
+        out.append(entry)
+    return out
+
+
+def blkio_stats(d: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for src, dst in _BLKIO_KEYS:
+        entries = _blkio_entries(read_opt(d, f"blkio.{src}"))
+        if entries:
+            out[dst] = entries
+    if not out:  # no CFQ: the throttle (and bfq) counters
+        for prefix in ("blkio.throttle.", "blkio.bfq."):
+            for src, dst in (("io_service_bytes_recursive", "ioServiceBytesRecursive"),
+                             ("io_serviced_recursive", "ioServicedRecursive")):
+                entries = _blkio_entries(read_opt(d, prefix + src))
+                if entries and dst not in out:
+                    out[dst] = entries
+    return out
+
+
+def hugetlb_stats(d: str, sizes: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for size in sizes:
+        e: dict[str, int] = {"failcnt": read_int(d, f"hugetlb.{size}.failcnt")}
+        u = read_int(d, f"hugetlb.{size}.usage_in_bytes")
+        m = read_int(d, f"hugetlb.{size}.max_usage_in_bytes")
+        if u:
+            e["usage"] = u
+        if m:
+            e["max"] = m
+        out[size] = e
+    return out
+
+
+def cpuset_stats(d: str) -> dict[str, Any]:
+    from ocipy.linux.cgroups.common import parse_list
+
+    out: dict[str, Any] = {}
+    cpus = parse_list(read_opt(d, "cpuset.cpus") or "")
+    mems = parse_list(read_opt(d, "cpuset.mems") or "")
+    if cpus:
+        out["cpus"] = cpus
+    if mems:
+        out["mems"] = mems
+    for name, key in (("cpu_exclusive", "cpu_exclusive"), ("mem_hardwall", "mem_hardwall"),
+                      ("mem_exclusive", "mem_exclusive"), ("memory_migrate", "memory_migrate"),
+                      ("memory_spread_page", "memory_spread_page"), ("memory_spread_slab", "memory_spread_slab"),
+                      ("memory_pressure", "memory_pressure"), ("sched_load_balance", "sched_load_balance"),
+                      ("sched_relax_domain_level", "sched_relax_domain_level")):
+        out[key] = read_int(d, f"cpuset.{name}")
+    return out
