@@ -16,6 +16,7 @@ import select
 import signal
 import socket
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -416,3 +417,84 @@ def test_send_listener_omits_empty_metadata() -> None:
         b.close()
         os.unlink(path)
         os.rmdir(path_dir)
+
+
+@pytest.mark.parametrize("wait_killable", [False, True])
+def test_wait_killable_recv(tmp_path: Any, wait_killable: bool) -> None:
+    """SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: once the agent has received a
+    notification, a non-fatal signal no longer interrupts the notified
+    syscall (without the flag it does, and the notification id goes stale).
+
+    libseccomp 2.5 cannot pass this flag; ocipy then loads libseccomp's
+    compiled program with seccomp(2) itself."""
+    flag = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+    if wait_killable and flag not in seccomp.features()["supportedFlags"]:
+        pytest.skip(f"{flag} needs Linux >= 5.19")
+    target = str(tmp_path / "d")
+    cfg = allow(listenerPath="/unused", flags=[flag] if wait_killable else [],
+                syscalls=[{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}])
+    flt = seccomp.prepare(cfg)
+    fd_r, fd_w = os.pipe()
+    res_r, res_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(fd_r)
+            os.close(res_r)
+            got: list[int] = []
+            signal.signal(signal.SIGUSR1, lambda signum, frame: got.append(signum))
+            fd = flt.load()
+            os.write(fd_w, str(fd).encode())
+            rc = try_call(lambda: os.mkdir(target))
+            os.write(res_w, json.dumps({"mkdir": rc, "signals": got}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(fd_w)
+    os.close(res_w)
+    flt.release()
+    notify_fd = -1
+    try:
+        assert select.select([fd_r], [], [], 10)[0]
+        notify_fd = pidfd_getfd(pid, int(os.read(fd_r, 32)))
+        assert select.select([notify_fd], [], [], 10)[0]
+        first = seccomp.notify_receive(notify_fd)
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(0.3)
+        still_valid = seccomp.notify_id_valid(notify_fd, first.id)
+        if still_valid:
+            seccomp.notify_respond(notify_fd, first.id, error=errno.EXDEV)
+        assert select.select([res_r], [], [], 10)[0]
+        res = json.loads(os.read(res_r, 4096))
+    finally:
+        for fd in (notify_fd, fd_r, res_r):
+            if fd >= 0:
+                os.close(fd)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+    assert still_valid is wait_killable
+    # Without the flag the signal interrupts the notified mkdir (EINTR; Python
+    # does not retry mkdir); with it the agent's answer is what mkdir returns.
+    expected = errno.EXDEV if wait_killable else errno.EINTR
+    assert res == {"mkdir": expected, "signals": [signal.SIGUSR1]}
+
+
+def test_all_supported_flags_with_notify() -> None:
+    # Every flag features() reports as supported loads together with a
+    # listener (TSYNC + NEW_LISTENER needs TSYNC_ESRCH; WAIT_KILLABLE_RECV
+    # needs NEW_LISTENER).
+    supported = seccomp.features()["supportedFlags"]
+    fds: list[int | None] = []
+
+    def body() -> dict[str, Any]:
+        return {"rmdir": try_call(lambda: os.rmdir("/nonexistent-ocipy")), "fd": fds[0] is not None}
+
+    res, _ = run_filtered(allow(listenerPath="/unused", flags=supported,
+                                syscalls=[{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"},
+                                          {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77}]),
+                          body, after_load=fds.append)
+    assert res == {"rmdir": 77, "fd": True}, supported

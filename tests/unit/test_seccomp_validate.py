@@ -169,6 +169,20 @@ def test_unsupported_flag_is_an_error_naming_the_field() -> None:
 
 
 @needs_lib
+def test_wait_killable_needs_kernel_support(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With libseccomp < 2.6 ocipy passes WAIT_KILLABLE_RECV to seccomp(2)
+    # itself; on a kernel without it (< 5.19) the flag is refused, naming it.
+    if seccomp.api_level() >= 7:
+        pytest.skip("libseccomp handles the flag itself")
+    monkeypatch.setattr(seccomp, "_kernel_has_wait_killable", lambda: False)
+    assert "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" not in seccomp.features()["supportedFlags"]
+    with pytest.raises(ConfigError) as exc:
+        seccomp.prepare(cfg(flags=["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"], listenerPath="/x",
+                            syscalls=[{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]))
+    assert field_of(exc) == "linux.seccomp.flags[0]"
+
+
+@needs_lib
 def test_features_are_truthful() -> None:
     feats = seccomp.features()
     assert feats["enabled"] is True

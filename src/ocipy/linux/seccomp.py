@@ -255,11 +255,52 @@ def api_level() -> int:
     return int(_library().seccomp_api_get())
 
 
+_libc: ctypes.CDLL | None = None
+
+
+def _c() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.free.argtypes = [ctypes.c_void_p]
+        libc.free.restype = None
+        libc.syscall.restype = ctypes.c_long
+        _libc = libc
+    return _libc
+
+
 def _libc_free(ptr: int) -> None:
-    libc = ctypes.CDLL(None)
-    libc.free.argtypes = [ctypes.c_void_p]
-    libc.free.restype = None
-    libc.free(ptr)
+    _c().free(ptr)
+
+
+# seccomp(2) itself, for the one flag libseccomp < 2.6 cannot pass
+_SECCOMP_SET_MODE_FILTER = 1
+_KFLAG_TSYNC = 1
+_KFLAG_LOG = 2
+_KFLAG_SPEC_ALLOW = 4
+_KFLAG_NEW_LISTENER = 8
+_KFLAG_TSYNC_ESRCH = 16
+_KFLAG_WAIT_KILLABLE_RECV = 32
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog."""
+
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _sys_seccomp(flags: int, prog: int) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, prog): the result, or -errno."""
+    nr = _library().seccomp_syscall_resolve_name(b"seccomp")
+    ret = _c().syscall(ctypes.c_long(nr), ctypes.c_long(_SECCOMP_SET_MODE_FILTER),
+                       ctypes.c_ulong(flags), ctypes.c_void_p(prog))
+    return int(ret) if ret >= 0 else -ctypes.get_errno()
+
+
+def _kernel_has_wait_killable() -> bool:
+    """Probe the kernel like libseccomp does: a known flag set with a NULL
+    program fails with EFAULT, an unknown one with EINVAL (Linux >= 5.19)."""
+    return _sys_seccomp(_KFLAG_NEW_LISTENER | _KFLAG_WAIT_KILLABLE_RECV, 0) == -14
 
 
 def syscall_name(nr: int, arch: int = 0) -> str | None:
@@ -449,6 +490,16 @@ class Filter:
         self._ctx: int | None = ctx
         self.needs_notify = needs_notify
         self.skipped = skipped
+        # Set when a flag must reach seccomp(2) that this libseccomp cannot
+        # pass (WAIT_KILLABLE_RECV before 2.6): load() then installs the
+        # program libseccomp compiled, with these kernel flags.
+        self._raw_flags: int | None = None
+        self._raw_prog: ctypes.Array[ctypes.c_char] | None = None
+
+    def _use_raw_load(self, flags: int) -> None:
+        self._raw_flags = flags
+        bpf = self.export_bpf()  # compiled now: load() must not allocate much or open files
+        self._raw_prog = ctypes.create_string_buffer(bpf, len(bpf))
 
     def _context(self) -> int:
         if self._ctx is None:
@@ -464,6 +515,11 @@ class Filter:
         """
         lib = _library()
         ctx = self._context()
+        if self._raw_flags is not None and self._raw_prog is not None:
+            prog = _SockFprog(len(self._raw_prog) // 8, ctypes.addressof(self._raw_prog))
+            ret = _sys_seccomp(self._raw_flags, ctypes.addressof(prog))
+            _check(ret, "seccomp(SECCOMP_SET_MODE_FILTER)")
+            return ret if self.needs_notify else None
         _check(lib.seccomp_load(ctx), "seccomp_load")
         if not self.needs_notify:
             return None
@@ -559,8 +615,18 @@ def prepare(seccomp: dict[str, Any]) -> Filter:
             if rc < 0 and rc != -17:  # -EEXIST: the native arch is always there
                 raise ConfigError(f"{_FIELD}.architectures[{i}]",
                                   f"cannot add {arch} to the filter: {os.strerror(-rc)}")
+        raw_flags = 0
         for i, flag in plan.flags:
             attr, level = FLAGS[flag]
+            if attr == _ATTR_CTL_WAITKILL:
+                # Only meaningful (and only accepted by the kernel) with a
+                # notify listener; without SCMP_ACT_NOTIFY rules it is a no-op.
+                if level > api and _kernel_has_wait_killable():
+                    if plan.needs_notify:
+                        raw_flags |= _KFLAG_WAIT_KILLABLE_RECV
+                    continue
+                if not plan.needs_notify and level <= api:
+                    continue
             rc = lib.seccomp_attr_set(ctx, attr, 1) if level <= api else -95
             if rc < 0:
                 raise ConfigError(f"{_FIELD}.flags[{i}]",
@@ -589,6 +655,16 @@ def prepare(seccomp: dict[str, Any]) -> Filter:
                 # Otherwise one rule with all conditions (AND'ed).
                 _add_rule(lib, ctx, nr, rule, rule.args)
         flt = Filter(ctx, plan.needs_notify, skipped)
+        if raw_flags:
+            # The same kernel flags libseccomp would pass, plus ours.
+            names = {f for _, f in plan.flags}
+            if "SECCOMP_FILTER_FLAG_TSYNC" in names:
+                raw_flags |= _KFLAG_TSYNC | _KFLAG_TSYNC_ESRCH
+            if "SECCOMP_FILTER_FLAG_LOG" in names:
+                raw_flags |= _KFLAG_LOG
+            if "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in names:
+                raw_flags |= _KFLAG_SPEC_ALLOW
+            flt._use_raw_load(raw_flags | _KFLAG_NEW_LISTENER)
         ok = True
         return flt
     finally:
@@ -620,6 +696,8 @@ def features() -> dict[str, Any]:
         for flag, (attr, level) in FLAGS.items():
             if level <= api and ctx and lib.seccomp_attr_set(ctx, attr, 1) == 0:
                 supported.append(flag)
+            elif attr == _ATTR_CTL_WAITKILL and api >= 6 and _kernel_has_wait_killable():
+                supported.append(flag)  # passed to seccomp(2) by ocipy itself
     finally:
         if ctx:
             lib.seccomp_release(ctx)
