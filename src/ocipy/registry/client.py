@@ -201,19 +201,23 @@ class RegistryClient:
         raw = f"{self.credentials[0]}:{self.credentials[1]}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
-    def _auth_header(self, scopes: tuple[str, ...], *, refresh: bool = False) -> str | None:
+    def _auth_header(self, scopes: tuple[str, ...], *, refresh: bool = False,
+                     stale: str | None = None) -> str | None:
         if self._auth_scheme == "basic":
             return self._basic_header()
         if self._auth_scheme == "bearer":
-            return "Bearer " + self._token(scopes, refresh=refresh)
+            return "Bearer " + self._token(scopes, refresh=refresh, stale=stale)
         return None
 
-    def _token(self, scopes: tuple[str, ...], *, refresh: bool) -> str:
+    def _token(self, scopes: tuple[str, ...], *, refresh: bool, stale: str | None = None) -> str:
         key = tuple(sorted(set(scopes)))
         with self._token_lock:
             cached = self._tokens.get(key)
-            if cached and not refresh and cached[1] > time.monotonic():
-                return cached[0]
+            if cached and cached[1] > time.monotonic():
+                # A refresh asked for by a request that used ``stale`` is done once:
+                # another thread may have fetched a new token already.
+                if not refresh or (stale is not None and "Bearer " + cached[0] != stale):
+                    return cached[0]
             token, lifetime = self._fetch_token(key)
             # Refresh a little early; tokens without expires_in last 60 s (docker's rule).
             self._tokens[key] = (token, time.monotonic() + max(lifetime - 10, lifetime / 2))
@@ -373,7 +377,7 @@ class RegistryClient:
                 refreshed = True
                 if retry:
                     if self._auth_scheme == "bearer":
-                        self._auth_header(scopes, refresh=True)
+                        self._auth_header(scopes, refresh=True, stale=hdrs.get("Authorization"))
                     continue
                 raise RegistryError(f"{what}: unauthorized: {self._who()}")
             if resp.status_code in (301, 302, 303, 307, 308) and follow_redirects and method in ("GET", "HEAD"):

@@ -49,6 +49,13 @@ LAYER_TYPES: dict[str, tuple[str, str]] = {
     DOCKER_LAYER_GZIP: ("docker", "gzip"),
 }
 COMPRESSIONS = ("gzip", "zstd")
+DOCKER_TO_OCI = {
+    DOCKER_LAYER: OCI_LAYER,
+    DOCKER_LAYER_GZIP: OCI_LAYER + "+gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    DOCKER_CONFIG: OCI_CONFIG,
+}
 
 
 class Progress:
@@ -240,6 +247,7 @@ class Copier:
         self._done: dict[str, Descriptor] = {}  # source digest -> descriptor at the destination
         self._lock = threading.Lock()
         self._workdir: str | None = None
+        self._oci_only = bool(getattr(dest, "oci_only", False))
 
     # -- blobs -------------------------------------------------------------
 
@@ -330,26 +338,25 @@ class Copier:
         copyable = [d for d in layers if not d.get("urls")]
         new_all = self._copy_blobs([config] + copyable)
         new_config, new_copyable = new_all[0], new_all[1:]
-        if all(n["digest"] == o["digest"] and n["mediaType"] == o["mediaType"]
-               for n, o in zip(new_all, [config] + copyable, strict=True)):
-            return data, media_type, digest
         it = iter(new_copyable)
         new_layers = [next(it) if not d.get("urls") else d for d in layers]
+        # zstd has no Docker schema2 media type, and OCI layouts take OCI manifests
+        # (as skopeo does): such images become OCI images.
+        to_oci = media_type == MT_DOCKER_MANIFEST and (
+            self._oci_only or any(d["mediaType"].startswith(OCI_LAYER) for d in new_layers))
+        if not to_oci and all(n["digest"] == o["digest"] and n["mediaType"] == o["mediaType"]
+                              for n, o in zip(new_all, [config] + copyable, strict=True)):
+            return data, media_type, digest
         new_doc = dict(doc)
         new_doc["layers"] = new_layers
         new_doc["config"] = new_config
-        if media_type == MT_DOCKER_MANIFEST and any(
-                d["mediaType"].startswith(OCI_LAYER) for d in new_layers):
-            # zstd has no Docker schema2 media type: the image becomes an OCI image.
+        if to_oci:
             media_type = MT_OCI_MANIFEST
             new_doc["mediaType"] = MT_OCI_MANIFEST
             if new_config.get("mediaType") == DOCKER_CONFIG:
                 new_config["mediaType"] = OCI_CONFIG
             for d in new_layers:
-                if d["mediaType"] == DOCKER_LAYER_GZIP:
-                    d["mediaType"] = OCI_LAYER + "+gzip"
-                elif d["mediaType"] == DOCKER_LAYER:
-                    d["mediaType"] = OCI_LAYER
+                d["mediaType"] = DOCKER_TO_OCI.get(d["mediaType"], d["mediaType"])
         new_data = json.dumps(new_doc, separators=(",", ":")).encode()
         from ocipy.registry.verify import digest_of
 
@@ -382,11 +389,13 @@ class Copier:
                 d = dict(d)
                 d.update({"digest": ndigest, "size": len(ndata), "mediaType": nmt})
             new_entries.append(d)
-        if not changed:
+        to_oci = media_type == MT_DOCKER_LIST and (
+            self._oci_only or any(e["mediaType"] == MT_OCI_MANIFEST for e in new_entries))
+        if not changed and not to_oci:
             return data, media_type, digest
         new_doc = dict(doc)
         new_doc["manifests"] = new_entries
-        if media_type == MT_DOCKER_LIST and any(e["mediaType"] == MT_OCI_MANIFEST for e in new_entries):
+        if to_oci:
             media_type = MT_OCI_INDEX
             new_doc["mediaType"] = MT_OCI_INDEX
         from ocipy.registry.verify import digest_of

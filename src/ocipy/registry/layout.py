@@ -86,6 +86,9 @@ class _WriterSink:
 
 
 class LayoutDestination:
+    # Peers (skopeo, umoci) read only OCI manifests from a layout; Docker ones are converted.
+    oci_only = True
+
     def __init__(self, path: str, tag: str | None) -> None:
         from ocipy.image.store import Layout
 
