@@ -538,7 +538,7 @@ class RegistryClient:
                 if size is not None and size >= 0 and declared.isdigit() and \
                         resp.status_code == 200 and int(declared) != size:
                     raise RegistryError(f"{what}: registry announces {declared} bytes, descriptor says {size}")
-                for chunk in resp.iter_raw(CHUNK):
+                for chunk in resp.iter_raw():
                     v.update(chunk)
                     out.write(chunk)
                     if progress:
