@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Registry, TokenServer, layout_top, ocipy, skopeo
+from test_registry_support import Registry, TokenServer, layout_top, ocipy, skopeo
 
 pytestmark = pytest.mark.interop
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Registry, host_arch, layout_top, make_layout, ocipy, skopeo
+from test_registry_support import Registry, host_arch, layout_top, make_layout, ocipy, skopeo
 
 from ocipy.registry.verify import digest_of
 
