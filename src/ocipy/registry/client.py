@@ -147,9 +147,15 @@ class RegistryClient:
         import httpx
 
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+        tls: bool | ssl.SSLContext = verify
+        if not verify:
+            # An unverified context is cheap; httpx's own loads the CA bundle (~25 ms).
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 15.0))
         # identity: blobs are hashed as sent; a transparently decoded body would not match.
-        return httpx.Client(verify=verify, timeout=timeout, limits=limits, follow_redirects=False,
+        return httpx.Client(verify=tls, timeout=timeout, limits=limits, follow_redirects=False,
                             headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"})
 
     def _tls_offered(self) -> bool:
