@@ -29,14 +29,17 @@ How the runtime uses it (the order runc uses, libcontainer/standard_init_linux.g
    decision (runc does the same).
 4. ``load()`` returns the seccomp notify fd when a rule uses
    SCMP_ACT_NOTIFY (else ``None``).  The init process must hand it to the
-   runtime's parent (runc writes the fd *number* to the parent, which fetches
-   it with pidfd_getfd(2)), wait for the parent to acknowledge, close its own
-   copy, and execve.  The parent calls :func:`send_listener` with
-   ``listenerPath``, the fd, the container state (status ``creating``) and
-   ``listenerMetadata``, then closes its copy.  Until the agent has the fd,
-   any notified syscall made by the init process blocks: this is why
-   SCMP_ACT_NOTIFY is refused for ``write`` and as the default action (as
-   runc does): the init process needs ``write`` to tell its parent.
+   runtime's parent IMMEDIATELY after ``load()`` returns, before any other
+   syscall it can avoid (runc's syncParentSeccomp: the init writes the
+   fd *number* to the parent, which fetches the fd with pidfd_getfd(2)),
+   then close its own copy (the fd is O_CLOEXEC anyway).  The parent calls
+   :func:`send_listener` with ``listenerPath``, the fd, the container state
+   (status ``creating``, with ``pid``) and ``listenerMetadata``, then closes
+   its copy.  Until the agent holds the fd, every notified syscall of the
+   init process blocks forever; this is why SCMP_ACT_NOTIFY is refused for
+   ``write`` and as the default action (as runc does).  Passing the fd with
+   sendmsg(2)/SCM_RIGHTS instead of write + pidfd_getfd makes ``sendmsg``
+   the syscall that must not be notified.
    Loading needs no file access (the library is already mapped), so it
    works after ``pivot_root``.
 """
