@@ -498,3 +498,24 @@ def test_all_supported_flags_with_notify() -> None:
                                           {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77}]),
                           body, after_load=fds.append)
     assert res == {"rmdir": 77, "fd": True}, supported
+
+
+def test_recv_listener_does_not_need_eof() -> None:
+    # runc leaks its end of the connection until it exits: an agent must
+    # stop at the end of the JSON document, not wait for EOF.
+    a, b = socket.socketpair()
+    r, w = os.pipe()
+    fds: list[int] = []
+    try:
+        msg = json.dumps({"ociVersion": "1.0.2", "fds": ["seccompFd"], "pid": 7, "state": {"id": "x"}}).encode()
+        a.sendmsg([msg[:10]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, r.to_bytes(4, "little"))])
+        a.sendall(msg[10:])  # only the first sendmsg carries the fd
+        b.settimeout(5)
+        doc, fds = seccomp.recv_listener(b)
+        assert doc["pid"] == 7 and len(fds) == 1
+        assert os.path.sameopenfile(fds[0], r)
+    finally:
+        for fd in (*fds, r, w):
+            os.close(fd)
+        a.close()
+        b.close()

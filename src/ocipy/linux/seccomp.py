@@ -765,29 +765,37 @@ def send_listener(listener_path: str, notify_fd: int, state: dict[str, Any], met
 def recv_listener(conn: Any, max_fds: int = 8) -> tuple[dict[str, Any], list[int]]:
     """Agent side of :func:`send_listener`: read one ContainerProcessState.
 
-    ``conn`` is an accepted (or socketpair) ``socket.socket``; reads until the
-    runtime closes the connection.  Returns the decoded JSON and the received
-    fds (in SCM_RIGHTS order; the caller owns them).
+    ``conn`` is an accepted (or socketpair) ``socket.socket``.  Reads until
+    the bytes received form one complete JSON document, or until EOF: the
+    spec says the runtime closes the connection, but runc leaks its end
+    until it exits, so an agent must not wait for EOF.  Returns the decoded
+    JSON and the received fds (SCM_RIGHTS order; the caller owns them).
     """
     import array
     import json
     import socket
 
     fds: list[int] = []
-    chunks: list[bytes] = []
-    while True:
-        data, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(max_fds * 4))
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                arr = array.array("i")
-                arr.frombytes(payload[: len(payload) - len(payload) % arr.itemsize])
-                fds.extend(arr)
-        if not data:
-            break
-        chunks.append(data)
+    buf = b""
+    doc: Any = None
     try:
-        doc = json.loads(b"".join(chunks))
-    except ValueError:
+        while True:
+            data, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(max_fds * 4))
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    arr = array.array("i")
+                    arr.frombytes(payload[: len(payload) - len(payload) % arr.itemsize])
+                    fds.extend(arr)
+            buf += data
+            try:
+                doc = json.loads(buf)
+                break
+            except ValueError:
+                if not data:
+                    raise
+        if not isinstance(doc, dict):
+            raise ValueError("the container process state is not a JSON object")
+    except BaseException:
         for fd in fds:
             os.close(fd)
         raise
