@@ -71,6 +71,8 @@ def field_of(exc: pytest.ExceptionInfo[ConfigError]) -> str:
     # runc: "SCMP_ACT_NOTIFY cannot be used for the write syscall".
     (cfg(listenerPath="/x", syscalls=[{"names": ["read", "write"], "action": "SCMP_ACT_NOTIFY"}]),
      "linux.seccomp.syscalls[0].names"),
+    # runc: "seccomp listenerPath is not set" when SCMP_ACT_NOTIFY is used.
+    (cfg(syscalls=[{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]), "linux.seccomp.listenerPath"),
     (cfg(syscalls=[{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": {}}]),
      "linux.seccomp.syscalls[0].args"),
     (cfg(syscalls=[{"names": ["kill"], "action": "SCMP_ACT_ERRNO",

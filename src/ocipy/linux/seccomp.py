@@ -457,6 +457,11 @@ def _plan(seccomp: object) -> _Plan:
                 cmps.append((index, OPERATORS[op], value, value2))
         for name in names:
             plan.rules.append(_Rule(i, name, action, action_name, cmps))
+        if action_name == "SCMP_ACT_NOTIFY" and not seccomp.get("listenerPath"):
+            # runc fails too ("seccomp listenerPath is not set"): with no agent
+            # the notified syscalls would block the container forever.
+            raise ConfigError(f"{_FIELD}.listenerPath",
+                              f"must be set: {where}.action is SCMP_ACT_NOTIFY")
     return plan
 
 
