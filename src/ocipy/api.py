@@ -1,0 +1,106 @@
+"""The public Python API of the ocipy runtime.
+
+The CLI is a thin layer over these functions; a Python program can use them
+directly to run containers without a daemon and without spawning a CLI::
+
+    from ocipy import api
+    api.create("web", "/path/to/bundle", root="/run/ocipy")
+    api.start("web", root="/run/ocipy")
+    print(api.state("web", root="/run/ocipy")["status"])
+    api.kill("web", "TERM", root="/run/ocipy")
+    api.delete("web", root="/run/ocipy", force=True)
+
+    status = api.run("job", "/path/to/bundle")   # foreground: exit status
+
+Every function raises :class:`ocipy.errors.OcipyError` (or a subclass) with
+a one-line message on failure; imports are lazy so ``import ocipy.api`` is
+cheap.  Image and registry functions live in ``ocipy.api_image`` and
+``ocipy.api_registry``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_ROOT = "/run/ocipy"
+
+
+def spec(rootless: bool = False) -> dict[str, Any]:
+    """A default config.json (the same defaults as ``runc spec``)."""
+    from ocipy.spec.runtime import default_spec
+
+    return default_spec(rootless)
+
+
+def create(container_id: str, bundle: str, *, root: str | None = None, console_socket: str | None = None,
+           pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+           systemd_cgroup: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Create a container from a bundle; its process waits for :func:`start`.
+
+    Returns the container's state (runtime-spec ``state``), status ``created``.
+    """
+    from ocipy.runtime.create import create as _create
+
+    container = _create(root or DEFAULT_ROOT, container_id, bundle, console_socket=console_socket,
+                        pid_file=pid_file, no_pivot=no_pivot, preserve_fds=preserve_fds,
+                        systemd_cgroup=systemd_cgroup)  # fmt: skip
+    return container.oci_state()
+
+
+def start(container_id: str, *, root: str | None = None) -> None:
+    """Run the user program of a created container."""
+    from ocipy.runtime.operations import start as _start
+
+    _start(root or DEFAULT_ROOT, container_id)
+
+
+def state(container_id: str, *, root: str | None = None) -> dict[str, Any]:
+    """The container's state: ociVersion, id, pid, status, bundle, rootfs, created, owner, annotations."""
+    from ocipy.runtime.operations import state as _state
+
+    return _state(root or DEFAULT_ROOT, container_id)
+
+
+def list_containers(*, root: str | None = None) -> list[dict[str, Any]]:
+    """The state of every container under `root`."""
+    from ocipy.runtime.operations import list_states
+
+    return list_states(root or DEFAULT_ROOT)
+
+
+def kill(container_id: str, signal: str | int = "SIGTERM", *, root: str | None = None,
+         all_processes: bool = False) -> None:  # fmt: skip
+    """Send a signal (name or number) to the container's process, or to all its processes."""
+    from ocipy.runtime.operations import kill as _kill
+
+    _kill(root or DEFAULT_ROOT, container_id, signal, all_processes)
+
+
+def delete(container_id: str, *, root: str | None = None, force: bool = False) -> None:
+    """Delete a stopped container and everything create made; `force` kills it first."""
+    from ocipy.runtime.operations import delete as _delete
+
+    _delete(root or DEFAULT_ROOT, container_id, force)
+
+
+def run(container_id: str, bundle: str, root: str | None = None, detach: bool = False, *,
+        keep: bool = False, pid_file: str | None = None, console_socket: str | None = None,
+        no_pivot: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False) -> int:  # fmt: skip
+    """Create and start a container.
+
+    In the foreground (``detach=False``) wait for it, delete it (unless
+    `keep`) and return its exit status (128+N when killed by signal N).
+    Detached, return 0 once it runs.
+    """
+    from ocipy.runtime.operations import run as _run
+
+    return _run(root or DEFAULT_ROOT, container_id, bundle, detach=detach, keep=keep, pid_file=pid_file,
+                console_socket=console_socket, no_pivot=no_pivot, preserve_fds=preserve_fds,
+                systemd_cgroup=systemd_cgroup)  # fmt: skip
+
+
+def features() -> dict[str, Any]:
+    """What this runtime supports (runtime-spec features.md)."""
+    from ocipy.runtime.features import features as _features
+
+    return _features()

@@ -1,0 +1,77 @@
+"""Capabilities: bounding set, capset (effective/permitted/inheritable), ambient."""
+
+from __future__ import annotations
+
+import ctypes
+
+from ocipy.errors import KernelError
+from ocipy.linux import syscalls
+from ocipy.spec.runtime import CAPABILITIES
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _Header(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _Data(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return max(CAPABILITIES.values())
+
+
+def _mask(names: list[str] | None) -> int:
+    mask = 0
+    for name in names or []:
+        mask |= 1 << CAPABILITIES[name.upper()]
+    return mask
+
+
+def drop_bounding(keep: list[str] | None, top: int) -> None:
+    """Drop every capability not in `keep` from the bounding set (needs CAP_SETPCAP)."""
+    wanted = _mask(keep)
+    for cap in range(top + 1):
+        if not wanted & (1 << cap) and syscalls.prctl(syscalls.PR_CAPBSET_READ, cap) == 1:
+            syscalls.prctl(syscalls.PR_CAPBSET_DROP, cap)
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    header = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_Data * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    libc = syscalls._libc
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise KernelError("capset", None, ctypes.get_errno())
+
+
+def apply(caps: dict[str, list[str]] | None, top: int) -> None:
+    """Set the process capabilities after setuid (which ran with PR_SET_KEEPCAPS).
+
+    Capabilities absent from the config are empty sets, as runc does.
+    """
+    caps = caps or {}
+    effective = _mask(caps.get("effective"))
+    permitted = _mask(caps.get("permitted"))
+    inheritable = _mask(caps.get("inheritable"))
+    capset(effective, permitted, inheritable)
+    syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+    for name in caps.get("ambient") or []:
+        cap = CAPABILITIES[name.upper()]
+        if cap <= top:
+            # Raising an ambient cap needs it in permitted and inheritable;
+            # runc ignores the failure, and so do we.
+            try:
+                syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, cap)
+            except KernelError:
+                pass

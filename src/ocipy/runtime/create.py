@@ -1,0 +1,348 @@
+"""The parent side of create: validate, fork the children, answer them, save state.
+
+On any failure everything create made is undone before the error is raised:
+children killed, cgroups removed, the state directory deleted (runtime.md
+"Errors": the environment is left as if the operation were never attempted).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from typing import Any
+
+from ocipy.errors import ConfigError, KernelError, OcipyError
+from ocipy.runtime import store
+from ocipy.runtime.init import Channel, InitContext
+from ocipy.spec.runtime import NAMESPACES, validate_config
+
+
+def load_config(bundle: str) -> dict[str, Any]:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise OcipyError(f"bundle {bundle}: config.json not found") from None
+    except OSError as e:
+        raise OcipyError(f"{path}: {e.strerror}") from None
+    try:
+        config = json.loads(raw)
+    except ValueError as e:
+        raise OcipyError(f"{path}: malformed JSON: {e}") from None
+    return validate_config(config)
+
+
+def rfc3339_now() -> str:
+    now = time.time_ns()
+    secs, nanos = divmod(now, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{nanos:09d}Z"
+
+
+def _open_namespace_paths(linux: dict[str, Any]) -> tuple[list[tuple[str, int]], int]:
+    """Open every namespace `path` and check it is a namespace of that type."""
+    import fcntl
+
+    joins: list[tuple[str, int]] = []
+    new_flags = 0
+    try:
+        for i, ns in enumerate(linux.get("namespaces") or []):
+            flag = NAMESPACES[ns["type"]][0]
+            path = ns.get("path")
+            if not path:
+                new_flags |= flag
+                continue
+            field = f"linux.namespaces[{i}].path"
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise ConfigError(field, f"{path}: {e.strerror}") from None
+            joins.append((ns["type"], fd))
+            try:
+                actual = fcntl.ioctl(fd, 0xB703)  # NS_GET_NSTYPE
+            except OSError:
+                raise ConfigError(field, f"{path} is not a namespace") from None
+            if actual != flag:
+                kind = next((k for k, (f, _) in NAMESPACES.items() if f == actual), hex(actual))
+                raise ConfigError(field, f"{path} is a {kind} namespace, not {ns['type']}")
+    except BaseException:
+        for _, fd in joins:
+            os.close(fd)
+        raise
+    # user namespace first (it owns the others), mount last (paths vanish after it)
+    joins.sort(key=lambda item: (item[0] != "user", item[0] == "mount"))
+    return joins, new_flags
+
+
+def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
+    for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or [])
+        if not lines:
+            continue
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(lines)
+        except OSError as e:
+            raise ConfigError(f"linux.{key}", f"writing {name}: {e.strerror}") from None
+
+
+def wait_gone(pid: int, start_time: int | None = None, timeout: float = 10.0) -> None:
+    """Wait until `pid` has exited (a zombie counts as gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = store.process_start_time(pid)
+        if current is None or (start_time is not None and current != start_time):
+            return
+        time.sleep(0.002)
+
+
+def cgroup_manager(config: dict[str, Any], container_id: str, systemd: bool) -> Any:
+    try:
+        from ocipy.linux import cgroups
+    except ImportError:  # cgroup support not installed yet: run without
+        return None
+    factory = getattr(cgroups, "manager", None)
+    return factory(config, container_id, systemd) if factory else None
+
+
+def create(
+    root: str,
+    container_id: str,
+    bundle: str,
+    *,
+    console_socket: str | None = None,
+    console_fd: int | None = None,
+    pid_file: str | None = None,
+    no_pivot: bool = False,
+    preserve_fds: int = 0,
+    systemd_cgroup: bool = False,
+) -> store.Container:
+    """Create a container; its init waits for `start` (see runtime/init.py)."""
+    store.check_id(container_id)
+    bundle = os.path.abspath(bundle)
+    config = load_config(bundle)
+    process = config.get("process")
+    if process is None:
+        raise ConfigError("process", "is required to create a container")
+    root_path = config["root"]["path"]
+    rootfs = os.path.normpath(os.path.join(bundle, root_path))
+    if not os.path.isdir(rootfs):
+        raise ConfigError("root.path", f"rootfs {rootfs} does not exist or is not a directory")
+    linux = config.get("linux") or {}
+    ns_types = {ns["type"] for ns in linux.get("namespaces") or []}
+    if process.get("terminal") and console_socket is None and console_fd is None:
+        raise OcipyError("cannot allocate tty if ocipy will detach without setting console socket")
+    if not process.get("terminal") and console_socket is not None:
+        raise OcipyError("cannot use console socket if ocipy will not allocate tty")
+    if (config.get("hostname") or config.get("domainname")) and "uts" not in ns_types:
+        # config.md: setting hostname without a UTS namespace MUST be an error
+        raise ConfigError("hostname", "needs a new uts namespace")
+    listen_fds = int(os.environ.get("LISTEN_FDS", "0") or 0) if os.environ.get("LISTEN_FDS", "").isdigit() else 0
+    extra_fds = listen_fds + preserve_fds
+
+    ctx = InitContext()
+    ctx.config, ctx.bundle, ctx.rootfs = config, bundle, rootfs
+    ctx.no_pivot, ctx.extra_fds, ctx.listen_env = no_pivot, extra_fds, listen_fds > 0
+    ns_fds, new_flags = _open_namespace_paths(linux)
+    ctx.ns_fds = ns_fds
+    ctx.new_userns = bool(new_flags & NAMESPACES["user"][0])
+    ctx.new_ns_flags = new_flags & ~NAMESPACES["user"][0]
+    hooks = config.get("hooks") or {}
+    ctx.parent_hooks = bool(hooks.get("prestart") or hooks.get("createRuntime"))
+
+    to_child_r = to_child_w = from_child_r = from_child_w = -1
+    notify_parent = None
+    bootstrap_pid = init_pid = 0
+    manager = None
+    try:
+        with store.new_container(root, container_id) as (container, _lock):
+            ctx.fifo_path = os.path.join(container.dir, store.EXEC_FIFO)
+            old_umask = os.umask(0)
+            try:
+                os.mkfifo(ctx.fifo_path, 0o622)
+            finally:
+                os.umask(old_umask)
+            container.data = {
+                "id": container_id,
+                "bundle": bundle,
+                "rootfs": rootfs,
+                "owner": _owner(),
+                "config": config,
+                "preserve_fds": extra_fds,
+            }
+            ctx.state = {
+                "ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
+                "bundle": bundle, "annotations": config.get("annotations") or {},
+            }  # fmt: skip
+            manager = cgroup_manager(config, container_id, systemd_cgroup)
+            if manager is not None:
+                manager.create()
+                container.data["cgroup"] = manager.to_state()
+                ctx.cgroup_manager = manager
+            container.save()  # early, so `delete -f` can clean up if we are killed
+
+            if console_socket is not None:
+                console_fd = _connect_console(console_socket)
+            ctx.console_fd = console_fd
+            if (linux.get("seccomp") or {}).get("listenerPath"):
+                import socket
+
+                notify_parent, notify_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                ctx.notify_sock_fd = notify_child.detach()
+            to_child_r, to_child_w = os.pipe()
+            from_child_r, from_child_w = os.pipe()
+            ctx.channel = Channel(to_child_r, from_child_w)
+            parent = Channel(from_child_r, to_child_w)
+            ctx.parent_only_fds = [_lock, from_child_r, to_child_w]
+
+            bootstrap_pid = os.fork()
+            if bootstrap_pid == 0:
+                from ocipy.runtime.init import bootstrap
+
+                bootstrap(ctx)
+            os.close(to_child_r)
+            os.close(from_child_w)
+            if ctx.console_fd is not None and console_socket is not None:
+                os.close(ctx.console_fd)
+            if ctx.notify_sock_fd is not None:
+                os.close(ctx.notify_sock_fd)
+            for _, fd in ns_fds:
+                os.close(fd)
+            ns_fds = []
+            if manager is not None:
+                manager.apply(bootstrap_pid)
+            parent.send("go")
+            init_pid = _converse(parent, bootstrap_pid, linux, ctx, container)
+            parent.close()
+
+            container.data["pid"] = init_pid
+            container.data["pid_start"] = store.process_start_time(init_pid)
+            container.data["created"] = rfc3339_now()
+            container.data["created_done"] = True
+            if notify_parent is not None:
+                _forward_notify_fd(notify_parent, linux, container)
+            container.save()
+            if pid_file:
+                _write_pid_file(pid_file, init_pid)
+            return container
+    except BaseException:
+        for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        for _, fd in ns_fds:
+            os.close(fd)
+        _kill_children(bootstrap_pid, init_pid)
+        if manager is not None:
+            try:
+                manager.destroy()
+            except OcipyError:
+                pass
+        raise
+    finally:
+        if notify_parent is not None:
+            notify_parent.close()
+
+
+def _converse(parent: Channel, bootstrap_pid: int, linux: dict[str, Any], ctx: InitContext,
+              container: store.Container) -> int:  # fmt: skip
+    """Answer the children until the init reports "ready"; return the init's pid."""
+    from ocipy.runtime import hooks
+
+    init_pid = 0
+    while True:
+        try:
+            message = parent.recv()
+        except EOFError:
+            raise OcipyError("container init exited before it was ready") from None
+        word, _, rest = message.partition(" ")
+        if word == "error":
+            raise OcipyError(rest)
+        if word == "userns":
+            _write_id_maps(bootstrap_pid, linux)
+            parent.send("mapped")
+        elif word == "pid":
+            init_pid = int(rest)
+            os.waitpid(bootstrap_pid, 0)
+            container.data["pid"] = init_pid  # saved on error paths too, for delete -f
+        elif word == "hooks":
+            state = dict(ctx.state, pid=init_pid)
+            cfg = ctx.config.get("hooks") or {}
+            # runtime.md steps 3-4: a failing hook fails create
+            hooks.run_hooks("prestart", cfg.get("prestart"), state)
+            hooks.run_hooks("createRuntime", cfg.get("createRuntime"), state)
+            parent.send("hooks-done")
+        elif word == "ready":
+            return init_pid
+
+
+def _kill_children(bootstrap_pid: int, init_pid: int) -> None:
+    import signal
+
+    for pid in (init_pid, bootstrap_pid):
+        if pid > 0:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if bootstrap_pid > 0:
+        try:
+            os.waitpid(bootstrap_pid, 0)
+        except ChildProcessError:
+            pass
+    if init_pid > 0:
+        try:
+            os.waitpid(init_pid, os.WNOHANG)  # ours only when we are the subreaper (run)
+        except ChildProcessError:
+            pass
+        wait_gone(init_pid)
+
+
+def _connect_console(path: str) -> int:
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise OcipyError(f"--console-socket {path}: {e.strerror}") from None
+    return sock.detach()
+
+
+def _forward_notify_fd(sock: Any, linux: dict[str, Any], container: store.Container) -> None:
+    import socket
+
+    from ocipy.linux import seccomp
+
+    _, fds, _, _ = socket.recv_fds(sock, 64, 1)
+    if not fds:
+        raise OcipyError("linux.seccomp.listenerPath: the init sent no seccomp notify fd")
+    try:
+        seccomp.send_listener(linux["seccomp"]["listenerPath"], fds[0], container.oci_state(),
+                              linux["seccomp"].get("listenerMetadata", ""))  # fmt: skip
+    finally:
+        os.close(fds[0])
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        raise KernelError("write pid file", path, e.errno or errno.EIO) from None
+
+
+def _owner() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())

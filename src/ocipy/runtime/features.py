@@ -1,0 +1,49 @@
+"""runtime-spec features.md: what this runtime really implements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def features() -> dict[str, Any]:
+    from ocipy import OCI_RUNTIME_SPEC_VERSION
+    from ocipy.runtime.rootfs import _FLAGS, _PROPAGATION, _RECURSIVE, _RECURSIVE_ATIME
+    from ocipy.spec.runtime import CAPABILITIES, HOOK_KINDS, NAMESPACES
+
+    options = sorted(set(_FLAGS) | set(_PROPAGATION) | set(_RECURSIVE) | set(_RECURSIVE_ATIME) | {"idmap", "ridmap"})
+    linux: dict[str, Any] = {
+        "namespaces": sorted(NAMESPACES),
+        "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),
+        "cgroup": _cgroup_features(),
+        "seccomp": _seccomp_features(),
+        "apparmor": {"enabled": False},
+        "selinux": {"enabled": False},
+        "intelRdt": {"enabled": False},
+        "mountExtensions": {"idmap": {"enabled": True}},
+    }
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_RUNTIME_SPEC_VERSION,
+        "hooks": list(HOOK_KINDS),
+        "mountOptions": options,
+        "linux": linux,
+        "annotations": {"org.opencontainers.runtime-spec.features.version": OCI_RUNTIME_SPEC_VERSION},
+    }
+
+
+def _cgroup_features() -> dict[str, Any]:
+    try:
+        from ocipy.linux import cgroups
+
+        return dict(cgroups.features())  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        return {"v1": False, "v2": False, "systemd": False, "systemdUser": False, "rdma": False}
+
+
+def _seccomp_features() -> dict[str, Any]:
+    try:
+        from ocipy.linux import seccomp
+
+        return dict(seccomp.features())
+    except (ImportError, AttributeError, OSError):
+        return {"enabled": False}

@@ -1,0 +1,276 @@
+"""The child side of create: bootstrap process, then the container's init.
+
+The parent (create.py) forks a *bootstrap* process, which joins and creates
+the namespaces, then forks the *init*: the first process of the new pid
+namespace.  The init builds the rootfs, pivots into it, applies the process
+settings, reports "ready", and blocks opening the exec fifo until `start`
+opens the other end; only then does it execve the user's program.
+
+Fixed order (runtime.md lifecycle, runc's behaviour):
+  bootstrap: wait for cgroup placement → setns(paths) → unshare(user) →
+             id maps (parent) → unshare(rest) → time offsets → fork init
+  init:      hostname → mounts → devices → prestart/createRuntime hooks
+             (parent) → createContainer hooks → pivot_root → sysctl →
+             readonly/masked paths → readonly root → terminal → oom score →
+             rlimits → user, caps, seccomp → "ready" → exec fifo →
+             startContainer hooks → execve
+
+Both run only in forked children: they never return, they `os._exit`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NoReturn
+
+from ocipy.errors import OcipyError
+from ocipy.linux import syscalls as sc
+from ocipy.spec.runtime import NAMESPACES
+
+
+class Channel:
+    """Line messages over a pair of pipes between the parent and its children."""
+
+    def __init__(self, rfd: int, wfd: int) -> None:
+        self.rfd, self.wfd = rfd, wfd
+        self._buf = b""
+
+    def send(self, message: str) -> None:
+        os.write(self.wfd, (message.replace("\n", " ") + "\n").encode())
+
+    def recv(self) -> str:
+        while b"\n" not in self._buf:
+            chunk = os.read(self.rfd, 4096)
+            if not chunk:
+                raise EOFError
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode()
+
+    def expect(self, word: str) -> str:
+        try:
+            message = self.recv()
+        except EOFError:
+            os._exit(1)  # the parent went away: nothing to create any more
+        if message.split(" ", 1)[0] != word:
+            os._exit(1)
+        return message
+
+    def close(self) -> None:
+        for fd in (self.rfd, self.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class InitContext:
+    """Everything the children need, prepared by the parent before fork."""
+
+    def __init__(self) -> None:
+        self.config: dict[str, Any] = {}
+        self.bundle = ""
+        self.rootfs = ""
+        self.state: dict[str, Any] = {}
+        self.channel: Channel | None = None
+        self.ns_fds: list[tuple[str, int]] = []  # (type, fd) to join, user first, mount last
+        self.new_ns_flags = 0
+        self.new_userns = False
+        self.fifo_path = ""
+        self.console_fd: int | None = None
+        self.notify_sock_fd: int | None = None
+        self.no_pivot = False
+        self.extra_fds = 0
+        self.listen_env = False
+        self.cgroup_manager: Any = None
+        self.parent_hooks = False  # prestart/createRuntime hooks run by the parent
+        # The parent's fds the children must not keep: the state dir lock (a
+        # held flock would block `start`) and the parent's pipe ends (EOF on
+        # them is how the children learn that the parent died).
+        self.parent_only_fds: list[int] = []
+
+
+def report_error(channel: Channel | None, exc: BaseException) -> NoReturn:
+    if isinstance(exc, OcipyError):
+        message = str(exc)
+    elif isinstance(exc, OSError):
+        message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    try:
+        if channel is None:
+            raise OSError
+        channel.send("error " + message)
+    except OSError:
+        # After "ready" nobody listens on the channel: tell the container's stderr.
+        try:
+            os.write(2, f"ocipy: container init: {message}\n".encode())
+        except OSError:
+            pass
+    os._exit(1)
+
+
+def bootstrap(ctx: InitContext) -> NoReturn:
+    """First child: namespaces, then fork the container's init."""
+    ch = ctx.channel
+    assert ch is not None
+    try:
+        for fd in ctx.parent_only_fds:
+            os.close(fd)
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: no /proc/PID/exe for the container
+        ch.expect("go")  # the parent has put us in the container's cgroups
+        for ns_type, fd in ctx.ns_fds:
+            sc.setns(fd, NAMESPACES[ns_type][0], ns_type)
+            os.close(fd)
+        if ctx.new_userns:
+            sc.unshare(NAMESPACES["user"][0])
+            ch.send("userns")
+            ch.expect("mapped")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if ctx.new_ns_flags:
+            sc.unshare(ctx.new_ns_flags)
+        offsets = (ctx.config.get("linux") or {}).get("timeOffsets")
+        if offsets and ctx.new_ns_flags & NAMESPACES["time"][0]:
+            _write_time_offsets(offsets)
+        pid = os.fork()
+        if pid == 0:
+            container_init(ctx)
+        ch.send(f"pid {pid}")
+        os._exit(0)
+    except BaseException as e:  # noqa: BLE001 - a forked child must never return
+        report_error(ch, e)
+
+
+def _write_time_offsets(offsets: dict[str, Any]) -> None:
+    lines = "".join(
+        f"{clock} {int(v.get('secs', 0))} {int(v.get('nanosecs', 0))}\n"
+        for clock, v in offsets.items()
+        if clock in ("monotonic", "boottime")
+    )
+    with open("/proc/self/timens_offsets", "w") as f:
+        f.write(lines)
+
+
+def container_init(ctx: InitContext) -> NoReturn:
+    """The container's first process. Reports errors to the parent, never returns."""
+    ch = ctx.channel
+    assert ch is not None
+    try:
+        _init(ctx, ch)
+    except BaseException as e:  # noqa: BLE001
+        report_error(ch, e)
+    os._exit(127)
+
+
+def _init(ctx: InitContext, ch: Channel) -> NoReturn:
+    from ocipy.runtime import hooks, process, rootfs
+
+    config = ctx.config
+    linux = config.get("linux") or {}
+    proc = config["process"]
+    hook_cfg = config.get("hooks") or {}
+    ns_types = {ns["type"] for ns in linux.get("namespaces") or []}
+    # Everything imported after pivot_root must be loaded now: the host's
+    # files (Python's modules included) are out of reach afterwards.
+    import resource  # noqa: F401
+
+    from ocipy.linux import caps
+
+    caps.last_cap()
+    process._cap_top()
+    if hook_cfg.get("createContainer") or hook_cfg.get("startContainer"):
+        import subprocess  # noqa: F401
+    if ctx.console_fd is not None:
+        import fcntl  # noqa: F401
+        import socket  # noqa: F401
+        import struct  # noqa: F401
+        import termios  # noqa: F401
+    seccomp_filter = None
+    if linux.get("seccomp"):
+        from ocipy.linux import seccomp
+
+        seccomp_filter = seccomp.prepare(linux["seccomp"])
+
+    if "uts" in ns_types:
+        if config.get("hostname"):
+            sc.sethostname(config["hostname"])
+        if config.get("domainname"):
+            sc.setdomainname(config["domainname"])
+
+    if "mount" in ns_types:
+        rootfs.set_root_propagation(config)
+        rootfs.bind_rootfs(ctx.rootfs, config)
+        root_fd = os.open(ctx.rootfs, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        userns_fd = None
+        if "user" in ns_types:
+            userns_fd = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        mount_ctx = {"cgroup_manager": ctx.cgroup_manager, "cgroupns": "cgroup" in ns_types, "userns_fd": userns_fd}
+        for i, entry in enumerate(config.get("mounts") or []):
+            rootfs.mount_entry(root_fd, ctx.bundle, i, entry, mount_ctx)
+        rootfs.create_devices(root_fd, config, "user" in ns_types)
+        os.close(root_fd)
+        if userns_fd is not None:
+            os.close(userns_fd)
+
+    if ctx.parent_hooks:
+        ch.send("hooks")
+        ch.expect("hooks-done")
+    container_state = dict(ctx.state, pid=os.getpid())
+    hooks.run_hooks("createContainer", hook_cfg.get("createContainer"), container_state)
+
+    # Handles that must outlive pivot_root: the fifo and our own fd table.
+    fifo_fd = os.open(ctx.fifo_path, sc.O_PATH | os.O_CLOEXEC)
+    proc_fd_dir = os.open("/proc/self/fd", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    if "mount" in ns_types:
+        if ctx.no_pivot:
+            rootfs.move_root(ctx.rootfs)
+        else:
+            rootfs.pivot_root(ctx.rootfs)
+        rootfs.write_sysctls(linux.get("sysctl") or {})
+        for path in linux.get("readonlyPaths") or []:
+            rootfs.readonly_path(path)
+        for path in linux.get("maskedPaths") or []:
+            rootfs.mask_path(path, linux.get("mountLabel"))
+        if (config.get("root") or {}).get("readonly"):
+            rootfs.readonly_root()
+    else:
+        os.chroot(ctx.rootfs)
+        os.chdir("/")
+        rootfs.write_sysctls(linux.get("sysctl") or {})
+
+    if ctx.console_fd is not None:
+        process.setup_terminal(ctx.console_fd, proc)
+    process.set_oom_score_adj(proc)
+    process.set_rlimits(proc.get("rlimits"))
+    env = process.env_dict(proc)
+    user = proc.get("user") or {}
+    if "HOME" not in env:
+        env["HOME"] = process.home_of(user.get("uid", 0))
+    if ctx.listen_env:
+        env["LISTEN_FDS"] = str(ctx.extra_fds)
+        env["LISTEN_PID"] = "1"
+    executable = process.find_executable(proc, env)
+    notify_fd = process.finalize(proc, seccomp_filter)
+    if notify_fd is not None and ctx.notify_sock_fd is not None:
+        import socket as _socket
+
+        sock = _socket.socket(fileno=ctx.notify_sock_fd)
+        _socket.send_fds(sock, [b"seccomp"], [notify_fd])
+        sock.detach()
+        os.close(notify_fd)
+    ch.send("ready")
+    ch.close()
+
+    # Block until `start` opens the read end (runtime.md: the user program
+    # MUST NOT run before start).
+    fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc_fd_dir)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo_fd)
+    os.close(proc_fd_dir)
+    if hook_cfg.get("startContainer"):
+        hooks.run_hooks("startContainer", hook_cfg["startContainer"], dict(container_state, status="created"))
+    process.execve(proc, executable, env, ctx.extra_fds)
+    os._exit(127)

@@ -1,0 +1,253 @@
+"""Operations on an existing container: start, kill, delete, run, state, list."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from ocipy.errors import HookError, InvalidState, NotRunning, OcipyError
+from ocipy.runtime import store
+from ocipy.runtime.store import CREATED, CREATING, PAUSED, RUNNING, STOPPED
+
+
+def parse_signal(value: str | int) -> int:
+    """"KILL", "SIGKILL", "kill" or "9" → 9, as runc accepts them."""
+    import signal
+
+    if isinstance(value, int) or str(value).isdigit():
+        number = int(value)
+        if not 0 < number < 65:
+            raise OcipyError(f"invalid signal: {value}")
+        return number
+    name = str(value).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    sig = getattr(signal, name, None)
+    if not isinstance(sig, signal.Signals):
+        raise OcipyError(f"unknown signal {value!r}")
+    return int(sig)
+
+
+def start(root: str, container_id: str) -> None:
+    """Run the user program of a created container (runtime.md "Start")."""
+    with store.locked(root, container_id) as container:
+        status = container.status
+        if status == STOPPED:
+            raise InvalidState("cannot start a container that has stopped")
+        if status != CREATED:
+            raise InvalidState(f"cannot start an already {status} container" if status != CREATING
+                               else "cannot start a container that is still being created")  # fmt: skip
+        _release_init(container)
+        hooks_cfg = container.config.get("hooks") or {}
+        if hooks_cfg.get("poststart"):
+            from ocipy.runtime import hooks
+
+            try:
+                hooks.run_hooks("poststart", hooks_cfg["poststart"], container.oci_state())
+            except HookError:
+                # runtime.md step 9: error, stop the container, continue at step 12
+                _kill_and_wait(container)
+                raise
+
+
+def _release_init(container: store.Container) -> None:
+    """Open the exec fifo's read end: the init's blocked open returns and it execs."""
+    import select
+
+    try:
+        fd = os.open(container.exec_fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise InvalidState("cannot start an already running container") from None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            if poller.poll(100):
+                try:
+                    data = os.read(fd, 1)
+                except BlockingIOError:
+                    continue
+                if data:
+                    break
+                if not container.init_alive():
+                    raise OcipyError("container init exited before start")
+            elif not container.init_alive():
+                raise OcipyError("container init exited before start")
+    finally:
+        os.close(fd)
+    os.unlink(container.exec_fifo)
+
+
+def _manager(container: store.Container) -> Any:
+    data = container.data.get("cgroup")
+    if not data:
+        return None
+    from ocipy.linux import cgroups
+
+    return cgroups.from_state(data)
+
+
+def kill(root: str, container_id: str, sig: str | int = "SIGTERM", all_processes: bool = False) -> None:
+    """Send a signal to the container's init, or with all_processes to every process in its cgroup."""
+    signum = parse_signal(sig)
+    container = store.load(root, container_id)
+    if container.status not in (CREATED, RUNNING, PAUSED):
+        raise NotRunning(container_id)
+    manager = _manager(container) if all_processes else None
+    if manager is not None:
+        manager.kill_all(signum)
+        return
+    try:
+        os.kill(container.pid, signum)
+    except ProcessLookupError:
+        raise NotRunning(container_id) from None
+
+
+def _kill_and_wait(container: store.Container) -> None:
+    import signal
+
+    from ocipy.runtime.create import wait_gone
+
+    manager = _manager(container)
+    if manager is not None:
+        try:
+            manager.kill_all(signal.SIGKILL)
+        except OSError:
+            pass
+    pid = container.pid
+    if pid > 0 and container.init_alive():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:  # reap it when it is ours (run, or the Python API as subreaper)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        wait_gone(pid, container.data.get("pid_start"))
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    """Delete a stopped container (runtime.md "Delete"); force kills it first."""
+    with store.locked(root, container_id) as container:
+        status = container.status
+        if status in (RUNNING, PAUSED) and not force:
+            raise InvalidState(f"cannot delete container {container_id} that is not stopped: {status}")
+        if status != STOPPED or force:
+            # a created container is killed, as runc does; creating means a create died
+            _kill_and_wait(container)
+        _destroy(container)
+
+
+def _destroy(container: store.Container) -> None:
+    """Undo create (runtime.md step 12), then run poststop hooks (step 13)."""
+    from ocipy.cli import log
+
+    manager = _manager(container)
+    if manager is not None:
+        try:
+            manager.destroy()
+        except (OcipyError, OSError) as e:
+            log.warning(f"removing cgroups of {container.id}: {e}")
+    poststop = (container.config.get("hooks") or {}).get("poststop")
+    state = container.oci_state()
+    shutil.rmtree(container.dir, ignore_errors=True)
+    if poststop:
+        from ocipy.runtime import hooks
+
+        try:
+            hooks.run_hooks("poststop", poststop, dict(state, status=STOPPED))
+        except HookError as e:
+            log.warning(str(e))  # runtime.md step 13: poststop failures only warn
+
+
+def state(root: str, container_id: str) -> dict[str, Any]:
+    return store.load(root, container_id).oci_state()
+
+
+def list_states(root: str) -> list[dict[str, Any]]:
+    states = []
+    for container_id in store.list_ids(root):
+        try:
+            states.append(store.load(root, container_id).oci_state())
+        except OcipyError:
+            continue
+    return states
+
+
+def wait_exit(pid: int) -> int:
+    """Wait for our child `pid`; return its exit status, 128+N for a signal death."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return 255
+        except InterruptedError:
+            continue
+        if os.WIFEXITED(status):
+            return os.WEXITSTATUS(status)
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
+
+
+def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
+        pid_file: str | None = None, console_socket: str | None = None, no_pivot: bool = False,
+        preserve_fds: int = 0, systemd_cgroup: bool = False) -> int:  # fmt: skip
+    """create + start; in the foreground wait and return the exit status, then delete."""
+    import signal
+
+    from ocipy.linux import syscalls
+    from ocipy.runtime.create import create
+
+    console_fd = None
+    proxy = None
+    if not detach:
+        # The init is a grandchild: become the subreaper so it is ours to wait for.
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        if console_socket is None and _wants_terminal(bundle):
+            from ocipy.runtime.console import ConsoleProxy
+
+            proxy = ConsoleProxy()
+            console_fd = proxy.child_fd
+    container = create(root, container_id, bundle, console_socket=console_socket, console_fd=console_fd,
+                       pid_file=pid_file, no_pivot=no_pivot, preserve_fds=preserve_fds,
+                       systemd_cgroup=systemd_cgroup)  # fmt: skip
+    try:
+        if proxy is not None:
+            proxy.receive_master()
+        start(root, container_id)
+    except BaseException:
+        delete(root, container_id, force=True)
+        raise
+    if detach:
+        return 0
+    pid = container.pid
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in forwarded:
+        signal.signal(sig, forward)
+    try:
+        if proxy is not None:
+            proxy.copy_until_exit(pid)
+        status = wait_exit(pid)
+    finally:
+        for sig in forwarded:
+            signal.signal(sig, signal.SIG_DFL)
+        if proxy is not None:
+            proxy.close()
+    if not keep:
+        delete(root, container_id, force=True)
+    return status
+
+
+def _wants_terminal(bundle: str) -> bool:
+    from ocipy.runtime.create import load_config
+
+    return bool((load_config(os.path.abspath(bundle)).get("process") or {}).get("terminal"))

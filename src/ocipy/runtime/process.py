@@ -1,0 +1,186 @@
+"""Turning the runtime's process into the container's process.
+
+Shared by the container init (create/run) and by exec: rlimits, oom score,
+the terminal, user and groups, capabilities, no_new_privs, seccomp, and the
+final execve with a clean signal state and no stray file descriptors.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ocipy.errors import ConfigError, KernelError, OcipyError
+from ocipy.linux import syscalls as sc
+from ocipy.spec.runtime import DEFAULT_PATH, RLIMITS
+
+
+def env_dict(process: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in process.get("env") or []:
+        key, sep, value = item.partition("=")
+        if key:
+            env[key] = value if sep else ""
+    return env
+
+
+def find_executable(process: dict[str, Any], env: dict[str, str]) -> str:
+    """Resolve args[0] inside the container (after pivot_root) as execvp would."""
+    name = process["args"][0]
+    if "/" in name:
+        path = name if name.startswith("/") else os.path.join(process.get("cwd") or "/", name)
+        if not os.path.exists(path):
+            raise OcipyError(f'exec: "{name}": stat {name}: no such file or directory')
+        return path
+    search = env.get("PATH", DEFAULT_PATH.partition("=")[2])
+    for directory in search.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise OcipyError(f'exec: "{name}": executable file not found in $PATH')
+
+
+def home_of(uid: int) -> str:
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def set_rlimits(rlimits: list[dict[str, Any]] | None) -> None:
+    import resource
+
+    for i, rl in enumerate(rlimits or []):
+        try:
+            resource.setrlimit(RLIMITS[rl["type"]], (rl["soft"], rl["hard"]))
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"process.rlimits[{i}]", f"setrlimit {rl['type']} soft={rl['soft']} hard={rl['hard']}: {e}") from None
+
+
+def set_oom_score_adj(process: dict[str, Any]) -> None:
+    value = process.get("oomScoreAdj")
+    if value is None:
+        return  # config.md: if not set, the runtime MUST NOT change it
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise ConfigError("process.oomScoreAdj", f"{value}: {e.strerror}") from None
+
+
+def setup_terminal(console_fd: int, process: dict[str, Any]) -> None:
+    """Make a pty, send its master over the console socket, and use its slave for stdio."""
+    import fcntl
+    import socket
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    try:
+        user = process.get("user") or {}
+        os.fchown(slave, user.get("uid", 0), -1)
+        size = process.get("consoleSize")
+        if size:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
+        sock = socket.socket(fileno=console_fd)
+        try:
+            socket.send_fds(sock, [b"/dev/ptmx"], [master])
+        finally:
+            sock.detach()
+            os.close(console_fd)
+    finally:
+        os.close(master)
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+
+
+def reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve, so restore them."""
+    import signal
+
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def change_user(process: dict[str, Any], cap_top: int) -> None:
+    """Groups, gid, uid, then the capability sets (keepcaps bridges setuid)."""
+    from ocipy.linux import caps
+
+    user = process.get("user") or {}
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    capabilities = process.get("capabilities")
+    caps.drop_bounding((capabilities or {}).get("bounding"), cap_top)
+    sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    try:
+        os.setgroups(list(user.get("additionalGids") or []))
+    except PermissionError:
+        # setgroups is denied in a user namespace with setgroups=deny; runc tolerates that
+        if user.get("additionalGids"):
+            raise
+    try:
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as e:
+        raise KernelError("setresuid/setresgid", f"{uid}:{gid}", e.errno or 1) from None
+    caps.apply(capabilities, cap_top)
+    sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+
+
+def finalize(process: dict[str, Any], seccomp_filter: Any = None) -> int | None:
+    """User, capabilities, no_new_privs and seccomp, in runc's order.
+
+    Returns the seccomp notify fd when the filter has SCMP_ACT_NOTIFY rules.
+    Runs before the exec fifo wait, so create reports these errors.
+    """
+    cap_top = _cap_top()
+    nnp = bool(process.get("noNewPrivileges"))
+    notify_fd = None
+    cwd = process.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError:
+        pass  # retried as the target user below (root may be denied on some mounts)
+    if seccomp_filter is not None and not nnp:
+        notify_fd = seccomp_filter.load()  # without no_new_privs loading needs CAP_SYS_ADMIN
+    change_user(process, cap_top)
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise OcipyError(f"process.cwd: chdir to cwd ({cwd!r}) set in config.json failed: {e.strerror}") from None
+    if nnp:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    if seccomp_filter is not None and nnp:
+        notify_fd = seccomp_filter.load()
+    return notify_fd  # type: ignore[no-any-return]
+
+
+def execve(process: dict[str, Any], executable: str, env: dict[str, str], extra_fds: int) -> None:
+    """Replace this process with the user's program. Never returns."""
+    umask = (process.get("user") or {}).get("umask")
+    os.umask(umask if umask is not None else 0o022)
+    reset_signals()
+    # Only 0-2 and the preserved fds reach the user process (CVE-2024-21626 class).
+    sc.close_range(3 + extra_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+    os.execve(executable, process["args"], env)
+
+
+_CAP_TOP: list[int] = []
+
+
+def _cap_top() -> int:
+    """cap_last_cap, read once (before pivot_root, while /proc/sys is the host's)."""
+    if not _CAP_TOP:
+        from ocipy.linux.caps import last_cap
+
+        _CAP_TOP.append(last_cap())
+    return _CAP_TOP[0]
