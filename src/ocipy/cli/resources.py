@@ -1,0 +1,239 @@
+"""runc's pause, resume, ps, events and update commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+from ocipy.errors import OcipyError
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"ocipy {prog}", description=description, allow_abbrev=False)
+
+    def error(message: str) -> Any:
+        raise OcipyError(f"ocipy {prog}: {message}")
+
+    p.error = error  # type: ignore[method-assign]
+    return p
+
+
+def _one_id(prog: str, argv: list[str]) -> str:
+    p = _parser(prog, f"{prog} a container")
+    p.add_argument("container_id")
+    return str(p.parse_args(argv).container_id)
+
+
+def run_pause(argv: list[str], opts: Any) -> int:
+    from ocipy.runtime import resources
+
+    resources.pause(opts.root, _one_id("pause", argv))
+    return 0
+
+
+def run_resume(argv: list[str], opts: Any) -> int:
+    from ocipy.runtime import resources
+
+    resources.resume(opts.root, _one_id("resume", argv))
+    return 0
+
+
+def run_ps(argv: list[str], opts: Any) -> int:
+    """ps [-f table|json] ID [ps args...]: everything after the id goes to ps(1)."""
+    from ocipy.runtime import resources
+
+    fmt = "table"
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        arg = argv[i]
+        if arg in ("-f", "--format", "-format"):
+            if i + 1 >= len(argv):
+                raise OcipyError("ocipy ps: --format needs a value (table or json)")
+            fmt = argv[i + 1]
+            i += 2
+        elif arg.startswith(("--format=", "-f=", "-format=")):
+            fmt = arg.split("=", 1)[1]
+            i += 1
+        elif arg in ("-h", "--help"):
+            sys.stdout.write("usage: ocipy ps [-f table|json] CONTAINER_ID [ps options]\n")
+            return 0
+        else:
+            raise OcipyError(f"ocipy ps: unknown option {arg!r}")
+    if i < len(argv) and argv[i] == "--":
+        i += 1
+    if i >= len(argv):
+        raise OcipyError("ocipy ps: a container id is required")
+    container_id, ps_args = argv[i], argv[i + 1:]
+    if ps_args and ps_args[0] == "--":
+        ps_args = ps_args[1:]
+    if fmt not in ("table", "json"):
+        raise OcipyError(f"ocipy ps: invalid format {fmt!r} (table or json)")
+    pids = resources.ps(opts.root, container_id)
+    if fmt == "json":
+        if ps_args:
+            raise OcipyError("ocipy ps: ps options cannot be used with --format json")
+        sys.stdout.write(json.dumps(pids) + "\n")
+        return 0
+    import subprocess
+
+    try:
+        proc = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise OcipyError("ocipy ps: ps(1) is not installed") from None
+    if proc.returncode != 0:
+        raise OcipyError(f"ocipy ps: ps {' '.join(ps_args or ['-ef'])}: {proc.stderr.strip()}")
+    lines = proc.stdout.split("\n")
+    header = lines[0].split()
+    if "PID" not in header:
+        raise OcipyError("ocipy ps: couldn't find PID field in ps output")
+    col = header.index("PID")
+    wanted = set(pids)
+    out = [lines[0]]
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
+            out.append(line)
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration ("5s", "500ms", "1m30s") in seconds."""
+    pos, total = 0, 0.0
+    if text in ("0",):
+        return 0.0
+    while pos < len(text):
+        m = _DURATION.match(text, pos)
+        if not m:
+            raise OcipyError(f"invalid duration {text!r} (use e.g. 5s, 500ms, 1m)")
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not text:
+        raise OcipyError("invalid duration ''")
+    return total
+
+
+def run_events(argv: list[str], opts: Any) -> int:
+    from ocipy.runtime import resources
+
+    p = _parser("events", "print container events (OOM) and resource statistics")
+    p.add_argument("--interval", default="5s", help="stats collection interval (default 5s)")
+    p.add_argument("--stats", action="store_true", help="display the container's stats then exit")
+    p.add_argument("container_id")
+    args = p.parse_args(argv)
+    interval = parse_duration(args.interval)
+    if interval <= 0:
+        raise OcipyError("ocipy events: duration interval must be greater than 0")
+    if args.stats:
+        sys.stdout.write(json.dumps(resources.stats(opts.root, args.container_id)) + "\n")
+        return 0
+    for event in resources.events(opts.root, args.container_id, interval):
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+_SIZE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str, flag: str) -> int:
+    """runc's (go-units RAMInBytes) sizes: "64m", "1.5g", "512MiB", "1024", "-1"."""
+    m = _SIZE.match(text)
+    if not m:
+        raise OcipyError(f"invalid value for {flag}: {text!r} (use bytes or a size like 64m)")
+    value = float(m.group(1))
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[m.group(2).lower()]
+    if value < 0 and value != -1:
+        raise OcipyError(f"invalid value for {flag}: {text!r} (negative)")
+    return -1 if value == -1 else int(value * mult)
+
+
+def _int(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise OcipyError(f"invalid value for {flag}: {text!r} is not an integer") from None
+
+
+def run_update(argv: list[str], opts: Any) -> int:
+    from ocipy.runtime import resources
+
+    p = _parser("update", "update a container's resource constraints")
+    p.add_argument("-r", "--resources", help="path to a file with the resources JSON (- for stdin)")
+    p.add_argument("--blkio-weight", help="block IO weight, 10..1000")
+    p.add_argument("--cpu-period", help="CPU CFS period in microseconds")
+    p.add_argument("--cpu-quota", help="CPU CFS quota in microseconds")
+    p.add_argument("--cpu-burst", help="CPU CFS burst in microseconds")
+    p.add_argument("--cpu-share", "--cpu-shares", dest="cpu_share", help="CPU shares (relative weight)")
+    p.add_argument("--cpu-rt-period", help="CPU realtime period in microseconds")
+    p.add_argument("--cpu-rt-runtime", help="CPU realtime runtime in microseconds")
+    p.add_argument("--cpu-idle", help="1: SCHED_IDLE for the cgroup, 0: default")
+    p.add_argument("--cpuset-cpus", help="CPUs to use (0-3, 0,1)")
+    p.add_argument("--cpuset-mems", help="memory nodes to use (0-3, 0,1)")
+    p.add_argument("--kernel-memory", help="kernel memory limit (deprecated)")
+    p.add_argument("--kernel-memory-tcp", help="kernel TCP memory limit (deprecated)")
+    p.add_argument("--memory", help="memory limit (e.g. 64m)")
+    p.add_argument("--memory-reservation", help="memory soft limit")
+    p.add_argument("--memory-swap", help="memory+swap limit (-1: unlimited)")
+    p.add_argument("--pids-limit", help="maximum number of pids (-1: unlimited)")
+    p.add_argument("--l3-cache-schema", help="Intel RDT L3 cache schema (not supported)")
+    p.add_argument("--mem-bw-schema", help="Intel RDT memory bandwidth schema (not supported)")
+    p.add_argument("container_id")
+    args = p.parse_args(argv)
+
+    res: dict[str, Any] = {}
+    if args.resources:
+        try:
+            if args.resources == "-":
+                text = sys.stdin.read()
+            else:
+                with open(args.resources) as f:
+                    text = f.read()
+            loaded = json.loads(text)
+        except OSError as e:
+            raise OcipyError(f"ocipy update: cannot read {args.resources}: {e.strerror}") from None
+        except ValueError as e:
+            raise OcipyError(f"ocipy update: {args.resources}: invalid JSON: {e}") from None
+        if not isinstance(loaded, dict):
+            raise OcipyError(f"ocipy update: {args.resources}: must hold a JSON object (linux.resources)")
+        res = loaded
+    if args.l3_cache_schema is not None or args.mem_bw_schema is not None:
+        raise OcipyError("Intel RDT is not supported by ocipy (--l3-cache-schema / --mem-bw-schema)")
+
+    def put(section: str, key: str, value: Any) -> None:
+        sec = res.setdefault(section, {})
+        if not isinstance(sec, dict):
+            raise OcipyError(f"ocipy update: {section} in the resources file must be an object")
+        sec[key] = value
+
+    for flag, attr, key in (("--memory", "memory", "limit"), ("--memory-reservation", "memory_reservation", "reservation"),
+                            ("--memory-swap", "memory_swap", "swap"), ("--kernel-memory", "kernel_memory", "kernel"),
+                            ("--kernel-memory-tcp", "kernel_memory_tcp", "kernelTCP")):
+        value = getattr(args, attr)
+        if value is not None:
+            put("memory", key, parse_bytes(value, flag))
+    for flag, attr, key in (("--cpu-share", "cpu_share", "shares"), ("--cpu-quota", "cpu_quota", "quota"),
+                            ("--cpu-period", "cpu_period", "period"), ("--cpu-burst", "cpu_burst", "burst"),
+                            ("--cpu-rt-period", "cpu_rt_period", "realtimePeriod"),
+                            ("--cpu-rt-runtime", "cpu_rt_runtime", "realtimeRuntime"),
+                            ("--cpu-idle", "cpu_idle", "idle")):
+        value = getattr(args, attr)
+        if value is not None:
+            put("cpu", key, _int(value, flag))
+    if args.cpuset_cpus is not None:
+        put("cpu", "cpus", args.cpuset_cpus)
+    if args.cpuset_mems is not None:
+        put("cpu", "mems", args.cpuset_mems)
+    if args.pids_limit is not None:
+        put("pids", "limit", _int(args.pids_limit, "--pids-limit"))
+    if args.blkio_weight is not None:
+        put("blockIO", "weight", _int(args.blkio_weight, "--blkio-weight"))
+    resources.update(opts.root, args.container_id, res)
+    return 0

@@ -1,0 +1,154 @@
+"""pause, resume, ps, events and update: the commands that act on a container's cgroups.
+
+Each takes the state root and the container id (the Python API re-exports
+them); the CLI in ``ocipy.cli.resources`` only parses flags and prints.
+Error wording follows runc ("container not running", "container not paused").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ocipy.errors import ContainerNotFound, InvalidState, NotRunning, OcipyError
+from ocipy.runtime import store
+from ocipy.runtime.store import CREATED, PAUSED, RUNNING, STOPPED
+
+
+class NotPaused(InvalidState):
+    def __init__(self, container_id: str) -> None:
+        super().__init__(f"container not paused: {container_id}")
+
+
+def _manager(container: store.Container) -> Any:
+    data = container.data.get("cgroup")
+    if not data:
+        raise OcipyError(f"container {container.id} has no cgroups")
+    from ocipy.linux import cgroups
+
+    return cgroups.from_state(data)
+
+
+def pause(root: str, container_id: str) -> None:
+    """Freeze every process of the container (runc allows running and created containers)."""
+    with store.locked(root, container_id) as container:
+        if container.status not in (RUNNING, CREATED):
+            raise NotRunning(container_id)
+        _manager(container).freeze()
+
+
+def resume(root: str, container_id: str) -> None:
+    with store.locked(root, container_id) as container:
+        if container.status != PAUSED:
+            raise NotPaused(container_id)
+        _manager(container).thaw()
+
+
+def ps(root: str, container_id: str) -> list[int]:
+    """The host pids of every process in the container's cgroup."""
+    container = store.load(root, container_id)
+    if not container.data.get("cgroup"):
+        if container.status == STOPPED:
+            return []
+        return [container.pid] if container.pid else []
+    return [int(p) for p in _manager(container).pids()]
+
+
+def stats(root: str, container_id: str) -> dict[str, Any]:
+    """One runc "stats" event: {"type": "stats", "id": ..., "data": types.Stats}."""
+    container = store.load(root, container_id)
+    if container.status == STOPPED:
+        raise OcipyError(f"container with id {container_id} is not running")
+    return {"type": "stats", "id": container_id, "data": _manager(container).stats()}
+
+
+def events(root: str, container_id: str, interval: float = 5.0) -> Iterator[dict[str, Any]]:
+    """runc's event stream: a "stats" event every `interval` seconds and an "oom"
+    event for each OOM kill, until the container stops."""
+    import select
+    import time
+
+    container = store.load(root, container_id)
+    if container.status == STOPPED:
+        raise OcipyError(f"container with id {container_id} is not running")
+    manager = _manager(container)
+    try:
+        watcher = manager.oom_events()
+    except OcipyError:
+        watcher = None
+    interval = max(interval, 0.01)
+    next_stats = time.monotonic() + interval
+    try:
+        while True:
+            now = time.monotonic()
+            wait = max(0.0, min(next_stats - now, 0.5))
+            fd = watcher.fileno() if watcher is not None else None
+            if fd is not None:
+                select.select([fd], [], [], wait)
+            else:
+                time.sleep(wait)
+            if watcher is not None:
+                try:
+                    for _ in range(watcher.check()):
+                        yield {"type": "oom", "id": container_id}
+                except OSError:
+                    pass
+            try:
+                alive = store.load(root, container_id).status != STOPPED
+            except ContainerNotFound:
+                alive = False
+            if not alive:
+                return
+            if time.monotonic() >= next_stats:
+                next_stats += interval
+                try:
+                    data = manager.stats()
+                except OSError:
+                    continue
+                yield {"type": "stats", "id": container_id, "data": data}
+    finally:
+        if watcher is not None:
+            watcher.close()
+
+
+_MERGED = ("memory", "cpu", "pids", "blockIO", "network", "unified", "rdma")
+
+
+def merge_resources(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`patch` over `current`: objects are merged key by key, arrays replaced."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in current.items()}
+    for key, value in patch.items():
+        if key in _MERGED and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key].update({k: v for k, v in value.items() if v is not None})
+        else:
+            out[key] = value
+    return out
+
+
+def update(root: str, container_id: str, resources: dict[str, Any]) -> dict[str, Any]:
+    """Change a container's limits (runc update) and save them in its state.
+
+    Device rules are not touched (runc neither).  Returns the new resources."""
+    from ocipy.linux.cgroups.validate import validate
+
+    validate(resources)
+    with store.locked(root, container_id) as container:
+        if not container.data:
+            raise ContainerNotFound(container_id)
+        if container.status == STOPPED:
+            raise NotRunning(container_id)
+        config = dict(container.config)
+        linux = dict(config.get("linux") or {})
+        current = dict(linux.get("resources") or {})
+        patch = {k: v for k, v in resources.items() if k != "devices"}
+        merged = merge_resources(current, patch)
+        validate(merged)
+        _manager(container).set({k: merged[k] for k in patch})
+        linux["resources"] = merged
+        config["linux"] = linux
+        container.data["config"] = config
+        container.save()
+        return merged
+
+
+__all__ = ["pause", "resume", "ps", "stats", "events", "update", "merge_resources", "NotPaused"]
