@@ -530,7 +530,7 @@ class Applier:
                     if stream.last_block and stream.last_block != _ZERO_BLOCK:
                         raise ImageError(f"{what}: truncated or corrupt tar stream at offset {tf.offset}")
                     break
-                tf.members = []
+                tf.members = []  # type: ignore[attr-defined]
                 if self._graveyard:
                     self._close_graveyard()
                 try:
@@ -946,7 +946,7 @@ class LayerWriter:
         if self._tar is None:
             self._tar = tarfile.open(fileobj=self.sink, mode="w|",  # type: ignore[call-overload]
                                      format=tarfile.PAX_FORMAT, bufsize=CHUNK)
-        return self._tar  # type: ignore[return-value]
+        return self._tar
 
     def add_path(self, src: str, arcname: str, st: os.stat_result | None = None) -> None:
         """Add the file/dir/symlink/device at host path `src` as `arcname` (not recursive)."""
@@ -982,6 +982,7 @@ class LayerWriter:
             names = os.listxattr(src, follow_symlinks=False)
         except OSError:
             names = []
+        pax: dict[str, str] = {}
         for attr in names:
             if attr == "security.selinux" or attr.startswith("trusted.overlay."):
                 continue
@@ -989,7 +990,9 @@ class LayerWriter:
                 value = os.getxattr(src, attr, follow_symlinks=False)
             except OSError:
                 continue
-            info.pax_headers["SCHILY.xattr." + attr] = value.decode("utf-8", "surrogateescape")
+            pax[f"SCHILY.xattr.{attr}"] = value.decode("utf-8", "surrogateescape")
+        if pax:
+            info.pax_headers = pax
         if info.type == tarfile.REGTYPE and info.size:
             with open(src, "rb") as f:
                 self.tar.addfile(info, f)

@@ -304,7 +304,7 @@ class Layout:
             raise ImageError(f"image layout {self.path}: tag {tag!r} not found")
         if len(found) > 1:
             raise ImageError(f"image layout {self.path}: tag {tag!r} names {len(found)} descriptors")
-        return found[0]
+        return found[0]  # type: ignore[no-any-return]
 
     def resolve_image(self, desc: dict[str, Any], platform: dict[str, str] | None = None,
                       depth: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:

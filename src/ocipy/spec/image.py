@@ -137,6 +137,7 @@ def validate_descriptor(desc: Any, field: str = "descriptor") -> dict[str, Any]:
 
 def validate_platform(p: Any, field: str = "platform") -> dict[str, Any]:
     p = _require_object(p, field)
+    assert isinstance(p, dict)
     for key in ("architecture", "os"):
         if not isinstance(p.get(key), str) or not p[key]:
             raise _fail(f"{field}.{key}", "is required and must be a string")

@@ -1,0 +1,364 @@
+"""Archives people exchange: ``oci-archive`` (a tar of an image layout) and
+``docker-archive`` (the ``docker save`` format: manifest.json, a Docker v2
+schema2 image config, uncompressed layer tars), in both directions.
+
+Reading never extracts an archive as such: only the names an archive format
+defines are read (``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``;
+the files manifest.json names), and every blob is verified before it is
+stored.  Writing goes to a temp file next to the target, renamed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import tempfile
+from typing import IO, Any
+
+from ocipy.errors import ImageError
+from ocipy.image.store import CHUNK, TMP_PREFIX, Layout, VerifyingReader, dumps
+from ocipy.spec import digest as _digest
+from ocipy.spec import image as spec
+
+MAX_JSON = 4 << 20
+
+
+def image_blobs(layout: Layout, desc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every descriptor reachable from `desc` (itself first), documents verified."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    todo = [desc]
+    while todo:
+        d = todo.pop(0)
+        if d["digest"] in seen:
+            continue
+        seen.add(d["digest"])
+        out.append(d)
+        if d.get("mediaType") in spec.MANIFEST_TYPES + spec.INDEX_TYPES:
+            doc = layout.read_manifest(d)
+            todo.extend(doc.get("manifests", []))
+            if "config" in doc:
+                todo.append(doc["config"])
+            todo.extend(doc.get("layers", []))
+    return out
+
+
+def copy_blob(src: Layout, dst: Layout, desc: dict[str, Any]) -> None:
+    """Copy one blob, verifying digest and size on the way."""
+    if dst.has_blob(desc["digest"]):
+        return
+    alg = desc["digest"].partition(":")[0]
+    with src.open_blob(desc["digest"]) as f, dst.blob_writer(alg) as w:
+        while True:
+            data = f.read(CHUNK)
+            if not data:
+                break
+            w.write(data)
+        w.commit(desc["digest"], desc.get("size"))
+
+
+def copy_image(src: Layout, desc: dict[str, Any], dst: Layout) -> None:
+    """Copy the image (or index) `desc` and everything it references from src to dst."""
+    blobs = image_blobs(src, desc)
+    with dst.lock():
+        for d in reversed(blobs):  # leaves first: a manifest never lands before its layers
+            copy_blob(src, dst, d)
+
+
+# ---------------------------------------------------------------------------
+# oci-archive
+
+
+def _safe_layout_name(name: str) -> str | None:
+    """The layout-relative name of an archive member, or None if it is not part of a layout."""
+    parts = [p for p in name.split("/") if p and p != "."]
+    if not parts or ".." in parts:
+        return None
+    if parts in (["oci-layout"], ["index.json"]):
+        return parts[0]
+    if len(parts) == 3 and parts[0] == "blobs":
+        try:
+            _digest.parse(f"{parts[1]}:{parts[2]}", "blob name")
+        except ImageError:
+            return None
+        return "/".join(parts)
+    return None
+
+
+def import_oci_archive(path: str, tag: str | None, dst: Layout, dst_tag: str) -> dict[str, Any]:
+    """Copy image `tag` (or the only one) of oci-archive `path` into `dst` as `dst_tag`."""
+    import shutil
+
+    from ocipy.image.build import set_tag
+
+    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=dst.path)
+    try:
+        try:
+            tf = tarfile.open(path, mode="r|*")
+        except (OSError, tarfile.TarError) as e:
+            raise ImageError(f"oci-archive {path}: cannot read: {e}") from None
+        with tf:
+            for member in tf:
+                name = _safe_layout_name(member.name)
+                if name is None or not member.isreg():
+                    continue
+                target = os.path.join(tmp, name)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                src = tf.extractfile(member)
+                assert src is not None
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK)
+        src_layout = Layout.open(tmp)
+        desc = src_layout.resolve(tag)
+        copy_image(src_layout, desc, dst)
+        entry = {k: v for k, v in desc.items() if k != "annotations"}
+        annotations = {k: v for k, v in (desc.get("annotations") or {}).items() if k != spec.ANNOTATION_REF_NAME}
+        if annotations:
+            entry["annotations"] = annotations
+        set_tag(dst, dst_tag, entry)
+        return entry
+    except tarfile.TarError as e:
+        raise ImageError(f"oci-archive {path}: corrupt archive: {e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _atomic_output(path: str) -> tuple[int, str]:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ImageError(f"{path}: directory {directory} does not exist")
+    return tempfile.mkstemp(prefix=".ocipy-archive-", dir=directory)
+
+
+def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    tf.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tf: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    tf.addfile(info)
+
+
+def export_oci_archive(src: Layout, desc: dict[str, Any], path: str, tag: str | None) -> None:
+    """Write image `desc` of `src` as an oci-archive at `path` (named `tag` inside)."""
+    with src.lock(shared=True):
+        blobs = image_blobs(src, desc)
+        entry = {k: v for k, v in desc.items() if k != "annotations"}
+        annotations = {k: v for k, v in (desc.get("annotations") or {}).items() if k != spec.ANNOTATION_REF_NAME}
+        if tag:
+            annotations[spec.ANNOTATION_REF_NAME] = tag
+        if annotations:
+            entry["annotations"] = annotations
+        index = {"schemaVersion": 2, "mediaType": spec.MEDIA_INDEX, "manifests": [entry]}
+        fd, tmp = _atomic_output(path)
+        try:
+            with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tf:
+                _add_bytes(tf, "oci-layout", dumps({"imageLayoutVersion": spec.IMAGE_LAYOUT_VERSION}))
+                _add_bytes(tf, "index.json", dumps(index))
+                _add_dir(tf, "blobs")
+                for alg in sorted({d["digest"].partition(":")[0] for d in blobs}):
+                    _add_dir(tf, f"blobs/{alg}")
+                for d in blobs:
+                    alg, enc = _digest.parse(d["digest"])
+                    with src.open_blob(d["digest"]) as blob:
+                        reader = VerifyingReader(blob, d["digest"], d.get("size"))
+                        info = tarfile.TarInfo(f"blobs/{alg}/{enc}")
+                        info.size = d["size"]
+                        info.mode = 0o644
+                        tf.addfile(info, reader)
+                        reader.finish()
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# ---------------------------------------------------------------------------
+# docker-archive
+
+
+def _docker_name(ref: str) -> str:
+    name = ref
+    if ":" not in name.rpartition("/")[2]:
+        name += ":latest"
+    return name
+
+
+def _norm_docker(name: str) -> str:
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _read_member(tf: tarfile.TarFile, name: str, what: str, limit: int = MAX_JSON) -> bytes:
+    try:
+        member = tf.getmember(name)
+    except KeyError:
+        raise ImageError(f"docker-archive: {what} {name!r} is missing from the archive") from None
+    if member.size > limit:
+        raise ImageError(f"docker-archive: {what} {name!r} is too large")
+    f = tf.extractfile(member)
+    if f is None:
+        raise ImageError(f"docker-archive: {what} {name!r} is not a file")
+    return f.read(limit + 1)
+
+
+def import_docker_archive(path: str, ref: str | None, dst: Layout, dst_tag: str,
+                          compression: str = "gzip") -> dict[str, Any]:
+    """Copy an image of a `docker save` archive into `dst` as `dst_tag`."""
+    from ocipy.image.build import set_tag
+    from ocipy.image.layer import LayerWriter
+
+    try:
+        tf = tarfile.open(path, "r:*")
+    except (OSError, tarfile.TarError) as e:
+        raise ImageError(f"docker-archive {path}: cannot read: {e}") from None
+    with tf:
+        try:
+            manifest = json.loads(_read_member(tf, "manifest.json", "manifest"))
+        except ValueError as e:
+            raise ImageError(f"docker-archive {path}: manifest.json: invalid JSON: {e}") from None
+        if not isinstance(manifest, list) or not all(isinstance(m, dict) for m in manifest):
+            raise ImageError(f"docker-archive {path}: manifest.json: must be an array of objects")
+        if ref:
+            if ref.startswith("@") and ref[1:].isdigit():
+                n = int(ref[1:])
+                chosen = [manifest[n]] if n < len(manifest) else []
+            else:
+                want = _norm_docker(_docker_name(ref))
+                chosen = [m for m in manifest if want in [_norm_docker(t) for t in m.get("RepoTags") or []]]
+            if not chosen:
+                raise ImageError(f"docker-archive {path}: no image {ref!r} in manifest.json")
+        else:
+            chosen = manifest
+        if len(chosen) != 1:
+            raise ImageError(f"docker-archive {path}: {len(chosen)} images in manifest.json; name one")
+        entry = chosen[0]
+        if not isinstance(entry.get("Config"), str) or not isinstance(entry.get("Layers"), list):
+            raise ImageError(f"docker-archive {path}: manifest.json: Config and Layers are required")
+        config_bytes = _read_member(tf, entry["Config"], "config")
+        try:
+            config = json.loads(config_bytes)
+        except ValueError as e:
+            raise ImageError(f"docker-archive {path}: config {entry['Config']}: invalid JSON: {e}") from None
+        spec.validate_config(config, f"config {entry['Config']}")
+        diff_ids = config["rootfs"]["diff_ids"]
+        if len(diff_ids) != len(entry["Layers"]):
+            raise ImageError(f"docker-archive {path}: {len(entry['Layers'])} layers but the config "
+                             f"has {len(diff_ids)} diff_ids")
+        with dst.lock():
+            layers = []
+            for i, name in enumerate(entry["Layers"]):
+                try:
+                    member = tf.getmember(name)
+                except KeyError:
+                    raise ImageError(f"docker-archive {path}: layer {name!r} is missing") from None
+                src = tf.extractfile(member)
+                if src is None:
+                    raise ImageError(f"docker-archive {path}: layer {name!r} is not a file")
+                writer = LayerWriter(dst, compression)
+                try:
+                    writer.copy_tar(src)
+                    desc, diff_id = writer.finish()
+                except BaseException:
+                    writer.abort()
+                    raise
+                if diff_id != diff_ids[i]:
+                    raise ImageError(f"docker-archive {path}: layer {name!r}: digest {diff_id} does not "
+                                     f"match config rootfs.diff_ids[{i}] {diff_ids[i]}")
+                layers.append(desc)
+            digest, size = dst.write_blob(config_bytes)
+            cdesc = {"mediaType": spec.MEDIA_CONFIG, "digest": digest, "size": size}
+            oci_manifest = {"schemaVersion": 2, "mediaType": spec.MEDIA_MANIFEST,
+                            "config": cdesc, "layers": layers}
+            mdesc = dst.put_json(oci_manifest, spec.MEDIA_MANIFEST)
+            mdesc["platform"] = {"os": config["os"], "architecture": config["architecture"]}
+            if config.get("variant"):
+                mdesc["platform"]["variant"] = config["variant"]
+            set_tag(dst, dst_tag, mdesc)
+            return mdesc
+
+
+def export_docker_archive(src: Layout, desc: dict[str, Any], path: str, ref: str | None,
+                          platform: dict[str, str] | None = None) -> None:
+    """Write image `desc` of `src` in the `docker save` format at `path`."""
+    from ocipy.image.layer import open_layer_stream
+
+    with src.lock(shared=True):
+        mdesc, manifest = src.resolve_image(desc, platform)
+        config_bytes = src.read_blob(manifest["config"]["digest"], manifest["config"]["size"])
+        config = src.read_config(manifest["config"])
+        diff_ids = config["rootfs"]["diff_ids"]
+        if len(diff_ids) != len(manifest["layers"]):
+            raise ImageError(f"manifest {mdesc['digest']}: layer count does not match the config's diff_ids")
+        config_name = manifest["config"]["digest"].partition(":")[2] + ".json"
+        fd, tmp = _atomic_output(path)
+        try:
+            with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tf:
+                layer_names = []
+                for i, ldesc in enumerate(manifest["layers"]):
+                    name = diff_ids[i].partition(":")[2] + ".tar"
+                    if name in layer_names:
+                        layer_names.append(name)  # the same layer twice: one file
+                        continue
+                    with tempfile.TemporaryFile(dir=os.path.dirname(tmp)) as scratch:
+                        _uncompressed_layer(src, ldesc, diff_ids[i], scratch, open_layer_stream)
+                        info = tarfile.TarInfo(name)
+                        info.size = scratch.tell()
+                        info.mode = 0o644
+                        scratch.seek(0)
+                        tf.addfile(info, scratch)
+                    layer_names.append(name)
+                _add_bytes(tf, config_name, config_bytes)
+                tags = [_docker_name(ref)] if ref else None
+                _add_bytes(tf, "manifest.json", json.dumps(
+                    [{"Config": config_name, "RepoTags": tags, "Layers": layer_names}]).encode())
+                if ref:
+                    repo, _, t = _docker_name(ref).rpartition(":")
+                    _add_bytes(tf, "repositories", json.dumps(
+                        {repo: {t: diff_ids[-1].partition(":")[2] if diff_ids else ""}}).encode())
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+
+def _uncompressed_layer(src: Layout, desc: dict[str, Any], diff_id: str, out: IO[bytes], opener: Any) -> None:
+    what = f"layer {desc['digest']}"
+    with src.open_blob(desc["digest"]) as raw:
+        verifier = VerifyingReader(raw, desc["digest"], desc.get("size"), "layer")
+        stream = opener(verifier, desc["mediaType"], what, [1 << 62])
+        hasher = _digest.hasher(diff_id.partition(":")[0])
+        while True:
+            data = stream.read(CHUNK)
+            if not data:
+                break
+            hasher.update(data)
+            out.write(data)
+        verifier.finish()
+    got = f"{diff_id.partition(':')[0]}:{hasher.hexdigest()}"
+    if got != diff_id:
+        raise ImageError(f"{what}: uncompressed digest {got} does not match the config's diff_id {diff_id}")
