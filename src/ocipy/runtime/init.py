@@ -174,6 +174,7 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
     # Everything imported after pivot_root must be loaded now: the host's
     # files (Python's modules included) are out of reach afterwards.
     import resource  # noqa: F401
+    import signal  # noqa: F401  (process.reset_signals; `ocipy create` alone has not loaded it)
 
     from ocipy.linux import caps
 
