@@ -269,12 +269,13 @@ class ApplyOptions:
         self.root = root
 
 
-def _split(name: str, entry: str, what: str, kind: str = "entry") -> list[str]:
+def _split(name: str, entry: str, what: str, kind: str = "") -> list[str]:
+    where = f"{what}: entry {entry!r}" + (f": {kind} {name!r}" if kind else "")
     if name.startswith("/"):
-        raise ImageError(f"{what}: {kind} {entry!r}: absolute path not allowed in a layer")
+        raise ImageError(f"{where}: absolute path not allowed in a layer")
     parts = [p for p in name.split("/") if p and p != "."]
     if ".." in parts:
-        raise ImageError(f"{what}: {kind} {entry!r}: '..' component not allowed in a layer")
+        raise ImageError(f"{where}: '..' component not allowed in a layer")
     return parts
 
 
@@ -466,8 +467,14 @@ class Applier:
         self._cache[key] = fd
         return fd
 
-    def _mkdir_parents(self, parts: list[str]) -> int:
-        """mkdir -p inside the root (missing parents get 0755 root:root, like umoci)."""
+    def _mkdir_parents(self, parts: list[str], depth: int = 0) -> int:
+        """mkdir -p inside the root (missing parents get 0755 root:root, like umoci).
+
+        A dangling symlink on the way is followed as the kernel would inside the root
+        (absolute targets from the rootfs, `..` stopping at it) and its target created.
+        """
+        if depth > 40:
+            raise ImageError(f"{self.what}: {'/'.join(parts)!r}: too many levels of symbolic links")
         fd = os.dup(self.root_fd)
         try:
             for i, name in enumerate(parts):
@@ -480,8 +487,19 @@ class Applier:
                     try:
                         os.mkdir(name, 0o755, dir_fd=fd)
                     except FileExistsError:
-                        raise ImageError(f"{self.what}: {path!r} is a dangling symlink; "
-                                         "cannot create entries below it") from None
+                        st = os.lstat(name, dir_fd=fd)
+                        if not stat.S_ISLNK(st.st_mode):
+                            raise
+                        target = os.readlink(name, dir_fd=fd)
+                        base = [] if target.startswith("/") else parts[:i]
+                        resolved: list[str] = []
+                        for comp in base + target.split("/"):
+                            if comp == "..":
+                                if resolved:
+                                    resolved.pop()
+                            elif comp and comp != ".":
+                                resolved.append(comp)
+                        os.close(self._mkdir_parents(resolved, depth + 1))
                     nfd = self._resolve(path)
                 os.close(fd)
                 fd = nfd
@@ -797,7 +815,7 @@ class Applier:
                     raise
 
     def _hardlink(self, pfd: int, name: str, info: tarfile.TarInfo) -> None:
-        tparts = _split(info.linkname, info.name, self.what, "hardlink")
+        tparts = _split(info.linkname, info.name, self.what, "hardlink target")
         if not tparts:
             raise ImageError(f"{self.what}: entry {info.name!r}: hardlink to the root directory")
         try:
