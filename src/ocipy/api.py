@@ -104,3 +104,25 @@ def features() -> dict[str, Any]:
     from ocipy.runtime.features import features as _features
 
     return _features()
+
+
+def exec(container_id: str, args: list[str] | None = None, *, root: str | None = None,
+         process: dict[str, Any] | None = None, env: list[str] | None = None, cwd: str | None = None,
+         user: str | None = None, tty: bool = False, detach: bool = False, pid_file: str | None = None,
+         console_socket: str | None = None, preserve_fds: int = 0, ignore_paused: bool = False) -> int:  # fmt: skip
+    """Run a process in a running container (``runc exec``).
+
+    Give either `args` (the container's process settings are the base, as
+    runc does) or a full `process` object.  Returns the exit status in the
+    foreground, 0 when detached.
+    """
+    from ocipy.runtime import exec as _exec
+    from ocipy.runtime import store
+
+    root = root or DEFAULT_ROOT
+    if process is None:
+        config = store.load(root, container_id).config
+        process = _exec.build_process(config, list(args or []), env=env, cwd=cwd, user=user, tty=tty)
+    return _exec.exec_process(root, container_id, process, detach=detach, pid_file=pid_file,
+                              console_socket=console_socket, preserve_fds=preserve_fds,
+                              ignore_paused=ignore_paused)  # fmt: skip

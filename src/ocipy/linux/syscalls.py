@@ -26,6 +26,7 @@ _NR = {
     "close_range": 436,
     "openat2": 437,
     "pidfd_send_signal": 424,
+    "pidfd_getfd": 438,
     "mount_setattr": 442,
 }
 
@@ -200,3 +201,13 @@ def setdomainname(name: str) -> None:
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     _check(_syscall(_NR["pidfd_send_signal"], ctypes.c_int(pidfd), ctypes.c_int(sig), None, ctypes.c_uint(0)),
            "pidfd_send_signal")  # fmt: skip
+
+
+def pidfd_getfd(pid: int, target_fd: int) -> int:
+    """A copy of another process's fd (needs ptrace rights over it)."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        return _check(_syscall(_NR["pidfd_getfd"], ctypes.c_int(pidfd), ctypes.c_int(target_fd), ctypes.c_uint(0)),
+                      "pidfd_getfd", f"pid {pid} fd {target_fd}")  # fmt: skip
+    finally:
+        os.close(pidfd)

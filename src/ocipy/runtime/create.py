@@ -153,7 +153,6 @@ def create(
     ctx.parent_hooks = bool(hooks.get("prestart") or hooks.get("createRuntime"))
 
     to_child_r = to_child_w = from_child_r = from_child_w = -1
-    notify_parent = None
     bootstrap_pid = init_pid = 0
     manager = None
     try:
@@ -186,11 +185,6 @@ def create(
             if console_socket is not None:
                 console_fd = _connect_console(console_socket)
             ctx.console_fd = console_fd
-            if (linux.get("seccomp") or {}).get("listenerPath"):
-                import socket
-
-                notify_parent, notify_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                ctx.notify_sock_fd = notify_child.detach()
             to_child_r, to_child_w = os.pipe()
             from_child_r, from_child_w = os.pipe()
             ctx.channel = Channel(to_child_r, from_child_w)
@@ -206,8 +200,6 @@ def create(
             os.close(from_child_w)
             if ctx.console_fd is not None and console_socket is not None:
                 os.close(ctx.console_fd)
-            if ctx.notify_sock_fd is not None:
-                os.close(ctx.notify_sock_fd)
             for _, fd in ns_fds:
                 os.close(fd)
             ns_fds = []
@@ -221,8 +213,6 @@ def create(
             container.data["pid_start"] = store.process_start_time(init_pid)
             container.data["created"] = rfc3339_now()
             container.data["created_done"] = True
-            if notify_parent is not None:
-                _forward_notify_fd(notify_parent, linux, container)
             container.save()
             if pid_file:
                 _write_pid_file(pid_file, init_pid)
@@ -243,9 +233,6 @@ def create(
             except OcipyError:
                 pass
         raise
-    finally:
-        if notify_parent is not None:
-            notify_parent.close()
 
 
 def _converse(parent: Channel, bootstrap_pid: int, linux: dict[str, Any], ctx: InitContext,
@@ -269,6 +256,10 @@ def _converse(parent: Channel, bootstrap_pid: int, linux: dict[str, Any], ctx: I
             init_pid = int(rest)
             os.waitpid(bootstrap_pid, 0)
             container.data["pid"] = init_pid  # saved on error paths too, for delete -f
+            parent.send("init-go")
+        elif word == "seccomp":
+            forward_notify_fd(init_pid, int(rest), linux, dict(ctx.state, pid=init_pid))
+            parent.send("seccomp-done")
         elif word == "hooks":
             state = dict(ctx.state, pid=init_pid)
             cfg = ctx.config.get("hooks") or {}
@@ -314,19 +305,16 @@ def _connect_console(path: str) -> int:
     return sock.detach()
 
 
-def _forward_notify_fd(sock: Any, linux: dict[str, Any], container: store.Container) -> None:
-    import socket
+def forward_notify_fd(pid: int, child_fd: int, linux: dict[str, Any], state: dict[str, Any]) -> None:
+    """Copy the child's seccomp notify fd and send it to linux.seccomp.listenerPath, as runc does."""
+    from ocipy.linux import seccomp, syscalls
 
-    from ocipy.linux import seccomp
-
-    _, fds, _, _ = socket.recv_fds(sock, 64, 1)
-    if not fds:
-        raise OcipyError("linux.seccomp.listenerPath: the init sent no seccomp notify fd")
+    fd = syscalls.pidfd_getfd(pid, child_fd)
     try:
-        seccomp.send_listener(linux["seccomp"]["listenerPath"], fds[0], container.oci_state(),
+        seccomp.send_listener(linux["seccomp"]["listenerPath"], fd, state,
                               linux["seccomp"].get("listenerMetadata", ""))  # fmt: skip
     finally:
-        os.close(fds[0])
+        os.close(fd)
 
 
 def _write_pid_file(path: str, pid: int) -> None:

@@ -78,7 +78,6 @@ class InitContext:
         self.new_userns = False
         self.fifo_path = ""
         self.console_fd: int | None = None
-        self.notify_sock_fd: int | None = None
         self.no_pivot = False
         self.extra_fds = 0
         self.listen_env = False
@@ -142,6 +141,17 @@ def bootstrap(ctx: InitContext) -> NoReturn:
         report_error(ch, e)
 
 
+def hand_over_notify_fd(ch: Channel, fd: int) -> None:
+    """The parent copies our seccomp notify fd (pidfd_getfd) for the listener.
+
+    A plain write, not sendmsg: the filter is already active and may notify
+    on sendmsg, which nobody could answer yet.
+    """
+    ch.send(f"seccomp {fd}")
+    ch.expect("seccomp-done")
+    os.close(fd)
+
+
 def _write_time_offsets(offsets: dict[str, Any]) -> None:
     lines = "".join(
         f"{clock} {int(v.get('secs', 0))} {int(v.get('nanosecs', 0))}\n"
@@ -157,6 +167,7 @@ def container_init(ctx: InitContext) -> NoReturn:
     ch = ctx.channel
     assert ch is not None
     try:
+        ch.expect("init-go")  # the parent knows our pid now
         _init(ctx, ch)
     except BaseException as e:  # noqa: BLE001
         report_error(ch, e)
@@ -253,14 +264,7 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
         env["LISTEN_FDS"] = str(ctx.extra_fds)
         env["LISTEN_PID"] = "1"
     executable = process.find_executable(proc, env)
-    notify_fd = process.finalize(proc, seccomp_filter)
-    if notify_fd is not None and ctx.notify_sock_fd is not None:
-        import socket as _socket
-
-        sock = _socket.socket(fileno=ctx.notify_sock_fd)
-        _socket.send_fds(sock, [b"seccomp"], [notify_fd])
-        sock.detach()
-        os.close(notify_fd)
+    process.finalize(proc, seccomp_filter, lambda fd: hand_over_notify_fd(ch, fd))
     ch.send("ready")
     ch.close()
 

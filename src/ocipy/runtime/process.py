@@ -8,6 +8,7 @@ final execve with a clean signal state and no stray file descriptors.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from ocipy.errors import ConfigError, KernelError, OcipyError
@@ -105,8 +106,6 @@ def setup_terminal(console_fd: int, process: dict[str, Any]) -> None:
 
 def reset_signals() -> None:
     """Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve, so restore them."""
-    import signal
-
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -136,10 +135,11 @@ def change_user(process: dict[str, Any], cap_top: int) -> None:
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
 
 
-def finalize(process: dict[str, Any], seccomp_filter: Any = None) -> int | None:
+def finalize(process: dict[str, Any], seccomp_filter: Any = None, on_notify_fd: Any = None) -> None:
     """User, capabilities, no_new_privs and seccomp, in runc's order.
 
-    Returns the seccomp notify fd when the filter has SCMP_ACT_NOTIFY rules.
+    When the filter has SCMP_ACT_NOTIFY rules, `on_notify_fd(fd)` is called
+    right after loading it, before any later syscall can need the listener.
     Runs before the exec fifo wait, so create reports these errors.
     """
     cap_top = _cap_top()
@@ -152,6 +152,8 @@ def finalize(process: dict[str, Any], seccomp_filter: Any = None) -> int | None:
         pass  # retried as the target user below (root may be denied on some mounts)
     if seccomp_filter is not None and not nnp:
         notify_fd = seccomp_filter.load()  # without no_new_privs loading needs CAP_SYS_ADMIN
+        if notify_fd is not None and on_notify_fd is not None:
+            on_notify_fd(notify_fd)
     change_user(process, cap_top)
     try:
         os.chdir(cwd)
@@ -161,7 +163,8 @@ def finalize(process: dict[str, Any], seccomp_filter: Any = None) -> int | None:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     if seccomp_filter is not None and nnp:
         notify_fd = seccomp_filter.load()
-    return notify_fd  # type: ignore[no-any-return]
+        if notify_fd is not None and on_notify_fd is not None:
+            on_notify_fd(notify_fd)
 
 
 def execve(process: dict[str, Any], executable: str, env: dict[str, str], extra_fds: int) -> None:

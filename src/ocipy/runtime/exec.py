@@ -1,0 +1,242 @@
+"""exec: run a new process inside a running container.
+
+Like create, a bootstrap child joins the container (cgroups first, then the
+user namespace, the other namespaces and the mount namespace last) and forks
+the process, so that it is inside the container's pid namespace.  The new
+process gets the same treatment as the container's init: rlimits, user,
+capabilities, no_new_privs, the container's seccomp filter, a clean fd table.
+A close-on-exec pipe tells the parent whether execve happened.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NoReturn
+
+from ocipy.errors import InvalidState, NotRunning, OcipyError
+from ocipy.linux import syscalls as sc
+from ocipy.runtime import store
+from ocipy.runtime.init import Channel, hand_over_notify_fd, report_error
+from ocipy.spec.runtime import NAMESPACES, validate_process
+
+
+def build_process(config: dict[str, Any], args: list[str], *, env: list[str] | None = None,
+                  cwd: str | None = None, user: str | None = None, additional_gids: list[int] | None = None,
+                  caps: list[str] | None = None, no_new_privs: bool = False, tty: bool = False) -> dict[str, Any]:  # fmt: skip
+    """runc's exec without --process: the container's process with these changes."""
+    import copy
+
+    from ocipy.errors import ConfigError
+
+    process: dict[str, Any] = copy.deepcopy(config.get("process") or {})
+    process["args"] = args
+    process["env"] = list(process.get("env") or []) + list(env or [])
+    if cwd:
+        process["cwd"] = cwd
+    process.setdefault("cwd", "/")
+    process["terminal"] = tty
+    process.pop("consoleSize", None)
+    if user:
+        uid, _, gid = user.partition(":")
+        try:
+            process["user"] = {"uid": int(uid), "gid": int(gid) if gid else 0}
+        except ValueError:
+            raise ConfigError("--user", f"{user!r} is not UID[:GID]") from None
+    if additional_gids:
+        process.setdefault("user", {})["additionalGids"] = additional_gids
+    if caps:
+        sets = process.setdefault("capabilities", {})
+        for name in ("bounding", "effective", "permitted"):
+            sets[name] = list(sets.get(name) or []) + [c.upper() for c in caps]
+    if no_new_privs:
+        process["noNewPrivileges"] = True
+    return process
+
+
+class _ExecContext:
+    def __init__(self) -> None:
+        self.process: dict[str, Any] = {}
+        self.seccomp_filter: Any = None
+        self.ns_fds: list[tuple[str, int]] = []
+        self.channel: Channel | None = None
+        self.parent_only_fds: list[int] = []
+        self.console_fd: int | None = None
+        self.extra_fds = 0
+
+
+def exec_process(root: str, container_id: str, process: dict[str, Any], *, detach: bool = False,
+                 pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0,
+                 ignore_paused: bool = False) -> int:  # fmt: skip
+    """Run `process` in the container; foreground returns its exit status (128+N on signal N)."""
+    from ocipy.runtime import create as create_mod
+    from ocipy.runtime.operations import _manager, wait_exit
+
+    validate_process(process, "process")
+    container = store.load(root, container_id)
+    status = container.status
+    if status == store.PAUSED and not ignore_paused:
+        raise InvalidState("cannot exec in a paused container (use --ignore-paused to override)")
+    if status not in (store.CREATED, store.RUNNING, store.PAUSED):
+        raise NotRunning(container_id)
+    if process.get("terminal") and console_socket is None and detach:
+        raise OcipyError("cannot allocate tty if ocipy will detach without setting console socket")
+    config = container.config
+    linux = config.get("linux") or {}
+
+    ctx = _ExecContext()
+    ctx.process = process
+    _preload(ctx, linux)
+    ctx.extra_fds = preserve_fds
+    ns_types = [ns["type"] for ns in linux.get("namespaces") or []]
+    ns_types.sort(key=lambda t: (t != "user", t == "mount"))
+    for ns_type in ns_types:
+        name = NAMESPACES[ns_type][1]
+        try:
+            ctx.ns_fds.append((ns_type, os.open(f"/proc/{container.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)))
+        except OSError as e:
+            for _, fd in ctx.ns_fds:
+                os.close(fd)
+            raise OcipyError(f"container {container_id}: cannot open its {ns_type} namespace: {e.strerror}") from None
+
+    proxy = None
+    if process.get("terminal"):
+        if console_socket is not None:
+            ctx.console_fd = create_mod._connect_console(console_socket)
+        else:
+            from ocipy.runtime.console import ConsoleProxy
+
+            proxy = ConsoleProxy()
+            ctx.console_fd = proxy.child_fd
+    if not detach:
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    ctx.channel = Channel(to_child_r, from_child_w)
+    ctx.parent_only_fds = [from_child_r, to_child_w]
+    parent = Channel(from_child_r, to_child_w)
+    bootstrap_pid = pid = 0
+    try:
+        bootstrap_pid = os.fork()
+        if bootstrap_pid == 0:
+            _bootstrap(ctx)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        to_child_r = from_child_w = -1
+        for _, fd in ctx.ns_fds:
+            os.close(fd)
+        ctx.ns_fds = []
+        if ctx.console_fd is not None and proxy is None:
+            os.close(ctx.console_fd)
+        manager = _manager(container)
+        if manager is not None:
+            manager.join(bootstrap_pid)
+        parent.send("go")
+        pid = _await_exec(parent, bootstrap_pid, container)
+    except BaseException:
+        create_mod._kill_children(bootstrap_pid, pid)
+        raise
+    finally:
+        for fd in (to_child_r, from_child_w):
+            if fd >= 0:
+                os.close(fd)
+        parent.close()
+    if pid_file:
+        create_mod._write_pid_file(pid_file, pid)
+    if proxy is not None:
+        proxy.receive_master()
+    if detach:
+        if proxy is not None:
+            proxy.close()
+        return 0
+    try:
+        if proxy is not None:
+            proxy.copy_until_exit(pid)
+        return wait_exit(pid)
+    finally:
+        if proxy is not None:
+            proxy.close()
+
+
+def _await_exec(parent: Channel, bootstrap_pid: int, container: store.Container) -> int:
+    from ocipy.runtime.create import forward_notify_fd
+
+    pid = 0
+    while True:
+        try:
+            message = parent.recv()
+        except EOFError:
+            break  # the close-on-exec write end went away: execve succeeded
+        word, _, rest = message.partition(" ")
+        if word == "error":
+            raise OcipyError(f"exec failed: {rest}")
+        if word == "pid":
+            pid = int(rest)
+            os.waitpid(bootstrap_pid, 0)
+        elif word == "seccomp":
+            linux = container.config.get("linux") or {}
+            forward_notify_fd(pid, int(rest), linux, dict(container.oci_state(), pid=pid))
+            parent.send("seccomp-done")
+    if not pid:
+        raise OcipyError("exec failed: the process did not start")
+    return pid
+
+
+def _bootstrap(ctx: _ExecContext) -> NoReturn:
+    ch = ctx.channel
+    assert ch is not None
+    try:
+        for fd in ctx.parent_only_fds:
+            os.close(fd)
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: no /proc/PID/exe for the container
+        ch.expect("go")
+        for ns_type, fd in ctx.ns_fds:
+            sc.setns(fd, NAMESPACES[ns_type][0], ns_type)
+            os.close(fd)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _exec_child(ctx, ch)
+            except BaseException as e:  # noqa: BLE001
+                report_error(ch, e)
+        ch.send(f"pid {pid}")
+        os._exit(0)
+    except BaseException as e:  # noqa: BLE001 - a forked child must never return
+        report_error(ch, e)
+
+
+def _preload(ctx: _ExecContext, linux: dict[str, Any]) -> None:
+    """Load now what the child needs: after setns(mnt) the host's files are out of reach."""
+    import resource  # noqa: F401
+
+    from ocipy.runtime import process as proc_mod
+
+    proc_mod._cap_top()
+    if ctx.process.get("terminal"):
+        import fcntl  # noqa: F401
+        import socket  # noqa: F401
+        import struct  # noqa: F401
+        import termios  # noqa: F401
+    if linux.get("seccomp"):
+        from ocipy.linux import seccomp
+
+        ctx.seccomp_filter = seccomp.prepare(linux["seccomp"])
+
+
+def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:
+    from ocipy.runtime import process as proc_mod
+
+    process = ctx.process
+    seccomp_filter = ctx.seccomp_filter
+    if ctx.console_fd is not None:
+        proc_mod.setup_terminal(ctx.console_fd, process)
+    proc_mod.set_oom_score_adj(process)
+    proc_mod.set_rlimits(process.get("rlimits"))
+    env = proc_mod.env_dict(process)
+    if "HOME" not in env:
+        env["HOME"] = proc_mod.home_of((process.get("user") or {}).get("uid", 0))
+    executable = proc_mod.find_executable(process, env)
+    proc_mod.finalize(process, seccomp_filter, lambda fd: hand_over_notify_fd(ch, fd))
+    # ch's write end is close-on-exec: the parent reads EOF once execve succeeds.
+    proc_mod.execve(process, executable, env, ctx.extra_fds)
+    os._exit(127)
