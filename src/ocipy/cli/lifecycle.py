@@ -125,7 +125,15 @@ def run_delete(argv: list[str], opts: Any) -> int:
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("container_id")
     args = _parse(p, argv)
-    api.delete(args.container_id, root=opts.root, force=args.force)
+    from ocipy.errors import ContainerNotFound
+
+    try:
+        api.delete(args.container_id, root=opts.root, force=args.force)
+    except ContainerNotFound:
+        if not args.force:
+            raise
+        # as runc: `delete --force` of a container that is gone succeeds (podman and
+        # containerd clean up with it after a failed create)
     return 0
 
 
