@@ -529,13 +529,16 @@ class Manager:
         self._remove_created(quiet=False)
 
     def _remove_created(self, quiet: bool) -> None:
+        import time
+
         from ocipy.errors import KernelError
 
         first: KernelError | None = None
         left: list[str] = []
+        deadline = time.monotonic() + 1.0  # EBUSY retries, shared by every directory
         for d in reversed(self.created):
             try:
-                _rmtree_cgroup(d)
+                _rmtree_cgroup(d, deadline)
             except KernelError as e:
                 left.insert(0, d)
                 first = first or e
@@ -608,8 +611,8 @@ def _page_sizes(d: str, suffix: str) -> list[str]:
     return sizes
 
 
-def _rmtree_cgroup(d: str) -> None:
-    """rmdir d and the cgroups below it, deepest first; retry briefly on EBUSY."""
+def _rmtree_cgroup(d: str, deadline: float) -> None:
+    """rmdir d and the cgroups below it, deepest first; retry on EBUSY until `deadline`."""
     import errno
     import time
 
@@ -622,19 +625,19 @@ def _rmtree_cgroup(d: str) -> None:
     except OSError as e:
         raise KernelError("rmdir", d, e.errno or errno.EIO) from None
     for sub in subdirs:
-        _rmtree_cgroup(sub)
+        _rmtree_cgroup(sub, deadline)
     delay = 0.01
-    for attempt in range(8):
+    while True:
         try:
             os.rmdir(d)
             return
         except FileNotFoundError:
             return
         except OSError as e:
-            if e.errno != errno.EBUSY or attempt == 7:
+            if e.errno != errno.EBUSY or time.monotonic() >= deadline:
                 raise KernelError("rmdir", d, e.errno or errno.EIO) from None
             time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+            delay = min(delay * 2, 0.1)
 
 
 class OomWatcher:
