@@ -72,6 +72,11 @@ def _source(ref: str) -> Iterator[tuple[Any, dict[str, Any]]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def _whole_layout(path: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+    yield _layout(path), {}
+
+
 def init(path: str) -> None:
     """Create an empty OCI image layout at `path` (image-layout.md)."""
     from ocipy.image.store import Layout
@@ -126,10 +131,9 @@ def validate(ref: str) -> list[str]:
     from ocipy.spec import image as spec
 
     r = refs.parse(ref)
-    with _source(ref) as (layout, top):
-        tops = [top]
-        if r.transport == "oci" and r.tag is None:
-            tops = layout.index()["manifests"]
+    whole = r.transport == "oci" and r.tag is None
+    with _whole_layout(r.path) if whole else _source(ref) as (layout, top):
+        tops = layout.index()["manifests"] if whole else [top]
         checked: list[str] = []
         for t in tops:
             for desc in archive.image_blobs(layout, t):
