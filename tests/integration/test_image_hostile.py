@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from image_fixtures import build_layout, compress, entry, leftovers, make_tar, ocipy, sha256, snapshot
+from image_fixtures import (
+    build_layout,
+    compress,
+    entry,
+    leftovers,
+    make_tar,
+    ocipy,
+    sha256,
+    snapshot,
+)
 
 from ocipy import api_image
 from ocipy.errors import ImageError
