@@ -370,3 +370,22 @@ for ns in (False, True):
         assert "memory" in res["ls"] and "unified" in res["ls"]
         assert res["limit"] == str(50 << 20)
         assert res["ro"]
+
+
+def test_create_refuses_a_busy_or_frozen_cgroup(env: Env) -> None:
+    """config-linux.md "Control groups": a frozen or (for create) non-empty cgroup MUST be an error
+    when the runtime checks for it."""
+    path = f"ocipy-test-{uuid.uuid4().hex[:8]}/c"
+    first = env.manager(cfg({}, path=path))
+    first.create()
+    env.spawn(first, ["sleep", "30"])
+    second = env.manager(cfg({}, path=path))
+    with pytest.raises(OcipyError, match="not empty"):
+        second.create()
+    assert second.to_state()["created"] == []
+    first.kill_all(signal.SIGKILL)
+    assert wait_for(lambda: first.pids() == [])
+    first.freeze()
+    with pytest.raises(OcipyError, match="frozen"):
+        env.manager(cfg({}, path=path)).create()
+    first.thaw()

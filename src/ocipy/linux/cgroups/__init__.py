@@ -260,6 +260,7 @@ class Manager:
                 d = self._paths[key]
                 mnt = self._mounts.get(key, os.path.dirname(d))
                 self._mkdirs(mnt, d, v2_enable if key == "" else None, key == "cpuset")
+            self._check_fit()
             res = dict(self._resources)
             res.pop("devices", None)
             self.set(res)
@@ -268,6 +269,19 @@ class Manager:
         except BaseException:
             self._remove_created(quiet=True)
             raise
+
+    def _check_fit(self) -> None:
+        """config-linux.md "Control groups": a runtime that checks whether the container
+        cgroup is fit for purpose MUST error when it is not -- on create, a frozen or a
+        non-empty cgroup (runc >= 1.2 refuses these too)."""
+        from ocipy.errors import OcipyError
+
+        if self.is_frozen():
+            raise OcipyError(f"cgroups: the container's cgroup {self._dirs()[0]} is frozen")
+        busy = self.pids()
+        if busy:
+            raise OcipyError(f"cgroups: the container's cgroup {self._dirs()[0]} is not empty: "
+                             f"{len(busy)} process(es) found")
 
     def _v2_enable_list(self) -> list[str]:
         """cgroup v2 controllers to enable on the way down to the container's directory."""
