@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from support.helpers import IS_ROOT, OCIPY, REPO, needs_root, unique_id  # noqa: E402,F401
 from support.rootfs import build_busybox_rootfs  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-OCIPY = str(REPO / ".venv" / "bin" / "ocipy")
-IS_ROOT = os.geteuid() == 0
-
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root: creates namespaces and mounts")
-
-
-def unique_id(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +42,19 @@ class Runtime:
         return [self.binary, "--root", str(self.root), *args]
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
-        kw.setdefault("capture_output", True)
-        proc = subprocess.run(self.cmd(*args), text=True, timeout=timeout, **kw)
+        """Run ocipy; stdout/stderr go through temp files, not pipes: a detached
+        container inherits them and would hold a pipe open forever."""
+        import tempfile
+
+        if "stdout" in kw or "capture_output" in kw:
+            proc = subprocess.run(self.cmd(*args), text=True, timeout=timeout, **kw)
+        else:
+            with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+                kw.setdefault("stdin", subprocess.DEVNULL)
+                code = subprocess.run(self.cmd(*args), stdout=out, stderr=err, timeout=timeout, **kw).returncode
+                out.seek(0)
+                err.seek(0)
+                proc = subprocess.CompletedProcess(self.cmd(*args), code, out.read(), err.read())
         if check and proc.returncode != 0:
             raise AssertionError(f"ocipy {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
         return proc
@@ -84,7 +85,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 def make_bundle(tmp_path: Path, busybox_rootfs: Path) -> Callable[..., Path]:
     """make_bundle(args=[...], **edits): a bundle with a copy of the busybox rootfs.
 
-    The config starts from `ocipy spec` defaults with terminal off; `edit` is
+    The config starts from `ocipy spec` defaults with terminal off and a
+    writable root; `edit` is
     a function that may change the config dict in place.
     """
     from ocipy.spec.runtime import default_spec
@@ -100,6 +102,7 @@ def make_bundle(tmp_path: Path, busybox_rootfs: Path) -> Callable[..., Path]:
         config = copy.deepcopy(default_spec())
         config["process"]["terminal"] = False
         config["process"]["args"] = args or ["true"]
+        config["root"]["readonly"] = False  # tests write markers into the rootfs
         if edit:
             edit(config)
         (bundle / "config.json").write_text(json.dumps(config))

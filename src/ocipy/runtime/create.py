@@ -209,8 +209,6 @@ def create(
             init_pid = _converse(parent, bootstrap_pid, linux, ctx, container)
             parent.close()
 
-            container.data["pid"] = init_pid
-            container.data["pid_start"] = store.process_start_time(init_pid)
             container.data["created"] = rfc3339_now()
             container.data["created_done"] = True
             container.save()
@@ -255,7 +253,9 @@ def _converse(parent: Channel, bootstrap_pid: int, linux: dict[str, Any], ctx: I
         elif word == "pid":
             init_pid = int(rest)
             os.waitpid(bootstrap_pid, 0)
-            container.data["pid"] = init_pid  # saved on error paths too, for delete -f
+            container.data["pid"] = init_pid
+            container.data["pid_start"] = store.process_start_time(init_pid)
+            container.save()  # so that `delete -f` finds the init if we are killed
             parent.send("init-go")
         elif word == "seccomp":
             forward_notify_fd(init_pid, int(rest), linux, dict(ctx.state, pid=init_pid))

@@ -89,8 +89,8 @@ class Container:
 
     @property
     def status(self) -> str:
-        if not self.data.get("pid"):
-            return CREATING if not self.data.get("created_done") else STOPPED
+        if not self.data.get("created_done"):
+            return CREATING
         if not self.init_alive():
             return STOPPED
         if os.path.exists(self.exec_fifo):
