@@ -158,3 +158,28 @@ def test_many_files_across_directories(tmp_path: Path) -> None:
         assert not (rootfs / f"d{d}" / "f0").exists()
         assert (rootfs / f"d{d}" / "l5").read_bytes() == f"{d}-5".encode()
     assert len(listing(rootfs)) == 20 + 20 * 59
+
+
+def test_layer_without_padding_and_end_marker(tmp_path: Path) -> None:
+    # umoci writes layers whose last member is neither padded nor followed by the end marker
+    import io
+    import tarfile
+
+    from image_fixtures import make_tar
+
+    tar = make_tar([entry("a", data=b"first"), entry("last", data=b"x" * 700)])
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        last = tf.getmember("last")
+    cut = tar[: last.offset_data + last.size]
+    rootfs = unpack(tmp_path, [cut])
+    assert (rootfs / "last").read_bytes() == b"x" * 700
+
+
+def test_truncated_uncompressed_layer_is_an_error(tmp_path: Path) -> None:
+    from image_fixtures import make_tar
+
+    from ocipy.errors import ImageError
+
+    tar = make_tar([entry("a", data=b"first"), entry("big", data=b"y" * 5000)])
+    with pytest.raises(ImageError, match="truncated"):
+        unpack(tmp_path, [tar[:3000]], compression="none")

@@ -234,7 +234,12 @@ class LayerStream:
             raise ImageError(f"{self.what}: tar stream is not sequential (seek back to {pos})")
         while self.pos < pos:
             if not self.read(min(pos - self.pos, CHUNK)):
-                raise ImageError(f"{self.what}: truncated tar stream")
+                gap = pos - self.pos
+                if gap >= 512 or self._buf:
+                    raise ImageError(f"{self.what}: truncated tar stream")
+                # the data is complete but the padding after the last member and the end
+                # marker are missing (umoci writes layers so): supply them as zeros
+                self._buf, self._off = bytes(gap + 1024), 0
         return self.pos
 
     def drain(self) -> None:
