@@ -174,7 +174,9 @@ def test_update(runtime: Any, make_bundle: MakeBundle, tmp_path: Path) -> None:
     assert open(os.path.join(paths["pids"], "pids.max")).read().strip() == "40"
     assert open(os.path.join(paths["memory"], "memory.limit_in_bytes")).read().strip() == str(100 << 20)
     # -r - reads stdin
-    runtime("update", "-r", "-", c, input=json.dumps({"pids": {"limit": -1}}))
+    proc = subprocess.run(runtime.cmd("update", "-r", "-", c), input=json.dumps({"pids": {"limit": -1}}),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
     assert open(os.path.join(paths["pids"], "pids.max")).read().strip() == "max"
     # bad values: clear errors, nothing changed
     for args, word in ((["--memory", "lots"], "--memory"), (["--pids-limit", "-5"], "pids.limit"),

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocipy.errors import OcipyError
 
+if TYPE_CHECKING:
+    import argparse
+
+# pause, resume and ps parse their few arguments by hand: argparse and re cost
+# ~10 ms of start-up, more than the work itself.
+
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(prog=f"ocipy {prog}", description=description, allow_abbrev=False)
 
     def error(message: str) -> Any:
@@ -22,9 +27,11 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def _one_id(prog: str, argv: list[str]) -> str:
-    p = _parser(prog, f"{prog} a container")
-    p.add_argument("container_id")
-    return str(p.parse_args(argv).container_id)
+    if len(argv) == 1 and not argv[0].startswith("-"):
+        return argv[0]
+    if argv and argv[0] in ("-h", "--help"):
+        raise OcipyError(f"usage: ocipy {prog} CONTAINER_ID")
+    raise OcipyError(f"ocipy {prog}: exactly one container id is required (got {len(argv)} arguments)")
 
 
 def run_pause(argv: list[str], opts: Any) -> int:
@@ -75,6 +82,8 @@ def run_ps(argv: list[str], opts: Any) -> int:
     if fmt == "json":
         if ps_args:
             raise OcipyError("ocipy ps: ps options cannot be used with --format json")
+        import json
+
         sys.stdout.write(json.dumps(pids) + "\n")
         return 0
     import subprocess
@@ -100,17 +109,20 @@ def run_ps(argv: list[str], opts: Any) -> int:
     return 0
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str) -> float:
     """A Go duration ("5s", "500ms", "1m30s") in seconds."""
+    import re
+
     pos, total = 0, 0.0
     if text in ("0",):
         return 0.0
+    pattern = re.compile(_DURATION)
     while pos < len(text):
-        m = _DURATION.match(text, pos)
+        m = pattern.match(text, pos)
         if not m:
             raise OcipyError(f"invalid duration {text!r} (use e.g. 5s, 500ms, 1m)")
         total += float(m.group(1)) * _UNITS[m.group(2)]
@@ -121,6 +133,8 @@ def parse_duration(text: str) -> float:
 
 
 def run_events(argv: list[str], opts: Any) -> int:
+    import json
+
     from ocipy.runtime import resources
 
     p = _parser("events", "print container events (OOM) and resource statistics")
@@ -140,12 +154,14 @@ def run_events(argv: list[str], opts: Any) -> int:
     return 0
 
 
-_SIZE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE = r"^\s*(-?\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$"
 
 
 def parse_bytes(text: str, flag: str) -> int:
     """runc's (go-units RAMInBytes) sizes: "64m", "1.5g", "512MiB", "1024", "-1"."""
-    m = _SIZE.match(text)
+    import re
+
+    m = re.match(_SIZE, text, re.IGNORECASE)
     if not m:
         raise OcipyError(f"invalid value for {flag}: {text!r} (use bytes or a size like 64m)")
     value = float(m.group(1))
@@ -163,6 +179,8 @@ def _int(text: str, flag: str) -> int:
 
 
 def run_update(argv: list[str], opts: Any) -> int:
+    import json
+
     from ocipy.runtime import resources
 
     p = _parser("update", "update a container's resource constraints")
