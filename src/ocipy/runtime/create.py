@@ -149,6 +149,13 @@ def create(
     ctx.ns_fds = ns_fds
     ctx.new_userns = bool(new_flags & NAMESPACES["user"][0])
     ctx.new_ns_flags = new_flags & ~NAMESPACES["user"][0]
+    from ocipy.runtime.init import preload
+
+    preload(config, bool(process.get("terminal")))
+    if linux.get("seccomp"):
+        from ocipy.linux import seccomp
+
+        ctx.seccomp_filter = seccomp.prepare(linux["seccomp"])
     hooks = config.get("hooks") or {}
     ctx.parent_hooks = bool(hooks.get("prestart") or hooks.get("createRuntime"))
 
@@ -163,6 +170,7 @@ def create(
                 os.mkfifo(ctx.fifo_path, 0o622)
             finally:
                 os.umask(old_umask)
+            ctx.fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
             container.data = {
                 "id": container_id,
                 "bundle": bundle,
@@ -198,6 +206,8 @@ def create(
                 bootstrap(ctx)
             os.close(to_child_r)
             os.close(from_child_w)
+            os.close(ctx.fifo_fd)
+            ctx.fifo_fd = -1
             if ctx.console_fd is not None and console_socket is not None:
                 os.close(ctx.console_fd)
             for _, fd in ns_fds:
@@ -216,7 +226,7 @@ def create(
                 _write_pid_file(pid_file, init_pid)
             return container
     except BaseException:
-        for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+        for fd in (to_child_r, to_child_w, from_child_r, from_child_w, ctx.fifo_fd):
             if fd >= 0:
                 try:
                     os.close(fd)

@@ -77,16 +77,41 @@ class InitContext:
         self.new_ns_flags = 0
         self.new_userns = False
         self.fifo_path = ""
+        self.fifo_fd = -1
         self.console_fd: int | None = None
         self.no_pivot = False
         self.extra_fds = 0
         self.listen_env = False
         self.cgroup_manager: Any = None
+        self.seccomp_filter: Any = None  # built by the parent (libseccomp is loaded there)
         self.parent_hooks = False  # prestart/createRuntime hooks run by the parent
         # The parent's fds the children must not keep: the state dir lock (a
         # held flock would block `start`) and the parent's pipe ends (EOF on
         # them is how the children learn that the parent died).
         self.parent_only_fds: list[int] = []
+
+
+def preload(config: dict[str, Any], terminal: bool) -> None:
+    """Import now, in the parent, everything the children use.
+
+    After unshare(user) the children may no longer read the host's Python
+    files (a mapped root is not the host's root), and after pivot_root they
+    cannot reach them at all.
+    """
+    import resource  # noqa: F401
+
+    from ocipy.linux import caps  # noqa: F401
+    from ocipy.runtime import hooks, process, rootfs  # noqa: F401
+
+    process._cap_top()
+    hook_cfg = config.get("hooks") or {}
+    if hook_cfg.get("createContainer") or hook_cfg.get("startContainer"):
+        import subprocess  # noqa: F401
+    if terminal:
+        import fcntl  # noqa: F401
+        import socket  # noqa: F401
+        import struct  # noqa: F401
+        import termios  # noqa: F401
 
 
 def report_error(channel: Channel | None, exc: BaseException) -> NoReturn:
@@ -182,28 +207,7 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
     proc = config["process"]
     hook_cfg = config.get("hooks") or {}
     ns_types = {ns["type"] for ns in linux.get("namespaces") or []}
-    # Everything imported after pivot_root must be loaded now: the host's
-    # files (Python's modules included) are out of reach afterwards.
-    import resource  # noqa: F401
-    import signal  # noqa: F401  (process.reset_signals; `ocipy create` alone has not loaded it)
-
-    from ocipy.linux import caps
-
-    caps.last_cap()
-    process._cap_top()
-    if hook_cfg.get("createContainer") or hook_cfg.get("startContainer"):
-        import subprocess  # noqa: F401
-    if ctx.console_fd is not None:
-        import fcntl  # noqa: F401
-        import socket  # noqa: F401
-        import struct  # noqa: F401
-        import termios  # noqa: F401
-    seccomp_filter = None
-    if linux.get("seccomp"):
-        from ocipy.linux import seccomp
-
-        seccomp_filter = seccomp.prepare(linux["seccomp"])
-
+    seccomp_filter = ctx.seccomp_filter
     if "uts" in ns_types:
         if config.get("hostname"):
             sc.sethostname(config["hostname"])
@@ -221,6 +225,7 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
         for i, entry in enumerate(config.get("mounts") or []):
             rootfs.mount_entry(root_fd, ctx.bundle, i, entry, mount_ctx)
         rootfs.create_devices(root_fd, config, "user" in ns_types)
+        os.close(rootfs.make_path(root_fd, proc.get("cwd") or "/", True))  # runc creates a missing cwd
         os.close(root_fd)
         if userns_fd is not None:
             os.close(userns_fd)
@@ -232,7 +237,7 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
     hooks.run_hooks("createContainer", hook_cfg.get("createContainer"), container_state)
 
     # Handles that must outlive pivot_root: the fifo and our own fd table.
-    fifo_fd = os.open(ctx.fifo_path, sc.O_PATH | os.O_CLOEXEC)
+    fifo_fd = ctx.fifo_fd  # opened by the parent: a mapped root may not reach --root
     proc_fd_dir = os.open("/proc/self/fd", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     if "mount" in ns_types:

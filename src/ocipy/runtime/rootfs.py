@@ -116,38 +116,56 @@ def open_in_root(root_fd: int, path: str, flags: int = sc.O_PATH) -> int:
 
 
 def make_path(root_fd: int, path: str, is_dir: bool, mode: int = 0o755) -> int:
-    """Open `path` inside the root (O_PATH), creating it and its parents if missing.
+    """Open `path` inside the root (O_PATH), creating what is missing on the way.
 
-    Each missing component is created relative to its parent's fd, and the
-    result re-opened with RESOLVE_IN_ROOT: a symlink anywhere on the way
-    resolves inside the root, never to the host.
+    The walk resolves symlinks itself, each relative to the root (an
+    absolute target means the rootfs's /), so a dangling symlink gets its
+    target created inside the rootfs; every open is openat2 with
+    RESOLVE_IN_ROOT, so a symlink swapped in by a race still cannot lead out.
     """
-    rel = os.path.normpath("/" + path).lstrip("/")
-    try:
-        return open_in_root(root_fd, rel)
-    except KernelError as e:
-        if e.errno != errno.ENOENT:
-            raise
-    parent, name = os.path.split(rel)
-    parent_fd = make_path(root_fd, parent, True) if parent else os.dup(root_fd)
-    try:
-        # Reopen the parent as a real directory fd to create in it.
-        dir_fd = os.open(f"/proc/self/fd/{parent_fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []  # components already known to be real directories
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        last = not pending
+        dir_fd = open_in_root(root_fd, "/".join(resolved), os.O_RDONLY | os.O_DIRECTORY)
         try:
-            if is_dir:
-                try:
-                    os.mkdir(name, mode, dir_fd=dir_fd)
-                except FileExistsError:
-                    pass
-            else:
-                os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd))
-        except OSError as e:
-            raise KernelError("mkdir" if is_dir else "create", "/" + rel, e.errno or errno.EIO) from None
+            try:
+                st = os.stat(part, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                _create(dir_fd, part, is_dir or not last, mode, "/" + "/".join(resolved + [part]))
+                resolved.append(part)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > 40:
+                    raise KernelError("resolve", "/" + path.lstrip("/"), errno.ELOOP)
+                target = os.readlink(part, dir_fd=dir_fd)
+                if target.startswith("/"):
+                    resolved = []
+                pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+                continue
+            resolved.append(part)
         finally:
             os.close(dir_fd)
-    finally:
-        os.close(parent_fd)
-    return open_in_root(root_fd, rel)
+    return open_in_root(root_fd, "/".join(resolved))
+
+
+def _create(dir_fd: int, name: str, is_dir: bool, mode: int, shown: str) -> None:
+    try:
+        if is_dir:
+            os.mkdir(name, mode, dir_fd=dir_fd)
+        else:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd))
+    except FileExistsError:
+        pass  # created by someone else meanwhile; the caller re-resolves
+    except OSError as e:
+        raise KernelError("mkdir" if is_dir else "create", shown, e.errno or errno.EIO) from None
 
 
 def clean_path(path: str) -> str:
