@@ -4,11 +4,21 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 OCIPY  := $(VENV)/bin/ocipy
 # Debian packages the tests, the demo and the benchmarks use (peers included).
-DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 procps
+DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 procps gcc libc6-dev
 
-.PHONY: install deps venv test unit lint demo bench clean
+.PHONY: install deps venv trampoline test unit lint demo bench clean
 
-install: deps venv
+install: deps venv trampoline
+
+# The exe guard's trampoline (src/ocipy/linux/exe_guard.py): freestanding, static, no libc.
+TRAMPOLINE := src/ocipy/linux/ocipy-exe-guard
+trampoline: $(TRAMPOLINE)
+
+$(TRAMPOLINE): src/ocipy/linux/trampoline.c
+	gcc -Os -static -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie \
+	    -fno-asynchronous-unwind-tables -Wl,--build-id=none -Wl,-z,noseparate-code -s \
+	    -Wall -Wextra -Werror -o $@.tmp $<
+	mv $@.tmp $@
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -43,4 +53,4 @@ bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build src/*.egg-info $(TRAMPOLINE)

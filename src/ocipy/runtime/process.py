@@ -12,6 +12,7 @@ import signal
 from typing import Any
 
 from ocipy.errors import ConfigError, KernelError, OcipyError
+from ocipy.linux import exe_guard  # module level: it makes its memfd before pivot_root
 from ocipy.linux import syscalls as sc
 from ocipy.spec.runtime import DEFAULT_PATH, RLIMITS
 
@@ -174,7 +175,7 @@ def execve(process: dict[str, Any], executable: str, env: dict[str, str], extra_
     reset_signals()
     # Only 0-2 and the preserved fds reach the user process (CVE-2024-21626 class).
     sc.close_range(3 + extra_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
-    os.execve(executable, process["args"], env)
+    exe_guard.execve(executable, process["args"], env)  # via a sealed memfd (CVE-2019-5736 class)
 
 
 _CAP_TOP: list[int] = []

@@ -1,0 +1,133 @@
+/*
+ * ocipy exe guard trampoline: the last step before the container's program.
+ *
+ * The runtime is a Python interpreter.  If it execve()s the container's
+ * program directly, then while the kernel loads that program
+ * /proc/self/exe is still the *host's* interpreter, and a container script
+ * starting with `#!/proc/self/exe` makes the kernel run the host interpreter
+ * as a container process (dumpable, so other container processes can open
+ * /proc/PID/exe and later write the host binary: CVE-2019-5736 class).
+ *
+ * ocipy/linux/exe_guard.py copies this tiny static program into a sealed
+ * memfd and executes it instead; it then execve()s the real program.  During
+ * that execve /proc/self/exe is the sealed memfd, never a host file.
+ *
+ * Calling convention (set by exe_guard.py):
+ *     argv[0] = MAGIC, argv[1] = path to execute, argv[2..] = its argv
+ * Any other argv[0] means the kernel started us as a script interpreter
+ * (`#!/proc/self/exe`): refuse, do not loop.
+ *
+ * Freestanding: no libc, raw syscalls, x86_64 and aarch64.
+ * Build: gcc -Os -static -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie
+ */
+
+#define MAGIC "ocipy-exe-guard"
+
+#if defined(__x86_64__)
+#define NR_write 1
+#define NR_execve 59
+#define NR_exit_group 231
+
+static long sys3(long n, long a, long b, long c)
+{
+	long ret;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(n), "D"(a), "S"(b), "d"(c)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+__asm__(".text\n"
+	".global _start\n"
+	"_start:\n"
+	"  xor %rbp, %rbp\n"
+	"  mov %rsp, %rdi\n"
+	"  and $-16, %rsp\n"
+	"  call guard_main\n"
+	"  hlt\n");
+#elif defined(__aarch64__)
+#define NR_write 64
+#define NR_execve 221
+#define NR_exit_group 94
+
+static long sys3(long n, long a, long b, long c)
+{
+	register long x8 __asm__("x8") = n;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+	__asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2) : "memory");
+	return x0;
+}
+
+__asm__(".text\n"
+	".global _start\n"
+	"_start:\n"
+	"  mov x29, #0\n"
+	"  mov x0, sp\n"
+	"  and sp, x0, #-16\n"
+	"  bl guard_main\n");
+#else
+#error "unsupported architecture"
+#endif
+
+static unsigned long slen(const char *s)
+{
+	unsigned long n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+static int same(const char *a, const char *b)
+{
+	while (*a && *a == *b)
+		a++, b++;
+	return *a == *b;
+}
+
+static void say(const char *s)
+{
+	sys3(NR_write, 2, (long)s, (long)slen(s));
+}
+
+static const char *errname(long e)
+{
+	switch (e) {
+	case 1: return "operation not permitted";
+	case 2: return "no such file or directory";
+	case 7: return "argument list too long";
+	case 8: return "exec format error";
+	case 12: return "cannot allocate memory";
+	case 13: return "permission denied";
+	case 20: return "not a directory";
+	case 21: return "is a directory";
+	case 26: return "text file busy";
+	case 36: return "file name too long";
+	case 40: return "too many levels of symbolic links";
+	default: return "exec failed";
+	}
+}
+
+__attribute__((noreturn, used)) void guard_main(long *sp)
+{
+	long argc = sp[0];
+	char **argv = (char **)(sp + 1);
+	char **envp = argv + argc + 1;
+	long err;
+
+	if (argc < 3 || !same(argv[0], MAGIC)) {
+		say("ocipy: exe guard: refusing to run as an interpreter (#!/proc/self/exe)\n");
+		sys3(NR_exit_group, 126, 0, 0);
+	}
+	err = -sys3(NR_execve, (long)argv[1], (long)(argv + 2), (long)envp);
+	say("ocipy: exec ");
+	say(argv[1]);
+	say(": ");
+	say(errname(err));
+	say("\n");
+	sys3(NR_exit_group, err == 2 ? 127 : 126, 0, 0);
+	for (;;)
+		;
+}
