@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 OCIPY  := $(VENV)/bin/ocipy
 # Debian packages the tests, the demo and the benchmarks use (peers included).
-DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 procps gcc libc6-dev
+DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 procps gcc libc6-dev podman conmon
 
 .PHONY: install deps venv trampoline test unit lint demo bench clean
 
@@ -34,6 +34,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@# Bytecode ahead of time: the runtime is started for every container operation.
+	$(PY) -m compileall -q src
 	touch $@
 
 test: install
