@@ -76,6 +76,8 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
     status = container.status
     if status == store.PAUSED and not ignore_paused:
         raise InvalidState("cannot exec in a paused container (use --ignore-paused to override)")
+    if status == store.STOPPED:
+        raise InvalidState("cannot exec in a stopped container")  # runc's wording
     if status not in (store.CREATED, store.RUNNING, store.PAUSED):
         raise NotRunning(container_id)
     if process.get("terminal") and console_socket is None and detach:
