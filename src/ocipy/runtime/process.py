@@ -136,6 +136,37 @@ def change_user(process: dict[str, Any], cap_top: int) -> None:
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
 
 
+def chdir_in_root(cwd: str) -> None:
+    """chdir to `cwd` resolved inside our root, never through a magic link.
+
+    A cwd like /proc/self/fd/N naming a directory fd of the runtime would put
+    the process outside the container's root (CVE-2024-21626 class): resolve
+    with openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS), then check with
+    getcwd(), which fails (ENOENT) when the cwd is unreachable from the root.
+    """
+    import errno
+
+    try:
+        root = os.open("/", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = sc.openat2(root, cwd.lstrip("/") or ".", sc.O_PATH | os.O_DIRECTORY, 0,
+                            sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS)  # fmt: skip
+        finally:
+            os.close(root)
+        try:
+            os.fchdir(fd)
+        finally:
+            os.close(fd)
+    except KernelError as e:
+        if e.errno not in (errno.ENOSYS, errno.EPERM):  # openat2 missing or denied by seccomp
+            raise OSError(e.errno, os.strerror(e.errno), cwd) from None
+        os.chdir(cwd)
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise OSError(errno.EACCES, "the directory is outside the container's root", cwd) from None
+
+
 def finalize(process: dict[str, Any], seccomp_filter: Any = None, on_notify_fd: Any = None) -> None:
     """User, capabilities, no_new_privs and seccomp, in runc's order.
 
@@ -148,7 +179,7 @@ def finalize(process: dict[str, Any], seccomp_filter: Any = None, on_notify_fd: 
     notify_fd = None
     cwd = process.get("cwd") or "/"
     try:
-        os.chdir(cwd)
+        chdir_in_root(cwd)
     except OSError:
         pass  # retried as the target user below (root may be denied on some mounts)
     if seccomp_filter is not None and not nnp:
@@ -157,7 +188,7 @@ def finalize(process: dict[str, Any], seccomp_filter: Any = None, on_notify_fd: 
             on_notify_fd(notify_fd)
     change_user(process, cap_top)
     try:
-        os.chdir(cwd)
+        chdir_in_root(cwd)
     except OSError as e:
         raise OcipyError(f"process.cwd: chdir to cwd ({cwd!r}) set in config.json failed: {e.strerror}") from None
     if nnp:
