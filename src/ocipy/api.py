@@ -33,8 +33,8 @@ def spec(rootless: bool = False) -> dict[str, Any]:
 
 
 def create(container_id: str, bundle: str, *, root: str | None = None, console_socket: str | None = None,
-           pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-           systemd_cgroup: bool = False) -> dict[str, Any]:  # fmt: skip
+           pid_file: str | None = None, no_pivot: bool = False, no_new_keyring: bool = False,
+           preserve_fds: int = 0, systemd_cgroup: bool = False) -> dict[str, Any]:  # fmt: skip
     """Create a container from a bundle; its process waits for :func:`start`.
 
     Returns the container's state (runtime-spec ``state``), status ``created``.
@@ -42,8 +42,8 @@ def create(container_id: str, bundle: str, *, root: str | None = None, console_s
     from ocipy.runtime.create import create as _create
 
     container = _create(root or DEFAULT_ROOT, container_id, bundle, console_socket=console_socket,
-                        pid_file=pid_file, no_pivot=no_pivot, preserve_fds=preserve_fds,
-                        systemd_cgroup=systemd_cgroup)  # fmt: skip
+                        pid_file=pid_file, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                        preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup)  # fmt: skip
     return container.oci_state()
 
 
@@ -85,7 +85,8 @@ def delete(container_id: str, *, root: str | None = None, force: bool = False) -
 
 def run(container_id: str, bundle: str, root: str | None = None, detach: bool = False, *,
         keep: bool = False, pid_file: str | None = None, console_socket: str | None = None,
-        no_pivot: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False) -> int:  # fmt: skip
+        no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+        systemd_cgroup: bool = False) -> int:  # fmt: skip
     """Create and start a container.
 
     In the foreground (``detach=False``) wait for it, delete it (unless
@@ -95,8 +96,8 @@ def run(container_id: str, bundle: str, root: str | None = None, detach: bool = 
     from ocipy.runtime.operations import run as _run
 
     return _run(root or DEFAULT_ROOT, container_id, bundle, detach=detach, keep=keep, pid_file=pid_file,
-                console_socket=console_socket, no_pivot=no_pivot, preserve_fds=preserve_fds,
-                systemd_cgroup=systemd_cgroup)  # fmt: skip
+                console_socket=console_socket, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup)  # fmt: skip
 
 
 def features() -> dict[str, Any]:

@@ -429,3 +429,32 @@ def test_python_api_lifecycle(runtime, make_bundle):
 
     with pytest.raises(ContainerNotFound):
         api.state(cid, root=root)
+
+
+def test_scheduler_io_priority_and_personality(runtime, make_bundle):
+    def edit(c):  # type: ignore[no-untyped-def]
+        c["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 5}
+        c["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 7}
+        c["linux"]["personality"] = {"domain": "LINUX32"}
+
+    out = run_sh(runtime, make_bundle, "uname -m; cut -d' ' -f19,41 /proc/self/stat", edit=edit).stdout.split()
+    assert out[0] in ("i686", "armv8l", "armv7l")  # LINUX32: a 32-bit machine name
+    assert out[1] == "5"  # nice
+    assert out[2] == "3"  # policy SCHED_BATCH
+
+
+def test_bad_scheduler_policy_names_the_field(runtime, make_bundle):
+    cid = unique_id()
+    proc = runtime("create", "-b", str(make_bundle(["true"], edit=lambda c: c["process"].update(scheduler={"policy": "SCHED_FAST"}))), cid, check=False)
+    assert proc.returncode != 0 and "process.scheduler.policy" in proc.stderr
+    assert not (runtime.root / cid).exists()
+
+
+def test_session_keyring(runtime, make_bundle):
+    # runc joins a new session keyring named after the container unless --no-new-keyring
+    with_ring, without = unique_id(), unique_id()
+    runtime("run", "-d", "-b", str(make_bundle(["sleep", "30"])), with_ring)
+    runtime("run", "-d", "--no-new-keyring", "-b", str(make_bundle(["sleep", "30"])), without)
+    keys = Path("/proc/keys").read_text()
+    assert f"_ses.{with_ring}" in keys
+    assert f"_ses.{without}" not in keys

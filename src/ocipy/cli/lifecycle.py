@@ -30,7 +30,7 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pid-file", help="write the container process's pid here")
     p.add_argument("--console-socket", help="AF_UNIX socket that receives the pty master")
     p.add_argument("--no-pivot", action="store_true", help="use MS_MOVE + chroot instead of pivot_root")
-    p.add_argument("--no-new-keyring", action="store_true", help="accepted for runc compatibility")
+    p.add_argument("--no-new-keyring", action="store_true", help="keep the caller's session keyring")
     p.add_argument("--preserve-fds", type=int, default=0, help="pass N extra fds (3..3+N-1)")
     p.add_argument("container_id")
 
@@ -56,8 +56,8 @@ def run_create(argv: list[str], opts: Any) -> int:
     _add_create_flags(p)
     args = _parse(p, argv)
     api.create(args.container_id, args.bundle, root=opts.root, console_socket=args.console_socket,
-               pid_file=args.pid_file, no_pivot=args.no_pivot, preserve_fds=args.preserve_fds,
-               systemd_cgroup=opts.systemd_cgroup)  # fmt: skip
+               pid_file=args.pid_file, no_pivot=args.no_pivot, no_new_keyring=args.no_new_keyring,
+               preserve_fds=args.preserve_fds, systemd_cgroup=opts.systemd_cgroup)  # fmt: skip
     return 0
 
 
@@ -69,7 +69,8 @@ def run_run(argv: list[str], opts: Any) -> int:
     args = _parse(p, argv)
     return api.run(args.container_id, args.bundle, root=opts.root, detach=args.detach, keep=args.keep,
                    pid_file=args.pid_file, console_socket=args.console_socket, no_pivot=args.no_pivot,
-                   preserve_fds=args.preserve_fds, systemd_cgroup=opts.systemd_cgroup)  # fmt: skip
+                   no_new_keyring=args.no_new_keyring, preserve_fds=args.preserve_fds,
+                   systemd_cgroup=opts.systemd_cgroup)  # fmt: skip
 
 
 def run_start(argv: list[str], opts: Any) -> int:

@@ -21,6 +21,9 @@ _MACHINE = platform.machine()
 # New syscalls (>= 424) share numbers on every architecture; older ones do not.
 _NR = {
     "pivot_root": {"x86_64": 155, "aarch64": 41}.get(_MACHINE, 155),
+    "keyctl": {"x86_64": 250, "aarch64": 219}.get(_MACHINE, 250),
+    "ioprio_set": {"x86_64": 251, "aarch64": 30}.get(_MACHINE, 251),
+    "sched_setattr": {"x86_64": 314, "aarch64": 274}.get(_MACHINE, 314),
     "open_tree": 428,
     "move_mount": 429,
     "close_range": 436,
@@ -211,3 +214,33 @@ def pidfd_getfd(pid: int, target_fd: int) -> int:
                       "pidfd_getfd", f"pid {pid} fd {target_fd}")  # fmt: skip
     finally:
         os.close(pidfd)
+
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring(name: str) -> None:
+    """A new session keyring, so containers do not share the caller's keys (runc does this)."""
+    _check(_syscall(_NR["keyctl"], ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), name.encode()), "keyctl join", name)
+
+
+def ioprio_set_process(ioprio_class: int, level: int) -> None:
+    value = (ioprio_class << 13) | level
+    _check(_syscall(_NR["ioprio_set"], ctypes.c_int(1), ctypes.c_int(0), ctypes.c_int(value)), "ioprio_set")  # IOPRIO_WHO_PROCESS, self
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64),
+    ]  # fmt: skip
+
+
+def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: int, deadline: int, period: int) -> None:
+    attr = _SchedAttr(48, policy, flags, nice, priority, runtime, deadline, period)
+    _check(_syscall(_NR["sched_setattr"], ctypes.c_int(0), ctypes.byref(attr), ctypes.c_uint(0)), "sched_setattr")
+
+
+def personality(persona: int) -> None:
+    _check(_libc.personality(ctypes.c_ulong(persona)), "personality")

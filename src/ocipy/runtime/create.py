@@ -116,6 +116,7 @@ def create(
     console_fd: int | None = None,
     pid_file: str | None = None,
     no_pivot: bool = False,
+    no_new_keyring: bool = False,
     preserve_fds: int = 0,
     systemd_cgroup: bool = False,
 ) -> store.Container:
@@ -144,6 +145,7 @@ def create(
 
     ctx = InitContext()
     ctx.config, ctx.bundle, ctx.rootfs = config, bundle, rootfs
+    ctx.new_keyring = not no_new_keyring
     ctx.no_pivot, ctx.extra_fds, ctx.listen_env = no_pivot, extra_fds, listen_fds > 0
     ns_fds, new_flags = _open_namespace_paths(linux)
     ctx.ns_fds = ns_fds

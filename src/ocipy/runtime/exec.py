@@ -57,6 +57,7 @@ class _ExecContext:
     def __init__(self) -> None:
         self.process: dict[str, Any] = {}
         self.seccomp_filter: Any = None
+        self.linux: dict[str, Any] = {}
         self.ns_fds: list[tuple[str, int]] = []
         self.channel: Channel | None = None
         self.parent_only_fds: list[int] = []
@@ -87,6 +88,7 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
 
     ctx = _ExecContext()
     ctx.process = process
+    ctx.linux = linux
     _preload(ctx, linux)
     ctx.extra_fds = preserve_fds
     ns_types = [ns["type"] for ns in linux.get("namespaces") or []]
@@ -234,6 +236,7 @@ def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:
         proc_mod.setup_terminal(ctx.console_fd, process)
     proc_mod.set_oom_score_adj(process)
     proc_mod.set_rlimits(process.get("rlimits"))
+    proc_mod.set_scheduling(process, ctx.linux)
     env = proc_mod.env_dict(process)
     if "HOME" not in env:
         env["HOME"] = proc_mod.home_of((process.get("user") or {}).get("uid", 0))

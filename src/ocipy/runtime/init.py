@@ -20,6 +20,7 @@ Both run only in forked children: they never return, they `os._exit`.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any, NoReturn
 
@@ -80,6 +81,7 @@ class InitContext:
         self.fifo_fd = -1
         self.console_fd: int | None = None
         self.no_pivot = False
+        self.new_keyring = True  # a session keyring of its own, unless --no-new-keyring
         self.extra_fds = 0
         self.listen_env = False
         self.cgroup_manager: Any = None
@@ -261,6 +263,13 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
         process.setup_terminal(ctx.console_fd, proc)
     process.set_oom_score_adj(proc)
     process.set_rlimits(proc.get("rlimits"))
+    process.set_scheduling(proc, linux)
+    if ctx.new_keyring:
+        try:
+            sc.join_session_keyring(f"_ses.{ctx.state['id']}")
+        except OcipyError as e:
+            if getattr(e, "errno", 0) not in (errno.ENOSYS, errno.EACCES, errno.EPERM, errno.EDQUOT):
+                raise
     env = process.env_dict(proc)
     user = proc.get("user") or {}
     if "HOME" not in env:

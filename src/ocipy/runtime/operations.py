@@ -193,7 +193,7 @@ def wait_exit(pid: int) -> int:
 
 def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
         pid_file: str | None = None, console_socket: str | None = None, no_pivot: bool = False,
-        preserve_fds: int = 0, systemd_cgroup: bool = False) -> int:  # fmt: skip
+        no_new_keyring: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False) -> int:  # fmt: skip
     """create + start; in the foreground wait and return the exit status, then delete."""
     import signal
 
@@ -211,8 +211,8 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep
             proxy = ConsoleProxy()
             console_fd = proxy.child_fd
     container = create(root, container_id, bundle, console_socket=console_socket, console_fd=console_fd,
-                       pid_file=pid_file, no_pivot=no_pivot, preserve_fds=preserve_fds,
-                       systemd_cgroup=systemd_cgroup)  # fmt: skip
+                       pid_file=pid_file, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                       preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup)  # fmt: skip
     try:
         if proxy is not None:
             proxy.receive_master()

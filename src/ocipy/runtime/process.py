@@ -75,6 +75,31 @@ def set_oom_score_adj(process: dict[str, Any]) -> None:
         raise ConfigError("process.oomScoreAdj", f"{value}: {e.strerror}") from None
 
 
+def set_scheduling(process: dict[str, Any], linux: dict[str, Any]) -> None:
+    """process.scheduler, process.ioPriority and linux.personality (before caps are dropped)."""
+    from ocipy.spec.runtime import IOPRIO_CLASSES, PERSONALITY_DOMAINS, SCHED_FLAGS, SCHED_POLICIES
+
+    sched = process.get("scheduler")
+    if sched:
+        flags = 0
+        for name in sched.get("flags") or []:
+            flags |= SCHED_FLAGS[name]
+        try:
+            sc.sched_setattr(SCHED_POLICIES[sched["policy"]], flags, sched.get("nice", 0), sched.get("priority", 0),
+                             sched.get("runtime", 0), sched.get("deadline", 0), sched.get("period", 0))  # fmt: skip
+        except KernelError as e:
+            raise ConfigError("process.scheduler", f"{sched['policy']}: {os.strerror(e.errno)}") from None
+    io = process.get("ioPriority")
+    if io:
+        try:
+            sc.ioprio_set_process(IOPRIO_CLASSES[io["class"]], io["priority"])
+        except KernelError as e:
+            raise ConfigError("process.ioPriority", f"{io['class']}/{io['priority']}: {os.strerror(e.errno)}") from None
+    persona = linux.get("personality")
+    if persona:
+        sc.personality(PERSONALITY_DOMAINS[persona["domain"]])
+
+
 def setup_terminal(console_fd: int, process: dict[str, Any]) -> None:
     """Make a pty, send its master over the console socket, and use its slave for stdio."""
     import fcntl

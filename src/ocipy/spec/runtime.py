@@ -53,6 +53,14 @@ NAMESPACES: dict[str, tuple[int, str]] = {
     "time": (0x00000080, "time"),
 }
 
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
+                  "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}  # fmt: skip
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
+               "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10,
+               "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20, "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}  # fmt: skip
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
@@ -228,6 +236,24 @@ def validate_process(process: Any, field: str = "process") -> None:
     size = process.get("consoleSize")
     if size is not None:
         _expect(size, dict, f"{field}.consoleSize")
+    sched = process.get("scheduler")
+    if sched is not None:
+        _expect(sched, dict, f"{field}.scheduler")
+        if sched.get("policy") not in SCHED_POLICIES:
+            raise ConfigError(f"{field}.scheduler.policy", f"{sched.get('policy')!r} is not one of {', '.join(SCHED_POLICIES)}")
+        for i, flag in enumerate(_str_list(sched.get("flags") or [], f"{field}.scheduler.flags")):
+            if flag not in SCHED_FLAGS:
+                raise ConfigError(f"{field}.scheduler.flags[{i}]", f"unknown flag {flag!r}")
+        for key in ("nice", "priority", "runtime", "deadline", "period"):
+            _optional(sched, key, int, f"{field}.scheduler")
+    io = process.get("ioPriority")
+    if io is not None:
+        _expect(io, dict, f"{field}.ioPriority")
+        if io.get("class") not in IOPRIO_CLASSES:
+            raise ConfigError(f"{field}.ioPriority.class", f"{io.get('class')!r} is not one of {', '.join(IOPRIO_CLASSES)}")
+        prio = _expect(io.get("priority"), int, f"{field}.ioPriority.priority")
+        if not 0 <= prio <= 7:
+            raise ConfigError(f"{field}.ioPriority.priority", f"{prio} is not in 0..7")
 
 
 def validate_config(config: Any) -> dict[str, Any]:
@@ -335,6 +361,13 @@ def _validate_linux(linux: Any) -> None:
         raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r} must not contain '..'")
     _optional(linux, "resources", dict, "linux")
     _optional(linux, "seccomp", dict, "linux")
+    personality = linux.get("personality")
+    if personality is not None:
+        _expect(personality, dict, "linux.personality")
+        if personality.get("domain") not in PERSONALITY_DOMAINS:
+            raise ConfigError("linux.personality.domain", f"{personality.get('domain')!r} is not LINUX or LINUX32")
+        if personality.get("flags"):
+            raise ConfigError("linux.personality.flags", "no personality flags are supported")
     prop = linux.get("rootfsPropagation")
     if prop is not None and prop not in ("private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"):
         raise ConfigError("linux.rootfsPropagation", f"unknown propagation {prop!r}")
