@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from support.helpers import IS_ROOT, unique_id, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces and mounts")]

@@ -99,12 +99,9 @@ def wait_gone(pid: int, start_time: int | None = None, timeout: float = 10.0) ->
 
 
 def cgroup_manager(config: dict[str, Any], container_id: str, systemd: bool) -> Any:
-    try:
-        from ocipy.linux import cgroups
-    except ImportError:  # cgroup support not installed yet: run without
-        return None
-    factory = getattr(cgroups, "manager", None)
-    return factory(config, container_id, systemd) if factory else None
+    from ocipy.linux import cgroups
+
+    return cgroups.manager(config, container_id, systemd)
 
 
 def create(

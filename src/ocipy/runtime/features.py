@@ -32,12 +32,9 @@ def features() -> dict[str, Any]:
 
 
 def _cgroup_features() -> dict[str, Any]:
-    try:
-        from ocipy.linux import cgroups
+    from ocipy.linux import cgroups
 
-        return dict(cgroups.features())  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        return {"v1": False, "v2": False, "systemd": False, "systemdUser": False, "rdma": False}
+    return dict(cgroups.features())
 
 
 def _seccomp_features() -> dict[str, Any]:

@@ -74,7 +74,7 @@ class Container:
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.data.get("config") or {}  # type: ignore[no-any-return]
+        return self.data.get("config") or {}
 
     @property
     def exec_fifo(self) -> str:
