@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,3 +336,162 @@ def _cmdline_has(pid: int, text: str) -> bool:
             return text.encode() in f.read()
     except OSError:
         return False
+
+
+def build_pause_archive(workdir: Path, name: str = "docker.io/library/ocipy-pause:latest") -> Path:
+    """The busybox image of build_busybox_image (same layout) as a pod's pause image: sleeps forever."""
+    layout = workdir / "layout"
+    archive = workdir / "pause-docker.tar"
+    for args in (["tag", f"oci:{layout}:v1", "pause"],
+                 ["config", f"oci:{layout}:pause", "--entrypoint", "/bin/sleep", "--cmd", "2147483647"],
+                 ["export", f"oci:{layout}:pause", f"docker-archive:{archive}:{name}"]):  # fmt: skip
+        proc = subprocess.run([OCIPY, "image", *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"ocipy image {' '.join(args)}: {proc.stderr}"
+    return archive
+
+
+# --- a minimal CRI client: gRPC over HTTP/2 (h2c) on containerd's unix socket -----------
+# Debian has no crictl; the few CRI calls the tests need are encoded here by hand.
+
+
+def pb(*fields: tuple[int, object]) -> bytes:
+    """Protobuf: (number, value) pairs; int -> varint, str/bytes -> length-delimited, list -> repeated."""
+    out = b""
+    for num, value in fields:
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, bool | int):
+                out += _varint(num << 3) + _varint(int(v))
+            else:
+                data = v.encode() if isinstance(v, str) else bytes(v)  # type: ignore[arg-type]
+                out += _varint(num << 3 | 2) + _varint(len(data)) + data
+    return out
+
+
+def pb_map(num: int, mapping: dict[str, str]) -> list[tuple[int, object]]:
+    return [(num, pb((1, k), (2, v))) for k, v in mapping.items()]
+
+
+def pb_decode(data: bytes) -> dict[int, list[int | bytes]]:
+    fields: dict[int, list[int | bytes]] = {}
+    i = 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        num, wire = key >> 3, key & 7
+        value: int | bytes
+        if wire == 0:
+            value, i = _read_varint(data, i)
+        elif wire == 2:
+            size, i = _read_varint(data, i)
+            value, i = data[i:i + size], i + size
+        elif wire == 1:
+            value, i = int.from_bytes(data[i:i + 8], "little"), i + 8
+        elif wire == 5:
+            value, i = int.from_bytes(data[i:i + 4], "little"), i + 4
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        fields.setdefault(num, []).append(value)
+    return fields
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = b""
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if not n:
+            return out + bytes([low])
+        out += bytes([low | 0x80])
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = data[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return result, i
+
+
+class CriError(Exception):
+    pass
+
+
+class CriClient:
+    """Unary gRPC calls to containerd's CRI services (runtime.v1), one connection per call."""
+
+    def __init__(self, socket_path: str, log: Callable[[], str] | None = None) -> None:
+        self.socket_path = socket_path
+        self.log = log  # the daemon's log tail, for the error message (gRPC's own is Huffman-coded)
+
+    def call(self, method: str, request: bytes, timeout: float = 60) -> dict[int, list[int | bytes]]:
+        import socket
+        import struct
+
+        def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+            return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+        def literal(name: str, value: str) -> bytes:  # HPACK: literal, not indexed, no Huffman
+            return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+        service = "ImageService" if method in ("PullImage", "ListImages", "ImageStatus") else "RuntimeService"
+        headers = b"".join(literal(k, v) for k, v in (
+            (":method", "POST"), (":scheme", "http"), (":path", f"/runtime.v1.{service}/{method}"),
+            (":authority", "localhost"), ("content-type", "application/grpc"), ("te", "trailers")))  # fmt: skip
+        body = b"\x00" + struct.pack(">I", len(request)) + request
+        data, blocks = b"", []
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.socket_path)
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 4, 1, headers)
+                      + frame(0, 1, 1, body))  # fmt: skip
+            buf = b""
+            while True:
+                while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise CriError(f"{method}: connection closed")
+                    buf += chunk
+                size, kind, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+                stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+                payload, buf = buf[9:9 + size], buf[9 + size:]
+                if kind == 4 and not flags & 1:  # SETTINGS: acknowledge
+                    s.sendall(frame(4, 1, 0, b""))
+                elif kind == 7:
+                    raise CriError(f"{method}: GOAWAY {payload!r}")
+                elif stream == 1 and kind == 0:
+                    data += payload
+                    if payload:  # keep the flow-control windows open for long replies
+                        update = struct.pack(">I", len(payload))
+                        s.sendall(frame(8, 0, 0, update) + frame(8, 0, 1, update))
+                elif stream == 1 and kind == 1:
+                    blocks.append(payload)
+                if stream == 1 and flags & 1:  # END_STREAM
+                    break
+        status = _grpc_status(blocks[-1]) if blocks else None
+        if status != 0 or len(data) < 5:
+            raise CriError(f"{method}: grpc-status {status}\n" + (self.log() if self.log else ""))
+        return pb_decode(data[5:])
+
+
+def _grpc_status(block: bytes) -> int | None:
+    """grpc-status from the trailers: the first literal header's value (Go sends it un-Huffman'd)."""
+    i = 0
+    while i < len(block):
+        b = block[i]
+        if b & 0x80:  # indexed field
+            i += 1
+            continue
+        name_index = b & 0x3F if b & 0x40 else b & 0x0F  # literal with / without indexing
+        i += 1
+        if name_index == 0x3F or (name_index == 0x0F and not b & 0x40):
+            raise CriError(f"HPACK integer continuation in trailers {block!r}")
+        if name_index == 0:  # a new name: its string follows
+            i += 1 + (block[i] & 0x7F)
+        huffman, value_len = block[i] & 0x80, block[i] & 0x7F
+        value = block[i + 1:i + 1 + value_len]
+        if not huffman and value.isdigit():
+            return int(value)
+        i += 1 + value_len
+    return None
