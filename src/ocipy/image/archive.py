@@ -94,6 +94,25 @@ def import_oci_archive(path: str, tag: str | None, dst: Layout, dst_tag: str) ->
 
     tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=dst.path)
     try:
+        src_layout = extract_oci_archive(path, tmp)
+        desc = src_layout.resolve(tag)
+        copy_image(src_layout, desc, dst)
+        entry = {k: v for k, v in desc.items() if k != "annotations"}
+        annotations = {k: v for k, v in (desc.get("annotations") or {}).items() if k != spec.ANNOTATION_REF_NAME}
+        if annotations:
+            entry["annotations"] = annotations
+        set_tag(dst, dst_tag, entry)
+        return entry
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def extract_oci_archive(path: str, into: str) -> Layout:
+    """Write the layout members of oci-archive `path` (only those) into the empty directory
+    `into`; return it opened.  Blobs are not verified here: they are whenever they are read."""
+    import shutil
+
+    try:
         try:
             tf = tarfile.open(path, mode="r|*")
         except (OSError, tarfile.TarError) as e:
@@ -103,26 +122,18 @@ def import_oci_archive(path: str, tag: str | None, dst: Layout, dst_tag: str) ->
                 name = _safe_layout_name(member.name)
                 if name is None or not member.isreg():
                     continue
-                target = os.path.join(tmp, name)
+                target = os.path.join(into, name)
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 src = tf.extractfile(member)
                 assert src is not None
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
                 with os.fdopen(fd, "wb") as out:
                     shutil.copyfileobj(src, out, CHUNK)
-        src_layout = Layout.open(tmp)
-        desc = src_layout.resolve(tag)
-        copy_image(src_layout, desc, dst)
-        entry = {k: v for k, v in desc.items() if k != "annotations"}
-        annotations = {k: v for k, v in (desc.get("annotations") or {}).items() if k != spec.ANNOTATION_REF_NAME}
-        if annotations:
-            entry["annotations"] = annotations
-        set_tag(dst, dst_tag, entry)
-        return entry
     except tarfile.TarError as e:
         raise ImageError(f"oci-archive {path}: corrupt archive: {e}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except FileExistsError as e:
+        raise ImageError(f"oci-archive {path}: {os.path.relpath(e.filename or '', into)} appears twice") from None
+    return Layout.open(into)
 
 
 def _atomic_output(path: str) -> tuple[int, str]:
@@ -234,38 +245,8 @@ def import_docker_archive(path: str, ref: str | None, dst: Layout, dst_tag: str,
     except (OSError, tarfile.TarError) as e:
         raise ImageError(f"docker-archive {path}: cannot read: {e}") from None
     with tf:
-        try:
-            manifest = json.loads(_read_member(tf, "manifest.json", "manifest"))
-        except ValueError as e:
-            raise ImageError(f"docker-archive {path}: manifest.json: invalid JSON: {e}") from None
-        if not isinstance(manifest, list) or not all(isinstance(m, dict) for m in manifest):
-            raise ImageError(f"docker-archive {path}: manifest.json: must be an array of objects")
-        if ref:
-            if ref.startswith("@") and ref[1:].isdigit():
-                n = int(ref[1:])
-                chosen = [manifest[n]] if n < len(manifest) else []
-            else:
-                want = _norm_docker(_docker_name(ref))
-                chosen = [m for m in manifest if want in [_norm_docker(t) for t in m.get("RepoTags") or []]]
-            if not chosen:
-                raise ImageError(f"docker-archive {path}: no image {ref!r} in manifest.json")
-        else:
-            chosen = manifest
-        if len(chosen) != 1:
-            raise ImageError(f"docker-archive {path}: {len(chosen)} images in manifest.json; name one")
-        entry = chosen[0]
-        if not isinstance(entry.get("Config"), str) or not isinstance(entry.get("Layers"), list):
-            raise ImageError(f"docker-archive {path}: manifest.json: Config and Layers are required")
-        config_bytes = _read_member(tf, entry["Config"], "config")
-        try:
-            config = json.loads(config_bytes)
-        except ValueError as e:
-            raise ImageError(f"docker-archive {path}: config {entry['Config']}: invalid JSON: {e}") from None
-        spec.validate_config(config, f"config {entry['Config']}")
+        entry, config_bytes, config = docker_archive_image(tf, path, ref)
         diff_ids = config["rootfs"]["diff_ids"]
-        if len(diff_ids) != len(entry["Layers"]):
-            raise ImageError(f"docker-archive {path}: {len(entry['Layers'])} layers but the config "
-                             f"has {len(diff_ids)} diff_ids")
         with dst.lock():
             layers = []
             for i, name in enumerate(entry["Layers"]):
@@ -297,6 +278,44 @@ def import_docker_archive(path: str, ref: str | None, dst: Layout, dst_tag: str,
                 mdesc["platform"]["variant"] = config["variant"]
             set_tag(dst, dst_tag, mdesc)
             return mdesc
+
+
+def docker_archive_image(tf: tarfile.TarFile, path: str, ref: str | None) -> tuple[dict[str, Any], bytes, dict[str, Any]]:
+    """The manifest.json entry of image `ref` (a name, ``@N``, or None for the only one) of
+    `docker save` archive `tf`, its config's bytes and the validated config."""
+    try:
+        manifest = json.loads(_read_member(tf, "manifest.json", "manifest"))
+    except ValueError as e:
+        raise ImageError(f"docker-archive {path}: manifest.json: invalid JSON: {e}") from None
+    if not isinstance(manifest, list) or not all(isinstance(m, dict) for m in manifest):
+        raise ImageError(f"docker-archive {path}: manifest.json: must be an array of objects")
+    if ref:
+        if ref.startswith("@") and ref[1:].isdigit():
+            n = int(ref[1:])
+            chosen = [manifest[n]] if n < len(manifest) else []
+        else:
+            want = _norm_docker(_docker_name(ref))
+            chosen = [m for m in manifest if want in [_norm_docker(t) for t in m.get("RepoTags") or []]]
+        if not chosen:
+            raise ImageError(f"docker-archive {path}: no image {ref!r} in manifest.json")
+    else:
+        chosen = manifest
+    if len(chosen) != 1:
+        raise ImageError(f"docker-archive {path}: {len(chosen)} images in manifest.json; name one")
+    entry = chosen[0]
+    if not isinstance(entry.get("Config"), str) or not isinstance(entry.get("Layers"), list):
+        raise ImageError(f"docker-archive {path}: manifest.json: Config and Layers are required")
+    config_bytes = _read_member(tf, entry["Config"], "config")
+    try:
+        config = json.loads(config_bytes)
+    except ValueError as e:
+        raise ImageError(f"docker-archive {path}: config {entry['Config']}: invalid JSON: {e}") from None
+    spec.validate_config(config, f"config {entry['Config']}")
+    diff_ids = config["rootfs"]["diff_ids"]
+    if len(diff_ids) != len(entry["Layers"]):
+        raise ImageError(f"docker-archive {path}: {len(entry['Layers'])} layers but the config "
+                         f"has {len(diff_ids)} diff_ids")
+    return entry, config_bytes, config
 
 
 def export_docker_archive(src: Layout, desc: dict[str, Any], path: str, ref: str | None,

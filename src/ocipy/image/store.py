@@ -94,6 +94,40 @@ class BlobWriter:
         self.abort()
 
 
+class VerifiedBlobWriter(BlobWriter):
+    """A BlobWriter for content its caller verifies as it streams (a registry download
+    hashes every byte against the digest already): write() does not hash it again, and
+    commit_verified() names the blob by the digest the caller checked.
+
+    ``sync=False`` skips the file's fsync (scratch layouts); ``sync_dir=False``
+    leaves the directory's fsync to the caller, who does one for many blobs with
+    :meth:`Layout.sync_blob_dirs` before anything (index.json) names them.
+    """
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.file.write(data)
+        self.size += len(data)
+        return len(data)
+
+    def commit_verified(self, digest: str, size: int, *, sync: bool = True,
+                        sync_dir: bool = True) -> tuple[str, int]:
+        try:
+            if self.size != size:
+                raise ImageError(f"blob {digest}: size {self.size} does not match descriptor size {size}")
+            target = self.layout.blob_path(digest)
+            if sync:
+                os.fsync(self.file.fileno())
+            self.file.close()
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.rename(self.tmp, target)
+            if sync_dir:
+                _fsync_dir(os.path.dirname(target))
+            self.done = True
+            return digest, self.size
+        finally:
+            self.abort()
+
+
 class Layout:
     """An OCI image layout directory."""
 
@@ -223,6 +257,17 @@ class Layout:
 
     def blob_writer(self, algorithm: str = "sha256") -> BlobWriter:
         return BlobWriter(self, algorithm)
+
+    def verified_blob_writer(self) -> VerifiedBlobWriter:
+        """A writer for content the caller has verified (see :class:`VerifiedBlobWriter`)."""
+        return VerifiedBlobWriter(self)
+
+    def sync_blob_dirs(self) -> None:
+        """fsync every blobs/<alg> directory (after renames done with ``sync_dir=False``)."""
+        blobs = os.path.join(self.path, "blobs")
+        for alg in os.listdir(blobs):
+            if os.path.isdir(os.path.join(blobs, alg)):
+                _fsync_dir(os.path.join(blobs, alg))
 
     def put_json(self, doc: Any, media_type: str) -> dict[str, Any]:
         """Write a JSON document as a blob; return its descriptor."""
