@@ -36,6 +36,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@# Bytecode ahead of time: the runtime is started for every container operation.
 	$(PY) -m compileall -q src
+	$(PY) scripts/make_launcher.py $(VENV) src
 	touch $@
 
 test: install

@@ -20,7 +20,10 @@ cheap.  Image and registry functions live in ``ocipy.api_image`` and
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
+
 
 DEFAULT_ROOT = "/run/ocipy"
 

@@ -2,60 +2,65 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-from typing import Any
-
-from ocipy.cli.lifecycle import _parse
+from ocipy import jsonfast
+from ocipy.cli.flags import Spec, parse
 from ocipy.errors import OcipyError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocipy.cli.main import GlobalOptions
 
-def run_exec(argv: list[str], opts: Any) -> int:
+
+_FLAGS: Spec = {
+    "-p": ("process", "str"), "--process": ("process", "str"),
+    "-e": ("env", "list"), "--env": ("env", "list"),
+    "--cwd": ("cwd", "str"),
+    "-u": ("user", "str"), "--user": ("user", "str"),
+    "-g": ("additional_gids", "list"), "--additional-gids": ("additional_gids", "list"),
+    "-c": ("cap", "list"), "--cap": ("cap", "list"),
+    "--no-new-privs": ("no_new_privs", "bool"),
+    "-t": ("tty", "bool"), "--tty": ("tty", "bool"),
+    "--console-socket": ("console_socket", "str"),
+    "-d": ("detach", "bool"), "--detach": ("detach", "bool"),
+    "--pid-file": ("pid_file", "str"),
+    "--preserve-fds": ("preserve_fds", "int"),
+    "--ignore-paused": ("ignore_paused", "bool"),
+    "--apparmor": ("apparmor", "str"),
+    "--process-label": ("process_label", "str"),
+    "--cgroup": ("cgroup", "list"),
+}  # fmt: skip
+_USAGE = ("[-p process.json] [-e K=V] [--cwd DIR] [-u UID[:GID]] [-g GID] [--cap CAP] [--no-new-privs] [-t] "
+          "[--console-socket S] [-d] [--pid-file F] [--preserve-fds N] [--ignore-paused] ID [COMMAND [ARG...]]")  # fmt: skip
+
+
+def run_exec(argv: list[str], opts: GlobalOptions) -> int:
     from ocipy.runtime import exec as exec_mod
     from ocipy.runtime import store
 
-    p = argparse.ArgumentParser(prog="ocipy exec", description="run a process in a container", allow_abbrev=False)
-    p.add_argument("-p", "--process", help="path to a process.json")
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("--cwd")
-    p.add_argument("-u", "--user", help="UID[:GID]")
-    p.add_argument("-g", "--additional-gids", action="append", default=[])
-    p.add_argument("-c", "--cap", action="append", default=[])
-    p.add_argument("--no-new-privs", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("--console-socket")
-    p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("--pid-file")
-    p.add_argument("--preserve-fds", type=int, default=0)
-    p.add_argument("--ignore-paused", action="store_true")
-    p.add_argument("--apparmor")
-    p.add_argument("--process-label")
-    p.add_argument("--cgroup", action="append", default=[])
-    p.add_argument("container_id")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    args = _parse(p, argv)
-    if args.process:
+    f, args = parse("exec", argv, _FLAGS, _USAGE, stop_at_positional=True, min_args=1)
+    container_id, command = args[0], args[1:]
+    if f["process"]:
         try:
-            with open(args.process, "rb") as f:
-                process = json.loads(f.read())
+            with open(str(f["process"]), "rb") as fp:
+                process = jsonfast.loads(fp.read())
         except OSError as e:
-            raise OcipyError(f"--process {args.process}: {e.strerror}") from None
+            raise OcipyError(f"--process {f['process']}: {e.strerror}") from None
         except ValueError as e:
-            raise OcipyError(f"--process {args.process}: malformed JSON: {e}") from None
+            raise OcipyError(f"--process {f['process']}: malformed JSON: {e}") from None
     else:
-        command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             raise OcipyError("exec: no command given (args or --process)")
         gids: list[int] = []
-        for item in args.additional_gids:
+        for item in f["additional_gids"]:
             for gid in str(item).split(","):
                 if not gid.strip().isdigit():
                     raise OcipyError(f"--additional-gids: {gid!r} is not a number")
                 gids.append(int(gid))
-        config = store.load(opts.root, args.container_id).config
-        process = exec_mod.build_process(config, command, env=args.env, cwd=args.cwd, user=args.user,
-                                         additional_gids=gids, caps=args.cap, no_new_privs=args.no_new_privs,
-                                         tty=args.tty)  # fmt: skip
-    return exec_mod.exec_process(opts.root, args.container_id, process, detach=args.detach,
-                                 pid_file=args.pid_file, console_socket=args.console_socket,
-                                 preserve_fds=args.preserve_fds, ignore_paused=args.ignore_paused)  # fmt: skip
+        config = store.load(opts.root, container_id).config
+        process = exec_mod.build_process(config, command, env=f["env"], cwd=f["cwd"], user=f["user"],
+                                         additional_gids=gids, caps=f["cap"], no_new_privs=bool(f["no_new_privs"]),
+                                         tty=bool(f["tty"]))  # fmt: skip
+    return exec_mod.exec_process(opts.root, container_id, process, detach=bool(f["detach"]),
+                                 pid_file=f["pid_file"], console_socket=f["console_socket"],
+                                 preserve_fds=int(f["preserve_fds"] or 0),
+                                 ignore_paused=bool(f["ignore_paused"]))  # fmt: skip

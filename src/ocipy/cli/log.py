@@ -30,9 +30,9 @@ def _timestamp() -> str:
 
 def _write(level: str, msg: str) -> None:
     if _json:
-        import json
+        from ocipy import jsonfast
 
-        line = json.dumps({"level": level, "msg": msg, "time": _timestamp()}) + "\n"
+        line = jsonfast.dumps({"level": level, "msg": msg, "time": _timestamp()}) + "\n"
     else:
         line = f'time="{_timestamp()}" level={level} msg="{msg}"\n'
     if _path:

@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     import importlib
 
+    from ocipy.cli.flags import HelpShown
+
     try:
         module = importlib.import_module(f"ocipy.cli.{module_name}")
         handler = getattr(module, "run_" + command.replace("-", "_"))
@@ -162,5 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(e, "exit_code", 1)
     except KeyboardInterrupt:
         return 130
+    except HelpShown:
+        return 0
     except BrokenPipeError:
         return 1

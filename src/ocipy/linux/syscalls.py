@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 from ocipy.errors import KernelError
 
@@ -17,7 +16,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
-_MACHINE = platform.machine()
+_MACHINE = os.uname().machine
 # New syscalls (>= 424) share numbers on every architecture; older ones do not.
 _NR = {
     "pivot_root": {"x86_64": 155, "aarch64": 41}.get(_MACHINE, 155),

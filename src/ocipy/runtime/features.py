@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def features() -> dict[str, Any]:

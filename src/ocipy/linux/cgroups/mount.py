@@ -20,11 +20,11 @@ through N's parent and its name, and check that it is the fresh mount.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from ocipy.errors import KernelError
 from ocipy.linux import syscalls as sc
 
+TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from ocipy.linux.cgroups import Manager
 

@@ -1,0 +1,80 @@
+"""JSON for the runtime's hot path without the `json` package.
+
+`json.decoder` and `json.encoder` import `re` (and with it `enum`): ~6 ms of
+the start-up every `state`, `start`, `kill` and `delete` pays.  This module
+uses the C scanner of `_json` directly for reading, and a small encoder for
+the plain documents the runtime writes (dicts, lists, strings, numbers,
+booleans, None).  On a parse error it defers to `json` for the message.
+"""
+
+from __future__ import annotations
+
+import _json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class _Context:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return float(name.replace("Infinity", "inf"))  # NaN, Infinity, -Infinity
+
+
+_scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
+_WHITESPACE = " \t\n\r"
+
+
+def loads(data: str | bytes) -> Any:
+    """Parse a JSON document; raises ValueError (json.JSONDecodeError) with json's message."""
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    try:
+        value, end = _scan(text, start)
+    except Exception:  # StopIteration, ValueError, or SystemError from the bare C scanner
+        value, end = None, -1
+    if end < 0 or text[end:].strip(_WHITESPACE):
+        import json
+
+        return json.loads(text)  # raises with line and column
+    return value
+
+
+def dumps(value: Any, indent: str | None = None, _level: int = 0) -> str:
+    """Encode plain data as JSON (ASCII-safe strings, like json.dumps)."""
+    if isinstance(value, str):
+        return _json.encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return float.__repr__(value)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{_json.encode_basestring_ascii(str(k))}: {dumps(v, indent, _level + 1)}" for k, v in value.items()]
+        return _join("{", items, "}", indent, _level)
+    if isinstance(value, list | tuple):
+        if not value:
+            return "[]"
+        return _join("[", [dumps(v, indent, _level + 1) for v in value], "]", indent, _level)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _join(open_: str, items: list[str], close: str, indent: str | None, level: int) -> str:
+    if indent is None:
+        return open_ + ", ".join(items) + close
+    inner = "\n" + indent * (level + 1)
+    return open_ + inner + ("," + inner).join(items) + "\n" + indent * level + close
