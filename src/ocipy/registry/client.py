@@ -51,6 +51,36 @@ def is_loopback(host: str) -> bool:
     return h == "localhost" or h.startswith("127.") or h == "::1"
 
 
+def _is_ip(name: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, name)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+READ_SIZE = 1 << 20
+
+
+def _large_reads() -> None:
+    """Read responses from the socket in up to 1 MiB at a time instead of httpcore's 64 KiB.
+
+    Blob bodies go through h11 one socket read at a time; with 64 KiB reads a
+    fast (loopback, LAN) download spends much of its CPU in h11's per-event
+    Python code.  ``READ_NUM_BYTES`` is the size httpcore's HTTP/1.1
+    connection passes to ``recv``; a larger one only lets a read return more
+    of what is already buffered.  Left alone if httpcore ever drops it.
+    """
+    try:
+        from httpcore._sync.http11 import HTTP11Connection
+    except ImportError:
+        return
+    if getattr(HTTP11Connection, "READ_NUM_BYTES", READ_SIZE) < READ_SIZE:
+        HTTP11Connection.READ_NUM_BYTES = READ_SIZE
+
+
 def _split_host_port(host: str, default: int) -> tuple[str, int]:
     if host.startswith("["):
         end = host.index("]")
@@ -154,6 +184,7 @@ class RegistryClient:
             tls.check_hostname = False
             tls.verify_mode = ssl.CERT_NONE
         timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 15.0))
+        _large_reads()
         # identity: blobs are hashed as sent; a transparently decoded body would not match.
         return httpx.Client(verify=tls, timeout=timeout, limits=limits, follow_redirects=False,
                             headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"})
@@ -164,9 +195,11 @@ class RegistryClient:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+        # No SNI for an IP literal (and no idna codec import for it).
+        sni = None if _is_ip(name) else name
         try:
             with socket.create_connection((name, port), timeout=min(self.timeout, 10.0)) as sock:
-                with ctx.wrap_socket(sock, server_hostname=name):
+                with ctx.wrap_socket(sock, server_hostname=sni):
                     return True
         except ssl.SSLError:
             return False
