@@ -104,7 +104,7 @@ def api_vs_crun(b: Bench, iterations: int) -> None:
         try:
             wr.write('{"op": "quit"}\n')
             wr.close()
-        except OSError:
+        except (OSError, ValueError):  # already stopped
             pass
         try:
             worker.wait(timeout=10)
