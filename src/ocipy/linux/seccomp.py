@@ -55,6 +55,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+
 # ---------------------------------------------------------------------------
 # Names from libseccomp's seccomp.h and the kernel's linux/seccomp.h
 # ---------------------------------------------------------------------------
