@@ -47,8 +47,15 @@ def loads(data: str | bytes) -> Any:
     return value
 
 
+# The C encoder (compact output only): markers=None skips the cycle check,
+# which plain runtime documents do not need.
+_encode_compact = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True)  # type: ignore[arg-type]
+
+
 def dumps(value: Any, indent: str | None = None, _level: int = 0) -> str:
-    """Encode plain data as JSON (ASCII-safe strings, like json.dumps)."""
+    """Encode plain data as JSON (ASCII-safe strings, the same text as json.dumps)."""
+    if indent is None and _level == 0:
+        return "".join(_encode_compact(value, 0))
     if isinstance(value, str):
         return _json.encode_basestring_ascii(value)
     if value is None:

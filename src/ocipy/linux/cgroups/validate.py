@@ -8,8 +8,6 @@ cgroup behind.  Values the kernel later refuses are reported by the writers
 
 from __future__ import annotations
 
-import re
-
 from ocipy.errors import ConfigError
 from ocipy.linux.cgroups.common import (
     INT64_MAX,
@@ -25,9 +23,30 @@ W = "linux.resources"
 
 KNOWN = ("memory", "cpu", "pids", "blockIO", "hugepageLimits", "network", "rdma", "devices", "unified")
 
-_CPU_LIST = re.compile(r"^\s*(\d+(-\d+)?)(\s*,\s*\d+(-\d+)?)*\s*$")
-PAGE_SIZE = re.compile(r"^(\d+)([KMGT]?)B$")
-_IFACE = re.compile(r"^[^\s/:]{1,15}$")
+# Hand-written matchers: `re` costs ~7 ms of every create's start-up.
+
+
+def _is_cpu_list(value: str) -> bool:
+    """"0-3,7" style lists (whitespace around items allowed)."""
+    for item in value.split(","):
+        lo, dash, hi = item.strip().partition("-")
+        if not (lo.isdigit() and lo.isascii()) or (dash and not (hi.isdigit() and hi.isascii())):
+            return False
+    return True
+
+
+def _split_page_size(size: str) -> tuple[str, str] | None:
+    """"2MB" -> ("2", "M"); None if it is not NUMBER[KMGT]B."""
+    if not size.endswith("B"):
+        return None
+    body = size[:-1]
+    unit = body[-1:] if body[-1:] in ("K", "M", "G", "T") else ""
+    number = body[: len(body) - len(unit)]
+    return (number, unit) if number.isdigit() and number.isascii() else None
+
+
+def _is_iface(name: str) -> bool:
+    return 1 <= len(name) <= 15 and not any(c.isspace() or c in "/:" for c in name)
 
 
 def controllers_needed(resources: dict[str, object]) -> set[str]:
@@ -140,7 +159,7 @@ def _cpu(cpu: dict[str, object] | None) -> None:
         v = cpu.get(key)
         if v is None or v == "":
             continue
-        if not isinstance(v, str) or not _CPU_LIST.match(v):
+        if not isinstance(v, str) or not _is_cpu_list(v):
             raise ConfigError(f"{w}.{key}", f"{v!r} is not a list like '0-3,7'")
 
 
@@ -189,7 +208,7 @@ def _hugepages(pages: list[object] | None) -> None:
         if not isinstance(entry, dict):
             raise ConfigError(where, "must be an object")
         size = entry.get("pageSize")
-        if not isinstance(size, str) or not PAGE_SIZE.match(size):
+        if not isinstance(size, str) or _split_page_size(size) is None:
             raise ConfigError(f"{where}.pageSize", f"{size!r} is not a size like '2MB' or '1GB'")
         if want_int(entry, "limit", where, 0, (1 << 64) - 1) is None:
             raise ConfigError(f"{where}.limit", "is required")
@@ -205,7 +224,7 @@ def _network(net: dict[str, object] | None) -> None:
         if not isinstance(p, dict):
             raise ConfigError(where, "must be an object")
         name = p.get("name")
-        if not isinstance(name, str) or not _IFACE.match(name):
+        if not isinstance(name, str) or not _is_iface(name):
             raise ConfigError(f"{where}.name", f"{name!r} is not an interface name")
         if want_int(p, "priority", where, 0, UINT32_MAX) is None:
             raise ConfigError(f"{where}.priority", "is required")
@@ -214,7 +233,7 @@ def _network(net: dict[str, object] | None) -> None:
 def _rdma(rdma: dict[str, object] | None) -> None:
     for dev, limits in (rdma or {}).items():
         where = f"{W}.rdma[{dev!r}]"
-        if not isinstance(limits, dict) or not _IFACE.match(dev):
+        if not isinstance(limits, dict) or not _is_iface(dev):
             raise ConfigError(where, "must be an object keyed by a device name")
         a = want_int(limits, "hcaHandles", where, 0, UINT32_MAX)
         b = want_int(limits, "hcaObjects", where, 0, UINT32_MAX)
@@ -223,9 +242,9 @@ def _rdma(rdma: dict[str, object] | None) -> None:
 
 
 def page_size_bytes(size: str) -> int:
-    m = PAGE_SIZE.match(size)
-    assert m
-    return int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2)]
+    parts = _split_page_size(size)
+    assert parts
+    return int(parts[0]) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[parts[1]]
 
 
 _ = UINT16_MAX
