@@ -91,16 +91,6 @@ def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
             raise ConfigError(f"linux.{key}", f"writing {name}: {e.strerror}") from None
 
 
-def wait_gone(pid: int, start_time: int | None = None, timeout: float = 10.0) -> None:
-    """Wait until `pid` has exited (a zombie counts as gone)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = store.process_start_time(pid)
-        if current is None or (start_time is not None and current != start_time):
-            return
-        time.sleep(0.002)
-
-
 def cgroup_manager(config: dict[str, Any], container_id: str, systemd: bool) -> Any:
     from ocipy.linux import cgroups
 
@@ -284,12 +274,10 @@ def _converse(parent: Channel, bootstrap_pid: int, linux: dict[str, Any], ctx: I
 
 
 def _kill_children(bootstrap_pid: int, init_pid: int) -> None:
-    import signal
-
     for pid in (init_pid, bootstrap_pid):
         if pid > 0:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, 9)  # SIGKILL
             except ProcessLookupError:
                 pass
     if bootstrap_pid > 0:
@@ -302,7 +290,7 @@ def _kill_children(bootstrap_pid: int, init_pid: int) -> None:
             os.waitpid(init_pid, os.WNOHANG)  # ours only when we are the subreaper (run)
         except ChildProcessError:
             pass
-        wait_gone(init_pid)
+        store.wait_gone(init_pid)
 
 
 def _connect_console(path: str) -> int:

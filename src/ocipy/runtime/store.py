@@ -57,6 +57,18 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def wait_gone(pid: int, start_time: int | None = None, timeout: float = 10.0) -> None:
+    """Wait until `pid` has exited (a zombie counts as gone)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = process_start_time(pid)
+        if current is None or (start_time is not None and current != start_time):
+            return
+        time.sleep(0.002)
+
+
 class Container:
     """One container's saved state; `status` is computed when read."""
 
