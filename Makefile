@@ -39,13 +39,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) scripts/make_launcher.py $(VENV) src
 	touch $@
 
-test: install
+test: install lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 unit: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
-lint: venv
+lint: venv  # ruff and mypy --strict must stay clean: `make test` runs this first
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
 

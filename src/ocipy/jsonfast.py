@@ -67,6 +67,10 @@ def dumps(value: Any, indent: str | None = None, _level: int = 0) -> str:
     if isinstance(value, int):
         return int.__repr__(value)
     if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
         return float.__repr__(value)
     if isinstance(value, dict):
         if not value:
