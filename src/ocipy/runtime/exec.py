@@ -15,7 +15,7 @@ import os
 from ocipy.errors import InvalidState, NotRunning, OcipyError
 from ocipy.linux import syscalls as sc
 from ocipy.runtime import store
-from ocipy.runtime.init import Channel, hand_over_notify_fd, report_error
+from ocipy.runtime.init import Channel, enter_container, hand_over_notify_fd, report_error
 from ocipy.spec.runtime import NAMESPACES, validate_process
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
@@ -193,13 +193,7 @@ def _bootstrap(ctx: _ExecContext) -> NoReturn:
     ch = ctx.channel
     assert ch is not None
     try:
-        for fd in ctx.parent_only_fds:
-            os.close(fd)
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: no /proc/PID/exe for the container
-        ch.expect("go")
-        for ns_type, fd in ctx.ns_fds:
-            sc.setns(fd, NAMESPACES[ns_type][0], ns_type)
-            os.close(fd)
+        enter_container(ch, ctx.parent_only_fds, ctx.ns_fds)
         pid = os.fork()
         if pid == 0:
             try:

@@ -139,18 +139,25 @@ def report_error(channel: Channel | None, exc: BaseException) -> NoReturn:
     os._exit(1)
 
 
+def enter_container(ch: Channel, parent_only_fds: list[int], ns_fds: list[tuple[str, int]]) -> None:
+    """The bootstrap child's first steps (create and exec): drop the parent's
+    fds, become non-dumpable, wait until the parent has put us in the
+    container's cgroups, then join the namespaces given by fd (user first)."""
+    for fd in parent_only_fds:
+        os.close(fd)
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: no /proc/PID/exe for the container
+    ch.expect("go")
+    for ns_type, fd in ns_fds:
+        sc.setns(fd, NAMESPACES[ns_type][0], ns_type)
+        os.close(fd)
+
+
 def bootstrap(ctx: InitContext) -> NoReturn:
     """First child: namespaces, then fork the container's init."""
     ch = ctx.channel
     assert ch is not None
     try:
-        for fd in ctx.parent_only_fds:
-            os.close(fd)
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: no /proc/PID/exe for the container
-        ch.expect("go")  # the parent has put us in the container's cgroups
-        for ns_type, fd in ctx.ns_fds:
-            sc.setns(fd, NAMESPACES[ns_type][0], ns_type)
-            os.close(fd)
+        enter_container(ch, ctx.parent_only_fds, ctx.ns_fds)
         if ctx.new_userns:
             sc.unshare(NAMESPACES["user"][0])
             ch.send("userns")

@@ -9,7 +9,15 @@ naming the file and the value.
 from __future__ import annotations
 
 from ocipy.errors import ConfigError
-from ocipy.linux.cgroups.common import exists, read, read_int, read_keyed, read_opt, write
+from ocipy.linux.cgroups.common import (
+    exists,
+    read,
+    read_int,
+    read_keyed,
+    read_opt,
+    set_hugetlb_limits,
+    write,
+)
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
@@ -171,15 +179,7 @@ def _need(d: str, name: str, field: str) -> None:
 
 
 def set_hugetlb(d: str, pages: list[dict[str, Any]]) -> None:
-    for i, p in enumerate(pages):
-        name = f"hugetlb.{p['pageSize']}.limit_in_bytes"
-        if not exists(d, name):
-            raise ConfigError(f"linux.resources.hugepageLimits[{i}].pageSize",
-                              f"hugepage size {p['pageSize']} is not supported by this kernel (no {name})")
-        write(d, name, p["limit"])
-        rsvd = f"hugetlb.{p['pageSize']}.rsvd.limit_in_bytes"
-        if exists(d, rsvd):
-            write(d, rsvd, p["limit"])
+    set_hugetlb_limits(d, pages, "limit_in_bytes")
 
 
 def set_net_cls(d: str, net: dict[str, Any]) -> None:

@@ -8,7 +8,14 @@ converted is an error naming the field.
 from __future__ import annotations
 
 from ocipy.errors import ConfigError
-from ocipy.linux.cgroups.common import exists, read_int, read_keyed, read_opt, write
+from ocipy.linux.cgroups.common import (
+    exists,
+    read_int,
+    read_keyed,
+    read_opt,
+    set_hugetlb_limits,
+    write,
+)
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
@@ -135,15 +142,7 @@ def set_io(d: str, bio: dict[str, Any]) -> None:
 
 
 def set_hugetlb(d: str, pages: list[dict[str, Any]]) -> None:
-    for i, p in enumerate(pages):
-        name = f"hugetlb.{p['pageSize']}.max"
-        if not exists(d, name):
-            raise ConfigError(f"linux.resources.hugepageLimits[{i}].pageSize",
-                              f"hugepage size {p['pageSize']} is not supported by this kernel (no {name})")
-        write(d, name, p["limit"])
-        rsvd = f"hugetlb.{p['pageSize']}.rsvd.max"
-        if exists(d, rsvd):
-            write(d, rsvd, p["limit"])
+    set_hugetlb_limits(d, pages, "max")
 
 
 def set_rdma(d: str, rdma: dict[str, Any]) -> None:
