@@ -459,3 +459,33 @@ def test_session_keyring(runtime, make_bundle):
     keys = Path("/proc/keys").read_text()
     assert f"_ses.{with_ring}" in keys
     assert f"_ses.{without}" not in keys
+
+
+def test_foreground_run_with_terminal_proxies_the_pty(runtime, make_bundle):
+    # No --console-socket: like runc, `run` in the foreground copies between its tty and the pty.
+    import pty
+    import select
+    import time
+
+    bundle = make_bundle(["sh"], edit=lambda c: c["process"].update(terminal=True))
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(runtime.binary, [runtime.binary, "--root", str(runtime.root), "run", "-b", str(bundle), unique_id()])
+    out = b""
+    os.write(fd, b"tty; echo hi-$((1+2)); exit 5\n")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = out.decode(errors="replace")
+    assert "/dev/pts/0" in text and "hi-3" in text
+    assert os.waitstatus_to_exitcode(status) == 5
