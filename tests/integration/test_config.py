@@ -484,7 +484,14 @@ def test_foreground_run_with_terminal_proxies_the_pty(runtime, make_bundle):
             if not chunk:
                 break
             out += chunk
-    _, status = os.waitpid(pid, 0)
+    for _ in range(100):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
     os.close(fd)
     text = out.decode(errors="replace")
     assert "/dev/pts/0" in text and "hi-3" in text

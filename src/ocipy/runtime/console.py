@@ -42,7 +42,7 @@ class ConsoleProxy:
 
         if os.isatty(0):
             self._saved_tty = termios.tcgetattr(0)
-            tty.setraw(0)
+            tty.setraw(0, termios.TCSANOW)  # TCSAFLUSH would drop what the user typed already
         inputs = [self.master, 0]
         while True:
             try:
