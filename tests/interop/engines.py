@@ -109,6 +109,21 @@ def unmount_under(path: Path) -> None:
         subprocess.run(["umount", "-l", target], capture_output=True)
 
 
+def remove_empty_cgroups(name: str) -> None:
+    """rmdir /sys/fs/cgroup/*/NAME and its subtree where empty: the parents an
+    engine made (containerd's namespace, podman's libpod_parent). A cgroup
+    still in use refuses rmdir, so nothing anyone uses is touched."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        top = hierarchy / name
+        if not top.is_dir():
+            continue
+        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda item: -len(item[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
 def remove_tree(path: Path) -> None:
     unmount_under(path)
     shutil.rmtree(path, ignore_errors=True)
@@ -265,6 +280,8 @@ class Containerd:
                     os.unlink(sock)
                 except OSError:
                     pass
+            for ns in ("default", "k8s.io", "ocipy-interop"):  # containerd's per-namespace cgroup parents
+                remove_empty_cgroups(ns)
             remove_tree(self.base)
 
     def shim_socket(self, namespace: str, container_id: str) -> str:
@@ -327,6 +344,7 @@ class Podman:
             for cid in ids:  # podman passes no --root: the runtimes' default state dirs
                 for binary in (OCIPY, RUNC):
                     subprocess.run([binary, "delete", "-f", cid], capture_output=True, timeout=30)
+            remove_empty_cgroups("libpod_parent")
             remove_tree(self.base)
 
 
