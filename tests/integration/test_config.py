@@ -496,3 +496,23 @@ def test_foreground_run_with_terminal_proxies_the_pty(runtime, make_bundle):
     text = out.decode(errors="replace")
     assert "/dev/pts/0" in text and "hi-3" in text
     assert os.waitstatus_to_exitcode(status) == 5
+
+
+def test_lsm_labels_without_the_lsm_are_an_error(runtime, make_bundle):
+    # A label that cannot be honoured must not be dropped silently.
+    if os.path.exists("/sys/module/apparmor/parameters/enabled"):
+        pytest.skip("AppArmor is enabled on this kernel: the profile would apply")
+    for key, value in (("apparmorProfile", "ocipy-test"), ("selinuxLabel", "system_u:system_r:container_t:s0")):
+        cid = unique_id()
+        proc = runtime("create", "-b", str(make_bundle(["true"], edit=lambda c: c["process"].update({key: value}))), cid, check=False)
+        assert proc.returncode != 0 and f"process.{key}" in proc.stderr
+        assert not (runtime.root / cid).exists()
+
+
+def test_masked_paths_without_mount_namespace_is_an_error(runtime, make_bundle):
+    def edit(c):  # type: ignore[no-untyped-def]
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
+
+    cid = unique_id()
+    proc = runtime("create", "-b", str(make_bundle(["true"], edit=edit)), cid, check=False)
+    assert proc.returncode != 0 and "linux.maskedPaths" in proc.stderr

@@ -234,6 +234,7 @@ def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:
     proc_mod.set_oom_score_adj(process)
     proc_mod.set_rlimits(process.get("rlimits"))
     proc_mod.set_scheduling(process, ctx.linux)
+    proc_mod.apply_lsm_labels(process)
     env = proc_mod.env_dict(process)
     if "HOME" not in env:
         env["HOME"] = proc_mod.home_of((process.get("user") or {}).get("uid", 0))

@@ -18,8 +18,8 @@ def features() -> dict[str, Any]:
         "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),
         "cgroup": _cgroup_features(),
         "seccomp": _seccomp_features(),
-        "apparmor": {"enabled": False},
-        "selinux": {"enabled": False},
+        "apparmor": {"enabled": True},  # applied at execve when the kernel has AppArmor
+        "selinux": {"enabled": True},  # the exec label, when the kernel has SELinux
         "intelRdt": {"enabled": False},
         "mountExtensions": {"idmap": {"enabled": True}},
     }

@@ -274,6 +274,7 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
     process.set_oom_score_adj(proc)
     process.set_rlimits(proc.get("rlimits"))
     process.set_scheduling(proc, linux)
+    process.apply_lsm_labels(proc)
     if ctx.new_keyring:
         try:
             sc.join_session_keyring(f"_ses.{ctx.state['id']}")

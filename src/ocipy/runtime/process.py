@@ -102,6 +102,34 @@ def set_scheduling(process: dict[str, Any], linux: dict[str, Any]) -> None:
         sc.personality(PERSONALITY_DOMAINS[persona["domain"]])
 
 
+def apply_lsm_labels(process: dict[str, Any]) -> None:
+    """process.apparmorProfile and process.selinuxLabel take effect at execve, as with runc.
+
+    Without the LSM in the kernel a label cannot be honoured: that is an
+    error, never a silent downgrade.
+    """
+    profile = process.get("apparmorProfile")
+    if profile:
+        for path in ("/proc/thread-self/attr/apparmor/exec", "/proc/self/attr/exec"):
+            try:
+                with open(path, "w") as f:
+                    f.write(f"exec {profile}")
+                break
+            except OSError as e:
+                failure = e.strerror
+        else:
+            raise ConfigError("process.apparmorProfile", f"cannot apply profile {profile!r}: {failure} (is AppArmor enabled?)")
+    label = process.get("selinuxLabel")
+    if label:
+        if not os.path.isdir("/sys/fs/selinux") and not os.path.exists("/proc/self/attr/current"):
+            raise ConfigError("process.selinuxLabel", "an SELinux label is set, but SELinux is disabled or not supported")
+        try:
+            with open("/proc/thread-self/attr/exec", "w") as f:
+                f.write(label)
+        except OSError as e:
+            raise ConfigError("process.selinuxLabel", f"cannot apply {label!r}: {e.strerror}") from None
+
+
 def setup_terminal(console_fd: int, process: dict[str, Any]) -> None:
     """Make a pty, send its master over the console socket, and use its slave for stdio."""
     import fcntl

@@ -204,6 +204,8 @@ def validate_process(process: Any, field: str = "process") -> None:
     _optional(process, "terminal", bool, field)
     _optional(process, "noNewPrivileges", bool, field)
     _optional(process, "oomScoreAdj", int, field)
+    _optional(process, "apparmorProfile", str, field)
+    _optional(process, "selinuxLabel", str, field)
     user = process.get("user", {}) or {}
     _expect(user, dict, f"{field}.user")
     for key in ("uid", "gid", "umask"):
@@ -343,6 +345,8 @@ def _validate_linux(linux: Any) -> None:
         for i, path in enumerate(_str_list(linux.get(key) or [], f"linux.{key}")):
             if not path.startswith("/"):
                 raise ConfigError(f"linux.{key}[{i}]", f"{path!r} must be absolute")
+        if linux.get(key) and "mount" not in seen:
+            raise ConfigError(f"linux.{key}", "masking or making paths read-only needs a mount namespace")
     sysctl = _expect(linux.get("sysctl") or {}, dict, "linux.sysctl")
     for key, value in sysctl.items():
         _expect(value, str, f"linux.sysctl.{key}")
