@@ -504,7 +504,7 @@ def test_lsm_labels_without_the_lsm_are_an_error(runtime, make_bundle):
         pytest.skip("AppArmor is enabled on this kernel: the profile would apply")
     for key, value in (("apparmorProfile", "ocipy-test"), ("selinuxLabel", "system_u:system_r:container_t:s0")):
         cid = unique_id()
-        proc = runtime("create", "-b", str(make_bundle(["true"], edit=lambda c: c["process"].update({key: value}))), cid, check=False)
+        proc = runtime("create", "-b", str(make_bundle(["true"], edit=lambda c, k=key, v=value: c["process"].update({k: v}))), cid, check=False)
         assert proc.returncode != 0 and f"process.{key}" in proc.stderr
         assert not (runtime.root / cid).exists()
 
