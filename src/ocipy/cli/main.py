@@ -165,5 +165,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except HelpShown:
         return 0
-    except BrokenPipeError:
+    except BrokenPipeError:  # e.g. `ocipy list | head`
+        return 1
+    except OSError as e:  # a path the user named that cannot be used
+        where = f": {e.filename}" if e.filename else ""
+        log.error(f"{command}: {e.strerror or e}{where}")
+        return 1
+    except Exception as e:  # a bug: one line, the traceback only with --debug
+        if opts.debug:
+            import traceback
+
+            traceback.print_exc()
+        log.error(f"{command}: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
         return 1
