@@ -516,3 +516,30 @@ def test_masked_paths_without_mount_namespace_is_an_error(runtime, make_bundle):
     cid = unique_id()
     proc = runtime("create", "-b", str(make_bundle(["true"], edit=edit)), cid, check=False)
     assert proc.returncode != 0 and "linux.maskedPaths" in proc.stderr
+
+
+def test_idmapped_bind_mount(runtime, make_bundle, tmp_path):
+    # config.md `idmap`: the mount gets the container's user namespace mapping.
+    shared = tmp_path / "idmapped"
+    shared.mkdir()
+    (shared / "owned-by-host-root").write_text("x")
+    shared.chmod(0o755)
+
+    def edit(c):  # type: ignore[no-untyped-def]
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["linux"].pop("resources", None)
+        c["mounts"] += [
+            {"destination": "/plain", "type": "bind", "source": str(shared), "options": ["bind"]},
+            {"destination": "/mapped", "type": "bind", "source": str(shared), "options": ["bind", "idmap"]},
+        ]
+
+    bundle = make_bundle(["sh", "-c", "stat -c %u /plain/owned-by-host-root /mapped/owned-by-host-root"], edit=edit)
+    subprocess.run(["chown", "-R", "100000:100000", str(bundle / "rootfs")], check=True)
+    for parent in bundle.parents:
+        if parent == Path("/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o005)
+    out = runtime("run", "-b", str(bundle), unique_id()).stdout.split()
+    assert out == ["65534", "0"]  # unmapped without idmap; the container's root with it

@@ -148,6 +148,8 @@ def create(
         from ocipy.linux import seccomp
 
         ctx.seccomp_filter = seccomp.prepare(linux["seccomp"])
+    from ocipy.runtime.rootfs import prepare_idmapped_mounts
+
     hooks = config.get("hooks") or {}
     ctx.parent_hooks = bool(hooks.get("prestart") or hooks.get("createRuntime"))
 
@@ -185,6 +187,7 @@ def create(
             if console_socket is not None:
                 console_fd = _connect_console(console_socket)
             ctx.console_fd = console_fd
+            ctx.idmap_trees = prepare_idmapped_mounts(config, bundle)
             to_child_r, to_child_w = os.pipe()
             from_child_r, from_child_w = os.pipe()
             ctx.channel = Channel(to_child_r, from_child_w)
@@ -200,6 +203,9 @@ def create(
             os.close(from_child_w)
             os.close(ctx.fifo_fd)
             ctx.fifo_fd = -1
+            for fd in ctx.idmap_trees.values():
+                os.close(fd)
+            ctx.idmap_trees = {}
             if ctx.console_fd is not None and console_socket is not None:
                 os.close(ctx.console_fd)
             for _, fd in ns_fds:
@@ -218,7 +224,7 @@ def create(
                 _write_pid_file(pid_file, init_pid)
             return container
     except BaseException:
-        for fd in (to_child_r, to_child_w, from_child_r, from_child_w, ctx.fifo_fd):
+        for fd in (to_child_r, to_child_w, from_child_r, from_child_w, ctx.fifo_fd, *ctx.idmap_trees.values()):
             if fd >= 0:
                 try:
                     os.close(fd)

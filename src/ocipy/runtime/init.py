@@ -89,6 +89,7 @@ class InitContext:
         self.listen_env = False
         self.cgroup_manager: Any = None
         self.seccomp_filter: Any = None  # built by the parent (libseccomp is loaded there)
+        self.idmap_trees: dict[int, int] = {}  # mount index -> detached idmapped tree (parent-made)
         self.parent_hooks = False  # prestart/createRuntime hooks run by the parent
         # The parent's fds the children must not keep: the state dir lock (a
         # held flock would block `start`) and the parent's pipe ends (EOF on
@@ -230,17 +231,13 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
         rootfs.set_root_propagation(config)
         rootfs.bind_rootfs(ctx.rootfs, config)
         root_fd = os.open(ctx.rootfs, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        userns_fd = None
-        if "user" in ns_types:
-            userns_fd = os.open("/proc/self/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-        mount_ctx = {"cgroup_manager": ctx.cgroup_manager, "cgroupns": "cgroup" in ns_types, "userns_fd": userns_fd}
+        mount_ctx = {"cgroup_manager": ctx.cgroup_manager, "cgroupns": "cgroup" in ns_types,
+                     "idmap_trees": ctx.idmap_trees}  # fmt: skip
         for i, entry in enumerate(config.get("mounts") or []):
             rootfs.mount_entry(root_fd, ctx.bundle, i, entry, mount_ctx)
         rootfs.create_devices(root_fd, config, "user" in ns_types)
         os.close(rootfs.make_path(root_fd, proc.get("cwd") or "/", True))  # runc creates a missing cwd
         os.close(root_fd)
-        if userns_fd is not None:
-            os.close(userns_fd)
 
     if ctx.parent_hooks:
         ch.send("hooks")

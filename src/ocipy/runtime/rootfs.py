@@ -236,8 +236,9 @@ def mount_entry(root_fd: int, bundle: str, index: int, entry: dict[str, Any], ct
         fd = make_path(root_fd, dest, src_is_dir)
         try:
             target = fd_path(fd)
-            if opts.idmap:
-                _idmapped_bind(source, fd, opts, entry, ctx, field)
+            if opts.idmap:  # the parent made the idmapped tree: move it in place
+                sc.move_mount(ctx["idmap_trees"][index], "", fd, "",
+                              sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH, what=dest)  # fmt: skip
             else:
                 sc.mount(source, target, None, sc.MS_BIND | (opts.flags & sc.MS_REC))
             # Remount a fresh fd: the old O_PATH handle points at the covered dentry.
@@ -284,25 +285,75 @@ def _finish_mount(root_fd: int, dest: str, opts: MountOptions, bind: bool, skip_
         os.close(fd)
 
 
-def _idmapped_bind(source: str, target_fd: int, opts: MountOptions, entry: dict[str, Any],
-                   ctx: dict[str, Any], field: str) -> None:  # fmt: skip
-    """config.md `idmap`/`ridmap`: clone the tree, attach an idmapping, move it in place."""
-    userns_fd = ctx.get("userns_fd")
-    if entry.get("uidMappings") or entry.get("gidMappings"):
-        raise ConfigError(f"{field}.uidMappings", "per-mount idmappings are not supported yet; use the container's user namespace")
-    if userns_fd is None:
-        # config.md: no mappings and no user namespace MUST be an error
-        raise ConfigError(f"{field}.options", "idmap needs uidMappings/gidMappings or a user namespace")
-    flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
-    if opts.flags & sc.MS_REC:
-        flags |= sc.AT_RECURSIVE
-    tree = sc.open_tree(-100, source, flags)
+def prepare_idmapped_mounts(config: dict[str, Any], bundle: str) -> dict[int, int]:
+    """config.md `idmap`/`ridmap`: detached, idmapped clones of the bind sources.
+
+    Made by the runtime's parent (attaching an idmapping needs CAP_SYS_ADMIN
+    in the initial user namespace, which the container's init no longer has);
+    the init only moves them into place.  Returns {mount index: tree fd}.
+    """
+    linux = config.get("linux") or {}
+    trees: dict[int, int] = {}
+    userns_fds: dict[str, int] = {}
     try:
-        sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if opts.recursive_idmap else 0),
-                         sc.MOUNT_ATTR_IDMAP, 0, 0, userns_fd, what=source)  # fmt: skip
-        sc.move_mount(tree, "", target_fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH, what=entry["destination"])
+        for i, entry in enumerate(config.get("mounts") or []):
+            opts = MountOptions(entry.get("options") or [])
+            if not opts.idmap:
+                continue
+            field = f"mounts[{i}]"
+            uids = entry.get("uidMappings") or linux.get("uidMappings")
+            gids = entry.get("gidMappings") or linux.get("gidMappings")
+            if not uids or not gids:
+                # config.md: no mappings for the mount and none for the container MUST be an error
+                raise ConfigError(f"{field}.options", "idmap needs uidMappings/gidMappings (on the mount or the container)")
+            key = repr((uids, gids))
+            if key not in userns_fds:
+                userns_fds[key] = _user_namespace_with(uids, gids, field)
+            source = entry.get("source") or ""
+            if not os.path.isabs(source):
+                source = os.path.join(bundle, source)
+            flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | (sc.AT_RECURSIVE if opts.flags & sc.MS_REC else 0)
+            tree = sc.open_tree(-100, source, flags, what=f"{field}.source {source}")  # AT_FDCWD
+            trees[i] = tree
+            sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if opts.recursive_idmap else 0),
+                             sc.MOUNT_ATTR_IDMAP, 0, 0, userns_fds[key], what=f"{field} idmap of {source}")  # fmt: skip
+    except BaseException:
+        for fd in trees.values():
+            os.close(fd)
+        raise
     finally:
-        os.close(tree)
+        for fd in userns_fds.values():
+            os.close(fd)
+    return trees
+
+
+def _user_namespace_with(uids: list[dict[str, int]], gids: list[dict[str, int]], field: str) -> int:
+    """An fd of a new user namespace with these mappings (held by a short-lived child)."""
+    ready_r, ready_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(hold_w)
+            sc.unshare(0x10000000)  # CLONE_NEWUSER
+            os.write(ready_w, b"1")
+            os.read(hold_r, 1)  # until the parent has the namespace open
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(hold_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise OcipyError(f"{field}: could not make a user namespace for the idmapping")
+        for name, maps in (("uid_map", uids), ("gid_map", gids)):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(hold_w)
+        os.waitpid(pid, 0)
 
 
 def _mount_cgroup(fd: int, opts: MountOptions, ctx: dict[str, Any]) -> bool:
