@@ -27,11 +27,12 @@ def build_process(config: dict[str, Any], args: list[str], *, env: list[str] | N
                   cwd: str | None = None, user: str | None = None, additional_gids: list[int] | None = None,
                   caps: list[str] | None = None, no_new_privs: bool = False, tty: bool = False) -> dict[str, Any]:  # fmt: skip
     """runc's exec without --process: the container's process with these changes."""
-    import copy
-
     from ocipy.errors import ConfigError
 
-    process: dict[str, Any] = copy.deepcopy(config.get("process") or {})
+    # Shallow copies of what changes below (`copy.deepcopy` costs an import on the exec path).
+    process: dict[str, Any] = dict(config.get("process") or {})
+    process["user"] = dict(process.get("user") or {})
+    process["capabilities"] = {k: list(v or []) for k, v in (process.get("capabilities") or {}).items()}
     process["args"] = args
     process["env"] = list(process.get("env") or []) + list(env or [])
     if cwd:
