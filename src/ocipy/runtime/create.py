@@ -130,28 +130,30 @@ def create(
     if (config.get("hostname") or config.get("domainname")) and "uts" not in ns_types:
         # config.md: setting hostname without a UTS namespace MUST be an error
         raise ConfigError("hostname", "needs a new uts namespace")
-    listen_fds = int(os.environ.get("LISTEN_FDS", "0") or 0) if os.environ.get("LISTEN_FDS", "").isdigit() else 0
+    # Socket activation: fds passed to us by systemd go on to the container (runc does the same).
+    listen = os.environ.get("LISTEN_FDS", "")
+    listen_fds = int(listen) if listen.isdigit() else 0
     extra_fds = listen_fds + preserve_fds
+
+    from ocipy.runtime.init import preload
+    from ocipy.runtime.rootfs import prepare_idmapped_mounts
 
     ctx = InitContext()
     ctx.config, ctx.bundle, ctx.rootfs = config, bundle, rootfs
     ctx.new_keyring = not no_new_keyring
     ctx.no_pivot, ctx.extra_fds, ctx.listen_env = no_pivot, extra_fds, listen_fds > 0
-    ns_fds, new_flags = _open_namespace_paths(linux)
-    ctx.ns_fds = ns_fds
-    ctx.new_userns = bool(new_flags & NAMESPACES["user"][0])
-    ctx.new_ns_flags = new_flags & ~NAMESPACES["user"][0]
-    from ocipy.runtime.init import preload
-
+    hooks = config.get("hooks") or {}
+    ctx.parent_hooks = bool(hooks.get("prestart") or hooks.get("createRuntime"))
     preload(config, bool(process.get("terminal")))
     if linux.get("seccomp"):
         from ocipy.linux import seccomp
 
         ctx.seccomp_filter = seccomp.prepare(linux["seccomp"])
-    from ocipy.runtime.rootfs import prepare_idmapped_mounts
-
-    hooks = config.get("hooks") or {}
-    ctx.parent_hooks = bool(hooks.get("prestart") or hooks.get("createRuntime"))
+    # Opened last before the try below, which closes them on every error.
+    ns_fds, new_flags = _open_namespace_paths(linux)
+    ctx.ns_fds = ns_fds
+    ctx.new_userns = bool(new_flags & NAMESPACES["user"][0])
+    ctx.new_ns_flags = new_flags & ~NAMESPACES["user"][0]
 
     to_child_r = to_child_w = from_child_r = from_child_w = -1
     bootstrap_pid = init_pid = 0
