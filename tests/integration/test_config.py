@@ -543,3 +543,17 @@ def test_idmapped_bind_mount(runtime, make_bundle, tmp_path):
         parent.chmod(parent.stat().st_mode | 0o005)
     out = runtime("run", "-b", str(bundle), unique_id()).stdout.split()
     assert out == ["65534", "0"]  # unmapped without idmap; the container's root with it
+
+
+@pytest.mark.parametrize(("propagation", "expected"), [("rprivate", ""), ("rslave", ""), ("shared", "shared:"),
+                                                       ("rshared", "shared:"), ("unbindable", "unbindable"),
+                                                       ("runbindable", "unbindable")])  # fmt: skip
+def test_rootfs_propagation(runtime, make_bundle, propagation, expected):
+    # config-linux.md rootfsPropagation; shared and unbindable are applied after pivot_root
+    # (pivot_root refuses a shared root), so the container still starts.
+    script = "grep -E '^[0-9]+ [0-9]+ [0-9:]+ [^ ]+ / ' /proc/self/mountinfo | cut -d' ' -f7"
+    out = run_sh(runtime, make_bundle, script, edit=lambda c: c["linux"].update(rootfsPropagation=propagation)).stdout
+    if expected:
+        assert out.startswith(expected), out
+    else:
+        assert not out.startswith(("shared:", "unbindable")), out

@@ -229,7 +229,7 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
 
     if "mount" in ns_types:
         rootfs.set_root_propagation(config)
-        rootfs.bind_rootfs(ctx.rootfs, config)
+        rootfs.bind_rootfs(ctx.rootfs)
         root_fd = os.open(ctx.rootfs, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         mount_ctx = {"cgroup_manager": ctx.cgroup_manager, "cgroupns": "cgroup" in ns_types,
                      "idmap_trees": ctx.idmap_trees}  # fmt: skip
@@ -261,6 +261,7 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
             rootfs.mask_path(path, linux.get("mountLabel"))
         if (config.get("root") or {}).get("readonly"):
             rootfs.readonly_root()
+        rootfs.finish_root_propagation(config)  # last: an unbindable tree refuses the binds above
     else:
         os.chroot(ctx.rootfs)
         os.chdir("/")

@@ -184,18 +184,28 @@ def fd_path(fd: int) -> str:
 
 
 def set_root_propagation(config: dict[str, Any]) -> None:
-    """Keep the container's mounts from propagating back to the host."""
-    prop = (config.get("linux") or {}).get("rootfsPropagation")
-    flags = _PROPAGATION.get(prop or "rslave", sc.MS_SLAVE | sc.MS_REC)
-    # shared/unbindable on the rootfs still needs the host's / to be slave
-    sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC if flags & (sc.MS_SHARED | sc.MS_UNBINDABLE) else flags)
+    """Keep the container's mounts from propagating back to the host.
+
+    linux.rootfsPropagation private/slave applies here; shared and unbindable
+    cannot (pivot_root refuses a shared new root; an unbindable tree refuses
+    the rootfs bind mount), so until pivot_root the tree is a slave and those
+    are applied by `finish_root_propagation`.
+    """
+    prop = (config.get("linux") or {}).get("rootfsPropagation") or "rslave"
+    flags = _PROPAGATION[prop]
+    early = sc.MS_SLAVE | sc.MS_REC if flags & (sc.MS_SHARED | sc.MS_UNBINDABLE) else flags
+    sc.mount(None, "/", None, early)
 
 
-def bind_rootfs(rootfs: str, config: dict[str, Any]) -> None:
+def bind_rootfs(rootfs: str) -> None:
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+
+
+def finish_root_propagation(config: dict[str, Any]) -> None:
+    """After pivot_root: a shared or unbindable rootfsPropagation on the new root (as runc does)."""
     prop = (config.get("linux") or {}).get("rootfsPropagation")
     if prop in ("shared", "rshared", "unbindable", "runbindable"):
-        sc.mount(None, rootfs, None, _PROPAGATION[prop])
+        sc.mount(None, "/", None, _PROPAGATION[prop])
 
 
 def _locked_flags(path: str) -> int:
