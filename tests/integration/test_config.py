@@ -557,3 +557,12 @@ def test_rootfs_propagation(runtime, make_bundle, propagation, expected):
         assert out.startswith(expected), out
     else:
         assert not out.startswith(("shared:", "unbindable")), out
+
+
+def test_no_capabilities_object_leaves_root_its_capabilities(runtime, make_bundle):
+    # As runc: without process.capabilities nothing is dropped; with an empty object everything is.
+    full = run_sh(runtime, make_bundle, "grep ^CapEff /proc/self/status", edit=lambda c: c["process"].pop("capabilities")).stdout
+    empty = run_sh(runtime, make_bundle, "grep ^CapEff /proc/self/status", edit=lambda c: c["process"].update(capabilities={})).stdout
+    ours = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapEff"))
+    assert int(full.split()[1], 16) == int(ours.split()[1], 16)  # everything the runtime had
+    assert int(empty.split()[1], 16) == 0

@@ -174,9 +174,11 @@ def change_user(process: dict[str, Any], cap_top: int) -> None:
 
     user = process.get("user") or {}
     uid, gid = user.get("uid", 0), user.get("gid", 0)
+    # No `capabilities` object at all: leave them alone, as runc does (root keeps its set).
     capabilities = process.get("capabilities")
-    caps.drop_bounding((capabilities or {}).get("bounding"), cap_top)
-    sc.prctl(sc.PR_SET_KEEPCAPS, 1)
+    if capabilities is not None:
+        caps.drop_bounding(capabilities.get("bounding"), cap_top)
+        sc.prctl(sc.PR_SET_KEEPCAPS, 1)
     try:
         os.setgroups(list(user.get("additionalGids") or []))
     except PermissionError:
@@ -188,8 +190,9 @@ def change_user(process: dict[str, Any], cap_top: int) -> None:
         os.setresuid(uid, uid, uid)
     except OSError as e:
         raise KernelError("setresuid/setresgid", f"{uid}:{gid}", e.errno or 1) from None
-    caps.apply(capabilities, cap_top)
-    sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+    if capabilities is not None:
+        caps.apply(capabilities, cap_top)
+        sc.prctl(sc.PR_SET_KEEPCAPS, 0)
 
 
 def chdir_in_root(cwd: str) -> None:
