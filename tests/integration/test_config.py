@@ -566,3 +566,14 @@ def test_no_capabilities_object_leaves_root_its_capabilities(runtime, make_bundl
     ours = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapEff"))
     assert int(full.split()[1], 16) == int(ours.split()[1], 16)  # everything the runtime had
     assert int(empty.split()[1], 16) == 0
+
+
+def test_time_namespace_offsets(runtime, make_bundle):
+    def edit(c):  # type: ignore[no-untyped-def]
+        c["linux"]["namespaces"].append({"type": "time"})
+        c["linux"]["timeOffsets"] = {"boottime": {"secs": 86400, "nanosecs": 0}}
+
+    host_uptime = float(Path("/proc/uptime").read_text().split()[0])
+    out = run_sh(runtime, make_bundle, "cut -d' ' -f1 /proc/uptime; readlink /proc/self/ns/time", edit=edit).stdout.split()
+    assert float(out[0]) - host_uptime >= 86400 - 5
+    assert out[1] != os.readlink("/proc/self/ns/time")
