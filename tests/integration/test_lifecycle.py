@@ -264,3 +264,10 @@ def _gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except OSError:
         return True
+
+
+def test_state_file_is_private(runtime, make_bundle):
+    # The saved config carries the process environment: only root may read it.
+    cid = unique_id()
+    runtime("create", "-b", str(make_bundle(["sleep", "30"])), cid)
+    assert (runtime.root / cid / "state.json").stat().st_mode & 0o077 == 0

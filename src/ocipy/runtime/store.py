@@ -142,9 +142,13 @@ class Container:
         return state
 
     def save(self) -> None:
+        # 0600: the saved config holds the process environment, which may hold secrets.
         tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
-        with open(tmp, "w") as f:
-            f.write(jsonfast.dumps(self.data))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, jsonfast.dumps(self.data).encode())
+        finally:
+            os.close(fd)
         os.rename(tmp, os.path.join(self.dir, STATE_FILE))
 
 
