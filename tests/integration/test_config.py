@@ -577,3 +577,29 @@ def test_time_namespace_offsets(runtime, make_bundle):
     out = run_sh(runtime, make_bundle, "cut -d' ' -f1 /proc/uptime; readlink /proc/self/ns/time", edit=edit).stdout.split()
     assert float(out[0]) - host_uptime >= 86400 - 5
     assert out[1] != os.readlink("/proc/self/ns/time")
+
+
+def test_net_devices_move_with_addresses(runtime, make_bundle):
+    # config-linux.md netDevices: moved in, renamed, permanent global addresses kept, set up.
+    suffix = unique_id("")[-6:]
+    dev, peer = f"oc{suffix}a", f"oc{suffix}b"
+    subprocess.run(["ip", "link", "add", dev, "type", "veth", "peer", "name", peer], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", "10.253.7.1/24", "dev", dev], check=True)
+        bundle = make_bundle(["sh", "-c", "ip -o addr show dev ctr0; ip -o link show dev ctr0"],
+                             edit=lambda c: c["linux"].update(netDevices={dev: {"name": "ctr0"}}))  # fmt: skip
+        out = runtime("run", "-b", str(bundle), unique_id()).stdout
+        assert "10.253.7.1/24" in out
+        flags = out.strip().splitlines()[-1].split("<", 1)[1].split(">", 1)[0].split(",")
+        assert "UP" in flags
+        assert not Path(f"/sys/class/net/{dev}").exists()  # it was moved, not copied
+    finally:
+        subprocess.run(["ip", "link", "del", peer], capture_output=True)
+
+
+def test_net_device_that_does_not_exist_is_an_error(runtime, make_bundle):
+    cid = unique_id()
+    bundle = make_bundle(["true"], edit=lambda c: c["linux"].update(netDevices={"nosuchdev0": {}}))
+    proc = runtime("create", "-b", str(bundle), cid, check=False)
+    assert proc.returncode != 0 and "linux.netDevices.nosuchdev0" in proc.stderr
+    assert not (runtime.root / cid).exists()

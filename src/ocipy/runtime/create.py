@@ -266,6 +266,11 @@ def _converse(parent: Channel, bootstrap_pid: int, linux: dict[str, Any], ctx: I
             container.data["pid"] = init_pid
             container.data["pid_start"] = store.process_start_time(init_pid)
             container.save()  # so that `delete -f` finds the init if we are killed
+            if linux.get("netDevices"):
+                from ocipy.linux import netdev
+
+                own_netns = any(ns["type"] == "network" and not ns.get("path") for ns in linux.get("namespaces") or [])
+                netdev.move_devices(linux["netDevices"], init_pid, own_netns)
             parent.send("init-go")
         elif word == "seccomp":
             forward_notify_fd(init_pid, int(rest), linux, dict(ctx.state, pid=init_pid))

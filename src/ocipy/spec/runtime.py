@@ -176,14 +176,15 @@ def _optional(obj: dict[str, Any], key: str, kind: type, field: str) -> Any:
 
 
 def check_oci_version(version: Any) -> None:
-    """ociVersion MUST be SemVer (config.md); we handle major version 1."""
+    """ociVersion MUST be SemVer (config.md); we handle major versions 0 and 1."""
     _expect(version, str, "ociVersion")
     core = version.split("+", 1)[0].split("-", 1)[0]
     parts = core.split(".")
     if len(parts) != 3 or not all(p.isdigit() and p.isascii() for p in parts):
         raise ConfigError("ociVersion", f"{version!r} is not a SemVer version")
-    if int(parts[0]) != SUPPORTED_MAJOR:
-        raise ConfigError("ociVersion", f"version {version} is not supported (this runtime handles 1.x)")
+    # 0.x configs (the spec's own example is 0.5.0-dev) read as 1.x; a 2.x may mean anything.
+    if int(parts[0]) > SUPPORTED_MAJOR:
+        raise ConfigError("ociVersion", f"version {version} is not supported (this runtime handles up to 1.x)")
 
 
 def validate_process(process: Any, field: str = "process") -> None:
@@ -366,6 +367,10 @@ def _validate_linux(linux: Any) -> None:
         raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r} must not contain '..'")
     _optional(linux, "resources", dict, "linux")
     _optional(linux, "seccomp", dict, "linux")
+    net_devices = _expect(linux.get("netDevices") or {}, dict, "linux.netDevices")
+    for name, dev in net_devices.items():
+        _expect(dev, dict, f"linux.netDevices.{name}")
+        _optional(dev, "name", str, f"linux.netDevices.{name}")
     personality = linux.get("personality")
     if personality is not None:
         _expect(personality, dict, "linux.personality")
