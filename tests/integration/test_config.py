@@ -603,3 +603,14 @@ def test_net_device_that_does_not_exist_is_an_error(runtime, make_bundle):
     proc = runtime("create", "-b", str(bundle), cid, check=False)
     assert proc.returncode != 0 and "linux.netDevices.nosuchdev0" in proc.stderr
     assert not (runtime.root / cid).exists()
+
+
+def test_memory_policy(runtime, make_bundle):
+    # config-linux.md memoryPolicy: set_mempolicy(2) for the container's process (inherited).
+    out = run_sh(runtime, make_bundle, "grep -c . /proc/self/numa_maps >/dev/null; head -1 /proc/self/numa_maps",
+                 edit=lambda c: c["linux"].update(memoryPolicy={"mode": "MPOL_BIND", "nodes": "0"})).stdout  # fmt: skip
+    assert "bind:0" in out
+    cid = unique_id()
+    bad = make_bundle(["true"], edit=lambda c: c["linux"].update(memoryPolicy={"mode": "MPOL_FAST"}))
+    proc = runtime("create", "-b", str(bad), cid, check=False)
+    assert proc.returncode != 0 and "linux.memoryPolicy.mode" in proc.stderr

@@ -23,6 +23,7 @@ _NR = {
     "keyctl": {"x86_64": 250, "aarch64": 219}.get(_MACHINE, 250),
     "ioprio_set": {"x86_64": 251, "aarch64": 30}.get(_MACHINE, 251),
     "sched_setattr": {"x86_64": 314, "aarch64": 274}.get(_MACHINE, 314),
+    "set_mempolicy": {"x86_64": 238, "aarch64": 237}.get(_MACHINE, 238),
     "open_tree": 428,
     "move_mount": 429,
     "close_range": 436,
@@ -243,3 +244,14 @@ def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: in
 
 def personality(persona: int) -> None:
     _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
+
+
+def set_mempolicy(mode: int, nodes: list[int]) -> None:
+    """set_mempolicy(2) for this process (inherited across fork and execve)."""
+    maxnode = (max(nodes) + 1) if nodes else 0
+    words = (ctypes.c_ulong * (maxnode // 64 + 1))()
+    for node in nodes:
+        words[node // 64] |= 1 << (node % 64)
+    mask = ctypes.byref(words) if nodes else None
+    _check(_syscall(_NR["set_mempolicy"], ctypes.c_int(mode), mask, ctypes.c_ulong(maxnode + 1 if nodes else 0)),
+           "set_mempolicy")  # fmt: skip

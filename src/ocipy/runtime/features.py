@@ -10,7 +10,13 @@ if TYPE_CHECKING:
 def features() -> dict[str, Any]:
     from ocipy import OCI_RUNTIME_SPEC_VERSION
     from ocipy.runtime.rootfs import _FLAGS, _PROPAGATION, _RECURSIVE, _RECURSIVE_ATIME
-    from ocipy.spec.runtime import CAPABILITIES, HOOK_KINDS, NAMESPACES
+    from ocipy.spec.runtime import (
+        CAPABILITIES,
+        HOOK_KINDS,
+        MEMPOLICY_FLAGS,
+        MEMPOLICY_MODES,
+        NAMESPACES,
+    )
 
     options = sorted(set(_FLAGS) | set(_PROPAGATION) | set(_RECURSIVE) | set(_RECURSIVE_ATIME) | {"idmap", "ridmap"})
     linux: dict[str, Any] = {
@@ -22,6 +28,8 @@ def features() -> dict[str, Any]:
         "selinux": {"enabled": True},  # the exec label, when the kernel has SELinux
         "intelRdt": {"enabled": False},
         "mountExtensions": {"idmap": {"enabled": True}},
+        "netDevices": {"enabled": True},
+        "memoryPolicy": {"modes": sorted(MEMPOLICY_MODES), "flags": sorted(MEMPOLICY_FLAGS)},
     }
     return {
         "ociVersionMin": "1.0.0",

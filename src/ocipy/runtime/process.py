@@ -78,7 +78,7 @@ def set_oom_score_adj(process: dict[str, Any]) -> None:
 
 
 def set_scheduling(process: dict[str, Any], linux: dict[str, Any]) -> None:
-    """process.scheduler, process.ioPriority and linux.personality (before caps are dropped)."""
+    """process.scheduler, process.ioPriority, linux.personality and linux.memoryPolicy (before caps are dropped)."""
     from ocipy.spec.runtime import IOPRIO_CLASSES, PERSONALITY_DOMAINS, SCHED_FLAGS, SCHED_POLICIES
 
     sched = process.get("scheduler")
@@ -100,6 +100,17 @@ def set_scheduling(process: dict[str, Any], linux: dict[str, Any]) -> None:
     persona = linux.get("personality")
     if persona:
         sc.personality(PERSONALITY_DOMAINS[persona["domain"]])
+    policy = linux.get("memoryPolicy")
+    if policy:
+        from ocipy.spec.runtime import MEMPOLICY_FLAGS, MEMPOLICY_MODES, parse_id_list
+
+        mode = MEMPOLICY_MODES[policy["mode"]]
+        for flag in policy.get("flags") or []:
+            mode |= MEMPOLICY_FLAGS[flag]
+        try:
+            sc.set_mempolicy(mode, parse_id_list(policy["nodes"]) or [] if policy.get("nodes") else [])
+        except KernelError as e:
+            raise ConfigError("linux.memoryPolicy", f"{policy['mode']} nodes={policy.get('nodes', '')!r}: {os.strerror(e.errno)}") from None
 
 
 def apply_lsm_labels(process: dict[str, Any]) -> None:

@@ -61,6 +61,9 @@ SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SC
                "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10,
                "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20, "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}  # fmt: skip
 IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+MEMPOLICY_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
+                   "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}  # fmt: skip
+MEMPOLICY_FLAGS = {"MPOL_F_STATIC_NODES": 1 << 15, "MPOL_F_RELATIVE_NODES": 1 << 14, "MPOL_F_NUMA_BALANCING": 1 << 13}
 PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -297,6 +300,20 @@ def validate_config(config: Any) -> dict[str, Any]:
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
+def parse_id_list(text: str) -> list[int] | None:
+    """"0-3,7" -> [0, 1, 2, 3, 7]; None when malformed."""
+    out: list[int] = []
+    for item in text.split(","):
+        lo, dash, hi = item.strip().partition("-")
+        if not (lo.isdigit() and lo.isascii()) or (dash and not (hi.isdigit() and hi.isascii())):
+            return None
+        first, last = int(lo), int(hi) if dash else int(lo)
+        if last < first or last > 4095:
+            return None
+        out.extend(range(first, last + 1))
+    return out
+
+
 def _validate_hooks(hooks: Any) -> None:
     if hooks is None:
         return
@@ -371,6 +388,17 @@ def _validate_linux(linux: Any) -> None:
     for name, dev in net_devices.items():
         _expect(dev, dict, f"linux.netDevices.{name}")
         _optional(dev, "name", str, f"linux.netDevices.{name}")
+    policy = linux.get("memoryPolicy")
+    if policy is not None:
+        _expect(policy, dict, "linux.memoryPolicy")
+        if policy.get("mode") not in MEMPOLICY_MODES:
+            raise ConfigError("linux.memoryPolicy.mode", f"{policy.get('mode')!r} is not one of {', '.join(MEMPOLICY_MODES)}")
+        for i, flag in enumerate(_str_list(policy.get("flags") or [], "linux.memoryPolicy.flags")):
+            if flag not in MEMPOLICY_FLAGS:
+                raise ConfigError(f"linux.memoryPolicy.flags[{i}]", f"unknown flag {flag!r}")
+        nodes = _optional(policy, "nodes", str, "linux.memoryPolicy")
+        if nodes and parse_id_list(nodes) is None:
+            raise ConfigError("linux.memoryPolicy.nodes", f"{nodes!r} is not a list like 0-3,7")
     personality = linux.get("personality")
     if personality is not None:
         _expect(personality, dict, "linux.personality")
