@@ -194,3 +194,30 @@ def test_the_specs_own_test_configs():
         pytest.skip(f"runtime-spec test configs not found at {base}")
     for path in sorted(base.glob("*.json")):
         validate_config(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize("schema_name", ["features-schema.json", "state-schema.json"])
+def test_features_and_state_match_their_schemas(schema_name):
+    # features.md / runtime.md: the JSON MUST adhere to the schema
+    import pathlib
+
+    from ocipy.runtime.features import features
+    from ocipy.runtime.store import Container
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema_dir = pathlib.Path(__file__).resolve().parents[3] / "shared/specs/runtime-spec/schema"
+    if not schema_dir.exists():
+        pytest.skip(f"runtime-spec schemas not found at {schema_dir}")
+    store = {}
+    for path in schema_dir.glob("*.json"):
+        doc = json.loads(path.read_text())
+        store[path.name] = doc
+        if "$id" in doc:
+            store[doc["$id"]] = doc
+    schema = store[schema_name]
+    resolver = jsonschema.RefResolver(base_uri=schema_dir.as_uri() + "/", referrer=schema, store=store)
+    if schema_name == "features-schema.json":
+        document = features()
+    else:
+        document = Container("/nonexistent", "x", {"bundle": "/b", "created_done": True, "config": {"annotations": {"a": "b"}}}).oci_state()
+    jsonschema.validate(document, schema, resolver=resolver)
