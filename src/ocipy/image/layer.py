@@ -560,10 +560,8 @@ class Applier:
                     self._entry(tf, stream, info)
                 except ImageError:
                     raise
-                except (OSError, ValueError) as e:
+                except (OSError, ValueError, KernelError) as e:  # KernelError is no OSError
                     msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-                    if isinstance(e, KernelError):
-                        msg = str(e)
                     raise ImageError(f"{what}: entry {info.name!r}: {msg}") from None
             self._barrier()
             self._finish_dirs()

@@ -1,0 +1,87 @@
+"""Property: whatever a sequence of layers contains, nothing outside the rootfs changes.
+
+Hypothesis builds layers from hostile pieces — `..` and absolute names,
+symlinks to outside (absolute and relative), hardlinks, entries written
+through earlier symlinks, whiteouts — and applies them with ocipy's Applier
+into a rootfs that sits next to a sentinel directory.  Either the layers
+apply or an ImageError is raised; the sentinel never changes and nothing
+else is ever raised.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.helpers import IS_ROOT
+
+from ocipy.errors import ImageError
+from ocipy.image.layer import Applier, ApplyOptions, LayerStream
+
+pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: ownership and device nodes")
+
+names = st.sampled_from(["a", "b", "a/b", "a/b/c", "..", "../x", "a/../../x", "/abs", "/etc/x", "l", "l/x",
+                         "l/../y", "d/.wh.a", "d/.wh..wh..opq", ".wh.l", "d", "d/e"])  # fmt: skip
+targets = st.sampled_from(["/", "..", "../..", "/tmp", "../sentinel", "../sentinel/f", "a", "/a", "l", "d/../.."])
+entries = st.lists(st.tuples(st.sampled_from(["file", "dir", "symlink", "hardlink"]), names, targets),
+                   min_size=1, max_size=8)  # fmt: skip
+
+
+def _layer(items: list[tuple[str, str, str]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for kind, name, target in items:
+            info = tarfile.TarInfo(name)
+            data = b""
+            if kind == "file":
+                data = b"payload"
+                info.size = len(data)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+            elif kind == "symlink":
+                info.type = tarfile.SYMTYPE
+                info.linkname = target
+            else:
+                info.type = tarfile.LNKTYPE
+                info.linkname = target
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+def _snapshot(path: Path) -> list[tuple[str, int, int, bytes]]:
+    out = []
+    for dirpath, dirs, files in os.walk(path):
+        for name in sorted(dirs + files):
+            p = Path(dirpath, name)
+            st_ = p.lstat()
+            content = p.read_bytes() if p.is_file() and not p.is_symlink() else b""
+            out.append((str(p), st_.st_mode, st_.st_size, content))
+    return sorted(out)
+
+
+@given(st.lists(entries, min_size=1, max_size=3))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_layers_never_touch_anything_outside_the_rootfs(tmp_path_factory, layers):
+    base = tmp_path_factory.mktemp("prop")
+    sentinel = base / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "f").write_text("keep")
+    rootfs = base / "rootfs"
+    rootfs.mkdir()
+    before = _snapshot(sentinel)
+    tmp_before = sorted(os.listdir("/tmp"))
+    try:
+        with Applier(str(rootfs), ApplyOptions()) as applier:
+            for i, items in enumerate(layers):
+                applier.apply(LayerStream(io.BytesIO(_layer(items)), "none", f"layer {i}", [1 << 30]), f"layer {i}")
+    except ImageError:
+        pass  # refusing a hostile layer is fine; what matters is below
+    assert _snapshot(sentinel) == before
+    assert sorted(os.listdir("/tmp")) == tmp_before
+    assert not Path("/abs").exists() and not Path("/etc/x").exists()
