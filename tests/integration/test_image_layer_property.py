@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.helpers import IS_ROOT
 
 from ocipy.errors import ImageError
 from ocipy.image.layer import Applier, ApplyOptions, LayerStream
+from support.helpers import IS_ROOT
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: ownership and device nodes")
 
