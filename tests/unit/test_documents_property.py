@@ -44,3 +44,28 @@ def test_a_good_digest_round_trips():
     digest.verify_bytes(b"hello", d, 5)
     with pytest.raises(ImageError):
         digest.verify_bytes(b"hellO", d, 5)
+
+
+@given(st.text(max_size=60) | st.sampled_from(["docker://", "oci:", "oci-archive:", "docker-archive:", "docker://a/b:c@sha256:",
+                                               "docker://[::1]:5000/x", "oci:/tmp:tag:extra", "docker://UPPER/x"]))  # fmt: skip
+@settings(max_examples=300, deadline=None)
+def test_reference_parsers_raise_only_ocipy_errors(text):
+    from ocipy.image import refs
+    from ocipy.registry.reference import parse_image_reference
+
+    for parser in (refs.parse, parse_image_reference):
+        try:
+            parser(text)
+        except OcipyError:
+            pass
+
+
+@given(st.text(max_size=120))
+@settings(max_examples=300, deadline=None)
+def test_www_authenticate_parser_never_crashes(header):
+    from ocipy.registry.auth import parse_www_authenticate
+
+    try:
+        parse_www_authenticate(header)
+    except OcipyError:
+        pass
