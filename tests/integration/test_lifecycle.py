@@ -271,3 +271,15 @@ def test_state_file_is_private(runtime, make_bundle):
     cid = unique_id()
     runtime("create", "-b", str(make_bundle(["sleep", "30"])), cid)
     assert (runtime.root / cid / "state.json").stat().st_mode & 0o077 == 0
+
+
+def test_container_and_exec_processes_are_in_every_cgroup_hierarchy(runtime, make_bundle, tmp_path):
+    # The bootstrap is born in the cgroup2 directory (clone3) and moves itself into v1:
+    # the init and exec'd processes must end up in the container's cgroup everywhere.
+    cid = unique_id()
+    runtime("run", "-d", "-b", str(make_bundle(["sleep", "60"])), cid)
+    pid_file = tmp_path / "exec.pid"
+    runtime("exec", "-d", "--pid-file", str(pid_file), cid, "sleep", "60")
+    for pid in (runtime.state(cid)["pid"], int(pid_file.read_text())):
+        lines = Path(f"/proc/{pid}/cgroup").read_text().split()
+        assert lines and all(line.endswith(f"/{cid}") for line in lines), lines

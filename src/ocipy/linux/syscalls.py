@@ -30,6 +30,7 @@ _NR = {
     "openat2": 437,
     "pidfd_send_signal": 424,
     "pidfd_getfd": 438,
+    "clone3": 435,
     "mount_setattr": 442,
 }
 
@@ -255,3 +256,24 @@ def set_mempolicy(mode: int, nodes: list[int]) -> None:
     mask = ctypes.byref(words) if nodes else None
     _check(_syscall(_NR["set_mempolicy"], ctypes.c_int(mode), mask, ctypes.c_ulong(maxnode + 1 if nodes else 0)),
            "set_mempolicy")  # fmt: skip
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+        "tls", "set_tid", "set_tid_size", "cgroup")]  # fmt: skip
+
+
+CLONE_INTO_CGROUP = 0x200000000
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """fork(2) whose child is born in the cgroup2 directory `cgroup_fd` (clone3).
+
+    For the runtime's single-threaded bootstrap child only: Python's fork
+    bookkeeping (at-fork handlers, thread state) is skipped, which a process
+    with one thread that soon execs or exits does not need.
+    """
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=17, cgroup=cgroup_fd)  # SIGCHLD
+    return _check(_syscall(_NR["clone3"], ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))),
+                  "clone3 into cgroup")  # fmt: skip

@@ -196,10 +196,10 @@ def create(
             parent = Channel(from_child_r, to_child_w)
             ctx.parent_only_fds = [_lock, from_child_r, to_child_w]
 
-            bootstrap_pid = os.fork()
-            if bootstrap_pid == 0:
-                from ocipy.runtime.init import bootstrap
+            from ocipy.runtime.init import bootstrap, fork_bootstrap
 
+            bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
+            if bootstrap_pid == 0:
                 bootstrap(ctx)
             os.close(to_child_r)
             os.close(from_child_w)
@@ -213,7 +213,7 @@ def create(
             for _, fd in ns_fds:
                 os.close(fd)
             ns_fds = []
-            if manager is not None:
+            if manager is not None and not ctx.cgroup_self_join:
                 manager.apply(bootstrap_pid)
             parent.send("go")
             init_pid = _converse(parent, bootstrap_pid, linux, ctx, container)

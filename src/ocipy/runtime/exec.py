@@ -15,7 +15,13 @@ import os
 from ocipy.errors import InvalidState, NotRunning, OcipyError
 from ocipy.linux import syscalls as sc
 from ocipy.runtime import store
-from ocipy.runtime.init import Channel, enter_container, hand_over_notify_fd, report_error
+from ocipy.runtime.init import (
+    Channel,
+    enter_container,
+    fork_bootstrap,
+    hand_over_notify_fd,
+    report_error,
+)
 from ocipy.spec.runtime import NAMESPACES, validate_process
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
@@ -62,6 +68,8 @@ class _ExecContext:
         self.process: dict[str, Any] = {}
         self.seccomp_filter: Any = None
         self.linux: dict[str, Any] = {}
+        self.manager: Any = None
+        self.cgroup_self_join = False
         self.ns_fds: list[tuple[str, int]] = []
         self.channel: Channel | None = None
         self.parent_only_fds: list[int] = []
@@ -125,8 +133,10 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
     parent = Channel(from_child_r, to_child_w)
     bootstrap_pid = pid = 0
     try:
-        bootstrap_pid = os.fork()
+        manager = _manager(container)
+        bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
         if bootstrap_pid == 0:
+            ctx.manager = manager
             _bootstrap(ctx)
         os.close(to_child_r)
         os.close(from_child_w)
@@ -136,8 +146,7 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
         ctx.ns_fds = []
         if ctx.console_fd is not None and proxy is None:
             os.close(ctx.console_fd)
-        manager = _manager(container)
-        if manager is not None:
+        if manager is not None and not ctx.cgroup_self_join:
             manager.join(bootstrap_pid)
         parent.send("go")
         pid = _await_exec(parent, bootstrap_pid, container)
@@ -194,7 +203,7 @@ def _bootstrap(ctx: _ExecContext) -> NoReturn:
     ch = ctx.channel
     assert ch is not None
     try:
-        enter_container(ch, ctx.parent_only_fds, ctx.ns_fds)
+        enter_container(ch, ctx.parent_only_fds, ctx.ns_fds, ctx.manager if ctx.cgroup_self_join else None)
         pid = os.fork()
         if pid == 0:
             try:

@@ -89,6 +89,7 @@ class InitContext:
         self.listen_env = False
         self.cgroup_manager: Any = None
         self.seccomp_filter: Any = None  # built by the parent (libseccomp is loaded there)
+        self.cgroup_self_join = False  # the bootstrap moves itself into the v1 cgroups
         self.idmap_trees: dict[int, int] = {}  # mount index -> detached idmapped tree (parent-made)
         self.parent_hooks = False  # prestart/createRuntime hooks run by the parent
         # The parent's fds the children must not keep: the state dir lock (a
@@ -140,14 +141,41 @@ def report_error(channel: Channel | None, exc: BaseException) -> NoReturn:
     os._exit(1)
 
 
-def enter_container(ch: Channel, parent_only_fds: list[int], ns_fds: list[tuple[str, int]]) -> None:
+def fork_bootstrap(manager: Any) -> tuple[int, bool]:
+    """Fork the bootstrap child; returns (pid, joins_itself).
+
+    Where the kernel allows, the child is born in the container's cgroup2
+    directory (clone3) and moves itself into the v1 hierarchies (see
+    `Manager.join_self_v1`): neither path waits for the RCU grace period a
+    parent writing the child's pid into cgroup.procs does.  Otherwise
+    (joins_itself False) the parent places it, as before.
+    """
+    if manager is None:
+        return os.fork(), False
+    v2 = manager.v2_dir()
+    if v2 is None:
+        return os.fork(), True
+    fd = os.open(v2, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return sc.fork_into_cgroup(fd), True
+    except OcipyError:
+        return os.fork(), False  # e.g. no clone3: the parent writes cgroup.procs
+    finally:
+        os.close(fd)
+
+
+def enter_container(ch: Channel, parent_only_fds: list[int], ns_fds: list[tuple[str, int]],
+                    self_join: Any = None) -> None:  # fmt: skip
     """The bootstrap child's first steps (create and exec): drop the parent's
-    fds, become non-dumpable, wait until the parent has put us in the
-    container's cgroups, then join the namespaces given by fd (user first)."""
+    fds, become non-dumpable, be in the container's cgroups (moving itself
+    into them with `self_join`, else placed by the parent before "go"), then
+    join the namespaces given by fd (user first)."""
     for fd in parent_only_fds:
         os.close(fd)
     sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: no /proc/PID/exe for the container
     ch.expect("go")
+    if self_join is not None:
+        self_join.join_self_v1()
     for ns_type, fd in ns_fds:
         sc.setns(fd, NAMESPACES[ns_type][0], ns_type)
         os.close(fd)
@@ -158,7 +186,7 @@ def bootstrap(ctx: InitContext) -> NoReturn:
     ch = ctx.channel
     assert ch is not None
     try:
-        enter_container(ch, ctx.parent_only_fds, ctx.ns_fds)
+        enter_container(ch, ctx.parent_only_fds, ctx.ns_fds, ctx.cgroup_manager if ctx.cgroup_self_join else None)
         if ctx.new_userns:
             sc.unshare(NAMESPACES["user"][0])
             ch.send("userns")

@@ -438,6 +438,25 @@ class Manager:
 
     join = apply
 
+    def v2_dir(self) -> str | None:
+        """The cgroup2 directory, where a child can be born (clone3 CLONE_INTO_CGROUP)."""
+        return self._v2()
+
+    def join_self_v1(self) -> None:
+        """Move the calling single-threaded process into every v1 hierarchy.
+
+        Writing ``0`` to ``tasks`` moves the caller's own thread, for which the
+        kernel skips the threadgroup lock whose first taking after an idle
+        period waits for an RCU grace period (5-20 ms); a pid written to
+        ``cgroup.procs`` always takes it.
+        """
+        from ocipy.linux.cgroups.common import write
+
+        v2 = self._v2()
+        for d in self._dirs():
+            if d != v2:
+                write(d, "tasks", 0)
+
     def pids(self) -> list[int]:
         """Every process in the container's cgroup and its descendants (host pids)."""
         d = self._v2() if self.mode == "v2" else (
