@@ -301,14 +301,14 @@ HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", 
 
 
 def parse_id_list(text: str) -> list[int] | None:
-    """"0-3,7" -> [0, 1, 2, 3, 7]; None when malformed."""
+    """"0-3,7" -> [0, 1, 2, 3, 7]; None when malformed (cpu and memory-node lists)."""
     out: list[int] = []
     for item in text.split(","):
         lo, dash, hi = item.strip().partition("-")
         if not (lo.isdigit() and lo.isascii()) or (dash and not (hi.isdigit() and hi.isascii())):
             return None
         first, last = int(lo), int(hi) if dash else int(lo)
-        if last < first or last > 4095:
+        if last < first or last > 65535:
             return None
         out.extend(range(first, last + 1))
     return out

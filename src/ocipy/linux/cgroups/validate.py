@@ -18,21 +18,13 @@ from ocipy.linux.cgroups.common import (
     want_int,
     want_list,
 )
+from ocipy.spec.runtime import parse_id_list
 
 W = "linux.resources"
 
 KNOWN = ("memory", "cpu", "pids", "blockIO", "hugepageLimits", "network", "rdma", "devices", "unified")
 
 # Hand-written matchers: `re` costs ~7 ms of every create's start-up.
-
-
-def _is_cpu_list(value: str) -> bool:
-    """"0-3,7" style lists (whitespace around items allowed)."""
-    for item in value.split(","):
-        lo, dash, hi = item.strip().partition("-")
-        if not (lo.isdigit() and lo.isascii()) or (dash and not (hi.isdigit() and hi.isascii())):
-            return False
-    return True
 
 
 def _split_page_size(size: str) -> tuple[str, str] | None:
@@ -159,7 +151,7 @@ def _cpu(cpu: dict[str, object] | None) -> None:
         v = cpu.get(key)
         if v is None or v == "":
             continue
-        if not isinstance(v, str) or not _is_cpu_list(v):
+        if not isinstance(v, str) or parse_id_list(v) is None:
             raise ConfigError(f"{w}.{key}", f"{v!r} is not a list like '0-3,7'")
 
 
