@@ -1,10 +1,13 @@
 # ocipy — make install | make test | make demo | make bench | make lint
-PYTHON ?= python3
+# Debian's interpreter when there is one: built with PGO/LTO and a static
+# libpython, it starts ~2.5 ms faster than a shared-libpython build (pyenv's),
+# and every runtime command pays the interpreter's start (bench/FINDINGS.md).
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 OCIPY  := $(VENV)/bin/ocipy
 # Debian packages the tests, the demo and the benchmarks use (peers included).
-DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 util-linux procps gcc libc6-dev podman conmon
+DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 util-linux procps gcc libc6-dev podman conmon python3.11-venv
 
 .PHONY: install deps venv trampoline test unit lint demo bench clean
 
