@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from support.helpers import IS_ROOT, unique_id
+from support.helpers import IS_ROOT, unique_id, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces and mounts")]
 
@@ -430,6 +430,62 @@ def test_python_api_lifecycle(runtime, make_bundle):
 
     with pytest.raises(ContainerNotFound):
         api.state(cid, root=root)
+
+
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rfind(")") + 2] == "Z"
+
+
+def test_python_api_init_is_the_callers_child_and_delete_reaps_it(runtime, make_bundle):
+    """Without user/time namespaces the init is cloned straight into its
+    namespaces (no bootstrap), so it is the caller's child, as runc's init is
+    runc's (CLONE_PARENT); api.delete collects it: no zombie is left."""
+    from ocipy import api
+
+    root = str(runtime.root)
+    cid = unique_id()
+    pid = api.create(cid, str(make_bundle(["true"])), root=root)["pid"]
+    assert _ppid(pid) == os.getpid()
+    nspid = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("NSpid:"))
+    assert nspid.split()[1:] == [str(pid), "1"]  # pid 1 of its own pid namespace
+    api.start(cid, root=root)
+    assert wait_for(lambda: _zombie(pid)), "the init did not exit"
+    assert api.state(cid, root=root)["status"] == "stopped"
+    api.delete(cid, root=root)
+    assert not _zombie(pid)
+
+
+def test_python_api_from_a_threaded_caller_takes_the_bootstrap_path(runtime, make_bundle):
+    """A raw clone is only safe with one thread: a caller with threads gets os.fork's
+    bookkeeping and a bootstrap, whose init is then not the caller's child."""
+    import threading
+
+    from ocipy import api
+
+    root = str(runtime.root)
+    cid = unique_id()
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        pid = api.create(cid, str(make_bundle(["sleep", "30"])), root=root)["pid"]
+        assert _ppid(pid) != os.getpid()
+        api.start(cid, root=root)
+        assert api.state(cid, root=root)["status"] == "running"
+    finally:
+        stop.set()
+        worker.join()
+        api.delete(cid, root=root, force=True)
+    assert not (runtime.root / cid).exists()
 
 
 def test_scheduler_io_priority_and_personality(runtime, make_bundle):

@@ -267,13 +267,25 @@ class _CloneArgs(ctypes.Structure):
 CLONE_INTO_CGROUP = 0x200000000
 
 
-def fork_into_cgroup(cgroup_fd: int) -> int:
-    """fork(2) whose child is born in the cgroup2 directory `cgroup_fd` (clone3).
+def clone_fork(flags: int = 0, cgroup_fd: int = -1) -> int:
+    """fork(2) through clone3: the child may be born in new namespaces
+    (CLONE_NEW* `flags`) and in the cgroup2 directory `cgroup_fd`.
 
-    For the runtime's single-threaded bootstrap child only: Python's fork
-    bookkeeping (at-fork handlers, thread state) is skipped, which a process
-    with one thread that soon execs or exits does not need.
+    For the runtime's own children only, and only while the caller has one
+    thread (see `single_threaded`): Python's fork bookkeeping (at-fork
+    handlers, thread states) is skipped, which a process with one thread that
+    soon execs or exits does not need.
     """
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=17, cgroup=cgroup_fd)  # SIGCHLD
-    return _check(_syscall(_NR["clone3"], ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))),
-                  "clone3 into cgroup")  # fmt: skip
+    if cgroup_fd >= 0:
+        flags |= CLONE_INTO_CGROUP
+    args = _CloneArgs(flags=flags, exit_signal=17, cgroup=max(cgroup_fd, 0))  # SIGCHLD
+    return _check(_syscall(_NR["clone3"], ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))), "clone3")
+
+
+def single_threaded() -> bool:
+    """True when the calling process has one thread (a raw clone is safe:
+    no other thread can hold a lock the child would inherit)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False

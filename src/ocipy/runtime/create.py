@@ -158,6 +158,7 @@ def create(
     to_child_r = to_child_w = from_child_r = from_child_w = -1
     bootstrap_pid = init_pid = 0
     manager = None
+    data: dict[str, Any] = {}  # the container's state, for the cleanup below
     try:
         with store.new_container(root, container_id) as (container, _lock):
             ctx.fifo_path = os.path.join(container.dir, store.EXEC_FIFO)
@@ -175,6 +176,7 @@ def create(
                 "config": config,
                 "preserve_fds": extra_fds,
             }
+            data = container.data
             ctx.state = {
                 "ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
                 "bundle": bundle, "annotations": config.get("annotations") or {},
@@ -196,11 +198,13 @@ def create(
             parent = Channel(from_child_r, to_child_w)
             ctx.parent_only_fds = [_lock, from_child_r, to_child_w]
 
-            from ocipy.runtime.init import bootstrap, fork_bootstrap
+            from ocipy.runtime.init import bootstrap, clone_init, fork_bootstrap
 
-            bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
-            if bootstrap_pid == 0:
-                bootstrap(ctx)
+            init_pid = clone_init(ctx)
+            if not init_pid:
+                bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
+                if bootstrap_pid == 0:
+                    bootstrap(ctx)
             os.close(to_child_r)
             os.close(from_child_w)
             os.close(ctx.fifo_fd)
@@ -213,10 +217,13 @@ def create(
             for _, fd in ns_fds:
                 os.close(fd)
             ns_fds = []
-            if manager is not None and not ctx.cgroup_self_join:
-                manager.apply(bootstrap_pid)
-            parent.send("go")
-            init_pid = _converse(parent, bootstrap_pid, linux, ctx, container)
+            if init_pid:
+                _init_born(parent, init_pid, linux, container)
+            else:
+                if manager is not None and not ctx.cgroup_self_join:
+                    manager.apply(bootstrap_pid)
+                parent.send("go")
+            init_pid = _converse(parent, bootstrap_pid, init_pid, linux, ctx, container)
             parent.close()
 
             container.data["created"] = rfc3339_now()
@@ -234,7 +241,7 @@ def create(
                     pass
         for _, fd in ns_fds:
             os.close(fd)
-        _kill_children(bootstrap_pid, init_pid)
+        _kill_children(bootstrap_pid, init_pid or data.get("pid", 0))
         if manager is not None:
             try:
                 manager.destroy()
@@ -243,12 +250,11 @@ def create(
         raise
 
 
-def _converse(parent: Channel, bootstrap_pid: int, linux: dict[str, Any], ctx: InitContext,
+def _converse(parent: Channel, bootstrap_pid: int, init_pid: int, linux: dict[str, Any], ctx: InitContext,
               container: store.Container) -> int:  # fmt: skip
     """Answer the children until the init reports "ready"; return the init's pid."""
     from ocipy.runtime import hooks
 
-    init_pid = 0
     while True:
         try:
             message = parent.recv()
@@ -263,15 +269,7 @@ def _converse(parent: Channel, bootstrap_pid: int, linux: dict[str, Any], ctx: I
         elif word == "pid":
             init_pid = int(rest)
             os.waitpid(bootstrap_pid, 0)
-            container.data["pid"] = init_pid
-            container.data["pid_start"] = store.process_start_time(init_pid)
-            container.save()  # so that `delete -f` finds the init if we are killed
-            if linux.get("netDevices"):
-                from ocipy.linux import netdev
-
-                own_netns = any(ns["type"] == "network" and not ns.get("path") for ns in linux.get("namespaces") or [])
-                netdev.move_devices(linux["netDevices"], init_pid, own_netns)
-            parent.send("init-go")
+            _init_born(parent, init_pid, linux, container)
         elif word == "seccomp":
             forward_notify_fd(init_pid, int(rest), linux, dict(ctx.state, pid=init_pid))
             parent.send("seccomp-done")
@@ -284,6 +282,20 @@ def _converse(parent: Channel, bootstrap_pid: int, linux: dict[str, Any], ctx: I
             parent.send("hooks-done")
         elif word == "ready":
             return init_pid
+
+
+def _init_born(parent: Channel, init_pid: int, linux: dict[str, Any], container: store.Container) -> None:
+    """Record the init (so that `delete -f` finds it if we are killed), give
+    it its network devices, and let it go on."""
+    container.data["pid"] = init_pid
+    container.data["pid_start"] = store.process_start_time(init_pid)
+    container.save()
+    if linux.get("netDevices"):
+        from ocipy.linux import netdev
+
+        own_netns = any(ns["type"] == "network" and not ns.get("path") for ns in linux.get("namespaces") or [])
+        netdev.move_devices(linux["netDevices"], init_pid, own_netns)
+    parent.send("init-go")
 
 
 def _kill_children(bootstrap_pid: int, init_pid: int) -> None:
@@ -300,10 +312,9 @@ def _kill_children(bootstrap_pid: int, init_pid: int) -> None:
             pass
     if init_pid > 0:
         try:
-            os.waitpid(init_pid, os.WNOHANG)  # ours only when we are the subreaper (run)
+            os.waitpid(init_pid, 0)  # ours when cloned directly, or when we are the subreaper (run)
         except ChildProcessError:
-            pass
-        store.wait_gone(init_pid)
+            store.wait_gone(init_pid)
 
 
 def _connect_console(path: str) -> int:

@@ -6,6 +6,9 @@ namespace.  The init builds the rootfs, pivots into it, applies the process
 settings, reports "ready", and blocks opening the exec fifo until `start`
 opens the other end; only then does it execve the user's program.
 
+Without a user or time namespace and with no namespace to join, no bootstrap
+is needed: `clone_init` clones the init directly into new namespaces.
+
 Fixed order (runtime.md lifecycle, runc's behaviour):
   bootstrap: wait for cgroup placement → setns(paths) → unshare(user) →
              id maps (parent) → unshare(rest) → time offsets → fork init
@@ -155,13 +158,54 @@ def fork_bootstrap(manager: Any) -> tuple[int, bool]:
     v2 = manager.v2_dir()
     if v2 is None:
         return os.fork(), True
+    if not sc.single_threaded():
+        return os.fork(), False
     fd = os.open(v2, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return sc.fork_into_cgroup(fd), True
+        return sc.clone_fork(0, fd), True
     except OcipyError:
         return os.fork(), False  # e.g. no clone3: the parent writes cgroup.procs
     finally:
         os.close(fd)
+
+
+def clone_init(ctx: InitContext) -> int:
+    """Clone the container's init straight into its new namespaces and cgroup.
+
+    The common case (no user or time namespace, no namespace to join) needs
+    no bootstrap process: one clone3 creates the namespaces, places the child
+    in its cgroup2 directory, and the child moves itself into the v1
+    hierarchies.  Like runc's init (CLONE_PARENT), the init is then a child
+    of the creating process.  Returns the init's pid, or 0 when the bootstrap
+    path must be taken (user/time namespace, joins, several threads, no
+    clone3).
+    """
+    time_ns = NAMESPACES["time"][0]
+    if ctx.new_userns or ctx.ns_fds or ctx.new_ns_flags & time_ns or not sc.single_threaded():
+        return 0
+    manager = ctx.cgroup_manager
+    v2 = manager.v2_dir() if manager is not None else None
+    fd = os.open(v2, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if v2 else -1
+    try:
+        pid = sc.clone_fork(ctx.new_ns_flags, fd)
+    except OcipyError:
+        return 0
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if pid == 0:
+        ch = ctx.channel
+        try:
+            assert ch is not None
+            for parent_fd in ctx.parent_only_fds:
+                os.close(parent_fd)
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736, as in enter_container
+            if manager is not None:
+                manager.join_self_v1()
+        except BaseException as e:  # noqa: BLE001 - a forked child must never return
+            report_error(ch, e)
+        container_init(ctx)
+    return pid
 
 
 def enter_container(ch: Channel, parent_only_fds: list[int], ns_fds: list[tuple[str, int]],

@@ -132,11 +132,8 @@ def _kill_and_wait(container: store.Container) -> None:
             os.kill(pid, SIGKILL)
         except ProcessLookupError:
             pass
-        try:  # reap it when it is ours (run, or the Python API as subreaper)
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         store.wait_gone(pid, container.data.get("pid_start"))
+        store.reap(pid, container.data.get("pid_start"))
 
 
 def _kill_leftovers(container: store.Container) -> None:
@@ -155,8 +152,10 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         if status != STOPPED:
             # a created container is killed, as runc does; creating means a create died
             _kill_and_wait(container)
-        elif force:
-            _kill_leftovers(container)
+        else:
+            store.reap(container.pid, container.data.get("pid_start"))
+            if force:
+                _kill_leftovers(container)
         _destroy(container)
 
 
@@ -223,7 +222,7 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep
     console_fd = None
     proxy = None
     if not detach:
-        # The init is a grandchild: become the subreaper so it is ours to wait for.
+        # The init may be a grandchild (bootstrap path): become the subreaper so it is ours to wait for.
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         if console_socket is None and _wants_terminal(bundle):
             from ocipy.runtime.console import ConsoleProxy

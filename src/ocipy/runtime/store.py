@@ -44,17 +44,36 @@ def container_dir(root: str, container_id: str) -> str:
     return os.path.join(root, container_id)
 
 
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat, or None if the process is gone (or a zombie)."""
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """(state letter, start time) from /proc/PID/stat, or None if there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     fields = data[data.rfind(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
+    return fields[0], int(fields[19])
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, or None if the process is gone (or a zombie)."""
+    st = _stat(pid)
+    if st is None or st[0] in (b"Z", b"X"):
         return None
-    return int(fields[19])
+    return st[1]
+
+
+def reap(pid: int, start_time: int | None) -> None:
+    """Collect a dead init that is our own child (create clones it directly;
+    `run` and API callers may be its subreaper), so no zombie stays behind.
+    A zombie with another start time is not the container's."""
+    st = _stat(pid)
+    if st is None or st[0] != b"Z" or (start_time is not None and st[1] != start_time):
+        return
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def wait_gone(pid: int, start_time: int | None = None, timeout: float = 10.0) -> None:
