@@ -181,9 +181,16 @@ def create(
                 "ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
                 "bundle": bundle, "annotations": config.get("annotations") or {},
             }  # fmt: skip
+            from ocipy.runtime.init import bootstrap, can_clone_init, clone_init, fork_bootstrap
+
             manager = cgroup_manager(config, container_id, systemd_cgroup)
+            direct = can_clone_init(ctx)
             if manager is not None:
-                manager.create()
+                # Cloned directly, the init needs only its cgroup2 directory at
+                # birth: the rest is made while it mounts (see clone_init).
+                direct = direct and manager.create_unified()
+                if not direct:
+                    manager.create()
                 container.data["cgroup"] = manager.to_state()
                 ctx.cgroup_manager = manager
             container.save()  # early, so `delete -f` can clean up if we are killed
@@ -198,9 +205,10 @@ def create(
             parent = Channel(from_child_r, to_child_w)
             ctx.parent_only_fds = [_lock, from_child_r, to_child_w]
 
-            from ocipy.runtime.init import bootstrap, clone_init, fork_bootstrap
-
-            init_pid = clone_init(ctx)
+            init_pid = clone_init(ctx) if direct else 0
+            if direct and not init_pid and manager is not None:
+                manager.create()  # clone3 refused: the bootstrap path needs every directory first
+                container.data["cgroup"] = manager.to_state()
             if not init_pid:
                 bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
                 if bootstrap_pid == 0:
@@ -218,6 +226,9 @@ def create(
                 os.close(fd)
             ns_fds = []
             if init_pid:
+                if manager is not None:
+                    manager.create()
+                    container.data["cgroup"] = manager.to_state()
                 _init_born(parent, init_pid, linux, container)
             else:
                 if manager is not None and not ctx.cgroup_self_join:

@@ -95,6 +95,7 @@ class InitContext:
         self.cgroup_self_join = False  # the bootstrap moves itself into the v1 cgroups
         self.idmap_trees: dict[int, int] = {}  # mount index -> detached idmapped tree (parent-made)
         self.parent_hooks = False  # prestart/createRuntime hooks run by the parent
+        self.cgroups_pending = False  # cloned directly: "init-go", then join v1, when needed
         # The parent's fds the children must not keep: the state dir lock (a
         # held flock would block `start`) and the parent's pipe ends (EOF on
         # them is how the children learn that the parent died).
@@ -169,6 +170,11 @@ def fork_bootstrap(manager: Any) -> tuple[int, bool]:
         os.close(fd)
 
 
+def can_clone_init(ctx: InitContext) -> bool:
+    time_ns = NAMESPACES["time"][0]
+    return not (ctx.new_userns or ctx.ns_fds or ctx.new_ns_flags & time_ns) and sc.single_threaded()
+
+
 def clone_init(ctx: InitContext) -> int:
     """Clone the container's init straight into its new namespaces and cgroup.
 
@@ -179,9 +185,13 @@ def clone_init(ctx: InitContext) -> int:
     of the creating process.  Returns the init's pid, or 0 when the bootstrap
     path must be taken (user/time namespace, joins, several threads, no
     clone3).
+
+    Only the cgroup2 directory needs to exist: the parent makes the v1 ones
+    while the init mounts, and says "init-go" once they (and the init's pid
+    in state.json) are there; the init waits for that before its first step
+    that needs its cgroups (`_join_cgroups`).
     """
-    time_ns = NAMESPACES["time"][0]
-    if ctx.new_userns or ctx.ns_fds or ctx.new_ns_flags & time_ns or not sc.single_threaded():
+    if not can_clone_init(ctx):
         return 0
     manager = ctx.cgroup_manager
     v2 = manager.v2_dir() if manager is not None else None
@@ -200,8 +210,7 @@ def clone_init(ctx: InitContext) -> int:
             for parent_fd in ctx.parent_only_fds:
                 os.close(parent_fd)
             sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736, as in enter_container
-            if manager is not None:
-                manager.join_self_v1()
+            ctx.cgroups_pending = True
         except BaseException as e:  # noqa: BLE001 - a forked child must never return
             report_error(ch, e)
         container_init(ctx)
@@ -277,11 +286,22 @@ def container_init(ctx: InitContext) -> NoReturn:
     ch = ctx.channel
     assert ch is not None
     try:
-        ch.expect("init-go")  # the parent knows our pid now
+        if not ctx.cgroups_pending:
+            ch.expect("init-go")  # the parent knows our pid now
         _init(ctx, ch)
     except BaseException as e:  # noqa: BLE001
         report_error(ch, e)
     os._exit(127)
+
+
+def _join_cgroups(ctx: InitContext, ch: Channel) -> None:
+    """Once the parent has made the v1 directories and saved our pid, move
+    into them: before the cgroup mount, the parent's hooks and pivot_root."""
+    if ctx.cgroups_pending:
+        ch.expect("init-go")
+        if ctx.cgroup_manager is not None:
+            ctx.cgroup_manager.join_self_v1()
+        ctx.cgroups_pending = False
 
 
 def _init(ctx: InitContext, ch: Channel) -> NoReturn:
@@ -306,11 +326,14 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
         mount_ctx = {"cgroup_manager": ctx.cgroup_manager, "cgroupns": "cgroup" in ns_types,
                      "idmap_trees": ctx.idmap_trees}  # fmt: skip
         for i, entry in enumerate(config.get("mounts") or []):
+            if entry.get("type") == "cgroup":
+                _join_cgroups(ctx, ch)
             rootfs.mount_entry(root_fd, ctx.bundle, i, entry, mount_ctx)
         rootfs.create_devices(root_fd, config, "user" in ns_types)
         os.close(rootfs.make_path(root_fd, proc.get("cwd") or "/", True))  # runc creates a missing cwd
         os.close(root_fd)
 
+    _join_cgroups(ctx, ch)
     if ctx.parent_hooks:
         ch.send("hooks")
         ch.expect("hooks-done")

@@ -253,6 +253,22 @@ class Manager:
         return self._paths.get("")
 
     # --- create / set ------------------------------------------------------------
+    def create_unified(self) -> bool:
+        """mkdir only the cgroup2 directory, where the init can then be born
+        (clone3 CLONE_INTO_CGROUP) while the parent makes the rest with `create`.
+
+        False when the directory was there already: `create` must check it is
+        fit (empty, thawed) before anyone is born in it."""
+        if "" not in self._paths:
+            return True
+        try:
+            self._mkdirs(self._mounts.get("", os.path.dirname(self._paths[""])), self._paths[""],
+                         self._v2_enable_list(), False)  # fmt: skip
+        except BaseException:
+            self._remove_created(quiet=True)
+            raise
+        return self._paths[""] in self.created
+
     def create(self) -> None:
         """mkdir every hierarchy's directory and write linux.resources; undo on error."""
         from ocipy.linux.cgroups import devices
@@ -261,9 +277,12 @@ class Manager:
             v2_enable = self._v2_enable_list()
             for key in sorted(self._paths, key=lambda k: (k == "", k)):
                 d = self._paths[key]
+                if key == "" and d in self.created:
+                    continue  # made by create_unified
                 mnt = self._mounts.get(key, os.path.dirname(d))
                 self._mkdirs(mnt, d, v2_enable if key == "" else None, key == "cpuset")
-            self._check_fit()
+            if not all(d in self.created for d in self._dirs()):
+                self._check_fit()  # directories we just made are empty and thawed
             res = dict(self._resources)
             res.pop("devices", None)
             self.set(res)

@@ -50,7 +50,28 @@ def _open_mounted(target: str, covered_dev: int) -> int:
 
 def _bind(source: str, dest: str, readonly: bool) -> None:
     sc.mount(source, dest, None, sc.MS_BIND | sc.MS_REC)
+    _remount(dest, readonly)
+
+
+def _remount(dest: str, readonly: bool) -> None:
     sc.mount(None, dest, None, sc.MS_REMOUNT | sc.MS_BIND | _FLAGS | (sc.MS_RDONLY if readonly else 0))
+
+
+def _set_flags_below(root: int, binds: list[str], readonly: bool) -> None:
+    """nosuid/nodev/noexec (and ro) on the tmpfs and every bind below it: one
+    recursive mount_setattr where the kernel has it (~10 hierarchies would
+    take one remount each), else a remount per bind."""
+    attrs = sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC
+    try:
+        sc.mount_setattr(root, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, attrs | (sc.MOUNT_ATTR_RDONLY if readonly else 0))
+        return
+    except KernelError as e:
+        if e.errno not in (38, 22, 1):  # ENOSYS, EINVAL, EPERM: an older kernel or a locked mount
+            raise
+    for dest in binds:
+        _remount(dest, readonly)
+    if readonly:
+        sc.mount(None, f"/proc/self/fd/{root}", None, sc.MS_REMOUNT | sc.MS_BIND | _FLAGS | sc.MS_RDONLY)
 
 
 def mount_cgroupfs(manager: Manager, target: str, cgroupns: bool, readonly: bool) -> None:
@@ -69,6 +90,7 @@ def mount_cgroupfs(manager: Manager, target: str, cgroupns: bool, readonly: bool
     root = _open_mounted(target, covered)
     try:
         base = f"/proc/self/fd/{root}"
+        binds: list[str] = []  # flags set below, all at once
         groups: dict[str, list[str]] = {}
         for key, mp in mounts.items():
             groups.setdefault(mp, []).append(key)
@@ -82,7 +104,8 @@ def mount_cgroupfs(manager: Manager, target: str, cgroupns: bool, readonly: bool
                 if cgroupns:
                     sc.mount("cgroup2", dest, "cgroup2", _FLAGS | ro)
                 else:
-                    _bind(paths[""], dest, readonly)
+                    sc.mount(paths[""], dest, None, sc.MS_BIND | sc.MS_REC)
+                    binds.append(dest)
                 continue
             if cgroupns:
                 ctrls = [k for k in keys if not k.startswith("name=")]
@@ -90,12 +113,12 @@ def mount_cgroupfs(manager: Manager, target: str, cgroupns: bool, readonly: bool
                 opts = ",".join(ctrls + named) if ctrls else ",".join(["none", *named])
                 sc.mount("cgroup", dest, "cgroup", _FLAGS | ro, opts)
             else:
-                _bind(paths[keys[0]], dest, readonly)
+                sc.mount(paths[keys[0]], dest, None, sc.MS_BIND | sc.MS_REC)
+                binds.append(dest)
             if "," in name:
                 for alias in name.split(","):
                     if alias and alias != name:
                         os.symlink(name, alias, dir_fd=root)
-        if readonly:
-            sc.mount(None, base, None, sc.MS_REMOUNT | sc.MS_BIND | _FLAGS | sc.MS_RDONLY)
+        _set_flags_below(root, binds, readonly)
     finally:
         os.close(root)
