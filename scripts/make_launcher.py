@@ -18,8 +18,8 @@ target = os.path.join(venv, "bin", "ocipy")
 text = f"""#!{python} -IS
 import sys
 sys.path[:0] = [{src!r}, {purelib!r}]
-from ocipy.cli.main import main
-sys.exit(main())
+from ocipy.cli.main import entry
+entry()
 """
 tmp = target + ".tmp"
 with open(tmp, "w") as f:

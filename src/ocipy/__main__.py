@@ -1,3 +1,3 @@
-from ocipy.cli.main import main
+from ocipy.cli.main import entry
 
-raise SystemExit(main())
+entry()
