@@ -34,7 +34,11 @@ _WHITESPACE = " \t\n\r"
 
 def loads(data: str | bytes) -> Any:
     """Parse a JSON document; raises ValueError (json.JSONDecodeError) with json's message."""
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    if isinstance(data, bytes):
+        # a BOM is allowed (as json.loads does); "utf-8-sig" would import its codec module
+        text = (data[3:] if data[:3] == b"\xef\xbb\xbf" else data).decode()
+    else:
+        text = data
     start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
         value, end = _scan(text, start)
