@@ -22,6 +22,29 @@ def run_sh(runtime, make_bundle, script: str, edit=None, **kw: Any) -> subproces
     return runtime("run", "-b", str(bundle), unique_id(), **kw)
 
 
+@pytest.mark.parametrize("cgroupns", [True, False])
+def test_cgroup_namespace_is_rooted_at_the_containers_cgroups(runtime, make_bundle, cgroupns):
+    """config-linux.md: a new cgroup namespace shows the container's cgroup as its
+    root (every hierarchy, v1 included, reads "/"), as runc's does; without one,
+    /proc/self/cgroup shows the container's own paths from the host's root."""
+    cid = unique_id()
+
+    def edit(c):  # type: ignore[no-untyped-def]
+        c["linux"]["namespaces"] = [ns for ns in c["linux"]["namespaces"] if ns["type"] != "cgroup"]
+        if cgroupns:
+            c["linux"]["namespaces"].append({"type": "cgroup"})
+
+    bundle = make_bundle(["cat", "/proc/self/cgroup"], edit=edit)
+    lines = runtime("run", "-b", str(bundle), cid).stdout.split()
+    assert len(lines) >= 1
+    paths = {line.split(":", 2)[2] for line in lines}
+    if cgroupns:
+        assert paths == {"/"}, lines
+    else:
+        assert all(p.endswith(f"/{cid}") or p == f"/{cid}" for p in paths if p != "/"), lines
+        assert any(p != "/" for p in paths), lines
+
+
 def test_namespaces_hostname_and_pid_one(runtime, make_bundle):
     out = run_sh(runtime, make_bundle, "hostname; echo $$; ls /sys/class/net; for n in mnt ipc uts net; do readlink /proc/self/ns/$n; done",
                  edit=lambda c: c.update(hostname="box", domainname="example.org")).stdout.split()  # fmt: skip

@@ -196,8 +196,11 @@ def clone_init(ctx: InitContext) -> int:
     manager = ctx.cgroup_manager
     v2 = manager.v2_dir() if manager is not None else None
     fd = os.open(v2, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if v2 else -1
+    # The cgroup namespace is rooted where its creator is: the init makes it
+    # itself once it is in every hierarchy (_join_cgroups).
+    cgroup_ns = NAMESPACES["cgroup"][0]
     try:
-        pid = sc.clone_fork(ctx.new_ns_flags, fd)
+        pid = sc.clone_fork(ctx.new_ns_flags & ~cgroup_ns, fd)
     except OcipyError:
         return 0
     finally:
@@ -301,6 +304,8 @@ def _join_cgroups(ctx: InitContext, ch: Channel) -> None:
         ch.expect("init-go")
         if ctx.cgroup_manager is not None:
             ctx.cgroup_manager.join_self_v1()
+        if ctx.new_ns_flags & NAMESPACES["cgroup"][0]:
+            sc.unshare(NAMESPACES["cgroup"][0])
         ctx.cgroups_pending = False
 
 
