@@ -41,6 +41,10 @@ def create(container_id: str, bundle: str, *, root: str | None = None, console_s
     """Create a container from a bundle; its process waits for :func:`start`.
 
     Returns the container's state (runtime-spec ``state``), status ``created``.
+    Without a user or time namespace to set up (and from a caller with one
+    thread) the container's process is a child of the caller, as runc's init
+    is runc's: the caller may ``os.waitpid`` it, and :func:`delete` collects
+    it if the caller did not.
     """
     from ocipy.runtime.create import create as _create
 
