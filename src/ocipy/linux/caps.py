@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
-
 from ocipy.errors import KernelError
 from ocipy.linux import syscalls
 from ocipy.spec.runtime import CAPABILITIES
-
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-
-class _Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _Data(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
 def last_cap() -> int:
@@ -42,19 +30,6 @@ def drop_bounding(keep: list[str] | None, top: int) -> None:
             syscalls.prctl(syscalls.PR_CAPBSET_DROP, cap)
 
 
-def capset(effective: int, permitted: int, inheritable: int) -> None:
-    header = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_Data * 2)()
-    for i in range(2):
-        shift = 32 * i
-        data[i].effective = (effective >> shift) & 0xFFFFFFFF
-        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    libc = syscalls._libc
-    if libc.capset(ctypes.byref(header), data) != 0:
-        raise KernelError("capset", None, ctypes.get_errno())
-
-
 def apply(caps: dict[str, list[str]] | None, top: int) -> None:
     """Set the process capabilities after setuid (which ran with PR_SET_KEEPCAPS).
 
@@ -64,7 +39,7 @@ def apply(caps: dict[str, list[str]] | None, top: int) -> None:
     effective = _mask(caps.get("effective"))
     permitted = _mask(caps.get("permitted"))
     inheritable = _mask(caps.get("inheritable"))
-    capset(effective, permitted, inheritable)
+    syscalls.capset(effective, permitted, inheritable)
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
     for name in caps.get("ambient") or []:
         cap = CAPABILITIES[name.upper()]

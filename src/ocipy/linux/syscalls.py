@@ -1,29 +1,82 @@
-"""Thin ctypes wrappers for the system calls the standard library lacks.
+"""Thin wrappers for the system calls the standard library lacks.
 
 This package (ocipy.linux) is the only place that talks to the kernel
 directly.  Every wrapper raises :class:`KernelError` naming the call, the
-path and the errno.
+path and the errno.  The calls go through `_syscall.syscall`, a few lines of
+C built by `make install` (importing ctypes would cost ~2.8 ms of every
+runtime command's start); without it, through ctypes.  Structures are packed
+with `struct`, native byte order.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
+import struct
 
 from ocipy.errors import KernelError
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
+TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+def _ctypes_syscall() -> Callable[..., int]:
+    """syscall(nr, *args) through ctypes, for a checkout where _syscall.c was not built."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    raw = libc.syscall
+    raw.restype = ctypes.c_long
+
+    def call(nr: int, *args: Any) -> int:
+        conv: list[Any] = []
+        for a in args:
+            if a is None or isinstance(a, bytes):
+                conv.append(a)
+            elif isinstance(a, int):
+                conv.append(ctypes.c_ulong(a & 0xFFFFFFFFFFFFFFFF))
+            else:
+                conv.append((ctypes.c_char * len(a)).from_buffer(a))
+        result = int(raw(ctypes.c_long(nr), *conv))
+        if result == -1:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        return result
+
+    return call
+
+
+try:
+    from ocipy.linux._syscall import syscall as _c_syscall
+
+    _raw: Callable[..., int] = _c_syscall
+except ImportError:
+    _raw = _ctypes_syscall()
 
 _MACHINE = os.uname().machine
+
+
+def _nr(x86_64: int, aarch64: int) -> int:
+    return aarch64 if _MACHINE == "aarch64" else x86_64
+
+
 # New syscalls (>= 424) share numbers on every architecture; older ones do not.
 _NR = {
-    "pivot_root": {"x86_64": 155, "aarch64": 41}.get(_MACHINE, 155),
-    "keyctl": {"x86_64": 250, "aarch64": 219}.get(_MACHINE, 250),
-    "ioprio_set": {"x86_64": 251, "aarch64": 30}.get(_MACHINE, 251),
-    "sched_setattr": {"x86_64": 314, "aarch64": 274}.get(_MACHINE, 314),
-    "set_mempolicy": {"x86_64": 238, "aarch64": 237}.get(_MACHINE, 238),
+    "mount": _nr(165, 40),
+    "umount2": _nr(166, 39),
+    "pivot_root": _nr(155, 41),
+    "unshare": _nr(272, 97),
+    "setns": _nr(308, 268),
+    "prctl": _nr(157, 167),
+    "sethostname": _nr(170, 161),
+    "setdomainname": _nr(171, 162),
+    "personality": _nr(135, 92),
+    "capset": _nr(126, 91),
+    "keyctl": _nr(250, 219),
+    "ioprio_set": _nr(251, 30),
+    "sched_setattr": _nr(314, 274),
+    "set_mempolicy": _nr(238, 237),
     "open_tree": 428,
     "move_mount": 429,
     "close_range": 436,
@@ -33,6 +86,15 @@ _NR = {
     "clone3": 435,
     "mount_setattr": 442,
 }
+
+
+def call(name: str, *args: Any, op: str | None = None, path: str | None = None) -> int:
+    """The system call `name`; KernelError(op or name, path, errno) on failure."""
+    try:
+        return _raw(_NR[name], *args)
+    except OSError as e:
+        raise KernelError(op or name, path, e.errno or 5) from None
+
 
 # mount(2) flags
 MS_RDONLY = 0x1
@@ -102,117 +164,92 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
-def _check(result: int, op: str, path: str | None = None) -> int:
-    if result < 0:
-        raise KernelError(op, path, ctypes.get_errno())
-    return result
-
-
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    call("unshare", flags)
 
 
 def setns(fd: int, nstype: int, path: str | None = None) -> None:
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns", path)
+    call("setns", fd, nstype, path=path)
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    result = _libc.mount(
-        source.encode() if source is not None else None,
-        target.encode(),
-        fstype.encode() if fstype is not None else None,
-        ctypes.c_ulong(flags),
-        data.encode() if data else None,
-    )
-    _check(result, f"mount {source or ''} ({fstype or 'none'}) on", target)
+    call("mount", source.encode() if source is not None else None, target.encode(),
+         fstype.encode() if fstype is not None else None, flags, data.encode() if data else None,
+         op=f"mount {source or ''} ({fstype or 'none'}) on", path=target)  # fmt: skip
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), "umount", target)
+    call("umount2", target.encode(), flags, op="umount", path=target)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _check(_syscall(_NR["pivot_root"], new_root.encode(), put_old.encode()), "pivot_root", new_root)
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+    call("pivot_root", new_root.encode(), put_old.encode(), path=new_root)
 
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(2): open `path` below `dirfd` with kernel-enforced resolution rules."""
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    how = struct.pack("=QQQ", flags | os.O_CLOEXEC, mode, resolve)  # struct open_how
+    encoded = path.encode()
     while True:
-        fd = _syscall(_NR["openat2"], ctypes.c_int(dirfd), path.encode(), ctypes.byref(how), ctypes.c_size_t(24))
-        if fd >= 0:
-            return int(fd)
-        err = ctypes.get_errno()
-        if err != 4 and err != 11:  # EINTR, EAGAIN (a rename raced the lookup)
-            raise KernelError("openat2", path, err)
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [
-        ("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64),
-    ]  # fmt: skip
+        try:
+            return _raw(_NR["openat2"], dirfd, encoded, how, len(how))
+        except OSError as e:
+            if e.errno not in (4, 11):  # EINTR, EAGAIN (a rename raced the lookup)
+                raise KernelError("openat2", path, e.errno or 5) from None
 
 
 def mount_setattr(dfd: int, path: str, flags: int, attr_set: int, attr_clr: int = 0,
                   propagation: int = 0, userns_fd: int = 0, what: str | None = None) -> None:  # fmt: skip
-    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
-    result = _syscall(_NR["mount_setattr"], ctypes.c_int(dfd), path.encode(), ctypes.c_uint(flags),
-                      ctypes.byref(attr), ctypes.c_size_t(32))  # fmt: skip
-    _check(result, "mount_setattr", what or path)
+    attr = struct.pack("=QQQQ", attr_set, attr_clr, propagation, userns_fd)  # struct mount_attr
+    call("mount_setattr", dfd, path.encode(), flags, attr, len(attr), path=what or path)
 
 
 def open_tree(dfd: int, path: str, flags: int, what: str | None = None) -> int:
-    return _check(_syscall(_NR["open_tree"], ctypes.c_int(dfd), path.encode(), ctypes.c_uint(flags)),
-                  "open_tree", what or path)  # fmt: skip
+    return call("open_tree", dfd, path.encode(), flags, path=what or path)
 
 
 def move_mount(from_dfd: int, from_path: str, to_dfd: int, to_path: str, flags: int, what: str | None = None) -> None:
-    result = _syscall(_NR["move_mount"], ctypes.c_int(from_dfd), from_path.encode(),
-                      ctypes.c_int(to_dfd), to_path.encode(), ctypes.c_uint(flags))  # fmt: skip
-    _check(result, "move_mount", what or to_path)
+    call("move_mount", from_dfd, from_path.encode(), to_dfd, to_path.encode(), flags, path=what or to_path)
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
-    _check(_syscall(_NR["close_range"], ctypes.c_uint(first), ctypes.c_uint(last), ctypes.c_uint(flags)), "close_range")
+    call("close_range", first, last, flags)
 
 
 CLOSE_RANGE_CLOEXEC = 4
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return _check(
-        _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
-                    ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)),  # fmt: skip
-        f"prctl({option})",
-    )
+    return call("prctl", option, arg2, arg3, arg4, arg5, op=f"prctl({option})")
 
 
 def sethostname(name: str) -> None:
     data = name.encode()
-    _check(_libc.sethostname(data, ctypes.c_size_t(len(data))), "sethostname", name)
+    call("sethostname", data, len(data), path=name)
 
 
 def setdomainname(name: str) -> None:
     data = name.encode()
-    _check(_libc.setdomainname(data, ctypes.c_size_t(len(data))), "setdomainname", name)
+    call("setdomainname", data, len(data), path=name)
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2), version 3: two 32-bit words per set."""
+    header = struct.pack("=Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = struct.pack("=6I", effective & 0xFFFFFFFF, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF,
+                       effective >> 32, permitted >> 32, inheritable >> 32)  # fmt: skip
+    call("capset", header, data)
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
-    _check(_syscall(_NR["pidfd_send_signal"], ctypes.c_int(pidfd), ctypes.c_int(sig), None, ctypes.c_uint(0)),
-           "pidfd_send_signal")  # fmt: skip
+    call("pidfd_send_signal", pidfd, sig, None, 0)
 
 
 def pidfd_getfd(pid: int, target_fd: int) -> int:
     """A copy of another process's fd (needs ptrace rights over it)."""
     pidfd = os.pidfd_open(pid)
     try:
-        return _check(_syscall(_NR["pidfd_getfd"], ctypes.c_int(pidfd), ctypes.c_int(target_fd), ctypes.c_uint(0)),
-                      "pidfd_getfd", f"pid {pid} fd {target_fd}")  # fmt: skip
+        return call("pidfd_getfd", pidfd, target_fd, 0, path=f"pid {pid} fd {target_fd}")
     finally:
         os.close(pidfd)
 
@@ -222,46 +259,32 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 
 def join_session_keyring(name: str) -> None:
     """A new session keyring, so containers do not share the caller's keys (runc does this)."""
-    _check(_syscall(_NR["keyctl"], ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), name.encode()), "keyctl join", name)
+    call("keyctl", KEYCTL_JOIN_SESSION_KEYRING, name.encode(), op="keyctl join", path=name)
 
 
 def ioprio_set_process(ioprio_class: int, level: int) -> None:
-    value = (ioprio_class << 13) | level
-    _check(_syscall(_NR["ioprio_set"], ctypes.c_int(1), ctypes.c_int(0), ctypes.c_int(value)), "ioprio_set")  # IOPRIO_WHO_PROCESS, self
-
-
-class _SchedAttr(ctypes.Structure):
-    _fields_ = [
-        ("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32), ("sched_flags", ctypes.c_uint64),
-        ("sched_nice", ctypes.c_int32), ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
-        ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64),
-    ]  # fmt: skip
+    call("ioprio_set", 1, 0, (ioprio_class << 13) | level)  # IOPRIO_WHO_PROCESS, self
 
 
 def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: int, deadline: int, period: int) -> None:
-    attr = _SchedAttr(48, policy, flags, nice, priority, runtime, deadline, period)
-    _check(_syscall(_NR["sched_setattr"], ctypes.c_int(0), ctypes.byref(attr), ctypes.c_uint(0)), "sched_setattr")
+    attr = struct.pack("=IIQiIQQQ", 48, policy, flags, nice, priority, runtime, deadline, period)  # struct sched_attr
+    call("sched_setattr", 0, attr, 0)
 
 
 def personality(persona: int) -> None:
-    _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
+    call("personality", persona)
 
 
 def set_mempolicy(mode: int, nodes: list[int]) -> None:
     """set_mempolicy(2) for this process (inherited across fork and execve)."""
-    maxnode = (max(nodes) + 1) if nodes else 0
-    words = (ctypes.c_ulong * (maxnode // 64 + 1))()
+    if not nodes:
+        call("set_mempolicy", mode, None, 0)
+        return
+    maxnode = max(nodes) + 1
+    words = [0] * (maxnode // 64 + 1)
     for node in nodes:
         words[node // 64] |= 1 << (node % 64)
-    mask = ctypes.byref(words) if nodes else None
-    _check(_syscall(_NR["set_mempolicy"], ctypes.c_int(mode), mask, ctypes.c_ulong(maxnode + 1 if nodes else 0)),
-           "set_mempolicy")  # fmt: skip
-
-
-class _CloneArgs(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint64) for name in (
-        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
-        "tls", "set_tid", "set_tid_size", "cgroup")]  # fmt: skip
+    call("set_mempolicy", mode, struct.pack(f"={len(words)}Q", *words), maxnode + 1)
 
 
 CLONE_INTO_CGROUP = 0x200000000
@@ -278,8 +301,10 @@ def clone_fork(flags: int = 0, cgroup_fd: int = -1) -> int:
     """
     if cgroup_fd >= 0:
         flags |= CLONE_INTO_CGROUP
-    args = _CloneArgs(flags=flags, exit_signal=17, cgroup=max(cgroup_fd, 0))  # SIGCHLD
-    return _check(_syscall(_NR["clone3"], ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))), "clone3")
+    # struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal (SIGCHLD),
+    # stack, stack_size, tls, set_tid, set_tid_size, cgroup
+    args = struct.pack("=11Q", flags, 0, 0, 0, 17, 0, 0, 0, 0, 0, max(cgroup_fd, 0))
+    return call("clone3", args, len(args))
 
 
 def single_threaded() -> bool:
