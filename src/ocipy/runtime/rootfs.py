@@ -282,6 +282,9 @@ def mount_entry(root_fd: int, bundle: str, index: int, entry: dict[str, Any], ct
 
 
 def _finish_mount(root_fd: int, dest: str, opts: MountOptions, bind: bool, skip_flags: bool = False) -> None:
+    remount = bind and (opts.flags & ~(sc.MS_BIND | sc.MS_REC) or opts.clear)
+    if not (remount or opts.propagation or opts.attr_set or opts.attr_clr):
+        return  # nothing to change: spare the lookup (most of the default mounts)
     fd = open_in_root(root_fd, dest)
     try:
         target = fd_path(fd)
