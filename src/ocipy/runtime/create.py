@@ -227,9 +227,14 @@ def create(
             ns_fds = []
             if init_pid:
                 if manager is not None:
-                    manager.create()
+                    manager.create(resources=False)  # the directories the init joins
                     container.data["cgroup"] = manager.to_state()
-                _init_born(parent, init_pid, linux, container)
+                # The init joins its cgroups and goes on mounting while we finish:
+                # limits and device rules are in place before it reports "ready".
+                parent.send("init-go")
+                _init_born(init_pid, linux, container)
+                if manager is not None:
+                    manager.apply_resources()
             else:
                 if manager is not None and not ctx.cgroup_self_join:
                     manager.apply(bootstrap_pid)
@@ -280,7 +285,8 @@ def _converse(parent: Channel, bootstrap_pid: int, init_pid: int, linux: dict[st
         elif word == "pid":
             init_pid = int(rest)
             os.waitpid(bootstrap_pid, 0)
-            _init_born(parent, init_pid, linux, container)
+            _init_born(init_pid, linux, container)
+            parent.send("init-go")
         elif word == "seccomp":
             forward_notify_fd(init_pid, int(rest), linux, dict(ctx.state, pid=init_pid))
             parent.send("seccomp-done")
@@ -295,9 +301,9 @@ def _converse(parent: Channel, bootstrap_pid: int, init_pid: int, linux: dict[st
             return init_pid
 
 
-def _init_born(parent: Channel, init_pid: int, linux: dict[str, Any], container: store.Container) -> None:
-    """Record the init (so that `delete -f` finds it if we are killed), give
-    it its network devices, and let it go on."""
+def _init_born(init_pid: int, linux: dict[str, Any], container: store.Container) -> None:
+    """Record the init (so that `delete -f` finds it if we are killed) and
+    give it its network devices."""
     container.data["pid"] = init_pid
     container.data["pid_start"] = store.process_start_time(init_pid)
     container.save()
@@ -306,7 +312,6 @@ def _init_born(parent: Channel, init_pid: int, linux: dict[str, Any], container:
 
         own_netns = any(ns["type"] == "network" and not ns.get("path") for ns in linux.get("namespaces") or [])
         netdev.move_devices(linux["netDevices"], init_pid, own_netns)
-    parent.send("init-go")
 
 
 def _kill_children(bootstrap_pid: int, init_pid: int) -> None:

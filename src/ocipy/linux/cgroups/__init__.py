@@ -269,10 +269,12 @@ class Manager:
             raise
         return self._paths[""] in self.created
 
-    def create(self) -> None:
-        """mkdir every hierarchy's directory and write linux.resources; undo on error."""
-        from ocipy.linux.cgroups import devices
+    def create(self, resources: bool = True) -> None:
+        """mkdir every hierarchy's directory and write linux.resources; undo on error.
 
+        resources=False makes only the directories and the device rules (a
+        directly cloned init joins them, and makes its /dev nodes, meanwhile);
+        `apply_resources` then writes the limits."""
         try:
             v2_enable = self._v2_enable_list()
             for key in sorted(self._paths, key=lambda k: (k == "", k)):
@@ -283,14 +285,22 @@ class Manager:
                 self._mkdirs(mnt, d, v2_enable if key == "" else None, key == "cpuset")
             if not all(d in self.created for d in self._dirs()):
                 self._check_fit()  # directories we just made are empty and thawed
-            res = dict(self._resources)
-            res.pop("devices", None)
-            self.set(res)
-            rules = self._rules if self._rules is not None else list(devices.DEFAULT_RULES)
-            self._set_devices(rules)
+            # Device rules first: v1 passes through deny-all while they are written,
+            # which must not meet the init's mknod of /dev nodes.
+            from ocipy.linux.cgroups import devices
+
+            self._set_devices(self._rules if self._rules is not None else list(devices.DEFAULT_RULES))
+            if resources:
+                self.apply_resources()
         except BaseException:
             self._remove_created(quiet=True)
             raise
+
+    def apply_resources(self) -> None:
+        """linux.resources but the device rules (`create` writes those)."""
+        res = dict(self._resources)
+        res.pop("devices", None)
+        self.set(res)
 
     def _check_fit(self) -> None:
         """config-linux.md "Control groups": a runtime that checks whether the container

@@ -32,6 +32,26 @@ def write(directory: str, name: str, value: str | int) -> None:
         os.close(fd)
 
 
+def write_each(directory: str, name: str, values: list[str]) -> None:
+    """One write(2) per value on a single open of the file: the kernel takes
+    each write as one entry (devices.allow/deny read one rule per write)."""
+    if not values:
+        return
+    path = os.path.join(directory, name)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_TRUNC)
+    except OSError as e:
+        raise KernelError(f"write {values[0]!r} to", path, e.errno or errno.EIO) from None
+    try:
+        for data in values:
+            try:
+                os.write(fd, data.encode())
+            except OSError as e:
+                raise KernelError(f"write {data!r} to", path, e.errno or errno.EIO) from None
+    finally:
+        os.close(fd)
+
+
 def read(directory: str, name: str) -> str:
     path = os.path.join(directory, name)
     try:

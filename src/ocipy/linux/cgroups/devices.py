@@ -153,16 +153,14 @@ def set_v1(directory: str, rules: list[Rule]) -> None:
 
     The default is written first ("a" to devices.deny or devices.allow), then
     each exception, so the result does not depend on what was there before."""
-    from ocipy.linux.cgroups.common import read_opt, write
+    from ocipy.linux.cgroups.common import read_opt, write, write_each
 
     default_allow, exceptions = reduce(rules)
     if default_allow:
         current = (read_opt(directory, "devices.list") or "").strip()
         if current != "a *:* rwm":
             write(directory, "devices.allow", "a")
-        for rule in exceptions:
-            write(directory, "devices.deny", v1_line(rule))
+        write_each(directory, "devices.deny", [v1_line(rule) for rule in exceptions])
     else:
         write(directory, "devices.deny", "a")
-        for rule in exceptions:
-            write(directory, "devices.allow", v1_line(rule))
+        write_each(directory, "devices.allow", [v1_line(rule) for rule in exceptions])
