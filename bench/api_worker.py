@@ -2,8 +2,9 @@
 
 Reads one JSON request per line from fd argv[1], answers one JSON line on fd argv[2] (fds
 0-2 are /dev/null so the containers inherit nothing of the protocol).  The
-worker is a child subreaper so it can wait for the container's init, which
-is a grandchild (see ocipy.runtime.operations.run).
+container's init is the worker's child when create clones it directly, a
+grandchild when a bootstrap process is needed: the worker is a child
+subreaper so it can wait for it either way.
 
   {"op": "cycle", "id": ID, "bundle": B, "root": R}
       -> {"create": s, "start": s, "wait": s, "delete": s, "total": s, "status": N}
