@@ -25,14 +25,15 @@ $(TRAMPOLINE): src/ocipy/linux/trampoline.c
 
 # ocipy.linux._syscall: raw system calls without importing ctypes (~2.8 ms of
 # every runtime command's start); syscalls.py falls back to ctypes without it.
-SYSCALL_EXT := src/ocipy/linux/_syscall$(shell $(PY) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))" 2>/dev/null)
+# The file name depends on the venv's interpreter, known only once it exists.
+SYSCALL_SRC := src/ocipy/linux/_syscall.c
 syscall-ext: venv
-	@$(MAKE) --no-print-directory $(SYSCALL_EXT)
-
-src/ocipy/linux/_syscall.cpython-%.so: src/ocipy/linux/_syscall.c
-	gcc -O2 -shared -fPIC -Wall -Wextra -Werror \
-	    -I"$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])")" -o $@.tmp $<
-	mv $@.tmp $@
+	@out=src/ocipy/linux/_syscall$$($(PY) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"); \
+	if [ ! -f "$$out" ] || [ $(SYSCALL_SRC) -nt "$$out" ]; then \
+	  inc=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])"); \
+	  echo "gcc -shared $(SYSCALL_SRC) -> $$out"; \
+	  gcc -O2 -shared -fPIC -Wall -Wextra -Werror -I"$$inc" -o "$$out.tmp" $(SYSCALL_SRC) && mv "$$out.tmp" "$$out"; \
+	fi
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
