@@ -172,6 +172,10 @@ def test_malformed_config_is_a_clear_error(runtime, make_bundle):
         (lambda c: c["linux"]["namespaces"].append({"type": "pid"}), "linux.namespaces[6].type"),
         (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "linux.namespaces[6].type"),
         (lambda c: c["mounts"].append({"destination": "/x", "type": "bind", "source": "/does/not/exist", "options": ["bind"]}), "mounts[7].source"),
+        # a NUL would cut a path or argument short in the kernel
+        (lambda c: c["mounts"].append({"destination": "/tmp/x\x00/../..", "type": "tmpfs", "source": "tmpfs"}), "mounts[7].destination"),
+        (lambda c: c["process"]["args"].append("a\x00b"), "process.args[1]"),
+        (lambda c: c["process"]["env"].append("A=\x00"), "process.env[2]"),
         (lambda c: c.update(hooks={"prestart": [{"path": "relative/hook"}]}), "hooks.prestart[0].path"),
     ],
 )

@@ -35,6 +35,12 @@ def load_config(bundle: str) -> dict[str, Any]:
         config = jsonfast.loads(raw)
     except ValueError as e:
         raise OcipyError(f"{path}: malformed JSON: {e}") from None
+    if b"\\u0000" in raw:  # the only way JSON can carry a NUL: find where, cheaply otherwise
+        from ocipy.spec.runtime import find_nul
+
+        field = find_nul(config)
+        if field:
+            raise ConfigError(field, "contains a NUL character")
     return validate_config(config)
 
 

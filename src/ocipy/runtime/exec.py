@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from ocipy.errors import InvalidState, NotRunning, OcipyError
+from ocipy.errors import ConfigError, InvalidState, NotRunning, OcipyError
 from ocipy.linux import syscalls as sc
 from ocipy.runtime import store
 from ocipy.runtime.init import (
@@ -22,7 +22,7 @@ from ocipy.runtime.init import (
     hand_over_notify_fd,
     report_error,
 )
-from ocipy.spec.runtime import NAMESPACES, validate_process
+from ocipy.spec.runtime import NAMESPACES, find_nul, validate_process
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
@@ -85,6 +85,9 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
     from ocipy.runtime.operations import _manager, wait_exit
 
     validate_process(process, "process")
+    nul = find_nul(process, "process")
+    if nul:
+        raise ConfigError(nul, "contains a NUL character")
     container = store.load(root, container_id)
     status = container.status
     if status == store.PAUSED and not ignore_paused:

@@ -263,6 +263,27 @@ def validate_process(process: Any, field: str = "process") -> None:
             raise ConfigError(f"{field}.ioPriority.priority", f"{prio} is not in 0..7")
 
 
+def find_nul(value: Any, field: str = "") -> str | None:
+    """The field of the first string (or key) with a NUL character: no path,
+    argument or name can hold one, and the kernel would cut it short there."""
+    if isinstance(value, str):
+        return field if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{field}.{key}" if field else str(key)
+            if "\x00" in key:
+                return sub
+            found = find_nul(item, sub)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = find_nul(item, f"{field}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def validate_config(config: Any) -> dict[str, Any]:
     """Validate a parsed config.json; return it unchanged or raise ConfigError."""
     _expect(config, dict, "config.json")
