@@ -684,6 +684,14 @@ def _rmtree_cgroup(d: str, deadline: float) -> None:
     from ocipy.errors import KernelError
 
     try:
+        os.rmdir(d)  # the common case: no child cgroups (a cgroup's files do not count)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):  # children first, then again below
+            raise KernelError("rmdir", d, e.errno or errno.EIO) from None
+    try:
         subdirs = [e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return
