@@ -187,9 +187,10 @@ def clone_init(ctx: InitContext) -> int:
     clone3).
 
     Only the cgroup2 directory needs to exist: the parent makes the v1 ones
-    while the init mounts, and says "init-go" once they (and the init's pid
-    in state.json) are there; the init waits for that before its first step
-    that needs its cgroups (`_join_cgroups`).
+    while the init mounts, and says "init-go" once they and the device rules
+    are there (then records the pid and writes the limits, before "ready");
+    the init waits for that before its first step that needs its cgroups
+    (`_join_cgroups`).
     """
     if not can_clone_init(ctx):
         return 0
@@ -298,8 +299,9 @@ def container_init(ctx: InitContext) -> NoReturn:
 
 
 def _join_cgroups(ctx: InitContext, ch: Channel) -> None:
-    """Once the parent has made the v1 directories and saved our pid, move
-    into them: before the cgroup mount, the parent's hooks and pivot_root."""
+    """Once the parent has made the v1 directories and the device rules, move
+    into them: before the cgroup mount, /dev's nodes, the parent's hooks and
+    pivot_root, as runc's init is in its cgroups before any of these."""
     if ctx.cgroups_pending:
         ch.expect("init-go")
         if ctx.cgroup_manager is not None:
@@ -334,6 +336,7 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
             if entry.get("type") == "cgroup":
                 _join_cgroups(ctx, ch)
             rootfs.mount_entry(root_fd, ctx.bundle, i, entry, mount_ctx)
+        _join_cgroups(ctx, ch)  # mknod under the container's device rules
         rootfs.create_devices(root_fd, config, "user" in ns_types)
         os.close(rootfs.make_path(root_fd, proc.get("cwd") or "/", True))  # runc creates a missing cwd
         os.close(root_fd)
