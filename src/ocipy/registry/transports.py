@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -147,6 +148,7 @@ class RegistryDestination:
         self.name = "docker://" + str(ref)
         self.chunk_size = chunk_size
         self._tmpdir: str | None = None
+        self._tmpdir_lock = threading.Lock()  # put_blob runs in the copier's worker threads
 
     def has_blob(self, desc: Descriptor) -> bool:
         size = self.client.has_blob(self.ref.repository, desc["digest"])
@@ -162,9 +164,10 @@ class RegistryDestination:
             return False
 
     def _temp(self) -> str:
-        if self._tmpdir is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="ocipy-push-")
-        return self._tmpdir
+        with self._tmpdir_lock:  # one directory, however many workers ask at once (close removes it)
+            if self._tmpdir is None:
+                self._tmpdir = tempfile.mkdtemp(prefix="ocipy-push-")
+            return self._tmpdir
 
     def put_blob(self, desc: Descriptor, source: ImageSource, progress: Progress | None = None) -> None:
         path = source.local_path(desc)
@@ -228,11 +231,12 @@ class RegistryDestination:
         pass
 
     def close(self) -> None:
-        if self._tmpdir:
-            import shutil
+        with self._tmpdir_lock:
+            if self._tmpdir:
+                import shutil
 
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+                self._tmpdir = None
         self.client.close()
 
 

@@ -169,3 +169,22 @@ def test_tags_pagination_and_referrers(registry: Registry, oci_image: Path) -> N
     assert index["manifests"][0]["annotations"] == {"org.example": "yes"}
     assert api_registry.referrers(registry.ref(f"rt/many@{subject_digest}"),
                                   artifact_type="application/other")["manifests"] == []
+
+
+def test_push_from_an_archive_leaves_no_temp_dirs(registry: Registry, workdir: Path) -> None:
+    """Blobs without a local file (here: inside a docker-archive) are staged in one temp
+    directory that the copy removes; the workers once raced to make one each, and all
+    but the last were left in /tmp."""
+    import glob
+    import tempfile
+
+    pattern = str(Path(tempfile.gettempdir()) / "ocipy-push-*")
+    src = make_layout(workdir / "src", layers=6, layer_size=20000)
+    archive = workdir / "image.tar"
+    ocipy("copy", f"oci:{src}:latest", f"docker-archive:{archive}:img:1")
+    before = set(glob.glob(pattern))
+    for i in range(5):  # a race: several tries
+        ocipy("copy", f"docker-archive:{archive}", registry.ref(f"rt/arch{i}:1"))
+    assert set(glob.glob(pattern)) == before
+    manifest = json.loads(ocipy("inspect", "--raw", registry.ref("rt/arch2:1")).stdout)
+    assert len(manifest["layers"]) == 6
