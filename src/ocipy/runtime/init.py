@@ -182,9 +182,8 @@ def clone_init(ctx: InitContext) -> int:
     no bootstrap process: one clone3 creates the namespaces, places the child
     in its cgroup2 directory, and the child moves itself into the v1
     hierarchies.  Like runc's init (CLONE_PARENT), the init is then a child
-    of the creating process.  Returns the init's pid, or 0 when the bootstrap
-    path must be taken (user/time namespace, joins, several threads, no
-    clone3).
+    of the creating process.  For a context `can_clone_init` accepted;
+    returns the init's pid, or 0 when clone3 refused (take the bootstrap path).
 
     Only the cgroup2 directory needs to exist: the parent makes the v1 ones
     while the init mounts, and says "init-go" once they and the device rules
@@ -192,8 +191,6 @@ def clone_init(ctx: InitContext) -> int:
     the init waits for that before its first step that needs its cgroups
     (`_join_cgroups`).
     """
-    if not can_clone_init(ctx):
-        return 0
     manager = ctx.cgroup_manager
     v2 = manager.v2_dir() if manager is not None else None
     fd = os.open(v2, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if v2 else -1
@@ -211,14 +208,19 @@ def clone_init(ctx: InitContext) -> int:
         ch = ctx.channel
         try:
             assert ch is not None
-            for parent_fd in ctx.parent_only_fds:
-                os.close(parent_fd)
-            sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736, as in enter_container
+            _leave_parent(ctx.parent_only_fds)
             ctx.cgroups_pending = True
         except BaseException as e:  # noqa: BLE001 - a forked child must never return
             report_error(ch, e)
         container_init(ctx)
     return pid
+
+
+def _leave_parent(parent_only_fds: list[int]) -> None:
+    """A child's first step: drop the parent's fds and become non-dumpable."""
+    for fd in parent_only_fds:
+        os.close(fd)
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: no /proc/PID/exe for the container
 
 
 def enter_container(ch: Channel, parent_only_fds: list[int], ns_fds: list[tuple[str, int]],
@@ -227,9 +229,7 @@ def enter_container(ch: Channel, parent_only_fds: list[int], ns_fds: list[tuple[
     fds, become non-dumpable, be in the container's cgroups (moving itself
     into them with `self_join`, else placed by the parent before "go"), then
     join the namespaces given by fd (user first)."""
-    for fd in parent_only_fds:
-        os.close(fd)
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: no /proc/PID/exe for the container
+    _leave_parent(parent_only_fds)
     ch.expect("go")
     if self_join is not None:
         self_join.join_self_v1()

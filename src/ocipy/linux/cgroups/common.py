@@ -18,18 +18,7 @@ if TYPE_CHECKING:
 
 
 def write(directory: str, name: str, value: str | int) -> None:
-    path = os.path.join(directory, name)
-    data = str(value)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_TRUNC)
-    except OSError as e:
-        raise KernelError(f"write {data!r} to", path, e.errno or errno.EIO) from None
-    try:
-        os.write(fd, data.encode())
-    except OSError as e:
-        raise KernelError(f"write {data!r} to", path, e.errno or errno.EIO) from None
-    finally:
-        os.close(fd)
+    write_each(directory, name, [str(value)])
 
 
 def write_each(directory: str, name: str, values: list[str]) -> None:
