@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocipy import jsonfast
+from ocipy import jsonfast, log
 from ocipy.cli.flags import Spec, parse
 from ocipy.errors import OcipyError
 
@@ -60,7 +60,10 @@ def run_exec(argv: list[str], opts: GlobalOptions) -> int:
         process = exec_mod.build_process(config, command, env=f["env"], cwd=f["cwd"], user=f["user"],
                                          additional_gids=gids, caps=f["cap"], no_new_privs=bool(f["no_new_privs"]),
                                          tty=bool(f["tty"]))  # fmt: skip
-    return exec_mod.exec_process(opts.root, container_id, process, detach=bool(f["detach"]),
-                                 pid_file=f["pid_file"], console_socket=f["console_socket"],
-                                 preserve_fds=int(f["preserve_fds"] or 0),
-                                 ignore_paused=bool(f["ignore_paused"]))  # fmt: skip
+    status = exec_mod.exec_process(opts.root, container_id, process, detach=bool(f["detach"]),
+                                   pid_file=f["pid_file"], console_socket=f["console_socket"],
+                                   preserve_fds=int(f["preserve_fds"] or 0),
+                                   ignore_paused=bool(f["ignore_paused"]))  # fmt: skip
+    if not f["detach"]:
+        log.debug(f"process exited: status {status}")
+    return status

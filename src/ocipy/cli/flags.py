@@ -25,6 +25,10 @@ class HelpShown(Exception):
     pass
 
 
+class UsageError(OcipyError):
+    """A flag or argument the command does not accept (exit 1 for every command, as runc's)."""
+
+
 def parse(command: str, argv: list[str], spec: Spec, usage: str, *, stop_at_positional: bool = False,
           min_args: int = 0, max_args: int | None = None) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
     """Return (values by dest, positional args); raise OcipyError naming a bad flag."""
@@ -40,7 +44,12 @@ def parse(command: str, argv: list[str], spec: Spec, usage: str, *, stop_at_posi
             positional.extend(argv[i:])
             break
         if arg in ("-h", "--help", "-help"):
-            sys.stdout.write(f"usage: ocipy {command} {usage}\n")
+            from ocipy.cli import help
+
+            if help.page(command) is not None:
+                help.show(command)
+            else:
+                sys.stdout.write(f"usage: ocipy {command} {usage}\n")
             raise HelpShown
         if not arg.startswith("-") or arg == "-":
             positional.append(arg)
@@ -52,25 +61,25 @@ def parse(command: str, argv: list[str], spec: Spec, usage: str, *, stop_at_posi
         if name not in spec and not name.startswith("--") and len(name) > 2:
             name = "-" + name  # Go's -flag spelling
         if name not in spec:
-            raise OcipyError(f"{command}: unknown flag {arg!r} (usage: ocipy {command} {usage})")
+            raise UsageError(f"{command}: unknown flag {arg!r} (usage: ocipy {command} {usage})")
         dest, kind = spec[name]
         if kind == "bool":
             values[dest] = value.lower() not in ("false", "0", "no") if eq else True
             continue
         if not eq:
             if i >= len(argv):
-                raise OcipyError(f"{command}: flag {name} needs a value")
+                raise UsageError(f"{command}: flag {name} needs a value")
             value = argv[i]
             i += 1
         if kind == "int":
             try:
                 values[dest] = int(value)
             except ValueError:
-                raise OcipyError(f"{command}: flag {name}: {value!r} is not a number") from None
+                raise UsageError(f"{command}: flag {name}: {value!r} is not a number") from None
         elif kind == "list":
             values[dest].append(value)
         else:
             values[dest] = value
     if len(positional) < min_args or (max_args is not None and len(positional) > max_args):
-        raise OcipyError(f"{command}: wrong number of arguments (usage: ocipy {command} {usage})")
+        raise UsageError(f"{command}: wrong number of arguments (usage: ocipy {command} {usage})")
     return values, positional

@@ -10,6 +10,8 @@ from ocipy.cli.flags import Spec, parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ocipy.cli.main import GlobalOptions
 
 
@@ -61,32 +63,59 @@ def run_start(argv: list[str], opts: GlobalOptions) -> int:
     return 0
 
 
+def runc_state(state: dict[str, Any], owner: str | None = None) -> dict[str, Any]:
+    """A state in runc's field order: ociVersion, id, pid, status, bundle,
+    rootfs, created, annotations (sorted, only when there are some), owner."""
+    ordered = {key: state.get(key, "") for key in ("ociVersion", "id", "pid", "status", "bundle", "rootfs", "created")}
+    annotations = state.get("annotations")
+    if annotations:
+        ordered["annotations"] = {key: annotations[key] for key in sorted(annotations)}
+    ordered["owner"] = state.get("owner", "") if owner is None else owner
+    return ordered
+
+
+def _write(text: str) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+
+
 def run_state(argv: list[str], opts: GlobalOptions) -> int:
+    from ocipy.cli import gojson
+
     _, args = parse("state", argv, {}, "ID", min_args=1, max_args=1)
-    sys.stdout.write(jsonfast.dumps(api.state(args[0], root=opts.root), indent="  ") + "\n")
+    # As runc's: indented, no newline after the closing brace, and the owner
+    # left empty (runc's `state` does not fill it; `list` does).
+    _write(gojson.dumps(runc_state(api.state(args[0], root=opts.root), owner=""), indent="  "))
     return 0
 
 
 def run_list(argv: list[str], opts: GlobalOptions) -> int:
-    from ocipy.errors import OcipyError
+    from ocipy.cli import gojson
+    from ocipy.cli.flags import UsageError
 
     f, _ = parse("list", argv, {"-f": ("format", "str"), "--format": ("format", "str"), "-q": ("quiet", "bool"),
                                 "--quiet": ("quiet", "bool")}, "[-f table|json] [-q]", max_args=0)  # fmt: skip
     fmt = f["format"] or "table"
     if fmt not in ("table", "json"):
-        raise OcipyError(f"list: --format {fmt!r} is not table or json")
+        raise UsageError(f"list: invalid format option {fmt!r} (table or json)")
     states = api.list_containers(root=opts.root)
     if f["quiet"]:
-        sys.stdout.write("".join(s["id"] + "\n" for s in states))
+        _write("".join(s["id"] + "\n" for s in states))
     elif fmt == "json":
-        sys.stdout.write(jsonfast.dumps(states) + "\n")
+        # compact, one line; `null` when there is no container, as runc's
+        _write(gojson.dumps([runc_state(s) for s in states] or None) + "\n")
     else:
-        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
-        for r in rows:
-            sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+        _write(_table(states))
     return 0
+
+
+def _table(states: list[dict[str, Any]]) -> str:
+    """runc's table (Go's tabwriter: cells padded by 3, at least 12 wide; the
+    last column, OWNER, is not padded)."""
+    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+    rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
+    widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(5)]
+    return "".join("".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + r[5] + "\n" for r in rows)
 
 
 def run_kill(argv: list[str], opts: GlobalOptions) -> int:
@@ -111,3 +140,17 @@ def run_features(argv: list[str], opts: GlobalOptions) -> int:
     parse("features", argv, {}, "", max_args=0)
     sys.stdout.write(jsonfast.dumps(api.features(), indent="    ") + "\n")
     return 0
+
+
+def run_checkpoint(argv: list[str], opts: GlobalOptions) -> int:
+    return _no_criu("checkpoint")
+
+
+def run_restore(argv: list[str], opts: GlobalOptions) -> int:
+    return _no_criu("restore")
+
+
+def _no_criu(command: str) -> int:
+    from ocipy.errors import OcipyError
+
+    raise OcipyError(f"{command}: not supported: ocipy does not implement CRIU checkpoint/restore")

@@ -9,41 +9,6 @@ from __future__ import annotations
 
 import sys
 
-USAGE = """usage: ocipy [global options] COMMAND [options] [args]
-
-Runtime (runc-compatible):
-  spec      write a default config.json into a bundle
-  create    create a container (the process waits for `start`)
-  start     run the user process of a created container
-  run       create and start a container
-  exec      run a new process inside a running container
-  state     print a container's state as JSON
-  list      list containers
-  kill      send a signal to a container's process
-  delete    delete a container and everything create made
-  pause     freeze every process of a container
-  resume    thaw a paused container
-  ps        list a container's processes
-  events    print a container's events and resource statistics
-  update    change a running container's resource limits
-  features  print what this runtime supports (runtime-spec features.md)
-
-Images and registries:
-  image     OCI image layouts: init, new, ls, inspect, unpack, repack, config, ...
-  copy      copy an image between docker://, oci:, oci-archive:, docker-archive:
-  inspect   show a registry image's manifest and config
-  tags      list a registry repository's tags
-
-Global options:
-  --root DIR              state directory (default /run/ocipy)
-  --log FILE              log file (default: stderr only)
-  --log-format text|json  log line format
-  --debug                 log debug messages
-  --systemd-cgroup        use systemd cgroup paths (slice:prefix:name)
-  --rootless true|false|auto
-  -v, --version           print the version
-"""
-
 # command name -> module under ocipy.cli that defines `run_<name>(argv, opts)`
 COMMANDS: dict[str, str] = {
     "spec": "lifecycle",
@@ -55,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "kill": "lifecycle",
     "delete": "lifecycle",
     "features": "lifecycle",
+    "checkpoint": "lifecycle",
+    "restore": "lifecycle",
     "exec": "exec",
     "pause": "resources",
     "resume": "resources",
@@ -154,6 +121,15 @@ def entry() -> None:
     sys.exit(code)
 
 
+def _help(topic: str | None, opts: GlobalOptions) -> int:
+    """`help [COMMAND]`: runc's page; the image and registry commands show their own."""
+    from ocipy.cli import help
+
+    if topic is not None and topic not in help.PAGES and topic in COMMANDS:
+        return main(["--root", opts.root, topic, "--help"])
+    return help.show(topic)
+
+
 def main(argv: list[str] | None = None) -> int:
     from ocipy.cli import log
     from ocipy.errors import OcipyError
@@ -166,45 +142,62 @@ def main(argv: list[str] | None = None) -> int:
         log.error(str(e))
         return 1
     log.setup(opts.log, opts.log_format, opts.debug)
-    if not rest or rest[0] in ("--help", "help"):
-        sys.stdout.write(USAGE)
-        return 0 if rest else 1
-    if rest[0] == "--version":
-        from ocipy import OCI_RUNTIME_SPEC_VERSION, __version__
+    if not rest or rest[0] == "--help":
+        from ocipy.cli import help
 
-        sys.stdout.write(f"ocipy version {__version__}\nspec: {OCI_RUNTIME_SPEC_VERSION}\n")
-        return 0
+        return help.show()  # runc prints its help and exits 0 without a command too
+    if rest[0] in ("--version", "version"):
+        from ocipy.cli import version
+
+        return version.show()
     command, cmd_args = rest[0], rest[1:]
+    if command in ("help", "h"):
+        return _help(cmd_args[0] if cmd_args else None, opts)
     module_name = COMMANDS.get(command)
     global _quick_exit
     _quick_exit = module_name in _QUICK_EXIT_MODULES
-    if module_name is None:
-        log.error(f"unknown command {command!r} (see `ocipy --help`)")
-        return 1
-    from ocipy.cli.flags import HelpShown
+    if module_name is None or (cmd_args[:1] and cmd_args[0] in ("-h", "--help", "-help")):
+        from ocipy.cli import help
 
+        # runc's wording and exit code (3) for an unknown command, with or without -h
+        if module_name is None or command in help.PAGES:
+            return help.show(command)
+    if log.enabled():
+        log.debug(f"ocipy {command}: {' '.join(cmd_args)}".rstrip())
+    from ocipy.cli.flags import HelpShown, UsageError
+
+    # runc's exec exits 255 when the runtime fails (the process's own status
+    # passes through); a bad flag or argument count is 1, as for every command.
+    failure = 255 if command == "exec" else 1
     try:
         __import__(f"ocipy.cli.{module_name}")  # importlib itself costs ~0.5 ms of start-up
         module = sys.modules[f"ocipy.cli.{module_name}"]
         handler = getattr(module, "run_" + command.replace("-", "_"))
         return int(handler(cmd_args, opts) or 0)
-    except OcipyError as e:
+    except UsageError as e:
         log.error(str(e))
-        return getattr(e, "exit_code", 1)
+        return 1
+    except OcipyError as e:
+        message = str(e)
+        if failure == 255 and not message.startswith("exec failed"):
+            message = "exec failed: " + message
+        log.error(message)
+        code = int(getattr(e, "exit_code", 1))
+        return failure if code == 1 else code
     except KeyboardInterrupt:
         return 130
     except HelpShown:
         return 0
     except BrokenPipeError:  # e.g. `ocipy list | head`
-        return 1
+        return failure
     except OSError as e:  # a path the user named that cannot be used
         where = f": {e.filename}" if e.filename else ""
         log.error(f"{command}: {e.strerror or e}{where}")
-        return 1
+        return failure
     except Exception as e:  # a bug: one line, the traceback only with --debug
         if opts.debug:
             import traceback
 
             traceback.print_exc()
         log.error(f"{command}: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
-        return 1
+        return failure

@@ -11,7 +11,7 @@ import errno
 import os
 import time
 
-from ocipy import jsonfast
+from ocipy import jsonfast, log
 from ocipy.errors import ConfigError, KernelError, OcipyError
 from ocipy.runtime import store
 from ocipy.runtime.init import Channel, InitContext
@@ -211,6 +211,9 @@ def create(
             parent = Channel(from_child_r, to_child_w)
             ctx.parent_only_fds = [_lock, from_child_r, to_child_w]
 
+            # runc's names for the steps (nsexec, init) in the debug lines: tools and tests grep for them
+            log.debug(f"nsexec container setup: {'cloning the init' if direct else 'forking the bootstrap'}"
+                      f" of {container_id}")  # fmt: skip
             init_pid = clone_init(ctx) if direct else 0
             if direct and not init_pid and manager is not None:
                 manager.create()  # clone3 refused: the bootstrap path needs every directory first
@@ -304,6 +307,7 @@ def _converse(parent: Channel, bootstrap_pid: int, init_pid: int, linux: dict[st
             hooks.run_hooks("createRuntime", cfg.get("createRuntime"), state)
             parent.send("hooks-done")
         elif word == "ready":
+            log.debug(f"init: closing the pipe to signal completion (init {init_pid} is ready)")
             return init_pid
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from ocipy import log
 from ocipy.errors import ConfigError, InvalidState, NotRunning, OcipyError
 from ocipy.linux import syscalls as sc
 from ocipy.runtime import store
@@ -137,6 +138,7 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
     bootstrap_pid = pid = 0
     try:
         manager = _manager(container)
+        log.debug(f"nsexec container setup: joining the namespaces of {container_id} (init {container.pid})")
         bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
         if bootstrap_pid == 0:
             ctx.manager = manager
@@ -242,6 +244,7 @@ def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:
 
     process = ctx.process
     seccomp_filter = ctx.seccomp_filter
+    log.debug(f"child process in init(): pid {os.getpid()} in the container")
     if ctx.console_fd is not None:
         proc_mod.setup_terminal(ctx.console_fd, process)
     proc_mod.set_oom_score_adj(process)
@@ -252,6 +255,7 @@ def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:
     if "HOME" not in env:
         env["HOME"] = proc_mod.home_of((process.get("user") or {}).get("uid", 0))
     executable = proc_mod.find_executable(process, env)
+    log.debug(f"setns_init: about to exec {executable}")  # the last line before the seccomp filter
     proc_mod.finalize(process, seccomp_filter, lambda fd: hand_over_notify_fd(ch, fd))
     # ch's write end is close-on-exec: the parent reads EOF once execve succeeds.
     proc_mod.execve(process, executable, env, ctx.extra_fds)

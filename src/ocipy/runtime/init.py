@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import os
 
+from ocipy import log
 from ocipy.errors import OcipyError
 from ocipy.linux import syscalls as sc
 from ocipy.spec.runtime import NAMESPACES
@@ -289,6 +290,7 @@ def container_init(ctx: InitContext) -> NoReturn:
     """The container's first process. Reports errors to the parent, never returns."""
     ch = ctx.channel
     assert ch is not None
+    log.debug(f"child process in init(): pid {os.getpid()}")
     try:
         if not ctx.cgroups_pending:
             ch.expect("init-go")  # the parent knows our pid now

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ocipy.errors import HookError, InvalidState, NotRunning, OcipyError
+from ocipy import log
+from ocipy.errors import ContainerNotFound, HookError, InvalidState, NotRunning, OcipyError
 from ocipy.runtime import store
 from ocipy.runtime.store import CREATED, CREATING, PAUSED, RUNNING, STOPPED
 
@@ -30,7 +31,7 @@ def parse_signal(value: str | int) -> int:
     text = str(value).strip()
     if text.isdigit():
         number = int(text)
-        if not 0 < number < 65:
+        if not 0 <= number < 65:  # 0 checks that the process exists (runc accepts it)
             raise OcipyError(f"invalid signal: {value}")
         return number
     name = text.upper().removeprefix("SIG")
@@ -108,7 +109,14 @@ def kill(root: str, container_id: str, sig: str | int = "SIGTERM", all_processes
     signum = parse_signal(sig)
     container = store.load(root, container_id)
     if container.status not in (CREATED, RUNNING, PAUSED):
-        raise NotRunning(container_id)
+        if not all_processes or container.status != STOPPED:
+            raise NotRunning(container_id)
+        # runc: `kill --all` of a stopped container signals what is left in
+        # its cgroup (nothing, with a pid namespace) and succeeds.
+        manager = _manager(container)
+        if manager is not None and manager.pids():
+            manager.kill_all(signum)
+        return
     manager = _manager(container) if all_processes else None
     if manager is not None:
         manager.kill_all(signum)
@@ -144,7 +152,18 @@ def _kill_leftovers(container: store.Container) -> None:
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
-    """Delete a stopped container (runtime.md "Delete"); force kills it first."""
+    """Delete a stopped container (runtime.md "Delete"); force kills it first.
+
+    With force, a container that does not exist is not an error (runc's
+    `delete --force`: engines clean up with it whatever state they are in)."""
+    try:
+        _delete(root, container_id, force)
+    except ContainerNotFound:
+        if not force:
+            raise
+
+
+def _delete(root: str, container_id: str, force: bool) -> None:
     with store.locked(root, container_id) as container:
         status = container.status
         if status in (RUNNING, PAUSED) and not force:
@@ -161,8 +180,6 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 
 def _destroy(container: store.Container) -> None:
     """Undo create (runtime.md step 12), then run poststop hooks (step 13)."""
-    from ocipy.cli import log
-
     manager = _manager(container)
     if manager is not None:
         try:
@@ -256,6 +273,7 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep
         if proxy is not None:
             proxy.copy_until_exit(pid)
         status = wait_exit(pid)
+        log.debug(f"process exited: pid {pid}, status {status}")
     finally:
         for sig in forwarded:
             signal.signal(sig, signal.SIG_DFL)
