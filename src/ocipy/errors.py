@@ -20,7 +20,7 @@ class ConfigError(OcipyError):
 
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
-        super().__init__(f"invalid config: {field}: {problem}")
+        super().__init__(f"invalid configuration: {field}: {problem}")  # runc's wording (scripts grep it)
 
 
 class ContainerNotFound(OcipyError):

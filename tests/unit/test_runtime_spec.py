@@ -152,7 +152,8 @@ def test_flag_parser_accepts_runc_spellings():
 def test_signals():
     assert parse_signal("KILL") == 9 == parse_signal("SIGKILL") == parse_signal("9") == parse_signal("kill")
     assert parse_signal("RTMIN+1") == 35
-    for bad in ("NOPE", "0", "99", "RTMAX-40"):
+    assert parse_signal("0") == 0  # runc's `kill ID 0` (kill.bats): does the process exist
+    for bad in ("NOPE", "-1", "65", "99", "RTMAX-40"):
         with pytest.raises(OcipyError):
             parse_signal(bad)
 

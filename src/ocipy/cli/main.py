@@ -132,7 +132,7 @@ def _help(topic: str | None, opts: GlobalOptions) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from ocipy.cli import log
-    from ocipy.errors import OcipyError
+    from ocipy.errors import HookError, OcipyError
 
     args = sys.argv[1:] if argv is None else argv
     try:
@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OcipyError as e:
         message = str(e)
+        if isinstance(e, HookError) and "error running" not in message:
+            message = "error running hook: " + message  # runc's wording: scripts grep for it
         if failure == 255 and not message.startswith("exec failed"):
             message = "exec failed: " + message
         log.error(message)

@@ -164,7 +164,14 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
                 os.close(fd)
         parent.close()
     if pid_file:
-        create_mod._write_pid_file(pid_file, pid)
+        try:
+            create_mod._write_pid_file(pid_file, pid)
+        except BaseException:
+            # the process runs already: kill and reap it, as runc does, so the failed exec leaves nothing
+            create_mod._kill_children(0, pid)
+            if proxy is not None:
+                proxy.close()
+            raise
     if proxy is not None:
         proxy.receive_master()
     if detach:

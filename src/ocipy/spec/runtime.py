@@ -86,6 +86,7 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
                 "bounding": list(_DEFAULT_CAPS),
                 "effective": list(_DEFAULT_CAPS),
                 "permitted": list(_DEFAULT_CAPS),
+                "ambient": list(_DEFAULT_CAPS),
             },
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
@@ -127,20 +128,21 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
 
 
 def _make_rootless(spec: dict[str, Any]) -> None:
-    """Adjust a default spec for an unprivileged user, as `runc spec --rootless` does."""
+    """Adjust a default spec for an unprivileged user, as `runc spec --rootless` does:
+    no network namespace but a user namespace mapping the caller to root, no
+    resources, /sys bound from the host, devpts without gid=5."""
     import os
 
-    linux = spec["linux"]
-    linux["namespaces"] = [
-        ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")
-    ] + [{"type": "user"}]
-    linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
-    linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
-    linux.pop("resources", None)
+    old = spec["linux"]
+    namespaces = [ns for ns in old["namespaces"] if ns["type"] not in ("network", "user")] + [{"type": "user"}]
+    spec["linux"] = {
+        "uidMappings": [{"containerID": 0, "hostID": os.geteuid(), "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": os.getegid(), "size": 1}],
+        "namespaces": namespaces,
+        **{key: value for key, value in old.items() if key not in ("resources", "namespaces")},
+    }
     mounts = []
     for m in spec["mounts"]:
-        if m["destination"] == "/sys/fs/cgroup":
-            continue
         if m["destination"] == "/sys":
             m = {"destination": "/sys", "type": "none", "source": "/sys",
                  "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}  # fmt: skip
