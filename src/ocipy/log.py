@@ -5,12 +5,12 @@
 lines go to ``--log FILE``, or to stderr when no file is given.  containerd
 and conmon read the last ``error`` line of the file and show its ``msg``.
 
-The sink is opened once, when the command starts with ``--debug``, as a
-close-on-exec descriptor: the children create and exec fork (bootstrap, init,
-exec'd process) inherit it and can log after entering the container's mount
-namespace, where the log's path may not exist; execve closes it, so nothing
-leaks into the container.  Without ``--debug`` the file is opened for each
-line written (errors and warnings only: rare).
+The sink is opened once, when the command starts (``--log FILE``, or a dup of
+stderr with ``--debug``), as a close-on-exec descriptor: the children create
+and exec fork (bootstrap, init, exec'd process) inherit it and can log after
+entering the container's mount namespace, where the log's path may not
+exist; execve closes it, so nothing leaks into the container.  Should the
+file not open, each line tries again (and is dropped if it cannot).
 
 Nothing here imports more than ``os`` and ``sys``: this module is on every
 command's start-up path, and in the children after the namespaces are
@@ -40,14 +40,13 @@ def setup(path: str | None, fmt: str, debug: bool) -> None:
         except OSError:
             pass
         _fd = -1
-    if debug:
-        try:
-            if _path:
-                _fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            else:
-                _fd = os.dup(2)  # close-on-exec, as every fd Python makes
-        except OSError:
-            _fd = -1
+    try:
+        if _path:  # opened (created) at once, as runc does, whether or not anything is logged
+            _fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        elif debug:
+            _fd = os.dup(2)  # close-on-exec, as every fd Python makes
+    except OSError:
+        _fd = -1
 
 
 def enabled() -> bool:

@@ -162,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         # runc's wording and exit code (3) for an unknown command, with or without -h
         if module_name is None or command in help.PAGES:
             return help.show(command)
-    if log.enabled():
-        log.debug(f"ocipy {command}: {' '.join(cmd_args)}".rstrip())
+    log.debug(f"ocipy {command}")  # not its arguments: `exec -e` may carry secrets
     from ocipy.cli.flags import HelpShown, UsageError
 
     # runc's exec exits 255 when the runtime fails (the process's own status
