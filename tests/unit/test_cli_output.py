@@ -218,12 +218,10 @@ def _schema_dir() -> pathlib.Path:
     pytest.fail("the runtime-spec schemas (shared/specs/runtime-spec/schema) are not next to the checkout")
 
 
-@pytest.mark.parametrize("rootless", [False, True])
-def test_spec_validates_against_the_runtime_spec_schema(rootless: bool) -> None:
-    # config.md: "the config MUST adhere to schema/config-schema.json" (runc's spec.bats
-    # "spec validator" runs the runtime-spec's validate.go on `runc spec`'s output; this is that check)
+def _validator(schema_name: str) -> Any:
     import jsonschema
     import referencing
+    import referencing.jsonschema
 
     schema_dir = _schema_dir()
     resources = []
@@ -233,11 +231,29 @@ def test_spec_validates_against_the_runtime_spec_schema(rootless: bool) -> None:
         resources.append((path.as_uri(), resource))
         resources.append((path.name, resource))
     registry = referencing.Registry().with_resources(resources)
-    schema = json.loads((schema_dir / "config-schema.json").read_text())
-    schema.setdefault("$id", (schema_dir / "config-schema.json").as_uri())
-    validator = jsonschema.validators.validator_for(schema)(schema, registry=registry)
+    schema = json.loads((schema_dir / schema_name).read_text())
+    schema.setdefault("$id", (schema_dir / schema_name).as_uri())
+    return jsonschema.validators.validator_for(schema)(schema, registry=registry)
+
+
+@pytest.mark.parametrize("rootless", [False, True])
+def test_spec_validates_against_the_runtime_spec_schema(rootless: bool) -> None:
+    # config.md: "the config MUST adhere to schema/config-schema.json" (runc's spec.bats
+    # "spec validator" runs the runtime-spec's validate.go on `runc spec`'s output; this is that check)
+    validator = _validator("config-schema.json")
     config = default_spec(rootless)
-    errors = sorted(validator.iter_errors(config), key=str)
-    assert errors == []
+    assert sorted(validator.iter_errors(config), key=str) == []
     broken = dict(config, process=dict(config["process"], cwd=7))
     assert list(validator.iter_errors(broken)), "the schema check must be able to fail"
+
+
+def test_state_and_features_output_match_their_schemas() -> None:
+    # runtime.md "State" and features.md: the documents follow schema/state-schema.json and features-schema.json
+    from ocipy.runtime.features import features
+
+    state = runc_state({"ociVersion": "1.2.1", "id": "x", "pid": 7, "status": "running", "bundle": "/b",
+                        "annotations": {"k": "v"}, "rootfs": "/b/rootfs", "created": "C", "owner": "root"})  # fmt: skip
+    validator = _validator("state-schema.json")
+    assert list(validator.iter_errors(json.loads(gojson.dumps(state, indent="  ")))) == []
+    assert list(validator.iter_errors(dict(state, status="sleeping"))), "the schema check must be able to fail"
+    assert list(_validator("features-schema.json").iter_errors(features())) == []

@@ -31,13 +31,17 @@ def features() -> dict[str, Any]:
         "netDevices": {"enabled": True},
         "memoryPolicy": {"modes": sorted(MEMPOLICY_MODES), "flags": sorted(MEMPOLICY_FLAGS)},
     }
+    annotations = {"org.opencontainers.runtime-spec.features.version": OCI_RUNTIME_SPEC_VERSION}
+    seccomp_version = _libseccomp_version()
+    if seccomp_version:
+        annotations["io.github.seccomp.libseccomp.version"] = seccomp_version  # as runc's (features.md example)
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_RUNTIME_SPEC_VERSION,
         "hooks": list(HOOK_KINDS),
         "mountOptions": options,
         "linux": linux,
-        "annotations": {"org.opencontainers.runtime-spec.features.version": OCI_RUNTIME_SPEC_VERSION},
+        "annotations": annotations,
     }
 
 
@@ -54,3 +58,12 @@ def _seccomp_features() -> dict[str, Any]:
         return dict(seccomp.features())
     except (ImportError, AttributeError, OSError):
         return {"enabled": False}
+
+
+def _libseccomp_version() -> str | None:
+    try:
+        from ocipy.linux import seccomp
+
+        return seccomp.library_version()
+    except Exception:  # noqa: BLE001 - no libseccomp: no annotation
+        return None
