@@ -49,6 +49,20 @@ def setup(path: str | None, fmt: str, debug: bool) -> None:
         _fd = -1
 
 
+def release() -> None:
+    """Close the inherited sink in a long-lived child (the init waits for `start`):
+    holding a dup of the caller's stderr would keep a pipe the caller reads from
+    open until then. Later debug lines of this process are dropped."""
+    global _fd, _debug, _path
+    if _fd >= 0:
+        try:
+            os.close(_fd)
+        except OSError:
+            pass
+        _fd = -1
+    _debug, _path = False, None  # the path may mean another file in the container's mount namespace
+
+
 def enabled() -> bool:
     """Whether debug lines are written (build costly messages only then)."""
     return _debug

@@ -32,9 +32,10 @@ def _annotate(config: dict[str, Any]) -> None:
 
 
 def _mask(text: str, cid: str, pid: int) -> str:
-    text = text.replace(cid, "ID").replace(str(pid), "PID")
-    text = re.sub(r'"ociVersion": ?"[^"]*"', '"ociVersion":"V"', text)
-    return re.sub(r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "TIME", text)
+    """The values that must differ, replaced (the layout around them is kept)."""
+    text = re.sub(r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "TIME", text)
+    text = re.sub(rf'"pid":( ?){pid},', r'"pid":\1PID,', text.replace(f'"{cid}"', '"ID"'))
+    return re.sub(r'"ociVersion":( ?)"[^"]*"', r'"ociVersion":\1"V"', text)
 
 
 def _runc(root: str, *args: str) -> str:
@@ -73,9 +74,17 @@ def test_state_and_list_are_laid_out_as_runcs(runtime: Any, make_bundle: Any) ->
     # list -f json: compact, one line (tools grep `"id":"…"`), owner filled in
     assert _mask(listed, cid, pid) == _mask(theirs_list, rid, rpid)
     assert f'"id":"{cid}"' in listed and '"owner":"root"' in listed
-    # the table: tabwriter columns; our id is longer than runc's by the same amount
-    assert table.splitlines()[0] == theirs_table.splitlines()[0]
-    assert re.fullmatch(rf"{cid} +{pid} +running +{bundle} +\S+Z +root", table.splitlines()[1])
+    # the table: Go tabwriter's columns (each as wide as its longest cell + 3, at least 12; OWNER last, unpadded)
+    header, row = table.splitlines()
+    assert header.split() == theirs_table.splitlines()[0].split()
+    cells = row.split()
+    assert cells[:4] == [cid, str(pid), "running", str(bundle)] and cells[5] == "root"
+    widths = [max(12, max(len(a), len(b)) + 3) for a, b in zip(cells[:5], header.split()[:5], strict=True)]
+    assert row == "".join(f"{a:<{w}}" for a, w in zip(cells[:5], widths, strict=True)) + "root"
+    assert header == "".join(f"{b:<{w}}" for b, w in zip(header.split()[:5], widths, strict=True)) + "OWNER"
+    # created as Go prints it: RFC 3339, no trailing zeros in the fraction
+    created = json.loads(state)["created"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z", created)
 
 
 def test_kill_all_of_a_stopped_container_succeeds(runtime: Any, make_bundle: Any) -> None:
@@ -188,3 +197,44 @@ def test_config_errors_say_invalid_configuration(runtime: Any, make_bundle: Any)
     assert proc.stderr.startswith("ocipy: invalid configuration: process.rlimits[0]")
     assert proc.stderr.count("\n") == 1
     assert not (runtime.root / cid).exists()
+
+
+def test_debug_create_does_not_hold_the_callers_stderr(runtime: Any, make_bundle: Any, tmp_path: Path) -> None:
+    # With a terminal the init's stdio is the pty: a caller reading our stderr through a
+    # pipe must see EOF when `create` exits, not when `start` is run (the init waits for it).
+    import socket
+    import threading
+
+    def terminal(config: dict[str, Any]) -> None:
+        config["process"]["terminal"] = True
+
+    sock_path = tmp_path / "console.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+    server.settimeout(20)
+    masters: list[int] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 4)
+        masters.extend(fds)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    cid = unique_id("cli")
+    try:
+        started = time.monotonic()
+        proc = subprocess.run(runtime.cmd("--debug", "create", "--console-socket", str(sock_path), "-b",
+                                          str(make_bundle(["sleep", "60"], edit=terminal)), cid),
+                              capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert time.monotonic() - started < 10
+        assert "child process in init()" in proc.stderr
+        assert runtime.state(cid)["status"] == "created"
+    finally:
+        thread.join(20)
+        server.close()
+        for fd in masters:
+            os.close(fd)

@@ -140,6 +140,11 @@ def test_state_fields_in_runcs_order() -> None:
                                        "annotations", "owner"]  # fmt: skip
     assert list(runc_state(state)["annotations"]) == ["a", "z"]  # Go sorts map keys
     assert "annotations" not in runc_state(dict(state, annotations={}))
+    # created as Go's RFC3339Nano: trailing zeros of the fraction dropped
+    for stored, shown in (("2026-01-02T03:04:05.120000000Z", "2026-01-02T03:04:05.12Z"),
+                          ("2026-01-02T03:04:05.000000000Z", "2026-01-02T03:04:05Z"),
+                          ("2026-01-02T03:04:05.123456789Z", "2026-01-02T03:04:05.123456789Z")):  # fmt: skip
+        assert runc_state(dict(state, created=stored))["created"] == shown
 
 
 # --- log lines (logrus) -----------------------------------------------------------------------------

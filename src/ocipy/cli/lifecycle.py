@@ -67,11 +67,21 @@ def runc_state(state: dict[str, Any], owner: str | None = None) -> dict[str, Any
     """A state in runc's field order: ociVersion, id, pid, status, bundle,
     rootfs, created, annotations (sorted, only when there are some), owner."""
     ordered = {key: state.get(key, "") for key in ("ociVersion", "id", "pid", "status", "bundle", "rootfs", "created")}
+    ordered["created"] = _go_time(str(ordered["created"]))
     annotations = state.get("annotations")
     if annotations:
         ordered["annotations"] = {key: annotations[key] for key in sorted(annotations)}
     ordered["owner"] = state.get("owner", "") if owner is None else owner
     return ordered
+
+
+def _go_time(stamp: str) -> str:
+    """RFC 3339 as Go's RFC3339Nano writes it: no trailing zeros in the fraction."""
+    if not stamp.endswith("Z") or "." not in stamp:
+        return stamp
+    head, _, frac = stamp[:-1].partition(".")
+    frac = frac.rstrip("0")
+    return f"{head}.{frac}Z" if frac else head + "Z"
 
 
 def _write(text: str) -> None:
@@ -113,7 +123,7 @@ def _table(states: list[dict[str, Any]]) -> str:
     """runc's table (Go's tabwriter: cells padded by 3, at least 12 wide; the
     last column, OWNER, is not padded)."""
     rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-    rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
+    rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], _go_time(s["created"]), s["owner"]) for s in states]
     widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(5)]
     return "".join("".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + r[5] + "\n" for r in rows)
 

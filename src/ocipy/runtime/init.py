@@ -291,6 +291,7 @@ def container_init(ctx: InitContext) -> NoReturn:
     ch = ctx.channel
     assert ch is not None
     log.debug(f"child process in init(): pid {os.getpid()}")
+    log.release()  # we live until `start`: do not hold the caller's stderr (or the log) open
     try:
         if not ctx.cgroups_pending:
             ch.expect("init-go")  # the parent knows our pid now
