@@ -262,3 +262,15 @@ def test_state_and_features_output_match_their_schemas() -> None:
     assert list(validator.iter_errors(json.loads(gojson.dumps(state, indent="  ")))) == []
     assert list(validator.iter_errors(dict(state, status="sleeping"))), "the schema check must be able to fail"
     assert list(_validator("features-schema.json").iter_errors(features())) == []
+
+
+def test_help_pages_list_every_flag_the_commands_accept() -> None:
+    from ocipy.cli import exec as cli_exec
+    from ocipy.cli import help, lifecycle
+
+    for command, flags in (("exec", cli_exec._FLAGS), ("create", lifecycle._CREATE_FLAGS),
+                           ("run", lifecycle._CREATE_FLAGS)):  # fmt: skip
+        text = help.page(command)
+        assert text is not None
+        shown = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", text))
+        assert set(flags) <= shown, (command, set(flags) - shown)
