@@ -111,8 +111,11 @@ def kill(root: str, container_id: str, sig: str | int = "SIGTERM", all_processes
     if container.status not in (CREATED, RUNNING, PAUSED):
         if not all_processes or container.status != STOPPED:
             raise NotRunning(container_id)
-        # runc: `kill --all` of a stopped container signals what is left in
-        # its cgroup (nothing, with a pid namespace) and succeeds.
+        # runtime.md "Kill": "Attempting to send a signal to a container that is
+        # neither created nor running MUST have no effect on the container and
+        # MUST generate an error" -- the spec's `kill ID SIGNAL`, kept above.
+        # `--all` is runc's extension: on a stopped container it signals what is
+        # left in the cgroup (nothing, with a pid namespace) and succeeds.
         manager = _manager(container)
         if manager is not None and manager.pids():
             manager.kill_all(signum)
