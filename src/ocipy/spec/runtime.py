@@ -353,6 +353,43 @@ def _validate_hooks(hooks: Any) -> None:
                 raise ConfigError(f"{where}.timeout", "must be greater than zero")
 
 
+# The ipc namespace's sysctls (ipc/ipc_sysctl.c, ipc/mq_sysctl.c: fs.mqueue.*).
+IPC_SYSCTLS = frozenset(("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                         "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"))  # fmt: skip
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace type a sysctl belongs to; None for one that is the host's."""
+    if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "network"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
+
+
+def check_sysctl(key: str, linux: dict[str, Any]) -> None:
+    """linux.sysctl: only a sysctl of a namespace the container has (writing
+    any other changes the host's kernel), as runc allows.
+
+    A namespace joined by `path` may be the host's: the runtime checks that
+    at create, where it opens the path (rootfs.check_sysctl_namespaces).
+    """
+    field = f"linux.sysctl.{key}"
+    kind = sysctl_namespace(key.replace("/", "."))
+    types = {ns.get("type") for ns in linux.get("namespaces") or [] if isinstance(ns, dict)}
+    if kind == "uts":
+        # runc: the OCI fields set these; a sysctl would conflict with them
+        name = "hostname" if key.endswith("hostname") else "domainname"
+        raise ConfigError(field, f"sysctl {key!r} is not allowed as it conflicts with the OCI {name!r} field")
+    if kind is None:
+        raise ConfigError(field, f"sysctl {key!r} is not in a separate kernel namespace")
+    if kind not in types:
+        where = "ipc" if kind == "ipc" else "network"
+        raise ConfigError(field, f"sysctl {key!r} is not allowed in the host's {where} namespace")
+
+
 def _validate_mappings(linux: dict[str, Any], key: str) -> None:
     for i, m in enumerate(_expect(linux.get(key) or [], list, f"linux.{key}")):
         _expect(m, dict, f"linux.{key}[{i}]")
@@ -389,6 +426,7 @@ def _validate_linux(linux: Any) -> None:
     sysctl = _expect(linux.get("sysctl") or {}, dict, "linux.sysctl")
     for key, value in sysctl.items():
         _expect(value, str, f"linux.sysctl.{key}")
+        check_sysctl(key, linux)
     for i, dev in enumerate(_expect(linux.get("devices") or [], list, "linux.devices")):
         where = f"linux.devices[{i}]"
         _expect(dev, dict, where)
