@@ -42,8 +42,13 @@ class Channel:
         self.rfd, self.wfd = rfd, wfd
         self._buf = b""
 
-    def send(self, message: str) -> None:
-        os.write(self.wfd, (message.replace("\n", " ") + "\n").encode())
+    def send(self, message: str, strict: bool = False) -> None:
+        try:
+            os.write(self.wfd, (message.replace("\n", " ") + "\n").encode())
+        except BrokenPipeError:
+            if strict:
+                raise
+            # The other side is gone: its last words (or EOF) are what recv reads next.
 
     def recv(self) -> str:
         while b"\n" not in self._buf:
@@ -136,7 +141,7 @@ def report_error(channel: Channel | None, exc: BaseException) -> NoReturn:
     try:
         if channel is None:
             raise OSError
-        channel.send("error " + message)
+        channel.send("error " + message, strict=True)
     except OSError:
         # After "ready" nobody listens on the channel: tell the container's stderr.
         try:
