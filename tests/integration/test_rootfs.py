@@ -119,7 +119,7 @@ def _host_sysctl(key: str) -> str:
 
 @pytest.mark.parametrize("key,value,drop", [
     ("vm.swappiness", "17", ()),
-    ("kernel.sched_child_runs_first", "1", ()),
+    ("kernel.printk_ratelimit", "7", ()),
     ("net.ipv4.ip_forward", None, ("network",)),
     ("kernel.shmmni", "1234", ("ipc",)),
     ("kernel.hostname", "hacked", ()),
@@ -155,7 +155,7 @@ def test_sysctl_in_the_hosts_namespace_by_path_is_refused(runtime: Any, make_bun
 
     cid = unique_id()
     proc = runtime("create", "-b", str(make_bundle(["true"], edit=edit)), cid, check=False)
-    assert proc.returncode != 0 and "host's network namespace" in proc.stderr
+    assert proc.returncode != 0 and "not allowed in host network namespace" in proc.stderr
     assert _host_sysctl("net.ipv4.ip_forward") == before and not (runtime.root / cid).exists()
 
 
@@ -166,3 +166,12 @@ def test_duplicate_namespace_is_refused(runtime: Any, make_bundle: MakeBundle) -
     proc = runtime("create", "-b", str(make_bundle(["true"], edit=lambda c: c["linux"]["namespaces"].append({"type": "ipc"}))),
                    cid, check=False)  # fmt: skip
     assert proc.returncode == 1 and "linux.namespaces[6].type" in proc.stderr and not (runtime.root / cid).exists()
+
+
+def test_domainname_sysctl_stays_in_the_uts_namespace(runtime: Any, make_bundle: MakeBundle) -> None:
+    """runc 1.1.5 allows kernel.domainname with a uts namespace: the container's, not the host's."""
+    before = _host_sysctl("kernel.domainname")
+    proc = run(runtime, make_bundle(["cat", "/proc/sys/kernel/domainname"],
+                                    edit=lambda c: c["linux"].update(sysctl={"kernel.domainname": "ctr.example"})))  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == "ctr.example", proc.stderr
+    assert _host_sysctl("kernel.domainname") == before

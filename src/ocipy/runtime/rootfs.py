@@ -547,8 +547,7 @@ def check_sysctl_namespaces(linux: dict[str, Any]) -> None:
         except OSError:
             continue  # create reports an unusable path itself
         if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
-            raise ConfigError(f"linux.sysctl.{key}", f"sysctl {key!r} is not allowed in the host's {kind} namespace "
-                                                     f"({path} is the runtime's own)")  # fmt: skip
+            raise ConfigError(f"linux.sysctl.{key}", f'sysctl "{key}" not allowed in host {kind} namespace ({path})')
 
 
 def write_sysctls(sysctls: dict[str, str]) -> None:

@@ -310,7 +310,7 @@ def validate_config(config: Any) -> dict[str, Any]:
         _optional(m, "source", str, where)
         _str_list(m.get("options") or [], f"{where}.options")
     _validate_hooks(config.get("hooks"))
-    _validate_linux(config.get("linux") or {})
+    _validate_linux(config.get("linux") or {}, config.get("domainname"))
     annotations = config.get("annotations") or {}
     _expect(annotations, dict, "annotations")
     for key, value in annotations.items():
@@ -369,25 +369,28 @@ def sysctl_namespace(key: str) -> str | None:
     return None
 
 
-def check_sysctl(key: str, linux: dict[str, Any]) -> None:
+def check_sysctl(key: str, linux: dict[str, Any], domainname: object = None) -> None:
     """linux.sysctl: only a sysctl of a namespace the container has (writing
-    any other changes the host's kernel), as runc allows.
+    any other changes the host's kernel), as runc allows, in runc's words.
 
-    A namespace joined by `path` may be the host's: the runtime checks that
-    at create, where it opens the path (rootfs.check_sysctl_namespaces).
+    kernel.hostname is refused (the `hostname` field sets it, runc 1.1.5);
+    kernel.domainname is allowed with a uts namespace, as runc 1.1.5 allows
+    it, unless the `domainname` field sets it too.  A namespace joined by
+    `path` may be the host's: the runtime checks that at create, where it
+    can stat the path (rootfs.check_sysctl_namespaces).
     """
     field = f"linux.sysctl.{key}"
-    kind = sysctl_namespace(key.replace("/", "."))
+    kind = sysctl_namespace(key)
     types = {ns.get("type") for ns in linux.get("namespaces") or [] if isinstance(ns, dict)}
-    if kind == "uts":
-        # runc: the OCI fields set these; a sysctl would conflict with them
-        name = "hostname" if key.endswith("hostname") else "domainname"
-        raise ConfigError(field, f"sysctl {key!r} is not allowed as it conflicts with the OCI {name!r} field")
-    if kind is None:
-        raise ConfigError(field, f"sysctl {key!r} is not in a separate kernel namespace")
+    if kind == "uts" and "uts" in types:
+        if key == "kernel.domainname" and not domainname:
+            return
+        name = "hostname" if key == "kernel.hostname" else "domainname"
+        raise ConfigError(field, f'sysctl "{key}" is not allowed as it conflicts with the OCI "{name}" field')
+    if kind is None or kind == "uts":
+        raise ConfigError(field, f'sysctl "{key}" is not in a separate kernel namespace')
     if kind not in types:
-        where = "ipc" if kind == "ipc" else "network"
-        raise ConfigError(field, f"sysctl {key!r} is not allowed in the host's {where} namespace")
+        raise ConfigError(field, f'sysctl "{key}" is not allowed in the hosts {"ipc" if kind == "ipc" else "network"} namespace')
 
 
 def _validate_mappings(linux: dict[str, Any], key: str) -> None:
@@ -398,7 +401,7 @@ def _validate_mappings(linux: dict[str, Any], key: str) -> None:
                 raise ConfigError(f"linux.{key}[{i}].{k}", "is negative")
 
 
-def _validate_linux(linux: Any) -> None:
+def _validate_linux(linux: Any, domainname: object = None) -> None:
     _expect(linux, dict, "linux")
     seen: set[str] = set()
     for i, ns in enumerate(_expect(linux.get("namespaces") or [], list, "linux.namespaces")):
@@ -426,7 +429,7 @@ def _validate_linux(linux: Any) -> None:
     sysctl = _expect(linux.get("sysctl") or {}, dict, "linux.sysctl")
     for key, value in sysctl.items():
         _expect(value, str, f"linux.sysctl.{key}")
-        check_sysctl(key, linux)
+        check_sysctl(key, linux, domainname)
     for i, dev in enumerate(_expect(linux.get("devices") or [], list, "linux.devices")):
         where = f"linux.devices[{i}]"
         _expect(dev, dict, where)
