@@ -355,3 +355,21 @@ def test_no_pivot_covers_what_it_may_not_detach(root, monkeypatch):
     k.fail["umount2"] = 1  # EPERM, as for a rootless runtime
     rootfs.move_root(str(root[0]), k)
     assert ("mount", "tmpfs", "/proc", "tmpfs", 0, None) in k.calls
+
+
+SEAM = ["mount", "umount2", "pivot_root", "chroot", "openat2", "open_tree", "move_mount", "mount_setattr",
+        "mount_flags", "mknod", "chown", "symlink", "setns", "unshare"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SEAM)
+def test_the_fake_and_the_real_kernel_share_the_seam(name):
+    """syscalls.Kernel (checked statically by mypy against the module) and the fake agree."""
+    import inspect
+
+    from ocipy.linux import syscalls
+
+    real = list(inspect.signature(getattr(syscalls, name)).parameters)
+    fake = list(inspect.signature(getattr(RecordingKernel, name)).parameters)[1:]
+    assert real == fake
+    source = inspect.getsource(syscalls)
+    assert f"        def {name}(self" in source  # listed in the Kernel protocol

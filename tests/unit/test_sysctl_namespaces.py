@@ -68,3 +68,15 @@ def test_duplicate_namespaces_are_an_error_even_when_identical():
     c["linux"]["namespaces"][-1] = {"type": "cgroup", "path": "/proc/1/ns/cgroup"}
     with pytest.raises(ConfigError, match="listed twice"):
         validate_config(c)
+
+
+@pytest.mark.parametrize("path,ok", [("/dev/null", True), ("/mydev/null", True), ("/a/../b", True),
+                                     ("/", False), ("//", False), ("/..", False), ("/./", False)])  # fmt: skip
+def test_device_paths_anywhere_but_the_root(path, ok):
+    c = copy.deepcopy(default_spec())
+    c["linux"]["devices"] = [{"path": path, "type": "c", "major": 1, "minor": 3}]
+    if ok:
+        validate_config(c)
+    else:
+        with pytest.raises(ConfigError, match=r"linux\.devices\[0\]\.path: .* is not a valid device path"):
+            validate_config(c)

@@ -156,12 +156,9 @@ def execute(root_fd: int, ops: list[Op], ctx: dict[str, Any], k: Kernel = sc) ->
     mount, an old O_PATH handle points at the covered directory.
     """
     for op in ops:
-        kind = type(op)
-        if kind is Bind:
-            assert isinstance(op, Bind)
+        if isinstance(op, Bind):
             _bind(root_fd, op, ctx, k)
-        elif kind is MountFs:
-            assert isinstance(op, MountFs)
+        elif isinstance(op, MountFs):
             fd = make_path(root_fd, op.dest, True)
             try:
                 k.mount(op.source, fd_path(fd), op.fstype, op.flags, op.data)
@@ -169,11 +166,9 @@ def execute(root_fd: int, ops: list[Op], ctx: dict[str, Any], k: Kernel = sc) ->
                 raise OcipyError(f"{op.field}: mounting {op.fstype} on {op.dest}: {os.strerror(e.errno)}") from None
             finally:
                 os.close(fd)
-        elif kind is CheckDir:
-            assert isinstance(op, CheckDir)
+        elif isinstance(op, CheckDir):
             _check_dir(root_fd, op.dest, op.field, op.fstype)
-        elif kind is Cgroup:
-            assert isinstance(op, Cgroup)
+        elif isinstance(op, Cgroup):
             fd = make_path(root_fd, op.dest, True)
             try:
                 host_bind = _mount_cgroup(fd, op.readonly, ctx, k)
@@ -182,23 +177,19 @@ def execute(root_fd: int, ops: list[Op], ctx: dict[str, Any], k: Kernel = sc) ->
             if host_bind:
                 with _InRoot(root_fd, op.dest) as target:
                     remount_bind(target, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, k=k)
-        elif kind is Remount:
-            assert isinstance(op, Remount)
+        elif isinstance(op, Remount):
             with _InRoot(root_fd, op.dest) as target:
                 remount_bind(target, op.flags, op.clear, k)
-        elif kind is Propagate:
-            assert isinstance(op, Propagate)
+        elif isinstance(op, Propagate):
             with _InRoot(root_fd, op.dest) as target:
                 k.mount(None, target, None, op.flag)
-        elif kind is SetAttr:
-            assert isinstance(op, SetAttr)
+        elif isinstance(op, SetAttr):
             fd = open_in_root(root_fd, op.dest)
             try:
                 k.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, op.attr_set, op.attr_clr, what=op.dest)
             finally:
                 os.close(fd)
-        elif kind is RemountRo:
-            assert isinstance(op, RemountRo)
+        elif isinstance(op, RemountRo):
             with _InRoot(root_fd, op.dest) as target:
                 k.mount(None, target, None, sc.MS_REMOUNT | op.flags | sc.MS_RDONLY)
         else:  # pragma: no cover - a new Op without an executor

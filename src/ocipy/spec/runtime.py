@@ -436,6 +436,9 @@ def _validate_linux(linux: Any, domainname: object = None) -> None:
         path = _expect(dev.get("path"), str, f"{where}.path")
         if not path.startswith("/"):
             raise ConfigError(f"{where}.path", f"{path!r} must be absolute")
+        if not path.strip("/") or all(p in ("", ".", "..") for p in path.split("/")):
+            # anywhere in the rootfs (runc makes /mydev/x too), but not the rootfs itself
+            raise ConfigError(f"{where}.path", f"{path!r} is not a valid device path")
         if dev.get("type") not in ("c", "b", "u", "p"):
             raise ConfigError(f"{where}.type", f"{dev.get('type')!r} is not one of c, b, u, p")
         if dev["type"] != "p":
