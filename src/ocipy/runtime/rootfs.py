@@ -467,9 +467,9 @@ def move_root(rootfs: str, k: Kernel = sc) -> None:
         try:
             k.umount2(mountpoint, sc.MNT_DETACH)
         except KernelError as e:
-            if e.errno == errno.EINVAL:
-                continue  # gone with a parent detached before it
-            if e.errno != errno.EPERM:
+            # EPERM: no privilege (rootless); EINVAL: a mount locked by a user
+            # namespace.  Cover it instead.
+            if e.errno not in (errno.EPERM, errno.EINVAL):
                 raise
             k.mount("tmpfs", mountpoint, "tmpfs", 0)
     os.chdir(rootfs)
@@ -500,7 +500,7 @@ def host_proc_sys_mounts(mountinfo: str, rootfs: str) -> list[str]:
         point = _unescape(fields[4])
         if point == rootfs.rstrip("/") or point.startswith(root):
             continue
-        found.append(point)
+        found.append(point)  # twice when stacked: each detach takes the top one
     # parents before children is the kernel's order; detaching a parent takes
     # the children along, so go deepest first to treat each one itself
     return sorted(found, key=lambda p: -p.count("/"))
