@@ -80,3 +80,18 @@ def test_device_paths_anywhere_but_the_root(path, ok):
     else:
         with pytest.raises(ConfigError, match=r"linux\.devices\[0\]\.path: .* is not a valid device path"):
             validate_config(c)
+
+
+def test_idmap_needs_a_bind_mount_and_both_mappings():
+    """config.md: with `idmap` "the mount MUST have an idmapping applied" (only a
+    bind mount can); mount uidMappings "MUST be specified along with gidMappings"."""
+    c = copy.deepcopy(default_spec())
+    c["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]})
+    with pytest.raises(ConfigError, match=r"mounts\[7\]\.options: idmap/ridmap is only supported on bind mounts"):
+        validate_config(c)
+    c["mounts"][-1] = {"destination": "/t", "source": "/s", "options": ["rbind", "ridmap"],
+                       "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"mounts\[7\]\.uidMappings"):
+        validate_config(c)
+    c["mounts"][-1]["gidMappings"] = c["mounts"][-1]["uidMappings"]
+    validate_config(c)

@@ -306,9 +306,16 @@ def validate_config(config: Any) -> dict[str, Any]:
         dest = _expect(m.get("destination"), str, f"{where}.destination")
         if not dest:
             raise ConfigError(f"{where}.destination", "must not be empty")
-        _optional(m, "type", str, where)
+        mtype = _optional(m, "type", str, where)
         _optional(m, "source", str, where)
-        _str_list(m.get("options") or [], f"{where}.options")
+        options = _str_list(m.get("options") or [], f"{where}.options")
+        idmapped = "idmap" in options or "ridmap" in options
+        if idmapped and mtype != "bind" and "bind" not in options and "rbind" not in options:
+            # config.md: with idmap "the mount MUST have an idmapping applied"; only a bind mount can have one
+            raise ConfigError(f"{where}.options", "idmap/ridmap is only supported on bind mounts")
+        if bool(m.get("uidMappings")) != bool(m.get("gidMappings")):
+            # config.md: uidMappings "MUST be specified along with gidMappings"
+            raise ConfigError(f"{where}.uidMappings", "uidMappings and gidMappings must be given together")
     _validate_hooks(config.get("hooks"))
     _validate_linux(config.get("linux") or {}, config.get("domainname"))
     annotations = config.get("annotations") or {}
