@@ -374,3 +374,14 @@ def test_the_fake_and_the_real_kernel_share_the_seam(name):
     assert real == fake
     source = inspect.getsource(syscalls)
     assert f"        def {name}(self" in source  # listed in the Kernel protocol
+
+
+def test_the_parent_imports_what_the_cgroup_mount_needs():
+    """i12 class 5: nothing may be imported after the namespaces are entered."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ocipy.runtime import rootfs; from ocipy.spec.runtime import default_spec; "
+            "rootfs.mount_plan(default_spec(), '/b'); print('ocipy.linux.cgroups.mount' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

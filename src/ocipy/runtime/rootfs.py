@@ -143,8 +143,16 @@ def remount_bind(target: str, flags: int, clear: int = 0, k: Kernel = sc) -> Non
 
 
 def mount_plan(config: dict[str, Any], bundle: str) -> Plan:
-    """The config's mounts, parsed and planned (pure: see runtime/mountplan.py)."""
-    return mountplan.plan(config, bundle)
+    """The config's mounts, parsed and planned (pure: see runtime/mountplan.py).
+
+    Called by the parent: what executing the plan will import is imported
+    here, while the runtime's files can still be read (a mapped root in a
+    user namespace may not reach them, and after pivot_root nothing can).
+    """
+    plan = mountplan.plan(config, bundle)
+    if any(m.type == "cgroup" and not m.is_bind for m in plan.mounts):
+        import ocipy.linux.cgroups.mount  # noqa: F401
+    return plan
 
 
 def execute(root_fd: int, ops: list[Op], ctx: dict[str, Any], k: Kernel = sc) -> None:
