@@ -175,3 +175,38 @@ def test_domainname_sysctl_stays_in_the_uts_namespace(runtime: Any, make_bundle:
                                     edit=lambda c: c["linux"].update(sysctl={"kernel.domainname": "ctr.example"})))  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip() == "ctr.example", proc.stderr
     assert _host_sysctl("kernel.domainname") == before
+
+
+@pytest.fixture
+def shared_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A shared tmpfs mount on the host (as on systemd machines, where / is shared)."""
+    d = tmp_path / "shared"
+    d.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "ocipy-test-shared", str(d)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(d)], check=True)
+        yield d
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(d)], check=False)
+
+
+@pytest.mark.parametrize("prop", ["private", "slave", "rprivate", "rslave", "shared", "unbindable"])
+def test_no_container_mount_reaches_a_shared_host_mount(runtime: Any, make_bundle: MakeBundle, shared_dir: Path,
+                                                        prop: str) -> None:  # fmt: skip
+    """rootfsPropagation private/slave (not recursive) left the rootfs's mount a
+    peer of the host's: proc, dev, sys appeared on the host (and stayed when
+    create failed).  runc makes that mount private."""
+    bundle = make_bundle(["sleep", "30"], edit=lambda c: c["linux"].update(rootfsPropagation=prop))
+    subprocess.run(["cp", "-a", str(bundle), str(shared_dir / "b")], check=True)
+    cid = unique_id()
+    proc = runtime("run", "-d", "-b", str(shared_dir / "b"), cid, check=False)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert mounts_under(shared_dir / "b") == []
+    finally:
+        runtime("delete", "-f", cid, check=False)
+    # and a create that fails after its first mounts
+    (shared_dir / "b/rootfs/sys").rmdir()
+    (shared_dir / "b/rootfs/sys").symlink_to("/etc")
+    assert runtime("run", "-d", "-b", str(shared_dir / "b"), unique_id(), check=False).returncode == 1
+    assert mounts_under(shared_dir / "b") == []

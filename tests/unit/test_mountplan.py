@@ -385,3 +385,19 @@ def test_the_parent_imports_what_the_cgroup_mount_needs():
             "rootfs.mount_plan(default_spec(), '/b'); print('ocipy.linux.cgroups.mount' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"
+
+
+def test_the_shared_mount_holding_the_rootfs():
+    info = "\n".join([
+        "27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw",
+        "45 27 0:48 / /tmp/shared rw,relatime shared:7 - tmpfs t rw",
+        "46 27 0:49 / /tmp/sharedx rw,relatime - tmpfs t rw",
+        "47 45 0:50 / /tmp/shared/priv rw,relatime - tmpfs t rw",
+        "48 45 0:50 / /tmp/shared/over rw,relatime - tmpfs t rw",
+        "49 48 0:51 / /tmp/shared/over rw,relatime shared:9 master:3 - tmpfs t rw",
+    ])  # fmt: skip
+    assert rootfs.shared_mount_holding(info, "/tmp/shared/b/rootfs") == "/tmp/shared"
+    assert rootfs.shared_mount_holding(info, "/tmp/sharedx/rootfs") is None
+    assert rootfs.shared_mount_holding(info, "/tmp/shared/priv/rootfs") is None
+    assert rootfs.shared_mount_holding(info, "/var/b/rootfs") == "/"
+    assert rootfs.shared_mount_holding(info, "/tmp/shared/over/r") == "/tmp/shared/over"  # the top of two

@@ -333,7 +333,7 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
             sc.setdomainname(config["domainname"])
 
     if "mount" in ns_types:
-        rootfs.set_root_propagation(config)
+        rootfs.set_root_propagation(config, ctx.rootfs)
         rootfs.bind_rootfs(ctx.rootfs)
         root_fd = os.open(ctx.rootfs, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         mount_ctx = {"cgroup_manager": ctx.cgroup_manager, "cgroupns": "cgroup" in ns_types,

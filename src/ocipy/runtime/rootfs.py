@@ -110,18 +110,42 @@ def fd_path(fd: int) -> str:
 # --- the steps ---------------------------------------------------------------
 
 
-def set_root_propagation(config: dict[str, Any], k: Kernel = sc) -> None:
+def set_root_propagation(config: dict[str, Any], rootfs: str | None = None, k: Kernel = sc) -> None:
     """Keep the container's mounts from propagating back to the host.
 
     linux.rootfsPropagation private/slave applies here; shared and unbindable
     cannot (pivot_root refuses a shared new root; an unbindable tree refuses
     the rootfs bind mount), so until pivot_root the tree is a slave and those
     are applied by `finish_root_propagation`.
+
+    A non-recursive private/slave changes "/" only (runc's reading): the
+    mount holding `rootfs` may still be a peer of the host's, and every
+    mount made in the container would appear on the host.  Make that one
+    private, as runc does (an rslave/rprivate "/" has no shared mount left).
     """
     prop = (config.get("linux") or {}).get("rootfsPropagation") or "rslave"
     flags = PROPAGATION[prop]
     early = sc.MS_SLAVE | sc.MS_REC if flags & (sc.MS_SHARED | sc.MS_UNBINDABLE) else flags
     k.mount(None, "/", None, early)
+    if rootfs and not early & sc.MS_REC:
+        with open("/proc/self/mountinfo") as f:
+            point = shared_mount_holding(f.read(), os.path.realpath(rootfs))
+        if point is not None:
+            k.mount(None, point, None, sc.MS_PRIVATE)
+
+
+def shared_mount_holding(mountinfo: str, path: str) -> str | None:
+    """The mount point of the mount `path` is on, when that mount is shared."""
+    best, best_shared = "", False
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 7 or "-" not in fields:
+            continue
+        point = _unescape(fields[4])
+        inside = point == "/" or path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):  # the last of equals is the top one
+            best, best_shared = point, any(f.startswith("shared:") for f in fields[6 : fields.index("-")])
+    return best if best and best_shared else None
 
 
 def bind_rootfs(rootfs: str, k: Kernel = sc) -> None:
