@@ -6,6 +6,13 @@ path and the errno.  The calls go through `_syscall.syscall`, a few lines of
 C built by `make install` (importing ctypes would cost ~2.8 ms of every
 runtime command's start); without it, through ctypes.  Structures are packed
 with `struct`, native byte order.
+
+The kernel seam: the calls that change the mount table, make device nodes
+or move the process between namespaces are the module-level functions
+listed in `Kernel` below.  Code that performs them (runtime/rootfs.py) takes
+a `Kernel` argument whose default is this module, so a unit test can hand
+it a recording fake (tests/support/kernel.py) and assert the exact sequence
+of mounts for a config without root.
 """
 
 from __future__ import annotations
@@ -18,7 +25,28 @@ from ocipy.errors import KernelError
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, Protocol
+
+    class Kernel(Protocol):
+        """The calls behind the seam; this module is the real implementation."""
+
+        def mount(self, source: str | None, target: str, fstype: str | None, flags: int,
+                  data: str | None = None) -> None: ...  # fmt: skip
+        def umount2(self, target: str, flags: int = 0) -> None: ...
+        def pivot_root(self, new_root: str, put_old: str) -> None: ...
+        def chroot(self, path: str) -> None: ...
+        def openat2(self, dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int: ...
+        def open_tree(self, dfd: int, path: str, flags: int, what: str | None = None) -> int: ...
+        def move_mount(self, from_dfd: int, from_path: str, to_dfd: int, to_path: str, flags: int,
+                       what: str | None = None) -> None: ...  # fmt: skip
+        def mount_setattr(self, dfd: int, path: str, flags: int, attr_set: int, attr_clr: int = 0,
+                          propagation: int = 0, userns_fd: int = 0, what: str | None = None) -> None: ...  # fmt: skip
+        def mount_flags(self, path: str) -> int: ...
+        def mknod(self, dir_fd: int, name: str, mode: int, rdev: int, shown: str) -> None: ...
+        def chown(self, dir_fd: int, name: str, uid: int, gid: int, shown: str) -> None: ...
+        def symlink(self, target: str, dir_fd: int, name: str) -> None: ...
+        def setns(self, fd: int, nstype: int, path: str | None = None) -> None: ...
+        def unshare(self, flags: int) -> None: ...
 
 
 def _ctypes_syscall() -> Callable[..., int]:
@@ -184,6 +212,52 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     call("pivot_root", new_root.encode(), put_old.encode(), path=new_root)
+
+
+def chroot(path: str) -> None:
+    try:
+        os.chroot(path)
+    except OSError as e:
+        raise KernelError("chroot", path, e.errno or 5) from None
+
+
+def mount_flags(path: str) -> int:
+    """The MS_* flags the mount at `path` has that a bind remount must keep
+    (inside a user namespace the kernel refuses to clear them)."""
+    try:
+        f_flag = os.statvfs(path).f_flag
+    except OSError as e:
+        raise KernelError("statvfs", path, e.errno or 5) from None
+    flags = 0
+    for vfs, ms in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+                    (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
+                    (os.ST_RELATIME, MS_RELATIME)):  # fmt: skip
+        if f_flag & vfs:
+            flags |= ms
+    return flags
+
+
+def mknod(dir_fd: int, name: str, mode: int, rdev: int, shown: str) -> None:
+    """mknod(2) of `name` in `dir_fd`, with the umask out of the way (`mode` is exact)."""
+    old = os.umask(0)
+    try:
+        os.mknod(name, mode, rdev, dir_fd=dir_fd)
+    except OSError as e:
+        raise KernelError("mknod", shown, e.errno or 1) from None
+    finally:
+        os.umask(old)
+
+
+def chown(dir_fd: int, name: str, uid: int, gid: int, shown: str) -> None:
+    try:
+        os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as e:
+        raise KernelError("chown", shown, e.errno or 1) from None
+
+
+def symlink(target: str, dir_fd: int, name: str) -> None:
+    """symlink(2); FileExistsError passes through (callers decide)."""
+    os.symlink(target, name, dir_fd=dir_fd)
 
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:

@@ -142,7 +142,10 @@ def create(
     extra_fds = listen_fds + preserve_fds
 
     from ocipy.runtime.init import preload
-    from ocipy.runtime.rootfs import prepare_idmapped_mounts
+    from ocipy.runtime.rootfs import check_sysctl_namespaces, mount_plan, prepare_mount_sources
+
+    if linux.get("sysctl"):
+        check_sysctl_namespaces(linux)
 
     ctx = InitContext()
     ctx.config, ctx.bundle, ctx.rootfs = config, bundle, rootfs
@@ -204,7 +207,9 @@ def create(
             if console_socket is not None:
                 console_fd = _connect_console(console_socket)
             ctx.console_fd = console_fd
-            ctx.idmap_trees = prepare_idmapped_mounts(config, bundle)
+            ctx.mount_plan = mount_plan(config, bundle)
+            userns = ctx.new_userns or any(t == "user" for t, _ in ctx.ns_fds)
+            ctx.idmap_trees = prepare_mount_sources(ctx.mount_plan, linux, userns)
             to_child_r, to_child_w = os.pipe()
             from_child_r, from_child_w = os.pipe()
             ctx.channel = Channel(to_child_r, from_child_w)

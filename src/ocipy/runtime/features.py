@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
 def features() -> dict[str, Any]:
     from ocipy import OCI_RUNTIME_SPEC_VERSION
-    from ocipy.runtime.rootfs import _FLAGS, _PROPAGATION, _RECURSIVE, _RECURSIVE_ATIME
+    from ocipy.runtime.mountplan import FLAGS, PROPAGATION, RECURSIVE, RECURSIVE_ATIME
     from ocipy.spec.runtime import (
         CAPABILITIES,
         HOOK_KINDS,
@@ -18,7 +18,7 @@ def features() -> dict[str, Any]:
         NAMESPACES,
     )
 
-    options = sorted(set(_FLAGS) | set(_PROPAGATION) | set(_RECURSIVE) | set(_RECURSIVE_ATIME) | {"idmap", "ridmap"})
+    options = sorted(set(FLAGS) | set(PROPAGATION) | set(RECURSIVE) | set(RECURSIVE_ATIME) | {"idmap", "ridmap"})
     linux: dict[str, Any] = {
         "namespaces": sorted(NAMESPACES),
         "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.__getitem__),

@@ -43,8 +43,13 @@ class Channel:
         self.rfd, self.wfd = rfd, wfd
         self._buf = b""
 
-    def send(self, message: str) -> None:
-        os.write(self.wfd, (message.replace("\n", " ") + "\n").encode())
+    def send(self, message: str, strict: bool = False) -> None:
+        try:
+            os.write(self.wfd, (message.replace("\n", " ") + "\n").encode())
+        except BrokenPipeError:
+            if strict:
+                raise
+            # The other side is gone: its last words (or EOF) are what recv reads next.
 
     def recv(self) -> str:
         while b"\n" not in self._buf:
@@ -94,7 +99,8 @@ class InitContext:
         self.cgroup_manager: Any = None
         self.seccomp_filter: Any = None  # built by the parent (libseccomp is loaded there)
         self.cgroup_self_join = False  # the bootstrap moves itself into the v1 cgroups
-        self.idmap_trees: dict[int, int] = {}  # mount index -> detached idmapped tree (parent-made)
+        self.idmap_trees: dict[int, int] = {}  # mount index -> detached tree (parent-made: idmap, userns sources)
+        self.mount_plan: Any = None  # rootfs.mount_plan(config, bundle), made by the parent
         self.parent_hooks = False  # prestart/createRuntime hooks run by the parent
         self.cgroups_pending = False  # cloned directly: "init-go", then join v1, when needed
         # The parent's fds the children must not keep: the state dir lock (a
@@ -136,7 +142,7 @@ def report_error(channel: Channel | None, exc: BaseException) -> NoReturn:
     try:
         if channel is None:
             raise OSError
-        channel.send("error " + message)
+        channel.send("error " + message, strict=True)
     except OSError:
         # After "ready" nobody listens on the channel: tell the container's stderr.
         try:
@@ -330,18 +336,20 @@ def _init(ctx: InitContext, ch: Channel) -> NoReturn:
             sc.setdomainname(config["domainname"])
 
     if "mount" in ns_types:
-        rootfs.set_root_propagation(config)
+        rootfs.set_root_propagation(config, ctx.rootfs)
         rootfs.bind_rootfs(ctx.rootfs)
         root_fd = os.open(ctx.rootfs, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         mount_ctx = {"cgroup_manager": ctx.cgroup_manager, "cgroupns": "cgroup" in ns_types,
-                     "idmap_trees": ctx.idmap_trees}  # fmt: skip
-        for i, entry in enumerate(config.get("mounts") or []):
-            if entry.get("type") == "cgroup":
+                     "trees": ctx.idmap_trees}  # fmt: skip
+        plan = ctx.mount_plan or rootfs.mount_plan(config, ctx.bundle)
+        for m, ops in zip(plan.mounts, plan.steps, strict=True):
+            if m.type == "cgroup":
                 _join_cgroups(ctx, ch)
-            rootfs.mount_entry(root_fd, ctx.bundle, i, entry, mount_ctx)
+            rootfs.execute(root_fd, ops, mount_ctx)
         _join_cgroups(ctx, ch)  # mknod under the container's device rules
-        rootfs.create_devices(root_fd, config, "user" in ns_types)
+        rootfs.create_devices(root_fd, config, "user" in ns_types, plan.dev_bound)
         os.close(rootfs.make_path(root_fd, proc.get("cwd") or "/", True))  # runc creates a missing cwd
+        rootfs.execute(root_fd, plan.deferred, mount_ctx)  # a read-only /dev once its nodes are made
         os.close(root_fd)
 
     _join_cgroups(ctx, ch)

@@ -1,6 +1,8 @@
 """The container's root filesystem: mounts, /dev, pivot_root, masked and readonly paths.
 
 Runs in the container's init process, inside its new mount namespace.
+What to mount is planned by runtime/mountplan.py (pure); `execute` runs a
+plan through the kernel seam (`ocipy.linux.syscalls`, or a fake in tests).
 Every destination is resolved inside the rootfs with openat2(RESOLVE_IN_ROOT)
 and mounted on through its ``/proc/self/fd/N`` handle, so a symlink or
 ``..`` in the rootfs can never send a mount, a mkdir or a device node
@@ -15,99 +17,29 @@ import stat
 
 from ocipy.errors import ConfigError, KernelError, OcipyError
 from ocipy.linux import syscalls as sc
+from ocipy.runtime import mountplan
+from ocipy.runtime.mountplan import (
+    PROPAGATION,
+    Bind,
+    Cgroup,
+    CheckDir,
+    MountFs,
+    MountOptions,
+    Propagate,
+    Remount,
+    RemountRo,
+    SetAttr,
+    clean_path,
+)
+
+__all__ = ["MountOptions", "clean_path"]  # re-exported: mountplan's, named here before
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
-# option -> (clear?, flag) for mount(2) flags (config.md "Mount options").
-_FLAGS: dict[str, tuple[bool, int]] = {
-    "async": (True, sc.MS_SYNCHRONOUS), "atime": (True, sc.MS_NOATIME),
-    "bind": (False, sc.MS_BIND), "defaults": (False, 0), "dev": (True, sc.MS_NODEV),
-    "diratime": (True, sc.MS_NODIRATIME), "dirsync": (False, sc.MS_DIRSYNC),
-    "exec": (True, sc.MS_NOEXEC), "iversion": (False, sc.MS_IVERSION),
-    "lazytime": (False, sc.MS_LAZYTIME), "loud": (True, sc.MS_SILENT),
-    "mand": (False, sc.MS_MANDLOCK), "noatime": (False, sc.MS_NOATIME),
-    "nodev": (False, sc.MS_NODEV), "nodiratime": (False, sc.MS_NODIRATIME),
-    "noexec": (False, sc.MS_NOEXEC), "noiversion": (True, sc.MS_IVERSION),
-    "nolazytime": (True, sc.MS_LAZYTIME), "nomand": (True, sc.MS_MANDLOCK),
-    "norelatime": (True, sc.MS_RELATIME), "nostrictatime": (True, sc.MS_STRICTATIME),
-    "nosuid": (False, sc.MS_NOSUID), "nosymfollow": (False, sc.MS_NOSYMFOLLOW),
-    "rbind": (False, sc.MS_BIND | sc.MS_REC), "relatime": (False, sc.MS_RELATIME),
-    "remount": (False, sc.MS_REMOUNT), "ro": (False, sc.MS_RDONLY),
-    "rw": (True, sc.MS_RDONLY), "silent": (False, sc.MS_SILENT),
-    "strictatime": (False, sc.MS_STRICTATIME), "suid": (True, sc.MS_NOSUID),
-    "symfollow": (True, sc.MS_NOSYMFOLLOW), "sync": (False, sc.MS_SYNCHRONOUS),
-}  # fmt: skip
-
-_PROPAGATION: dict[str, int] = {
-    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
-    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
-    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
-    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
-}  # fmt: skip
-
-# recursive option -> (clear?, MOUNT_ATTR_*), applied with mount_setattr(AT_RECURSIVE)
-_RECURSIVE: dict[str, tuple[bool, int]] = {
-    "rro": (False, sc.MOUNT_ATTR_RDONLY), "rrw": (True, sc.MOUNT_ATTR_RDONLY),
-    "rnosuid": (False, sc.MOUNT_ATTR_NOSUID), "rsuid": (True, sc.MOUNT_ATTR_NOSUID),
-    "rnodev": (False, sc.MOUNT_ATTR_NODEV), "rdev": (True, sc.MOUNT_ATTR_NODEV),
-    "rnoexec": (False, sc.MOUNT_ATTR_NOEXEC), "rexec": (True, sc.MOUNT_ATTR_NOEXEC),
-    "rnodiratime": (False, sc.MOUNT_ATTR_NODIRATIME), "rdiratime": (True, sc.MOUNT_ATTR_NODIRATIME),
-    "rnosymfollow": (False, sc.MOUNT_ATTR_NOSYMFOLLOW), "rsymfollow": (True, sc.MOUNT_ATTR_NOSYMFOLLOW),
-}  # fmt: skip
-# atime options are a field, not bits: (attr to set in MOUNT_ATTR__ATIME)
-_RECURSIVE_ATIME = {
-    "rrelatime": sc.MOUNT_ATTR_RELATIME, "rnorelatime": sc.MOUNT_ATTR_RELATIME,
-    "rnoatime": sc.MOUNT_ATTR_NOATIME, "ratime": sc.MOUNT_ATTR_RELATIME,
-    "rstrictatime": sc.MOUNT_ATTR_STRICTATIME, "rnostrictatime": sc.MOUNT_ATTR_RELATIME,
-}  # fmt: skip
-
-
-class MountOptions:
-    """A mount entry's `options`, sorted into what each system call needs."""
-
-    def __init__(self, options: list[str]) -> None:
-        self.flags = 0
-        self.clear = 0
-        self.propagation: list[int] = []
-        self.attr_set = 0
-        self.attr_clr = 0
-        self.idmap = False
-        self.recursive_idmap = False
-        data: list[str] = []
-        for opt in options:
-            if opt in _FLAGS:
-                clear, flag = _FLAGS[opt]
-                if clear:
-                    self.flags &= ~flag
-                    self.clear |= flag
-                else:
-                    self.flags |= flag
-            elif opt in _PROPAGATION:
-                self.propagation.append(_PROPAGATION[opt])
-            elif opt in _RECURSIVE:
-                clear, attr = _RECURSIVE[opt]
-                if clear:
-                    self.attr_clr |= attr
-                else:
-                    self.attr_set |= attr
-            elif opt in _RECURSIVE_ATIME:
-                self.attr_clr |= sc.MOUNT_ATTR__ATIME
-                self.attr_set |= _RECURSIVE_ATIME[opt]
-            elif opt in ("idmap", "ridmap"):
-                self.idmap = True
-                self.recursive_idmap = opt == "ridmap"
-            elif opt == "tmpcopyup":
-                pass  # a runc extension we do not implement; harmless to ignore
-            else:
-                data.append(opt)
-        self.data = ",".join(data)
-
-    @property
-    def is_bind(self) -> bool:
-        return bool(self.flags & sc.MS_BIND)
-
+    from ocipy.linux.syscalls import Kernel
+    from ocipy.runtime.mountplan import Op, Plan
 
 # --- resolving paths inside the rootfs -------------------------------------
 
@@ -171,11 +103,6 @@ def _create(dir_fd: int, name: str, is_dir: bool, mode: int, shown: str) -> None
         raise KernelError("mkdir" if is_dir else "create", shown, e.errno or errno.EIO) from None
 
 
-def clean_path(path: str) -> str:
-    """An absolute, normalised path ('//x' and 'a/../b' folded)."""
-    return os.path.normpath("/" + path.lstrip("/"))
-
-
 def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
@@ -183,153 +110,217 @@ def fd_path(fd: int) -> str:
 # --- the steps ---------------------------------------------------------------
 
 
-def set_root_propagation(config: dict[str, Any]) -> None:
+def set_root_propagation(config: dict[str, Any], rootfs: str | None = None, k: Kernel = sc) -> None:
     """Keep the container's mounts from propagating back to the host.
 
     linux.rootfsPropagation private/slave applies here; shared and unbindable
     cannot (pivot_root refuses a shared new root; an unbindable tree refuses
     the rootfs bind mount), so until pivot_root the tree is a slave and those
     are applied by `finish_root_propagation`.
+
+    A non-recursive private/slave changes "/" only (runc's reading): the
+    mount holding `rootfs` may still be a peer of the host's, and every
+    mount made in the container would appear on the host.  Make that one
+    private, as runc does (an rslave/rprivate "/" has no shared mount left).
     """
     prop = (config.get("linux") or {}).get("rootfsPropagation") or "rslave"
-    flags = _PROPAGATION[prop]
+    flags = PROPAGATION[prop]
     early = sc.MS_SLAVE | sc.MS_REC if flags & (sc.MS_SHARED | sc.MS_UNBINDABLE) else flags
-    sc.mount(None, "/", None, early)
+    k.mount(None, "/", None, early)
+    if rootfs and not early & sc.MS_REC:
+        with open("/proc/self/mountinfo") as f:
+            point = shared_mount_holding(f.read(), os.path.realpath(rootfs))
+        if point is not None:
+            k.mount(None, point, None, sc.MS_PRIVATE)
 
 
-def bind_rootfs(rootfs: str) -> None:
-    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+def shared_mount_holding(mountinfo: str, path: str) -> str | None:
+    """The mount point of the mount `path` is on, when that mount is shared."""
+    best, best_shared = "", False
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 7 or "-" not in fields:
+            continue
+        point = _unescape(fields[4])
+        inside = point == "/" or path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):  # the last of equals is the top one
+            best, best_shared = point, any(f.startswith("shared:") for f in fields[6 : fields.index("-")])
+    return best if best and best_shared else None
 
 
-def finish_root_propagation(config: dict[str, Any]) -> None:
+def bind_rootfs(rootfs: str, k: Kernel = sc) -> None:
+    k.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
+
+
+def finish_root_propagation(config: dict[str, Any], k: Kernel = sc) -> None:
     """After pivot_root: a shared or unbindable rootfsPropagation on the new root (as runc does)."""
     prop = (config.get("linux") or {}).get("rootfsPropagation")
     if prop in ("shared", "rshared", "unbindable", "runbindable"):
-        sc.mount(None, "/", None, _PROPAGATION[prop])
+        k.mount(None, "/", None, PROPAGATION[prop])
 
 
-def _locked_flags(path: str) -> int:
-    """Flags a bind mount must keep (the kernel refuses to clear them inside a user namespace)."""
-    st = os.statvfs(path)
-    flags = 0
-    for vfs, ms in ((os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NODEV, sc.MS_NODEV),
-                    (os.ST_NOEXEC, sc.MS_NOEXEC), (os.ST_NOATIME, sc.MS_NOATIME),
-                    (os.ST_NODIRATIME, sc.MS_NODIRATIME), (os.ST_RELATIME, sc.MS_RELATIME)):  # fmt: skip
-        if st.f_flag & vfs:
-            flags |= ms
-    return flags
+def remount_bind(target: str, flags: int, clear: int = 0, k: Kernel = sc) -> None:
+    """MS_REMOUNT|MS_BIND with `flags`, keeping the flags the mount has that
+    `clear` does not ask to clear (the kernel refuses to drop locked ones)."""
+    flags = (flags | (k.mount_flags(target) & ~clear)) & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+    k.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | flags)
 
 
-def remount_bind(target: str, flags: int, clear: int = 0) -> None:
-    flags = (flags | (_locked_flags(target) & ~clear)) & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
-    sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | flags)
+def mount_plan(config: dict[str, Any], bundle: str) -> Plan:
+    """The config's mounts, parsed and planned (pure: see runtime/mountplan.py).
+
+    Called by the parent: what executing the plan will import is imported
+    here, while the runtime's files can still be read (a mapped root in a
+    user namespace may not reach them, and after pivot_root nothing can).
+    """
+    plan = mountplan.plan(config, bundle)
+    if any(m.type == "cgroup" and not m.is_bind for m in plan.mounts):
+        import ocipy.linux.cgroups.mount  # noqa: F401
+    return plan
 
 
-def mount_entry(root_fd: int, bundle: str, index: int, entry: dict[str, Any], ctx: dict[str, Any]) -> None:
-    """Mount one `mounts[i]` entry inside the rootfs."""
-    dest = entry["destination"]
-    if not dest.startswith("/"):
-        dest = "/" + dest  # config.md: relative destinations are relative to "/"
-    opts = MountOptions(entry.get("options") or [])
-    mtype = entry.get("type") or ("bind" if opts.is_bind else "")
-    source = entry.get("source") or ""
-    field = f"mounts[{index}]"
-    if mtype == "bind":
-        opts.flags |= sc.MS_BIND
-    if opts.is_bind:
-        if not os.path.isabs(source):
-            source = os.path.join(bundle, source)
-        try:
-            src_is_dir = stat.S_ISDIR(os.stat(source).st_mode)
-        except OSError as e:
-            raise ConfigError(f"{field}.source", f"{source}: {os.strerror(e.errno or errno.ENOENT)}") from None
-        fd = make_path(root_fd, dest, src_is_dir)
-        try:
-            target = fd_path(fd)
-            if opts.idmap:  # the parent made the idmapped tree: move it in place
-                sc.move_mount(ctx["idmap_trees"][index], "", fd, "",
-                              sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH, what=dest)  # fmt: skip
-            else:
-                sc.mount(source, target, None, sc.MS_BIND | (opts.flags & sc.MS_REC))
-            # Remount a fresh fd: the old O_PATH handle points at the covered dentry.
-            _finish_mount(root_fd, dest, opts, bind=True)
-        finally:
-            os.close(fd)
-        return
-    if mtype == "cgroup":
-        fd = make_path(root_fd, dest, True)
-        try:
-            host_bind = _mount_cgroup(fd, opts, ctx)
-        finally:
-            os.close(fd)
-        if host_bind:  # a fresh handle: the old one points under the new mount
-            fd = open_in_root(root_fd, dest)
+def execute(root_fd: int, ops: list[Op], ctx: dict[str, Any], k: Kernel = sc) -> None:
+    """Run a mount plan's operations inside the rootfs `root_fd`.
+
+    ctx: "trees" {mount index: fd of a tree the parent opened (idmapped, or a
+    source the container's root could not reach)}, "cgroup_manager",
+    "cgroupns".  Every destination is resolved anew inside the root: after a
+    mount, an old O_PATH handle points at the covered directory.
+    """
+    for op in ops:
+        if isinstance(op, Bind):
+            _bind(root_fd, op, ctx, k)
+        elif isinstance(op, MountFs):
+            fd = make_path(root_fd, op.dest, True)
             try:
-                remount_bind(fd_path(fd), sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+                k.mount(op.source, fd_path(fd), op.fstype, op.flags, op.data)
+            except KernelError as e:
+                raise OcipyError(f"{op.field}: mounting {op.fstype} on {op.dest}: {os.strerror(e.errno)}") from None
             finally:
                 os.close(fd)
-        _finish_mount(root_fd, dest, opts, bind=False, skip_flags=True)
-        return
-    fd = make_path(root_fd, dest, True)
+        elif isinstance(op, CheckDir):
+            _check_dir(root_fd, op.dest, op.field, op.fstype)
+        elif isinstance(op, Cgroup):
+            fd = make_path(root_fd, op.dest, True)
+            try:
+                host_bind = _mount_cgroup(fd, op.readonly, ctx, k)
+            finally:
+                os.close(fd)
+            if host_bind:
+                with _InRoot(root_fd, op.dest) as target:
+                    remount_bind(target, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, k=k)
+        elif isinstance(op, Remount):
+            with _InRoot(root_fd, op.dest) as target:
+                remount_bind(target, op.flags, op.clear, k)
+        elif isinstance(op, Propagate):
+            with _InRoot(root_fd, op.dest) as target:
+                k.mount(None, target, None, op.flag)
+        elif isinstance(op, SetAttr):
+            fd = open_in_root(root_fd, op.dest)
+            try:
+                k.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, op.attr_set, op.attr_clr, what=op.dest)
+            finally:
+                os.close(fd)
+        elif isinstance(op, RemountRo):
+            with _InRoot(root_fd, op.dest) as target:
+                k.mount(None, target, None, sc.MS_REMOUNT | op.flags | sc.MS_RDONLY)
+        else:  # pragma: no cover - a new Op without an executor
+            raise AssertionError(f"no executor for {op!r}")
+
+
+class _InRoot:
+    """`with _InRoot(root_fd, dest) as target:` a /proc/self/fd path to dest, inside the root."""
+
+    __slots__ = ("root_fd", "dest", "fd")
+
+    def __init__(self, root_fd: int, dest: str) -> None:
+        self.root_fd, self.dest, self.fd = root_fd, dest, -1
+
+    def __enter__(self) -> str:
+        self.fd = open_in_root(self.root_fd, self.dest)
+        return fd_path(self.fd)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def _bind(root_fd: int, op: Bind, ctx: dict[str, Any], k: Kernel) -> None:
+    tree = (ctx.get("trees") or {}).get(op.index)
     try:
-        flags = opts.flags & ~sc.MS_REMOUNT if not opts.flags & sc.MS_REMOUNT else opts.flags
-        sc.mount(source or mtype, fd_path(fd), mtype, flags, opts.data or None)
-    except KernelError as e:
-        raise OcipyError(f"{field}: mounting {mtype} on {dest}: {os.strerror(e.errno)}") from None
-    finally:
-        os.close(fd)
-    _finish_mount(root_fd, dest, opts, bind=False, skip_flags=True)
-
-
-def _finish_mount(root_fd: int, dest: str, opts: MountOptions, bind: bool, skip_flags: bool = False) -> None:
-    remount = bind and (opts.flags & ~(sc.MS_BIND | sc.MS_REC) or opts.clear)
-    if not (remount or opts.propagation or opts.attr_set or opts.attr_clr):
-        return  # nothing to change: spare the lookup (most of the default mounts)
-    fd = open_in_root(root_fd, dest)
+        st = os.stat(tree) if tree is not None else os.stat(op.source)
+    except OSError as e:
+        raise ConfigError(f"{op.field}.source", f"{op.source}: {os.strerror(e.errno or errno.ENOENT)}") from None
+    fd = make_path(root_fd, op.dest, stat.S_ISDIR(st.st_mode))
     try:
         target = fd_path(fd)
-        if bind and opts.flags & ~(sc.MS_BIND | sc.MS_REC) or (bind and opts.clear):
-            remount_bind(target, opts.flags, opts.clear)
-        for prop in opts.propagation:
-            sc.mount(None, target, None, prop)
-        if opts.attr_set or opts.attr_clr:
-            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, opts.attr_set, opts.attr_clr, what=dest)
+        if tree is not None:  # opened by the parent: move it in place
+            k.move_mount(tree, "", fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH, what=op.dest)
+        else:
+            k.mount(op.source, target, None, sc.MS_BIND | (sc.MS_REC if op.recursive else 0))
     finally:
         os.close(fd)
+    if tree is not None:
+        # A tree cloned from the host's namespace is a peer of the host's
+        # mount: make it a slave, as everything else in the container is.
+        with _InRoot(root_fd, op.dest) as target:
+            k.mount(None, target, None, sc.MS_SLAVE | sc.MS_REC)
 
 
-def prepare_idmapped_mounts(config: dict[str, Any], bundle: str) -> dict[int, int]:
-    """config.md `idmap`/`ridmap`: detached, idmapped clones of the bind sources.
+def _check_dir(root_fd: int, dest: str, field: str, fstype: str) -> None:
+    """runc refuses proc and sysfs on anything but a directory (a symlink
+    /proc could point the kernel's files anywhere in the rootfs)."""
+    parent, name = os.path.split(clean_path(dest))
+    if not name:
+        return
+    try:
+        dir_fd = open_in_root(root_fd, parent, os.O_RDONLY | os.O_DIRECTORY)
+    except KernelError:
+        return  # the parent is made on the way: nothing there yet
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    finally:
+        os.close(dir_fd)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{field}.destination", f"{dest}: filesystem {fstype!r} must be mounted on ordinary directory")
 
-    Made by the runtime's parent (attaching an idmapping needs CAP_SYS_ADMIN
-    in the initial user namespace, which the container's init no longer has);
-    the init only moves them into place.  Returns {mount index: tree fd}.
+
+def prepare_mount_sources(plan: Plan, linux: dict[str, Any], userns: bool, k: Kernel = sc) -> dict[int, int]:
+    """Trees the parent opens for the init: {mount index: tree fd}.
+
+    - config.md `idmap`/`ridmap`: detached, idmapped clones of the bind
+      sources (attaching an idmapping needs CAP_SYS_ADMIN in the initial
+      user namespace, which the container's init no longer has);
+    - with a user namespace, every other bind source too: the container's
+      mapped root may not be able to reach it (a 0700 parent directory),
+      the runtime can (runc opens them before joining the namespace).
+    The init only moves them into place.
     """
-    linux = config.get("linux") or {}
     trees: dict[int, int] = {}
     userns_fds: dict[str, int] = {}
     try:
-        for i, entry in enumerate(config.get("mounts") or []):
-            opts = MountOptions(entry.get("options") or [])
-            if not opts.idmap:
+        for m in plan.mounts:
+            if not m.is_bind or not (m.options.idmap or userns):
                 continue
-            field = f"mounts[{i}]"
-            uids = entry.get("uidMappings") or linux.get("uidMappings")
-            gids = entry.get("gidMappings") or linux.get("gidMappings")
-            if not uids or not gids:
-                # config.md: no mappings for the mount and none for the container MUST be an error
-                raise ConfigError(f"{field}.options", "idmap needs uidMappings/gidMappings (on the mount or the container)")
+            rec = sc.AT_RECURSIVE if m.options.flags & sc.MS_REC else 0
+            flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | rec
+            if not m.options.idmap:
+                try:
+                    trees[m.index] = k.open_tree(-100, m.source, flags, what=f"{m.field}.source {m.source}")  # AT_FDCWD
+                except KernelError as e:
+                    if e.errno in (errno.EPERM, errno.ENOSYS):
+                        continue  # rootless, or an old kernel: the init mounts it by path
+                    raise ConfigError(f"{m.field}.source", f"{m.source}: {os.strerror(e.errno)}") from None
+                continue
+            uids, gids = mountplan.idmap_mappings(m, linux)
             key = repr((uids, gids))
             if key not in userns_fds:
-                userns_fds[key] = _user_namespace_with(uids, gids, field)
-            source = entry.get("source") or ""
-            if not os.path.isabs(source):
-                source = os.path.join(bundle, source)
-            flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC | (sc.AT_RECURSIVE if opts.flags & sc.MS_REC else 0)
-            tree = sc.open_tree(-100, source, flags, what=f"{field}.source {source}")  # AT_FDCWD
-            trees[i] = tree
-            sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if opts.recursive_idmap else 0),
-                             sc.MOUNT_ATTR_IDMAP, 0, 0, userns_fds[key], what=f"{field} idmap of {source}")  # fmt: skip
+                userns_fds[key] = _user_namespace_with(uids, gids, m.field)
+            tree = k.open_tree(-100, m.source, flags, what=f"{m.field}.source {m.source}")
+            trees[m.index] = tree
+            k.mount_setattr(tree, "", sc.AT_EMPTY_PATH | (sc.AT_RECURSIVE if m.options.recursive_idmap else 0),
+                            sc.MOUNT_ATTR_IDMAP, 0, 0, userns_fds[key], what=f"{m.field} idmap of {m.source}")  # fmt: skip
     except BaseException:
         for fd in trees.values():
             os.close(fd)
@@ -369,17 +360,16 @@ def _user_namespace_with(uids: list[dict[str, int]], gids: list[dict[str, int]],
         os.waitpid(pid, 0)
 
 
-def _mount_cgroup(fd: int, opts: MountOptions, ctx: dict[str, Any]) -> bool:
+def _mount_cgroup(fd: int, readonly: bool, ctx: dict[str, Any], k: Kernel) -> bool:
     """Set up /sys/fs/cgroup; True when it fell back to binding the host's tree."""
     manager = ctx.get("cgroup_manager")
-    readonly = bool(opts.flags & sc.MS_RDONLY)
     if manager is not None:
         from ocipy.linux.cgroups.mount import mount_cgroupfs
 
         mount_cgroupfs(manager, fd_path(fd), bool(ctx.get("cgroupns")), readonly)
         return False
     # No cgroup manager: show the host's hierarchy, read-only (the caller remounts).
-    sc.mount("/sys/fs/cgroup", fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
+    k.mount("/sys/fs/cgroup", fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
     return True
 
 
@@ -395,32 +385,30 @@ DEFAULT_DEVICES = [
 ]
 
 
-def dev_is_bind_mounted(config: dict[str, Any]) -> bool:
-    for m in config.get("mounts") or []:
-        if clean_path(m.get("destination", "")) == "/dev":
-            return "bind" in (m.get("options") or []) or "rbind" in (m.get("options") or []) or m.get("type") == "bind"
-    return False
+def create_devices(root_fd: int, config: dict[str, Any], in_userns: bool, dev_bound: bool, k: Kernel = sc) -> None:
+    """The default devices, then linux.devices; in a user namespace, bind the host's node.
 
-
-def create_devices(root_fd: int, config: dict[str, Any], in_userns: bool) -> None:
-    """The default devices, then linux.devices; in a user namespace, bind the host's node."""
-    if not dev_is_bind_mounted(config):
+    `dev_bound`: /dev is a bind mount (the host's nodes are there already).
+    """
+    if not dev_bound:
         for dev in DEFAULT_DEVICES:
-            _create_device(root_fd, dev, in_userns, f"default device {dev['path']}")
+            _create_device(root_fd, dev, in_userns, f"default device {dev['path']}", k)
     for i, dev in enumerate((config.get("linux") or {}).get("devices") or []):
-        _create_device(root_fd, dev, in_userns, f"linux.devices[{i}]")
-    if not dev_is_bind_mounted(config):
-        _dev_symlinks(root_fd)
+        _create_device(root_fd, dev, in_userns, f"linux.devices[{i}]", k)
+    if not dev_bound:
+        _dev_symlinks(root_fd, k)
 
 
 _DEV_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
-def _create_device(root_fd: int, dev: dict[str, Any], in_userns: bool, field: str) -> None:
+def _create_device(root_fd: int, dev: dict[str, Any], in_userns: bool, field: str, k: Kernel) -> None:
+    # Anywhere in the rootfs, as runc allows (config-linux.md names no
+    # directory); resolved inside the root like every other path.
     path = clean_path(dev["path"])
-    if not path.startswith("/dev/"):
-        raise ConfigError(f"{field}.path", f"{path} is not under /dev")
     parent, name = os.path.split(path)
+    if not name:
+        raise ConfigError(f"{field}.path", f"{dev['path']!r} is not a valid device path")
     parent_fd = make_path(root_fd, parent, True)
     try:
         dir_fd = os.open(fd_path(parent_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -434,29 +422,25 @@ def _create_device(root_fd: int, dev: dict[str, Any], in_userns: bool, field: st
             os.unlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
-        except IsADirectoryError:
-            raise ConfigError(f"{field}.path", f"{path} is a directory in the rootfs") from None
+        except (IsADirectoryError, PermissionError):
+            if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                raise ConfigError(f"{field}.path", f"{path} is a directory in the rootfs") from None
+            raise
         if in_userns and kind != stat.S_IFIFO:
             os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd))
             fd = sc.openat2(dir_fd, name, sc.O_PATH, 0, sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS)
             try:
-                sc.mount(path, fd_path(fd), None, sc.MS_BIND)
+                k.mount(path, fd_path(fd), None, sc.MS_BIND)
             finally:
                 os.close(fd)
             return
-        old = os.umask(0)
-        try:
-            os.mknod(name, kind | mode, rdev, dir_fd=dir_fd)
-        except OSError as e:
-            raise KernelError("mknod", path, e.errno or errno.EPERM) from None
-        finally:
-            os.umask(old)
-        os.chown(name, dev.get("uid", 0), dev.get("gid", 0), dir_fd=dir_fd, follow_symlinks=False)
+        k.mknod(dir_fd, name, kind | mode, rdev, path)
+        k.chown(dir_fd, name, dev.get("uid", 0), dev.get("gid", 0), path)
     finally:
         os.close(dir_fd)
 
 
-def _dev_symlinks(root_fd: int) -> None:
+def _dev_symlinks(root_fd: int, k: Kernel) -> None:
     dev_fd = open_in_root(root_fd, "/dev", os.O_RDONLY | os.O_DIRECTORY)
     try:
         links = [("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"),
@@ -468,11 +452,11 @@ def _dev_symlinks(root_fd: int) -> None:
             pass
         for target, name in links:
             try:
-                os.symlink(target, name, dir_fd=dev_fd)
+                k.symlink(target, dev_fd, name)
             except FileExistsError:
                 if name == "ptmx":  # a ptmx node from the rootfs: replace it
                     os.unlink(name, dir_fd=dev_fd)
-                    os.symlink(target, name, dir_fd=dev_fd)
+                    k.symlink(target, dev_fd, name)
     finally:
         os.close(dev_fd)
 
@@ -480,31 +464,118 @@ def _dev_symlinks(root_fd: int) -> None:
 # --- pivot_root and after --------------------------------------------------------
 
 
-def pivot_root(rootfs: str) -> None:
+def pivot_root(rootfs: str, k: Kernel = sc) -> None:
     """Make `rootfs` the root; detach the old root so no host path stays reachable."""
     old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fchdir(new_root)
-        sc.pivot_root(".", ".")
+        k.pivot_root(".", ".")
         os.fchdir(old_root)
-        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
-        sc.umount2(".", sc.MNT_DETACH)
+        k.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+        k.umount2(".", sc.MNT_DETACH)
         os.chdir("/")
     finally:
         os.close(old_root)
         os.close(new_root)
 
 
-def move_root(rootfs: str) -> None:
-    """--no-pivot: move the rootfs mount over / and chroot (for ramdisk roots)."""
+def move_root(rootfs: str, k: Kernel = sc) -> None:
+    """--no-pivot: move the rootfs mount over / and chroot (for ramdisk roots).
+
+    The host's mounts stay in the namespace, out of the chroot's sight; the
+    kernel allows a new procfs or sysfs mount where a fully visible one is in
+    the namespace, so a container root could mount a bare /proc (and write
+    /proc/sysrq-trigger).  Detach the host's proc and sysfs mounts first, or
+    cover them where detaching is refused, as runc does.
+    """
+    for mountpoint in _host_proc_sys_mounts(rootfs):
+        try:
+            k.mount(None, mountpoint, None, sc.MS_SLAVE | sc.MS_REC)  # no umount event reaches the host
+        except KernelError as e:
+            if e.errno == errno.ENOENT:
+                continue
+            raise
+        try:
+            k.umount2(mountpoint, sc.MNT_DETACH)
+        except KernelError as e:
+            # EPERM: no privilege (rootless); EINVAL: a mount locked by a user
+            # namespace.  Cover it instead.
+            if e.errno not in (errno.EPERM, errno.EINVAL):
+                raise
+            k.mount("tmpfs", mountpoint, "tmpfs", 0)
     os.chdir(rootfs)
-    sc.mount(rootfs, "/", None, sc.MS_MOVE)
-    os.chroot(".")
+    k.mount(rootfs, "/", None, sc.MS_MOVE)
+    k.chroot(".")
     os.chdir("/")
 
 
+def _host_proc_sys_mounts(rootfs: str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Mount points of proc and sysfs mounts outside `rootfs`, deepest first."""
+    with open(mountinfo) as f:
+        text = f.read()
+    return host_proc_sys_mounts(text, rootfs)
+
+
+def host_proc_sys_mounts(mountinfo: str, rootfs: str) -> list[str]:
+    """From /proc/self/mountinfo's text: the proc and sysfs mount points not under `rootfs`."""
+    root = rootfs.rstrip("/") + "/"
+    found: list[str] = []
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        try:
+            sep = fields.index("-")
+        except ValueError:
+            continue
+        if sep + 1 >= len(fields) or fields[sep + 1] not in ("proc", "sysfs") or len(fields) < 5:
+            continue
+        point = _unescape(fields[4])
+        if point == rootfs.rstrip("/") or point.startswith(root):
+            continue
+        found.append(point)  # twice when stacked: each detach takes the top one
+    # parents before children is the kernel's order; detaching a parent takes
+    # the children along, so go deepest first to treat each one itself
+    return sorted(found, key=lambda p: -p.count("/"))
+
+
+def _unescape(field: str) -> str:
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        octal = field[i + 1 : i + 4]
+        if field[i] == "\\" and len(octal) == 3 and octal.isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def check_sysctl_namespaces(linux: dict[str, Any]) -> None:
+    """linux.sysctl with a namespace joined by `path`: refuse it when that is
+    the runtime's own (the host's) namespace, whose values a write would change."""
+    from ocipy.spec.runtime import sysctl_namespace
+
+    paths = {ns["type"]: ns.get("path") for ns in linux.get("namespaces") or []}
+    for key in linux.get("sysctl") or {}:
+        kind = sysctl_namespace(key)
+        path = paths.get(kind or "")
+        if not path:
+            continue
+        proc_name = "net" if kind == "network" else "ipc"
+        try:
+            theirs, ours = os.stat(path), os.stat(f"/proc/self/ns/{proc_name}")
+        except OSError:
+            continue  # create reports an unusable path itself
+        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+            raise ConfigError(f"linux.sysctl.{key}", f'sysctl "{key}" not allowed in host {kind} namespace ({path})')
+
+
 def write_sysctls(sysctls: dict[str, str]) -> None:
+    """linux.sysctl, after pivot_root (validated at create: only namespaced keys,
+    and only with the namespace of the container's own, see spec.runtime)."""
     for key, value in sysctls.items():
         path = "/proc/sys/" + key.replace(".", "/")
         if ".." in key.split(".") or "/" in key:
@@ -516,26 +587,26 @@ def write_sysctls(sysctls: dict[str, str]) -> None:
             raise ConfigError(f"linux.sysctl.{key}", f"cannot set to {value!r}: {os.strerror(e.errno or errno.EIO)}") from None
 
 
-def readonly_path(path: str) -> None:
+def readonly_path(path: str, k: Kernel = sc) -> None:
     try:
-        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+        k.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
     except KernelError as e:
         if e.errno == errno.ENOENT:
             return
         raise
-    remount_bind(path, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    remount_bind(path, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, k=k)
 
 
-def mask_path(path: str, label: str | None = None) -> None:
+def mask_path(path: str, label: str | None = None, k: Kernel = sc) -> None:
     try:
         is_dir = stat.S_ISDIR(os.stat(path).st_mode)
     except OSError:
         return  # a path that does not exist needs no mask
     if is_dir:
-        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, label)
+        k.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, label)
     else:
-        sc.mount("/dev/null", path, None, sc.MS_BIND)
+        k.mount("/dev/null", path, None, sc.MS_BIND)
 
 
-def readonly_root() -> None:
-    remount_bind("/", sc.MS_RDONLY)
+def readonly_root(k: Kernel = sc) -> None:
+    remount_bind("/", sc.MS_RDONLY, k=k)

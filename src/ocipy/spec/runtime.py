@@ -308,11 +308,18 @@ def validate_config(config: Any) -> dict[str, Any]:
         dest = _expect(m.get("destination"), str, f"{where}.destination")
         if not dest:
             raise ConfigError(f"{where}.destination", "must not be empty")
-        _optional(m, "type", str, where)
+        mtype = _optional(m, "type", str, where)
         _optional(m, "source", str, where)
-        _str_list(m.get("options") or [], f"{where}.options")
+        options = _str_list(m.get("options") or [], f"{where}.options")
+        idmapped = "idmap" in options or "ridmap" in options
+        if idmapped and mtype != "bind" and "bind" not in options and "rbind" not in options:
+            # config.md: with idmap "the mount MUST have an idmapping applied"; only a bind mount can have one
+            raise ConfigError(f"{where}.options", "idmap/ridmap is only supported on bind mounts")
+        if bool(m.get("uidMappings")) != bool(m.get("gidMappings")):
+            # config.md: uidMappings "MUST be specified along with gidMappings"
+            raise ConfigError(f"{where}.uidMappings", "uidMappings and gidMappings must be given together")
     _validate_hooks(config.get("hooks"))
-    _validate_linux(config.get("linux") or {})
+    _validate_linux(config.get("linux") or {}, config.get("domainname"))
     annotations = config.get("annotations") or {}
     _expect(annotations, dict, "annotations")
     for key, value in annotations.items():
@@ -355,6 +362,46 @@ def _validate_hooks(hooks: Any) -> None:
                 raise ConfigError(f"{where}.timeout", "must be greater than zero")
 
 
+# The ipc namespace's sysctls (ipc/ipc_sysctl.c, ipc/mq_sysctl.c: fs.mqueue.*).
+IPC_SYSCTLS = frozenset(("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                         "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"))  # fmt: skip
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace type a sysctl belongs to; None for one that is the host's."""
+    if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "network"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
+
+
+def check_sysctl(key: str, linux: dict[str, Any], domainname: object = None) -> None:
+    """linux.sysctl: only a sysctl of a namespace the container has (writing
+    any other changes the host's kernel), as runc allows, in runc's words.
+
+    kernel.hostname is refused (the `hostname` field sets it, runc 1.1.5);
+    kernel.domainname is allowed with a uts namespace, as runc 1.1.5 allows
+    it, unless the `domainname` field sets it too.  A namespace joined by
+    `path` may be the host's: the runtime checks that at create, where it
+    can stat the path (rootfs.check_sysctl_namespaces).
+    """
+    field = f"linux.sysctl.{key}"
+    kind = sysctl_namespace(key)
+    types = {ns.get("type") for ns in linux.get("namespaces") or [] if isinstance(ns, dict)}
+    if kind == "uts" and "uts" in types:
+        if key == "kernel.domainname" and not domainname:
+            return
+        name = "hostname" if key == "kernel.hostname" else "domainname"
+        raise ConfigError(field, f'sysctl "{key}" is not allowed as it conflicts with the OCI "{name}" field')
+    if kind is None or kind == "uts":
+        raise ConfigError(field, f'sysctl "{key}" is not in a separate kernel namespace')
+    if kind not in types:
+        raise ConfigError(field, f'sysctl "{key}" is not allowed in the hosts {"ipc" if kind == "ipc" else "network"} namespace')
+
+
 def _validate_mappings(linux: dict[str, Any], key: str) -> None:
     for i, m in enumerate(_expect(linux.get(key) or [], list, f"linux.{key}")):
         _expect(m, dict, f"linux.{key}[{i}]")
@@ -363,7 +410,7 @@ def _validate_mappings(linux: dict[str, Any], key: str) -> None:
                 raise ConfigError(f"linux.{key}[{i}].{k}", "is negative")
 
 
-def _validate_linux(linux: Any) -> None:
+def _validate_linux(linux: Any, domainname: object = None) -> None:
     _expect(linux, dict, "linux")
     seen: set[str] = set()
     for i, ns in enumerate(_expect(linux.get("namespaces") or [], list, "linux.namespaces")):
@@ -391,12 +438,16 @@ def _validate_linux(linux: Any) -> None:
     sysctl = _expect(linux.get("sysctl") or {}, dict, "linux.sysctl")
     for key, value in sysctl.items():
         _expect(value, str, f"linux.sysctl.{key}")
+        check_sysctl(key, linux, domainname)
     for i, dev in enumerate(_expect(linux.get("devices") or [], list, "linux.devices")):
         where = f"linux.devices[{i}]"
         _expect(dev, dict, where)
         path = _expect(dev.get("path"), str, f"{where}.path")
         if not path.startswith("/"):
             raise ConfigError(f"{where}.path", f"{path!r} must be absolute")
+        if not path.strip("/") or all(p in ("", ".", "..") for p in path.split("/")):
+            # anywhere in the rootfs (runc makes /mydev/x too), but not the rootfs itself
+            raise ConfigError(f"{where}.path", f"{path!r} is not a valid device path")
         if dev.get("type") not in ("c", "b", "u", "p"):
             raise ConfigError(f"{where}.type", f"{dev.get('type')!r} is not one of c, b, u, p")
         if dev["type"] != "p":
