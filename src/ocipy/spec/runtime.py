@@ -222,10 +222,19 @@ def validate_process(process: Any, field: str = "process") -> None:
         _expect(gid, int, f"{field}.user.additionalGids[{i}]")
     caps = process.get("capabilities") or {}
     _expect(caps, dict, f"{field}.capabilities")
+    # config.md: runtimes SHOULD NOT fail on capabilities that cannot be granted.
+    # As runc: unknown names are dropped from the sets with one warning.
+    unknown: set[str] = set()
     for cap_set in CAPABILITY_SETS:
-        for i, name in enumerate(_str_list(caps.get(cap_set) or [], f"{field}.capabilities.{cap_set}")):
-            if name.upper() not in CAPABILITIES:
-                raise ConfigError(f"{field}.capabilities.{cap_set}[{i}]", f"unknown capability {name!r}")
+        names = _str_list(caps.get(cap_set) or [], f"{field}.capabilities.{cap_set}")
+        known = [name for name in names if name.upper() in CAPABILITIES]
+        if len(known) != len(names):
+            unknown.update(name for name in names if name.upper() not in CAPABILITIES)
+            caps[cap_set] = known
+    if unknown:
+        from ocipy import log
+
+        log.warning(f"ignoring unknown or unavailable capabilities: [{' '.join(sorted(unknown))}]")
     seen: set[str] = set()
     for i, rl in enumerate(process.get("rlimits") or []):
         where = f"{field}.rlimits[{i}]"
