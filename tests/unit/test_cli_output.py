@@ -182,7 +182,7 @@ def test_debug_is_silent_without_debug(tmp_path: pathlib.Path) -> None:
 
 # Where ocipy's default config differs from runc 1.1.5's on purpose (docs/compat.md):
 # the spec version it implements, its own hostname, and two defaults newer runc
-# adopted for safety: a cgroup namespace and /sys/devices/virtual/powercap masked.
+# adopted for safety: a cgroup namespace on cgroup v2 hosts and /sys/devices/virtual/powercap masked.
 def _normalise(config: dict[str, Any]) -> dict[str, Any]:
     config = json.loads(json.dumps(config))
     config.pop("ociVersion")
@@ -206,7 +206,9 @@ def test_spec_is_runcs_default_field_for_field(tmp_path: pathlib.Path, rootless:
     theirs = json.loads((tmp_path / "runc/config.json").read_text())
     ours = json.loads((tmp_path / "ocipy/config.json").read_text())
     assert ours["hostname"] == "ocipy"
-    assert {"type": "cgroup"} in ours["linux"]["namespaces"]
+    from ocipy.spec.runtime import unified_cgroup_host
+
+    assert ({"type": "cgroup"} in ours["linux"]["namespaces"]) == unified_cgroup_host()
     assert "/sys/devices/virtual/powercap" in ours["linux"]["maskedPaths"]
     # same fields, same values, same order (json keeps the order of the file)
     assert json.dumps(_normalise(ours)) == json.dumps(_normalise(theirs))

@@ -15,7 +15,7 @@ from ocipy.errors import ConfigError, OcipyError
 from ocipy.runtime.operations import parse_signal
 from ocipy.runtime.rootfs import MountOptions, clean_path
 from ocipy.runtime.store import check_id
-from ocipy.spec.runtime import default_spec, validate_config
+from ocipy.spec.runtime import default_spec, unified_cgroup_host, validate_config
 
 
 def test_default_spec_is_valid_and_like_runcs():
@@ -23,7 +23,9 @@ def test_default_spec_is_valid_and_like_runcs():
     assert validate_config(spec) is spec
     assert spec["process"]["args"] == ["sh"] and spec["root"] == {"path": "rootfs", "readonly": True}
     assert [m["destination"] for m in spec["mounts"]] == ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"]
-    assert {ns["type"] for ns in spec["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount", "cgroup"}
+    # as newer runc: a cgroup namespace by default only on a cgroup v2 host
+    cgroup = {"cgroup"} if unified_cgroup_host() else set()
+    assert {ns["type"] for ns in spec["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount"} | cgroup
 
 
 def test_rootless_spec_maps_the_current_user():

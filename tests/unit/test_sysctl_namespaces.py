@@ -62,8 +62,8 @@ def test_duplicate_namespaces_are_an_error_even_when_identical():
     with same `type`, the runtime MUST generate an error." (runc 1.1.5 agrees:
     "malformed spec file: duplicated ns".)"""
     c = copy.deepcopy(default_spec())
-    c["linux"]["namespaces"].append({"type": "cgroup"})
-    with pytest.raises(ConfigError, match=r"linux\.namespaces\[6\]\.type: namespace cgroup is listed twice"):
+    c["linux"]["namespaces"] = [{"type": t} for t in ("pid", "mount", "cgroup", "cgroup")]
+    with pytest.raises(ConfigError, match=r"linux\.namespaces\[3\]\.type: namespace cgroup is listed twice"):
         validate_config(c)
     c["linux"]["namespaces"][-1] = {"type": "cgroup", "path": "/proc/1/ns/cgroup"}
     with pytest.raises(ConfigError, match="listed twice"):

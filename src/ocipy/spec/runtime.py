@@ -110,7 +110,7 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
         ],
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
             "maskedPaths": [
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
@@ -122,9 +122,20 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
             ],
         },
     }  # fmt: skip
+    if unified_cgroup_host():
+        # As newer runc: a cgroup namespace of its own where the host is cgroup v2 only
+        # (on v1 and hybrid hosts runc's tools expect the host's cgroup paths inside).
+        spec["linux"]["namespaces"].append({"type": "cgroup"})
     if rootless:
         _make_rootless(spec)
     return spec
+
+
+def unified_cgroup_host() -> bool:
+    """True when /sys/fs/cgroup is a cgroup2 mount (no v1 hierarchies)."""
+    import os
+
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
 def _make_rootless(spec: dict[str, Any]) -> None:
