@@ -140,11 +140,41 @@ def own_cgroups(layout: Layout, self_cgroup: str | None = None) -> dict[str, str
     return out
 
 
+def get_field(obj: object, name: str) -> Any:
+    """obj[name], the key matched as runc's JSON decoding matches it (an exact
+    match first, else case-insensitively): ``linux.Resources`` is ``linux.resources``."""
+    if not isinstance(obj, dict):
+        return None
+    if name in obj:
+        return obj[name]
+    from ocipy.linux.cgroups.validate import fold_key
+
+    want = fold_key(name)
+    for key, value in obj.items():
+        if isinstance(key, str) and fold_key(key) == want:
+            return value
+    return None
+
+
+def config_resources(config: dict[str, Any]) -> dict[str, Any]:
+    """linux.resources with canonical keys (see validate.canonical); {} if unset."""
+    from ocipy.errors import ConfigError
+    from ocipy.linux.cgroups.validate import W, canonical
+
+    res = get_field(get_field(config, "linux"), "resources")
+    if res is None:
+        return {}
+    if not isinstance(res, dict):
+        raise ConfigError(W, f"must be an object, not {type(res).__name__}")
+    out = canonical(res)
+    assert isinstance(out, dict)
+    return out
+
+
 def _inner_path(config: dict[str, Any], container_id: str, systemd: bool) -> str:
     from ocipy.errors import ConfigError, OcipyError
 
-    linux = config.get("linux") or {}
-    path = linux.get("cgroupsPath") if isinstance(linux, dict) else None
+    path = get_field(get_field(config, "linux"), "cgroupsPath")
     if path is not None and not isinstance(path, str):
         raise ConfigError("linux.cgroupsPath", f"must be a string, not {type(path).__name__}")
     if systemd:
@@ -168,6 +198,29 @@ def _inner_path(config: dict[str, Any], container_id: str, systemd: bool) -> str
     return ("/" if path.startswith("/") else "") + "/".join(parts)
 
 
+def check_unified(unified: dict[str, str] | None, layout: Layout) -> None:
+    """linux.resources.unified on a host that is not all cgroup v2: runc refuses it
+    with "invalid configuration"; the keys of controllers that only the hybrid
+    host's cgroup2 hierarchy has (hugetlb here) stay usable (config-linux.md
+    "Unified": the runtime "MUST generate an error when the configuration refers
+    to a cgroup controller that is not present")."""
+    from ocipy.errors import ConfigError
+    from ocipy.linux.cgroups.validate import W
+
+    if not unified or layout.mode == "v2":
+        return
+    for key in unified:
+        controller = key.split(".", 1)[0]
+        if layout.unified is None:
+            raise ConfigError(f"{W}.unified", "invalid configuration: cannot use unified on cgroup v1 "
+                                              "(no cgroup2 hierarchy is mounted)")
+        if controller in layout.v1 or (controller != "cgroup" and controller not in layout.v2_controllers):
+            raise ConfigError(f"{W}.unified[{key!r}]",
+                              f"invalid configuration: cannot use unified on cgroup v1: the {controller} "
+                              f"controller is not in this {layout.mode} host's cgroup2 hierarchy "
+                              f"({layout.unified})")
+
+
 def manager(config: dict[str, Any], container_id: str, systemd: bool = False, *,
             root: str | None = None, self_cgroup: str | None = None) -> Manager:
     """A Manager for a new container (nothing is created until :meth:`Manager.create`).
@@ -178,16 +231,14 @@ def manager(config: dict[str, Any], container_id: str, systemd: bool = False, *,
     from ocipy.linux.cgroups.validate import W, controllers_needed
 
     inner = _inner_path(config, container_id, systemd)
-    linux = config.get("linux") or {}
-    resources = linux.get("resources") or {}
+    resources = config_resources(config)
     needed = controllers_needed(resources)  # validates
-    rules = config_rules(config)
+    rules = config_rules(resources)
     layout = Layout.detect(root or DEFAULT_ROOT)
     for c in sorted(needed | {"devices"}):
         if not layout.available(c):
             raise ConfigError(f"{W}.{FIELD[c]}", f"the {c} cgroup controller is not available on this host")
-    if resources.get("unified") and layout.unified is None:
-        raise ConfigError(f"{W}.unified", "cgroup v2 is not mounted on this host")
+    check_unified(resources.get("unified"), layout)
     own = own_cgroups(layout, self_cgroup) if not inner.startswith("/") else {}
     paths: dict[str, str] = {}
     mounts: dict[str, str] = {}
@@ -221,6 +272,8 @@ class Manager:
         self._paths: dict[str, str] = dict(data.get("paths") or {})
         self._mounts: dict[str, str] = dict(data.get("mounts") or {})
         self.created: list[str] = list(data.get("created") or [])
+        # The container's own directories passed the fit check (see `destroy`).
+        self.owned = data.get("owned") is True
         self._resources: dict[str, Any] = {}
         self._rules: list[tuple[bool, str, int, int, str]] | None = None
         self._needed: set[str] = set()
@@ -228,7 +281,7 @@ class Manager:
     # --- state -------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {"version": 1, "mode": self.mode, "root": self.root, "paths": dict(self._paths),
-                "mounts": dict(self._mounts), "created": list(self.created)}
+                "mounts": dict(self._mounts), "created": list(self.created), "owned": self.owned}
 
     def paths(self) -> dict[str, str]:
         return dict(self._paths)
@@ -285,6 +338,7 @@ class Manager:
                 self._mkdirs(mnt, d, v2_enable if key == "" else None, key == "cpuset")
             if not all(d in self.created for d in self._dirs()):
                 self._check_fit()  # directories we just made are empty and thawed
+            self.owned = True
             # Device rules first: v1 passes through deny-all while they are written,
             # which must not meet the init's mknod of /dev nodes.
             from ocipy.linux.cgroups import devices
@@ -303,17 +357,24 @@ class Manager:
         self.set(res)
 
     def _check_fit(self) -> None:
-        """config-linux.md "Control groups": a runtime that checks whether the container
-        cgroup is fit for purpose MUST error when it is not -- on create, a frozen or a
-        non-empty cgroup (runc >= 1.2 refuses these too)."""
+        """config-linux.md "Control groups": a runtime MAY check whether the
+        container's cgroup "is fit for purpose, and MUST generate an error if
+        such a check fails. For example, a frozen cgroup or (for create
+        operation) a non-empty cgroup."
+
+        A frozen cgroup is refused with runc's words.  A non-empty one is, as in
+        runc 1.1, only a warning (engines run a second container in a pod's
+        cgroup; see docs/compat.md)."""
         from ocipy.errors import OcipyError
 
         if self.is_frozen():
-            raise OcipyError(f"cgroups: the container's cgroup {self._dirs()[0]} is frozen")
+            raise OcipyError(f"container's cgroup unexpectedly frozen ({self._dirs()[0]})")
         busy = self.pids()
         if busy:
-            raise OcipyError(f"cgroups: the container's cgroup {self._dirs()[0]} is not empty: "
-                             f"{len(busy)} process(es) found")
+            from ocipy.cli import log
+
+            log.warning(f"container's cgroup is not empty: {len(busy)} process(es) found "
+                        f"({self._dirs()[0]})")
 
     def _v2_enable_list(self) -> list[str]:
         """cgroup v2 controllers to enable on the way down to the container's directory."""
@@ -358,10 +419,12 @@ class Manager:
                     pass
                 except OSError as e:
                     raise KernelError("mkdir", d, e.errno or 5) from None
-                if cpuset:
-                    from ocipy.linux.cgroups.v1 import init_cpuset
+            if cpuset:
+                # Every level, ours or not: a v1 cpuset made by someone else (a pod's
+                # parent) may have empty cpus/mems too, and then no task can join below.
+                from ocipy.linux.cgroups.v1 import init_cpuset
 
-                    init_cpuset(d, parent)
+                init_cpuset(d, parent)
             parent = d
         _ = write
 
@@ -439,6 +502,13 @@ class Manager:
             v1.set_rdma(d, resources.get("rdma") or {})
         unified = resources.get("unified")
         if unified:
+            if self.mode != "v2":
+                lay = Layout(self.root)
+                lay.mode = self.mode
+                lay.v1 = {k: v for k, v in self._mounts.items() if k}
+                lay.unified = self._mounts.get("")
+                lay.v2_controllers = v2_enabled
+                check_unified(unified, lay)
             if not v2dir:
                 raise ConfigError(f"{W}.unified", "cgroup v2 is not mounted on this host")
             v2.set_unified(v2dir, unified, v2_enabled)
@@ -590,7 +660,26 @@ class Manager:
 
     # --- destroy ---------------------------------------------------------------------
     def destroy(self) -> None:
-        """rmdir the directories we created (children first); pre-existing ones stay."""
+        """rmdir the container's cgroups and every cgroup below them (children
+        first), and the parents we created.
+
+        A container directory that was there before (a pod manager's, a test's)
+        is removed too once it became the container's (it passed the fit check),
+        as runc removes it: left behind, it keeps its limits (a realtime budget,
+        a frozen state) and breaks the next container there.  Before that, and
+        for parents, only what we made is removed."""
+        if self.owned:
+            import time
+
+            from ocipy.errors import KernelError
+
+            deadline = time.monotonic() + 0.2
+            for d in reversed(self._dirs()):
+                if d not in self.created:
+                    try:
+                        _rmtree_cgroup(d, deadline)
+                    except KernelError:
+                        pass  # still used by someone else (a shared cgroup): theirs to remove
         self._remove_created(quiet=False)
 
     def _remove_created(self, quiet: bool) -> None:
@@ -655,9 +744,10 @@ class Manager:
             out["hugetlb"] = {}
         out["intel_rdt"] = {}
         out["network_interfaces"] = None
-        if "cpu" not in out:
-            out["cpu"] = {"usage": {"kernel": 0, "user": 0}, "throttling": {}}
-        return out
+        out.setdefault("cpu", {"usage": {"kernel": 0, "user": 0}, "throttling": {}})
+        # runc's types.Stats field order
+        order = ("cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt", "network_interfaces")
+        return {k: out[k] for k in order}
 
     def oom_events(self) -> OomWatcher:
         """A watcher for OOM kills: select() on .fileno() (v1) or poll .check() (v1 and v2)."""
