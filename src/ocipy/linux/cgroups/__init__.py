@@ -537,6 +537,55 @@ class Manager:
 
     join = apply
 
+    def sub_cgroups(self, specs: list[str]) -> Manager:
+        """The Manager an `exec --cgroup` process joins: `specs` are runc's
+        ``[CONTROLLER[,CONTROLLER...]:]PATH`` arguments, PATH relative to the
+        container's cgroup in those hierarchies (every one without a prefix,
+        which only a single argument may omit).  Each must exist and stay
+        inside the container's cgroup ("is not a sub cgroup path")."""
+        from ocipy.errors import OcipyError
+
+        wanted: dict[str, str] = {}
+        for spec in specs:
+            parts = spec.split(":")
+            if len(parts) > 2:
+                raise OcipyError(f"invalid --cgroup argument: {spec}")
+            if len(parts) == 1:
+                if len(specs) != 1:
+                    raise OcipyError(f"invalid --cgroup argument: {spec} (missing <controller>: prefix)")
+                for key in self._paths:
+                    wanted[key] = spec
+                continue
+            for ctrl in parts[0].split(","):
+                if not ctrl:
+                    raise OcipyError(f"invalid --cgroup argument: {spec} (empty <controller> prefix)")
+                key = ctrl if ctrl in self._paths else f"name={ctrl}"
+                if key not in self._paths:
+                    raise OcipyError(f"invalid --cgroup argument: unknown controller {ctrl!r} in {spec}")
+                if key in wanted:
+                    raise OcipyError(f"invalid --cgroup argument(s): controller {ctrl} specified multiple times")
+                wanted[key] = parts[1]
+        paths = dict(self._paths)
+        for key, sub in wanted.items():
+            if not sub:
+                raise OcipyError("empty --cgroup argument")
+            if "\0" in sub:
+                raise OcipyError(f"--cgroup {sub!r}: contains a NUL character")
+            base = self._paths[key]
+            target = os.path.normpath(os.path.join(base, sub.lstrip("/")))
+            if target != base and not target.startswith(base.rstrip("/") + "/"):
+                raise OcipyError(f"--cgroup: {sub} is not a sub cgroup path")
+            if not os.path.isdir(target):
+                # runc's wording, which tools and its tests match
+                raise OcipyError(f"error adding pid to cgroups: open {target}/cgroup.procs: "
+                                 "no such file or directory")
+            paths[key] = target
+        data = self.to_state()
+        data["paths"] = paths
+        data["created"] = []
+        data["owned"] = False
+        return Manager(data)
+
     def v2_dir(self) -> str | None:
         """The cgroup2 directory, where a child can be born (clone3 CLONE_INTO_CGROUP)."""
         return self._v2()
