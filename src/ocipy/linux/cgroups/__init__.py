@@ -198,13 +198,21 @@ def _inner_path(config: dict[str, Any], container_id: str, systemd: bool) -> str
     return ("/" if path.startswith("/") else "") + "/".join(parts)
 
 
+def _invalid_configuration(field: str, problem: str) -> Exception:
+    """A ConfigError worded as runc's ("invalid configuration: ..."), which tools grep for."""
+    from ocipy.errors import ConfigError
+
+    e = ConfigError(field, problem)
+    e.args = (f"invalid configuration: {field}: {problem}",)
+    return e
+
+
 def check_unified(unified: dict[str, str] | None, layout: Layout) -> None:
     """linux.resources.unified on a host that is not all cgroup v2: runc refuses it
-    with "invalid configuration"; the keys of controllers that only the hybrid
-    host's cgroup2 hierarchy has (hugetlb here) stay usable (config-linux.md
-    "Unified": the runtime "MUST generate an error when the configuration refers
-    to a cgroup controller that is not present")."""
-    from ocipy.errors import ConfigError
+    with "invalid configuration: cannot use unified on cgroup v1"; the keys of
+    controllers that only the hybrid host's cgroup2 hierarchy has (hugetlb here)
+    stay usable (config-linux.md "Unified": the runtime "MUST generate an error
+    when the configuration refers to a cgroup controller that is not present")."""
     from ocipy.linux.cgroups.validate import W
 
     if not unified or layout.mode == "v2":
@@ -212,13 +220,12 @@ def check_unified(unified: dict[str, str] | None, layout: Layout) -> None:
     for key in unified:
         controller = key.split(".", 1)[0]
         if layout.unified is None:
-            raise ConfigError(f"{W}.unified", "invalid configuration: cannot use unified on cgroup v1 "
-                                              "(no cgroup2 hierarchy is mounted)")
+            raise _invalid_configuration(f"{W}.unified", "cannot use unified on cgroup v1 "
+                                                         "(no cgroup2 hierarchy is mounted)")
         if controller in layout.v1 or (controller != "cgroup" and controller not in layout.v2_controllers):
-            raise ConfigError(f"{W}.unified[{key!r}]",
-                              f"invalid configuration: cannot use unified on cgroup v1: the {controller} "
-                              f"controller is not in this {layout.mode} host's cgroup2 hierarchy "
-                              f"({layout.unified})")
+            raise _invalid_configuration(f"{W}.unified[{key!r}]",
+                                         f"cannot use unified on cgroup v1: the {controller} controller "
+                                         f"is not in this {layout.mode} host's cgroup2 hierarchy ({layout.unified})")
 
 
 def manager(config: dict[str, Any], container_id: str, systemd: bool = False, *,
