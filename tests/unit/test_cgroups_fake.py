@@ -689,3 +689,49 @@ def test_stats_keys_in_runc_order(v1root: Path) -> None:
     assert list(st["memory"]["raw"]) == sorted(st["memory"]["raw"])
     assert list(st["hugetlb"]["2MB"]) == ["failcnt"]
     m.destroy()
+
+
+# --- exec ------------------------------------------------------------------------------------
+
+def test_exec_sub_cgroups_and_v2_init_fallback(v2root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules_seen: list[Any] = []
+    monkeypatch.setattr(ebpf, "attach", lambda d, rules: rules_seen.append(devices.reduce(rules)))
+    m = cgroups.manager(cfg({}), "c", root=str(v2root))
+    m.create()
+    assert rules_seen and rules_seen[0][0] is False  # v2 too: the device program starts from deny all
+    base = m.paths()[""]
+    assert m.for_exec(None, 1, self_cgroup="0::/ctr\n").paths() == m.paths()
+    (v2root / "ctr/foo").mkdir()
+    for bad, word in (("..", "is not a sub cgroup path"), ("foo/../../x", "is not a sub cgroup path"),
+                      ("nope", "nope/cgroup.procs: no such file"), ("memory:foo", "unknown controller"),
+                      ("", "empty --cgroup argument")):
+        with pytest.raises(OcipyError, match=word):
+            m.for_exec([bad], 1)
+    assert m.for_exec(["foo"], 1).paths()[""] == f"{base}/foo"
+    assert m.for_exec(["/"], 1).paths()[""] == base
+    # a domain controller enabled below the container's cgroup: join the init's cgroup instead
+    (v2root / "ctr/cgroup.subtree_control").write_text("memory")
+    assert m.for_exec(None, 1, self_cgroup="0::/ctr/foo\n").paths()[""] == f"{base}/foo"
+    assert m.for_exec(None, 1, self_cgroup="0::/elsewhere\n").paths()[""] == base  # never outside
+    assert m.for_exec(["/"], 1, self_cgroup="0::/ctr/foo\n").paths()[""] == base  # --cgroup / disables it
+    (v2root / "ctr/foo").rmdir()
+    m.destroy()
+
+
+def test_exec_sub_cgroups_v1_controllers(v1root: Path) -> None:
+    m = cgroups.manager(cfg({}), "c", root=str(v1root))
+    m.create()
+    for c in ("memory", "cpu", "cpuacct"):
+        (v1root / c / "ctr/sub").mkdir()
+    e = m.for_exec(["memory:sub", "cpu,cpuacct:sub"], 1)
+    assert e.paths()["memory"] == str(v1root / "memory/ctr/sub") and e.paths()["cpu"].endswith("/ctr/sub")
+    assert e.paths()["pids"] == str(v1root / "pids/ctr") and e.created == []
+    assert m.for_exec(["systemd:/"], 1).paths()["name=systemd"] == str(v1root / "systemd/ctr")
+    for args, word in ((["memory:sub", "memory:sub"], "specified multiple times"),
+                       (["sub", "memory:sub"], "missing <controller>: prefix"),
+                       ([":sub"], "empty <controller> prefix")):
+        with pytest.raises(OcipyError, match=word):
+            m.for_exec(args, 1)
+    for c in ("memory", "cpu", "cpuacct"):
+        (v1root / c / "ctr/sub").rmdir()
+    m.destroy()

@@ -137,8 +137,8 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
     bootstrap_pid = pid = 0
     try:
         manager = _manager(container)
-        if manager is not None and cgroup:
-            manager = manager.sub_cgroups(cgroup)  # exec --cgroup [CONTROLLER:]SUB
+        if manager is not None:
+            manager = manager.for_exec(cgroup, container.pid)  # and exec --cgroup [CONTROLLER:]SUB
         bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
         if bootstrap_pid == 0:
             ctx.manager = manager

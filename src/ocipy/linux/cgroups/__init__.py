@@ -544,6 +544,33 @@ class Manager:
 
     join = apply
 
+    def for_exec(self, specs: list[str] | None, init_pid: int, self_cgroup: str | None = None) -> Manager:
+        """The cgroups an `exec` process joins: `specs` as `sub_cgroups` (exec --cgroup),
+        else the container's own.
+
+        cgroup v2 has no internal processes: once the container enabled a domain
+        controller in its cgroup's subtree_control (with its init moved below),
+        nothing can join the container's cgroup itself, and the process joins the
+        init's cgroup instead, as runc does.  `self_cgroup` (the init's
+        /proc/PID/cgroup text) is for tests."""
+        if specs:
+            return self.sub_cgroups(specs)
+        v2 = self._v2()
+        mnt = self._mounts.get("")
+        if v2 is None or mnt is None or not (_read(os.path.join(v2, "cgroup.subtree_control")) or "").split():
+            return self
+        text = self_cgroup if self_cgroup is not None else (_read(f"/proc/{init_pid}/cgroup") or "")
+        rel = next((line[3:] for line in text.splitlines() if line.startswith("0::")), None)
+        if rel is None:
+            return self
+        target = os.path.normpath(os.path.join(mnt, rel.lstrip("/")))
+        if not target.startswith(v2.rstrip("/") + "/") or not os.path.isdir(target):
+            return self
+        data = self.to_state()
+        data["paths"] = dict(self._paths, **{"": target})
+        data["created"], data["owned"] = [], False
+        return Manager(data)
+
     def sub_cgroups(self, specs: list[str]) -> Manager:
         """The Manager an `exec --cgroup` process joins: `specs` are runc's
         ``[CONTROLLER[,CONTROLLER...]:]PATH`` arguments, PATH relative to the
