@@ -735,3 +735,19 @@ def test_exec_sub_cgroups_v1_controllers(v1root: Path) -> None:
     for c in ("memory", "cpu", "cpuacct"):
         (v1root / c / "ctr/sub").rmdir()
     m.destroy()
+
+
+def test_a_parent_we_made_is_removed_only_when_empty(v1root: Path) -> None:
+    """Two containers under one new parent: the first one's failure (or delete) must not
+    remove the second one's cgroups, which now live below the parent it made."""
+    first = cgroups.manager(cfg({}, path="/pod/a"), "a", root=str(v1root))
+    first.create()
+    assert str(v1root / "memory/pod") in first.created
+    second = cgroups.manager(cfg({}, path="/pod/b"), "b", root=str(v1root))
+    second.create()
+    first.destroy()
+    assert (v1root / "memory/pod/b").is_dir() and not (v1root / "memory/pod/a").exists()
+    second.destroy()
+    assert not (v1root / "memory/pod/b").exists()
+    for c in V1_FILES:  # left for the one who made it: empty, nobody's container
+        shutil.rmtree(v1root / c / "pod")

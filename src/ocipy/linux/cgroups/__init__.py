@@ -766,6 +766,7 @@ class Manager:
         self._remove_created(quiet=False)
 
     def _remove_created(self, quiet: bool) -> None:
+        import errno
         import time
 
         from ocipy.errors import KernelError
@@ -773,9 +774,22 @@ class Manager:
         first: KernelError | None = None
         left: list[str] = []
         deadline = time.monotonic() + 1.0  # EBUSY retries, shared by every directory
+        leaves = set(self._dirs())
         for d in reversed(self.created):
+            if d not in leaves:
+                # A parent we made: only if it is empty now.  Another container may have
+                # been placed below it meanwhile; its cgroups are not ours to remove.
+                try:
+                    os.rmdir(d)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EBUSY, errno.EEXIST):
+                        left.insert(0, d)
+                        first = first or KernelError("rmdir", d, e.errno or errno.EIO)
+                continue
             try:
-                _rmtree_cgroup(d, deadline)
+                _rmtree_cgroup(d, deadline)  # the container's own: with what was made inside
             except KernelError as e:
                 left.insert(0, d)
                 first = first or e
