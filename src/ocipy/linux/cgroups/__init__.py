@@ -317,15 +317,18 @@ class Manager:
         """mkdir only the cgroup2 directory, where the init can then be born
         (clone3 CLONE_INTO_CGROUP) while the parent makes the rest with `create`.
 
-        False when the directory was there already: `create` must check it is
-        fit (empty, thawed) before anyone is born in it."""
+        False (and nothing made) when any of the container's directories was there
+        already: `create` must check they are fit (empty, thawed) before anyone is
+        born in them."""
         if "" not in self._paths:
             return True
+        if any(os.path.isdir(d) for d in self._dirs()):
+            return False
         try:
             self._mkdirs(self._mounts.get("", os.path.dirname(self._paths[""])), self._paths[""],
                          self._v2_enable_list(), False)  # fmt: skip
         except BaseException:
-            self._remove_created(quiet=True)
+            self._remove_created(quiet=True, wait=0.0)  # a born init may be inside: the caller kills it, then destroy()s
             raise
         return self._paths[""] in self.created
 
@@ -354,7 +357,7 @@ class Manager:
             if resources:
                 self.apply_resources()
         except BaseException:
-            self._remove_created(quiet=True)
+            self._remove_created(quiet=True, wait=0.0)  # a born init may be inside: the caller kills it, then destroy()s
             raise
 
     def apply_resources(self) -> None:
@@ -765,7 +768,7 @@ class Manager:
                         pass  # still used by someone else (a shared cgroup): theirs to remove
         self._remove_created(quiet=False)
 
-    def _remove_created(self, quiet: bool) -> None:
+    def _remove_created(self, quiet: bool, wait: float = 1.0) -> None:
         import errno
         import time
 
@@ -773,7 +776,7 @@ class Manager:
 
         first: KernelError | None = None
         left: list[str] = []
-        deadline = time.monotonic() + 1.0  # EBUSY retries, shared by every directory
+        deadline = time.monotonic() + wait  # EBUSY retries, shared by every directory
         leaves = set(self._dirs())
         for d in reversed(self.created):
             if d not in leaves:
@@ -784,8 +787,8 @@ class Manager:
                 except FileNotFoundError:
                     pass
                 except OSError as e:
+                    left.insert(0, d)  # still ours: a later destroy tries again
                     if e.errno not in (errno.ENOTEMPTY, errno.EBUSY, errno.EEXIST):
-                        left.insert(0, d)
                         first = first or KernelError("rmdir", d, e.errno or errno.EIO)
                 continue
             try:
