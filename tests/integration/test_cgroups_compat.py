@@ -311,3 +311,21 @@ def test_events_oom_line(runtime: Any, make_bundle: MakeBundle) -> None:
     proc = subprocess.run(runtime.cmd("events", c), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert '{"type":"oom","id":"' + c + '"}\n' in proc.stdout
+
+
+def test_update_resources_file_errors_are_one_line(runtime: Any, make_bundle: MakeBundle) -> None:
+    c = cid()
+    start(runtime, make_bundle(["sleep", "100"]), c)
+    for text, word in (('{"memory": ' * 100000 + "1" + "}" * 100000, "nested too deeply"),
+                       ("{", "invalid JSON"), ("[]", "must hold a JSON object"),
+                       ('{"memory": {"limit": "1g"}}', "linux.resources.memory.limit")):
+        proc = subprocess.run(runtime.cmd("update", "-r", "-", c), input=text, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 1 and word in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    # unknown properties are ignored (config.md "Extensibility"), also in update
+    proc = subprocess.run(runtime.cmd("update", "-r", "-", c), input='{"vendor": {"x": 1}, "pids": {"limit": 9}}',
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    state = json.loads((runtime.root / c / "state.json").read_text())
+    assert open(os.path.join(state["cgroup"]["paths"]["pids"], "pids.max")).read().strip() == "9"

@@ -234,6 +234,8 @@ def run_update(argv: list[str], opts: Any) -> int:
             raise OcipyError(f"ocipy update: cannot read {args.resources}: {e.strerror}") from None
         except ValueError as e:
             raise OcipyError(f"ocipy update: {args.resources}: invalid JSON: {e}") from None
+        except RecursionError:
+            raise OcipyError(f"ocipy update: {args.resources}: invalid JSON: nested too deeply") from None
         if not isinstance(loaded, dict):
             raise OcipyError(f"ocipy update: {args.resources}: must hold a JSON object (linux.resources)")
         res = loaded
