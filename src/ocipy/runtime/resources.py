@@ -139,7 +139,7 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> dict[str,
     resources."""
     from ocipy.errors import ConfigError
     from ocipy.linux.cgroups import config_resources
-    from ocipy.linux.cgroups.validate import W, canonical, validate
+    from ocipy.linux.cgroups.validate import W, canonical, fold_key, validate
 
     if not isinstance(resources, dict):
         raise ConfigError(W, f"must be an object, not {type(resources).__name__}")
@@ -161,7 +161,7 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> dict[str,
             merged["memory"]["swap"] = -1  # lifted with the memory limit (see v1.set_memory)
         validate(merged)
         _manager(container).set(patch)
-        for key in [k for k in linux if k != "resources" and k.lower() == "resources"]:
+        for key in [k for k in linux if k != "resources" and fold_key(k) == "resources"]:
             del linux[key]  # the differently cased spelling, now merged in
         linux["resources"] = merged
         config["linux"] = linux
