@@ -751,3 +751,17 @@ def test_a_parent_we_made_is_removed_only_when_empty(v1root: Path) -> None:
     assert not (v1root / "memory/pod/b").exists()
     for c in V1_FILES:  # left for the one who made it: empty, nobody's container
         shutil.rmtree(v1root / c / "pod")
+
+
+def test_planned_directories_are_removed_after_a_killed_create(v1root: Path) -> None:
+    """A create SIGKILLed after a mkdir but before it recorded it: the state saved before
+    (paths planned from the config and the id) lets delete -f remove what was made."""
+    for c in V1_FILES:
+        _fill(v1root / c / "pod", V1_FILES[c])
+    m = cgroups.manager(cfg({"pids": {"limit": 5}}, path="/pod/new/ctr"), "c", root=str(v1root))
+    early = json.loads(json.dumps(m.to_state()))  # what create.py saves before making anything
+    assert str(v1root / "memory/pod/new") in early["planned"] and str(v1root / "memory/pod") not in early["planned"]
+    m.create()  # ... and then the runtime is killed: `created` never reaches the state
+    cgroups.from_state(early).destroy()
+    assert not (v1root / "memory/pod/new").exists() and not (v1root / "pids/pod/new").exists()
+    assert (v1root / "memory/pod").is_dir()

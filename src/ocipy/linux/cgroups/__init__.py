@@ -257,8 +257,17 @@ def manager(config: dict[str, Any], container_id: str, systemd: bool = False, *,
         rel = os.path.normpath(os.path.join(base, inner)).lstrip("/")
         paths[c] = os.path.join(mnt, rel)
         mounts[c] = mnt
+    # What create() will make, known before it makes anything: saved early, it lets
+    # `delete -f` clean up after a runtime killed between a mkdir and the next save.
+    planned: list[str] = []
+    for c in sorted(paths, key=lambda k: (k == "", k)):
+        d = mounts[c]
+        for part in os.path.relpath(paths[c], mounts[c]).split("/"):
+            d = os.path.join(d, part)
+            if d not in planned and not os.path.isdir(d):
+                planned.append(d)
     m = Manager({"version": 1, "mode": layout.mode, "root": layout.root, "paths": paths,
-                 "mounts": mounts, "created": []})
+                 "mounts": mounts, "created": [], "planned": planned})
     m._resources = resources
     m._rules = rules
     m._needed = needed
@@ -279,6 +288,8 @@ class Manager:
         self._paths: dict[str, str] = dict(data.get("paths") or {})
         self._mounts: dict[str, str] = dict(data.get("mounts") or {})
         self.created: list[str] = list(data.get("created") or [])
+        # Directories that did not exist when the container was planned (see `manager`).
+        self.planned: list[str] = [str(p) for p in data.get("planned") or []]
         # The container's own directories passed the fit check (see `destroy`).
         self.owned = data.get("owned") is True
         self._resources: dict[str, Any] = {}
@@ -288,7 +299,8 @@ class Manager:
     # --- state -------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {"version": 1, "mode": self.mode, "root": self.root, "paths": dict(self._paths),
-                "mounts": dict(self._mounts), "created": list(self.created), "owned": self.owned}
+                "mounts": dict(self._mounts), "created": list(self.created), "owned": self.owned,
+                "planned": list(self.planned)}
 
     def paths(self) -> dict[str, str]:
         return dict(self._paths)
@@ -421,14 +433,18 @@ class Manager:
             d = os.path.join(parent, part)
             if v2_enable:
                 self._enable(parent, v2_enable)
+            made = False
             if not os.path.isdir(d):
                 try:
                     os.mkdir(d, 0o755)
                     self.created.append(d)
+                    made = True
                 except FileExistsError:
                     pass
                 except OSError as e:
                     raise KernelError("mkdir", d, e.errno or 5) from None
+            if not made and d in self.planned:
+                self.planned.remove(d)  # someone else made it meanwhile: not ours to remove
             if cpuset:
                 # Every level, ours or not: a v1 cpuset made by someone else (a pod's
                 # parent) may have empty cpus/mems too, and then no task can join below.
@@ -571,7 +587,7 @@ class Manager:
             return self
         data = self.to_state()
         data["paths"] = dict(self._paths, **{"": target})
-        data["created"], data["owned"] = [], False
+        data["created"], data["owned"], data["planned"] = [], False, []
         return Manager(data)
 
     def sub_cgroups(self, specs: list[str]) -> Manager:
@@ -619,8 +635,7 @@ class Manager:
             paths[key] = target
         data = self.to_state()
         data["paths"] = paths
-        data["created"] = []
-        data["owned"] = False
+        data["created"], data["owned"], data["planned"] = [], False, []
         return Manager(data)
 
     def v2_dir(self) -> str | None:
@@ -778,7 +793,10 @@ class Manager:
         left: list[str] = []
         deadline = time.monotonic() + wait  # EBUSY retries, shared by every directory
         leaves = set(self._dirs())
-        for d in reversed(self.created):
+        # what we made, and what we were about to make (a create killed before it
+        # recorded a mkdir); children first
+        todo = sorted(dict.fromkeys(self.planned + self.created), key=lambda p: -p.count("/"))
+        for d in todo:
             if d not in leaves:
                 # A parent we made: only if it is empty now.  Another container may have
                 # been placed below it meanwhile; its cgroups are not ours to remove.
@@ -797,6 +815,7 @@ class Manager:
                 left.insert(0, d)
                 first = first or e
         self.created = left
+        self.planned = []
         if first and not quiet:
             raise first
 
