@@ -265,7 +265,6 @@ def test_preexisting_dirs_stay(v1root: Path) -> None:
 # --- errors: nothing left behind ----------------------------------------------------------
 
 @pytest.mark.parametrize("res, field", [
-    ({"memroy": {}}, "linux.resources.memroy"),
     ({"memory": {"limit": -5}}, "linux.resources.memory.limit"),
     ({"memory": {"limit": "1g"}}, "linux.resources.memory.limit"),
     ({"memory": {"swappiness": 101}}, "linux.resources.memory.swappiness"),
@@ -278,7 +277,8 @@ def test_preexisting_dirs_stay(v1root: Path) -> None:
     ({"blockIO": {"weight": 5}}, "linux.resources.blockIO.weight"),
     ({"blockIO": {"weightDevice": [{"major": 8, "minor": 0}]}}, "linux.resources.blockIO.weightDevice[0]"),
     ({"hugepageLimits": [{"pageSize": "2XB", "limit": 1}]}, "linux.resources.hugepageLimits[0].pageSize"),
-    ({"devices": [{"allow": True, "access": "rwx"}]}, "linux.resources.devices[0].access"),
+    ({"devices": [{"allow": True, "access": "xyz"}]}, "linux.resources.devices[0].access"),
+    ({"devices": [{"allow": True, "access": 7}]}, "linux.resources.devices[0].access"),
     ({"devices": [{"access": "rwm"}]}, "linux.resources.devices[0].allow"),
     ({"network": {"priorities": [{"name": "a b", "priority": 1}]}}, "linux.resources.network.priorities[0].name"),
     ({"unified": {"../x": "1"}}, "linux.resources.unified"),
@@ -307,7 +307,7 @@ def test_unavailable_controller_is_an_error(v1root: Path) -> None:
     shutil.rmtree(v1root / "net_cls")
     with pytest.raises(ConfigError, match="net_cls"):
         cgroups.manager(cfg({"network": {"classID": 1}}), "c", root=str(v1root))
-    with pytest.raises(ConfigError, match="cgroup v2 is not mounted"):
+    with pytest.raises(ConfigError, match=r"^invalid configuration: linux.resources.unified.*: cannot use unified on cgroup v1"):
         cgroups.manager(cfg({"unified": {"memory.high": "1"}}), "c", root=str(v1root))
 
 
@@ -413,7 +413,7 @@ def test_v1_stats_shape(v1root: Path) -> None:
     for key in ("cpu", "cpuset", "memory", "pids", "blkio", "hugetlb"):
         assert key in st
     assert st["cpu"]["usage"]["total"] == 5000 and st["cpu"]["usage"]["percpu"] == [2000, 3000]
-    assert st["cpu"]["usage"]["user"] == 30_000_000 and st["cpu"]["throttling"]["throttledPeriods"] == 2
+    assert st["cpu"]["usage"]["user"] == 30_000_000 and st["cpu"]["throttling"]["throttled_periods"] == 2
     assert st["memory"]["usage"]["usage"] == 4096 and st["memory"]["cache"] == 100
     assert st["pids"] == {"current": 3}
     assert st["blkio"]["ioServiceBytesRecursive"][0] == {"major": 8, "op": "Read", "value": 100}
@@ -431,14 +431,72 @@ def test_device_rules_reduce_like_v1() -> None:
                                  {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}])
     assert devices.reduce(rules) == (False, [(True, "c", 1, 3, "rm")])
     # "a" with numbers cannot be written to v1 as such: it becomes c and b rules
-    assert devices.reduce(devices.parse_rules([{"allow": False, "type": "a", "major": 8, "access": "r"}])) == \
+    assert devices.reduce(devices.parse_rules([{"allow": True, "type": "a", "major": 8, "access": "r"}])) == \
+        (False, [(True, "c", 8, -1, "r"), (True, "b", 8, -1, "r")])
+    assert devices.reduce(devices.parse_rules([{"allow": True, "access": "rwm"},
+                                               {"allow": False, "type": "a", "major": 8, "access": "r"}])) == \
         (True, [(False, "c", 8, -1, "r"), (False, "b", 8, -1, "r")])
     defaults = devices.default_device_rules()
     assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in defaults
-    rules = devices.config_rules({"linux": {"resources": {"devices": [{"allow": False, "access": "rwm"}]},
-                                            "devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]}})
+    rules = devices.config_rules({"devices": [{"allow": False, "access": "rwm"},
+                                              {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}]})
     default_allow, exc = devices.reduce(rules)
-    assert not default_allow and (True, "c", 10, 229, "rwm") in exc and (True, "c", 5, 2, "rwm") in exc
+    assert not default_allow and (True, "c", 10, 229, "rw") in exc and (True, "c", 5, 2, "rwm") in exc
+
+
+DEFAULT_V1_LIST = ("c *:* m\nb *:* m\nc 1:3 rwm\nc 1:8 rwm\nc 1:7 rwm\nc 5:0 rwm\nc 1:5 rwm\nc 1:9 rwm\n"
+                   "c 136:* rwm\nc 5:2 rwm\nc 10:200 rwm")
+
+
+@pytest.mark.parametrize("res", [{}, {"devices": []}, {"devices": [{"allow": True, "type": "c", "major": 1,
+                                                                    "minor": 11, "access": "r"}]}])
+def test_devices_start_from_deny_all(res: dict[str, Any]) -> None:
+    """No linux.resources.devices, or only allow rules: everything but the default list
+    (and what is allowed) is denied -- no 'a *:* rwm' (runc's default deny)."""
+    default_allow, exc = devices.reduce(devices.config_rules(res))
+    assert default_allow is False
+    assert {(t, ma, mi) for _, t, ma, mi, _ in exc} >= {("c", 1, 3), ("c", 136, -1), ("c", -1, -1), ("b", -1, -1)}
+    assert ("c", 1, 11) not in {(t, ma, mi) for _, t, ma, mi, _ in exc} or res.get("devices")
+    assert all(acc == "m" for _, t, ma, _, acc in exc if ma == -1 and t in "cb")  # only mknod for wildcards
+    assert devices.v1_transitions("a *:* rwm", devices.config_rules(res))[0] == ("devices.deny", "a")
+
+
+def test_linux_devices_get_no_rule_of_their_own(v1root: Path) -> None:
+    """runc's "device cgroup deny": a linux.devices node is created, but the rules decide access."""
+    m = cgroups.manager(cfg({"devices": [{"allow": False, "access": "rwm"}]},
+                            devices=[{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]),
+                        "c", root=str(v1root))
+    m.create()
+    allowed = rd(v1root / "devices/ctr/devices.allow")
+    assert "1:11" not in allowed and "c 1:3 rwm" in allowed
+    assert rd(v1root / "devices/ctr/devices.deny") == "a"
+
+
+@pytest.mark.parametrize("access, want", [("rwa", "rw"), ("mr", "rm"), ("wwr", "rw"), (None, "rwm"), ("", "rwm")])
+def test_device_access_strings_as_runc(access: str | None, want: str) -> None:
+    """runc ignores letters other than r, w, m ('rwa' in its update.bats is 'rw')."""
+    entry: dict[str, Any] = {"allow": True, "type": "c", "major": 1, "minor": 3}
+    if access is not None:
+        entry["access"] = access
+    assert devices.parse_rules([entry]) == [(True, "c", 1, 3, want)]
+
+
+def test_v1_minimal_transitions() -> None:
+    rules = devices.config_rules({"devices": [{"allow": False, "access": "rwm"},
+                                              {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "rwa"}]})
+    # re-applying the same rules writes nothing: no deny-all window for a running container
+    assert devices.v1_transitions(DEFAULT_V1_LIST, rules) == []
+    # a change writes only the difference, allows before denies
+    more = devices.config_rules({"devices": [{"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"}]})
+    assert devices.v1_transitions(DEFAULT_V1_LIST, more) == [("devices.allow", "c 1:11 r")]
+    fewer = list(more) + [(False, "c", 1, 3, "w"), (True, "b", 8, 0, "r")]
+    assert devices.v1_transitions(DEFAULT_V1_LIST, fewer) == [
+        ("devices.allow", "c 1:11 r"), ("devices.allow", "b 8:0 r"), ("devices.deny", "c 1:3 w")]
+    # from an allow-all cgroup (a new one), the default is reset first
+    assert devices.v1_transitions("a *:* rwm", rules)[0] == ("devices.deny", "a")
+    # to a default-allow list, too (its deny exceptions cannot be read back)
+    assert devices.v1_transitions(DEFAULT_V1_LIST, [(True, "a", -1, -1, "rwm"), (False, "c", 1, 11, "rwm")]) == [
+        ("devices.allow", "a"), ("devices.deny", "c 1:11 rwm")]
 
 
 def test_ebpf_program_shape() -> None:
@@ -487,3 +545,223 @@ def test_import_is_light() -> None:
                           "print(' '.join(m for m in ('dataclasses', 'subprocess', 'json', 'ctypes') if m in sys.modules))"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+# --- keys as runc's JSON decoding matches them; unknown properties ------------------------
+
+def test_keys_match_case_insensitively_and_unknown_ones_are_ignored(v1root: Path) -> None:
+    """Go's encoding/json matches keys case-insensitively (runc's update.bats writes
+    ``CPU``/``Cpus``); config.md "Extensibility": runtimes "MUST otherwise ignore"
+    unknown properties."""
+    res = {"CPU": {"Cpus": "0-1", "MEMS": "0", "shareZ": 1}, "Memory": {"Limit": 1 << 20},
+           "memroy": {"limit": 5}, "pids": {"limit": 3, "extra": True}, "x-vendor": [1, 2]}
+    config = {"linux": {"Resources": res, "CgroupsPath": "/ctr"}}
+    m = cgroups.manager(config, "c", root=str(v1root))
+    m.create()
+    assert rd(v1root / "cpuset/ctr/cpuset.cpus") == "0-1" and rd(v1root / "cpuset/ctr/cpuset.mems") == "0"
+    assert rd(v1root / "memory/ctr/memory.limit_in_bytes") == str(1 << 20)
+    assert rd(v1root / "pids/ctr/pids.max") == "3"
+    assert rd(v1root / "cpu/ctr/cpu.shares") == "1024"  # "shareZ" is no field
+    m.destroy()
+    from ocipy.linux.cgroups.validate import canonical
+
+    # data keys stay as written; an exact match wins; a repeated object merges as Go's does
+    assert canonical({"unified": {"Memory.High": "1"}, "rdma": {"MLX5_0": {"HCAHandles": 3}},
+                      "cpu": {"shares": 2}, "Cpu": {"quota": 1000}}) == {
+        "unified": {"Memory.High": "1"}, "rdma": {"MLX5_0": {"hcaHandles": 3}},
+        "cpu": {"shares": 2, "quota": 1000}}
+
+
+def _hybrid(v1root: Path) -> Path:
+    _fill(v1root / "unified", {"cgroup.controllers": "hugetlb", "cgroup.subtree_control": "",
+                               "hugetlb.2MB.max": "max", "hugetlb.2MB.current": "0", "hugetlb.2MB.events": "max 0\n"})
+    return v1root
+
+
+def test_unified_on_v1_or_hybrid_is_an_invalid_configuration(v1root: Path) -> None:
+    """runc: "invalid configuration: cannot use unified on cgroup v1"; a controller the
+    hybrid host has in cgroup2 only (hugetlb) stays usable (config-linux.md "Unified":
+    the runtime "MUST generate an error when the configuration refers to a cgroup
+    controller that is not present")."""
+    root = _hybrid(v1root)
+    (root / "hugetlb").rename(root / "hugetlb-gone")  # hugetlb only in cgroup2, as on this host
+    with pytest.raises(ConfigError, match=r"^invalid configuration: linux.resources.unified.*: cannot use unified on cgroup v1") as e:
+        cgroups.manager(cfg({"unified": {"memory.min": "131072"}}), "c", root=str(root))
+    assert "memory" in str(e.value)
+    assert not (root / "memory" / "ctr").exists()
+    m = cgroups.manager(cfg({"unified": {"hugetlb.2MB.max": "4194304"}}), "c", root=str(root))
+    m.create()
+    assert rd(root / "unified/ctr/hugetlb.2MB.max") == "4194304"
+    with pytest.raises(ConfigError, match="invalid configuration"):
+        m.set({"unified": {"memory.high": "1"}})  # update -r takes the same check
+    m.destroy()
+
+
+# --- memory / memsw order (update --memory -1) ------------------------------------------------
+
+def test_v1_memory_and_swap_written_in_a_valid_order(v1root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel keeps memory <= memory+swap at each write: raise memsw first, lower memory first."""
+    from ocipy.linux.cgroups import v1
+
+    d = v1root / "memory"
+    writes: list[tuple[str, str]] = []
+    real = v1.write
+
+    def record(directory: str, name: str, value: str | int) -> None:
+        writes.append((name, str(value)))
+        real(directory, name, value)
+
+    monkeypatch.setattr(v1, "write", record)
+    (d / "memory.limit_in_bytes").write_text(str(50 << 20))
+    (d / "memory.memsw.limit_in_bytes").write_text(str(92 << 20))
+    v1.set_memory(str(d), {"limit": -1})  # runc update --memory -1: memsw is lifted too, first
+    assert writes == [("memory.memsw.limit_in_bytes", "-1"), ("memory.limit_in_bytes", "-1")]
+    writes.clear()
+    (d / "memory.limit_in_bytes").write_text(str(64 << 20))
+    v1.set_memory(str(d), {"limit": 30 << 20, "swap": 50 << 20})  # memory 64M > new memsw 50M
+    assert writes == [("memory.limit_in_bytes", str(30 << 20)), ("memory.memsw.limit_in_bytes", str(50 << 20))]
+    writes.clear()
+    (d / "memory.limit_in_bytes").write_text(str(30 << 20))
+    v1.set_memory(str(d), {"limit": 60 << 20, "swap": 80 << 20})
+    assert writes == [("memory.memsw.limit_in_bytes", str(80 << 20)), ("memory.limit_in_bytes", str(60 << 20))]
+
+
+# --- pre-existing cgroups -------------------------------------------------------------------
+
+def test_preexisting_cpuset_parents_get_cpus_and_mems(v1root: Path) -> None:
+    """A pod's parent made by someone else with empty cpuset.cpus/mems: filled from its
+    parent, or no task could join the container's cpuset (ENOSPC)."""
+    _fill(v1root / "cpuset/pod", {"cpuset.cpus": "", "cpuset.mems": ""})
+    m = cgroups.manager(cfg({}, path="/pod/ctr"), "c", root=str(v1root))
+    m.create()
+    assert rd(v1root / "cpuset/pod/cpuset.cpus") == "0-3" and rd(v1root / "cpuset/pod/cpuset.mems") == "0"
+    m.destroy()
+    assert (v1root / "cpuset/pod").is_dir()
+
+
+def test_non_empty_cgroup_warns_and_frozen_one_is_refused(v1root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for c in V1_FILES:
+        _fill(v1root / c / "ctr", V1_FILES[c])
+    (v1root / "freezer/ctr/cgroup.procs").write_text("4242\n")
+    m = cgroups.manager(cfg({}), "c", root=str(v1root))
+    m.create()
+    assert "container's cgroup is not empty: 1 process(es) found" in capsys.readouterr().err
+    assert m.owned
+    (v1root / "freezer/ctr/cgroup.procs").write_text("")
+    (v1root / "freezer/ctr/freezer.state").write_text("FROZEN")
+    m2 = cgroups.manager(cfg({}, path="/ctr/sub"), "c", root=str(v1root))
+    (v1root / "freezer/ctr/sub").mkdir()
+    (v1root / "freezer/ctr/sub/freezer.state").write_text("FROZEN")
+    with pytest.raises(OcipyError, match="container's cgroup unexpectedly frozen"):
+        m2.create()
+    # refused before it was the container's: the pre-existing directory stays, ours went
+    assert (v1root / "freezer/ctr/sub").is_dir() and not (v1root / "memory/ctr/sub").exists()
+    m2.destroy()
+    assert (v1root / "freezer/ctr/sub").is_dir()
+
+
+def test_delete_removes_a_preexisting_container_cgroup_and_its_children(v1root: Path) -> None:
+    """runc removes the container's own directories (and cgroups made inside them) on
+    delete, even when they were there before; parents it did not make stay."""
+    for c in V1_FILES:
+        _fill(v1root / c / "pod" / "ctr", V1_FILES[c])
+    m = cgroups.manager(cfg({}, path="/pod/ctr"), "c", root=str(v1root))
+    m.create()
+    assert m.to_state()["created"] == [] and m.to_state()["owned"] is True
+    (v1root / "memory/pod/ctr/foo").mkdir()  # a sub-cgroup made by the container
+    cgroups.from_state(json.loads(json.dumps(m.to_state()))).destroy()
+    assert not (v1root / "memory/pod/ctr").exists() and not (v1root / "pids/pod/ctr").exists()
+    assert (v1root / "memory/pod").is_dir()
+
+
+# --- stats: runc's key order -------------------------------------------------------------------
+
+def test_stats_keys_in_runc_order(v1root: Path) -> None:
+    m = cgroups.manager(cfg({}), "c", root=str(v1root))
+    m.create()
+    st = m.stats()
+    assert list(st) == ["cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt", "network_interfaces"]
+    assert list(st["cpu"]["usage"]) == ["total", "percpu", "kernel", "user"]
+    assert list(st["cpu"]["throttling"]) == ["periods", "throttled_periods", "throttled_time"]
+    assert list(st["cpuset"])[:3] == ["cpus", "cpu_exclusive", "mems"]
+    assert list(st["memory"]) == ["cache", "usage", "swap", "kernel", "kernelTCP", "raw"]
+    assert list(st["memory"]["usage"]) == ["limit", "usage", "max", "failcnt"]
+    assert list(st["memory"]["raw"]) == sorted(st["memory"]["raw"])
+    assert list(st["hugetlb"]["2MB"]) == ["failcnt"]
+    m.destroy()
+
+
+# --- exec ------------------------------------------------------------------------------------
+
+def test_exec_sub_cgroups_and_v2_init_fallback(v2root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rules_seen: list[Any] = []
+    monkeypatch.setattr(ebpf, "attach", lambda d, rules: rules_seen.append(devices.reduce(rules)))
+    m = cgroups.manager(cfg({}), "c", root=str(v2root))
+    m.create()
+    assert rules_seen and rules_seen[0][0] is False  # v2 too: the device program starts from deny all
+    base = m.paths()[""]
+    assert m.for_exec(None, 1, self_cgroup="0::/ctr\n").paths() == m.paths()
+    (v2root / "ctr/foo").mkdir()
+    for bad, word in (("..", "is not a sub cgroup path"), ("foo/../../x", "is not a sub cgroup path"),
+                      ("nope", "nope/cgroup.procs: no such file"), ("memory:foo", "unknown controller"),
+                      ("", "empty --cgroup argument")):
+        with pytest.raises(OcipyError, match=word):
+            m.for_exec([bad], 1)
+    assert m.for_exec(["foo"], 1).paths()[""] == f"{base}/foo"
+    assert m.for_exec(["/"], 1).paths()[""] == base
+    # a domain controller enabled below the container's cgroup: join the init's cgroup instead
+    (v2root / "ctr/cgroup.subtree_control").write_text("memory")
+    assert m.for_exec(None, 1, self_cgroup="0::/ctr/foo\n").paths()[""] == f"{base}/foo"
+    assert m.for_exec(None, 1, self_cgroup="0::/elsewhere\n").paths()[""] == base  # never outside
+    assert m.for_exec(["/"], 1, self_cgroup="0::/ctr/foo\n").paths()[""] == base  # --cgroup / disables it
+    (v2root / "ctr/foo").rmdir()
+    m.destroy()
+
+
+def test_exec_sub_cgroups_v1_controllers(v1root: Path) -> None:
+    m = cgroups.manager(cfg({}), "c", root=str(v1root))
+    m.create()
+    for c in ("memory", "cpu", "cpuacct"):
+        (v1root / c / "ctr/sub").mkdir()
+    e = m.for_exec(["memory:sub", "cpu,cpuacct:sub"], 1)
+    assert e.paths()["memory"] == str(v1root / "memory/ctr/sub") and e.paths()["cpu"].endswith("/ctr/sub")
+    assert e.paths()["pids"] == str(v1root / "pids/ctr") and e.created == []
+    assert m.for_exec(["systemd:/"], 1).paths()["name=systemd"] == str(v1root / "systemd/ctr")
+    for args, word in ((["memory:sub", "memory:sub"], "specified multiple times"),
+                       (["sub", "memory:sub"], "missing <controller>: prefix"),
+                       ([":sub"], "empty <controller> prefix")):
+        with pytest.raises(OcipyError, match=word):
+            m.for_exec(args, 1)
+    for c in ("memory", "cpu", "cpuacct"):
+        (v1root / c / "ctr/sub").rmdir()
+    m.destroy()
+
+
+def test_a_parent_we_made_is_removed_only_when_empty(v1root: Path) -> None:
+    """Two containers under one new parent: the first one's failure (or delete) must not
+    remove the second one's cgroups, which now live below the parent it made."""
+    first = cgroups.manager(cfg({}, path="/pod/a"), "a", root=str(v1root))
+    first.create()
+    assert str(v1root / "memory/pod") in first.created
+    second = cgroups.manager(cfg({}, path="/pod/b"), "b", root=str(v1root))
+    second.create()
+    first.destroy()
+    assert (v1root / "memory/pod/b").is_dir() and not (v1root / "memory/pod/a").exists()
+    second.destroy()
+    assert not (v1root / "memory/pod/b").exists()
+    for c in V1_FILES:  # left for the one who made it: empty, nobody's container
+        shutil.rmtree(v1root / c / "pod")
+
+
+def test_planned_directories_are_removed_after_a_killed_create(v1root: Path) -> None:
+    """A create SIGKILLed after a mkdir but before it recorded it: the state saved before
+    (paths planned from the config and the id) lets delete -f remove what was made."""
+    for c in V1_FILES:
+        _fill(v1root / c / "pod", V1_FILES[c])
+    m = cgroups.manager(cfg({"pids": {"limit": 5}}, path="/pod/new/ctr"), "c", root=str(v1root))
+    early = json.loads(json.dumps(m.to_state()))  # what create.py saves before making anything
+    assert str(v1root / "memory/pod/new") in early["planned"] and str(v1root / "memory/pod") not in early["planned"]
+    m.create()  # ... and then the runtime is killed: `created` never reaches the state
+    cgroups.from_state(early).destroy()
+    assert not (v1root / "memory/pod/new").exists() and not (v1root / "pids/pod/new").exists()
+    assert (v1root / "memory/pod").is_dir()

@@ -148,12 +148,24 @@ def run_events(argv: list[str], opts: Any) -> int:
     interval = parse_duration(args.interval)
     if interval <= 0:
         raise OcipyError("ocipy events: duration interval must be greater than 0")
+    def line(event: dict[str, Any]) -> str:
+        # compact, as runc's encoding/json writes it: tools grep for '{"type":"oom","id":'
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False) + "\n"
+
     if args.stats:
-        sys.stdout.write(json.dumps(resources.stats(opts.root, args.container_id)) + "\n")
+        sys.stdout.write(line(resources.stats(opts.root, args.container_id)))
         return 0
-    for event in resources.events(opts.root, args.container_id, interval):
-        sys.stdout.write(json.dumps(event) + "\n")
-        sys.stdout.flush()
+    try:
+        for event in resources.events(opts.root, args.container_id, interval):
+            sys.stdout.write(line(event))
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (events | head): stop quietly, as runc does
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0
 
 
@@ -222,6 +234,8 @@ def run_update(argv: list[str], opts: Any) -> int:
             raise OcipyError(f"ocipy update: cannot read {args.resources}: {e.strerror}") from None
         except ValueError as e:
             raise OcipyError(f"ocipy update: {args.resources}: invalid JSON: {e}") from None
+        except RecursionError:
+            raise OcipyError(f"ocipy update: {args.resources}: invalid JSON: nested too deeply") from None
         if not isinstance(loaded, dict):
             raise OcipyError(f"ocipy update: {args.resources}: must hold a JSON object (linux.resources)")
         res = loaded

@@ -80,7 +80,7 @@ class _ExecContext:
 
 def exec_process(root: str, container_id: str, process: dict[str, Any], *, detach: bool = False,
                  pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0,
-                 ignore_paused: bool = False) -> int:  # fmt: skip
+                 ignore_paused: bool = False, cgroup: list[str] | None = None) -> int:  # fmt: skip
     """Run `process` in the container; foreground returns its exit status (128+N on signal N)."""
     from ocipy.runtime import create as create_mod
     from ocipy.runtime.operations import _manager, wait_exit
@@ -139,6 +139,8 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
     try:
         manager = _manager(container)
         log.debug(f"nsexec container setup: joining the namespaces of {container_id} (init {container.pid})")
+        if manager is not None:
+            manager = manager.for_exec(cgroup, container.pid)  # and exec --cgroup [CONTROLLER:]SUB
         bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
         if bootstrap_pid == 0:
             ctx.manager = manager

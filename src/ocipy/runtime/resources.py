@@ -131,10 +131,22 @@ def merge_resources(current: dict[str, Any], patch: dict[str, Any]) -> dict[str,
 def update(root: str, container_id: str, resources: dict[str, Any]) -> dict[str, Any]:
     """Change a container's limits (runc update) and save them in its state.
 
-    Device rules are not touched (runc neither).  Returns the new resources."""
-    from ocipy.linux.cgroups.validate import validate
+    Only what `resources` names is written, as runc writes only the values it
+    is given (an unset or zero value leaves the cgroup file as it is); the
+    saved config gets `resources` merged over what it had.  Keys are matched
+    as runc's JSON decoding matches them (``CPU`` is ``cpu``), unknown ones
+    ignored.  Device rules are not touched (runc neither).  Returns the new
+    resources."""
+    from ocipy.errors import ConfigError
+    from ocipy.linux.cgroups import config_resources
+    from ocipy.linux.cgroups.validate import W, canonical, fold_key, validate
 
-    validate(resources)
+    if not isinstance(resources, dict):
+        raise ConfigError(W, f"must be an object, not {type(resources).__name__}")
+    patch = canonical(resources)
+    assert isinstance(patch, dict)
+    patch.pop("devices", None)
+    validate(patch)
     with store.locked(root, container_id) as container:
         if not container.data:
             raise ContainerNotFound(container_id)
@@ -142,11 +154,15 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> dict[str,
             raise NotRunning(container_id)
         config = dict(container.config)
         linux = dict(config.get("linux") or {})
-        current = dict(linux.get("resources") or {})
-        patch = {k: v for k, v in resources.items() if k != "devices"}
+        current = config_resources(config)
         merged = merge_resources(current, patch)
+        mem = patch.get("memory")
+        if isinstance(mem, dict) and mem.get("limit") == -1 and not mem.get("swap"):
+            merged["memory"]["swap"] = -1  # lifted with the memory limit (see v1.set_memory)
         validate(merged)
-        _manager(container).set({k: merged[k] for k in patch})
+        _manager(container).set(patch)
+        for key in [k for k in linux if k != "resources" and fold_key(k) == "resources"]:
+            del linux[key]  # the differently cased spelling, now merged in
         linux["resources"] = merged
         config["linux"] = linux
         container.data["config"] = config

@@ -140,11 +140,41 @@ def own_cgroups(layout: Layout, self_cgroup: str | None = None) -> dict[str, str
     return out
 
 
+def get_field(obj: object, name: str) -> Any:
+    """obj[name], the key matched as runc's JSON decoding matches it (an exact
+    match first, else case-insensitively): ``linux.Resources`` is ``linux.resources``."""
+    if not isinstance(obj, dict):
+        return None
+    if name in obj:
+        return obj[name]
+    from ocipy.linux.cgroups.validate import fold_key
+
+    want = fold_key(name)
+    for key, value in obj.items():
+        if isinstance(key, str) and fold_key(key) == want:
+            return value
+    return None
+
+
+def config_resources(config: dict[str, Any]) -> dict[str, Any]:
+    """linux.resources with canonical keys (see validate.canonical); {} if unset."""
+    from ocipy.errors import ConfigError
+    from ocipy.linux.cgroups.validate import W, canonical
+
+    res = get_field(get_field(config, "linux"), "resources")
+    if res is None:
+        return {}
+    if not isinstance(res, dict):
+        raise ConfigError(W, f"must be an object, not {type(res).__name__}")
+    out = canonical(res)
+    assert isinstance(out, dict)
+    return out
+
+
 def _inner_path(config: dict[str, Any], container_id: str, systemd: bool) -> str:
     from ocipy.errors import ConfigError, OcipyError
 
-    linux = config.get("linux") or {}
-    path = linux.get("cgroupsPath") if isinstance(linux, dict) else None
+    path = get_field(get_field(config, "linux"), "cgroupsPath")
     if path is not None and not isinstance(path, str):
         raise ConfigError("linux.cgroupsPath", f"must be a string, not {type(path).__name__}")
     if systemd:
@@ -168,6 +198,36 @@ def _inner_path(config: dict[str, Any], container_id: str, systemd: bool) -> str
     return ("/" if path.startswith("/") else "") + "/".join(parts)
 
 
+def _invalid_configuration(field: str, problem: str) -> Exception:
+    """A ConfigError worded as runc's ("invalid configuration: ..."), which tools grep for."""
+    from ocipy.errors import ConfigError
+
+    e = ConfigError(field, problem)
+    e.args = (f"invalid configuration: {field}: {problem}",)
+    return e
+
+
+def check_unified(unified: dict[str, str] | None, layout: Layout) -> None:
+    """linux.resources.unified on a host that is not all cgroup v2: runc refuses it
+    with "invalid configuration: cannot use unified on cgroup v1"; the keys of
+    controllers that only the hybrid host's cgroup2 hierarchy has (hugetlb here)
+    stay usable (config-linux.md "Unified": the runtime "MUST generate an error
+    when the configuration refers to a cgroup controller that is not present")."""
+    from ocipy.linux.cgroups.validate import W
+
+    if not unified or layout.mode == "v2":
+        return
+    for key in unified:
+        controller = key.split(".", 1)[0]
+        if layout.unified is None:
+            raise _invalid_configuration(f"{W}.unified", "cannot use unified on cgroup v1 "
+                                                         "(no cgroup2 hierarchy is mounted)")
+        if controller in layout.v1 or (controller != "cgroup" and controller not in layout.v2_controllers):
+            raise _invalid_configuration(f"{W}.unified[{key!r}]",
+                                         f"cannot use unified on cgroup v1: the {controller} controller "
+                                         f"is not in this {layout.mode} host's cgroup2 hierarchy ({layout.unified})")
+
+
 def manager(config: dict[str, Any], container_id: str, systemd: bool = False, *,
             root: str | None = None, self_cgroup: str | None = None) -> Manager:
     """A Manager for a new container (nothing is created until :meth:`Manager.create`).
@@ -178,16 +238,14 @@ def manager(config: dict[str, Any], container_id: str, systemd: bool = False, *,
     from ocipy.linux.cgroups.validate import W, controllers_needed
 
     inner = _inner_path(config, container_id, systemd)
-    linux = config.get("linux") or {}
-    resources = linux.get("resources") or {}
+    resources = config_resources(config)
     needed = controllers_needed(resources)  # validates
-    rules = config_rules(config)
+    rules = config_rules(resources)
     layout = Layout.detect(root or DEFAULT_ROOT)
     for c in sorted(needed | {"devices"}):
         if not layout.available(c):
             raise ConfigError(f"{W}.{FIELD[c]}", f"the {c} cgroup controller is not available on this host")
-    if resources.get("unified") and layout.unified is None:
-        raise ConfigError(f"{W}.unified", "cgroup v2 is not mounted on this host")
+    check_unified(resources.get("unified"), layout)
     own = own_cgroups(layout, self_cgroup) if not inner.startswith("/") else {}
     paths: dict[str, str] = {}
     mounts: dict[str, str] = {}
@@ -199,8 +257,17 @@ def manager(config: dict[str, Any], container_id: str, systemd: bool = False, *,
         rel = os.path.normpath(os.path.join(base, inner)).lstrip("/")
         paths[c] = os.path.join(mnt, rel)
         mounts[c] = mnt
+    # What create() will make, known before it makes anything: saved early, it lets
+    # `delete -f` clean up after a runtime killed between a mkdir and the next save.
+    planned: list[str] = []
+    for c in sorted(paths, key=lambda k: (k == "", k)):
+        d = mounts[c]
+        for part in os.path.relpath(paths[c], mounts[c]).split("/"):
+            d = os.path.join(d, part)
+            if d not in planned and not os.path.isdir(d):
+                planned.append(d)
     m = Manager({"version": 1, "mode": layout.mode, "root": layout.root, "paths": paths,
-                 "mounts": mounts, "created": []})
+                 "mounts": mounts, "created": [], "planned": planned})
     m._resources = resources
     m._rules = rules
     m._needed = needed
@@ -221,6 +288,10 @@ class Manager:
         self._paths: dict[str, str] = dict(data.get("paths") or {})
         self._mounts: dict[str, str] = dict(data.get("mounts") or {})
         self.created: list[str] = list(data.get("created") or [])
+        # Directories that did not exist when the container was planned (see `manager`).
+        self.planned: list[str] = [str(p) for p in data.get("planned") or []]
+        # The container's own directories passed the fit check (see `destroy`).
+        self.owned = data.get("owned") is True
         self._resources: dict[str, Any] = {}
         self._rules: list[tuple[bool, str, int, int, str]] | None = None
         self._needed: set[str] = set()
@@ -228,7 +299,8 @@ class Manager:
     # --- state -------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {"version": 1, "mode": self.mode, "root": self.root, "paths": dict(self._paths),
-                "mounts": dict(self._mounts), "created": list(self.created)}
+                "mounts": dict(self._mounts), "created": list(self.created), "owned": self.owned,
+                "planned": list(self.planned)}
 
     def paths(self) -> dict[str, str]:
         return dict(self._paths)
@@ -257,15 +329,18 @@ class Manager:
         """mkdir only the cgroup2 directory, where the init can then be born
         (clone3 CLONE_INTO_CGROUP) while the parent makes the rest with `create`.
 
-        False when the directory was there already: `create` must check it is
-        fit (empty, thawed) before anyone is born in it."""
+        False (and nothing made) when any of the container's directories was there
+        already: `create` must check they are fit (empty, thawed) before anyone is
+        born in them."""
         if "" not in self._paths:
             return True
+        if any(os.path.isdir(d) for d in self._dirs()):
+            return False
         try:
             self._mkdirs(self._mounts.get("", os.path.dirname(self._paths[""])), self._paths[""],
                          self._v2_enable_list(), False)  # fmt: skip
         except BaseException:
-            self._remove_created(quiet=True)
+            self._remove_created(quiet=True, wait=0.0)  # a born init may be inside: the caller kills it, then destroy()s
             raise
         return self._paths[""] in self.created
 
@@ -285,6 +360,7 @@ class Manager:
                 self._mkdirs(mnt, d, v2_enable if key == "" else None, key == "cpuset")
             if not all(d in self.created for d in self._dirs()):
                 self._check_fit()  # directories we just made are empty and thawed
+            self.owned = True
             # Device rules first: v1 passes through deny-all while they are written,
             # which must not meet the init's mknod of /dev nodes.
             from ocipy.linux.cgroups import devices
@@ -293,7 +369,7 @@ class Manager:
             if resources:
                 self.apply_resources()
         except BaseException:
-            self._remove_created(quiet=True)
+            self._remove_created(quiet=True, wait=0.0)  # a born init may be inside: the caller kills it, then destroy()s
             raise
 
     def apply_resources(self) -> None:
@@ -303,17 +379,24 @@ class Manager:
         self.set(res)
 
     def _check_fit(self) -> None:
-        """config-linux.md "Control groups": a runtime that checks whether the container
-        cgroup is fit for purpose MUST error when it is not -- on create, a frozen or a
-        non-empty cgroup (runc >= 1.2 refuses these too)."""
+        """config-linux.md "Control groups": a runtime MAY check whether the
+        container's cgroup "is fit for purpose, and MUST generate an error if
+        such a check fails. For example, a frozen cgroup or (for create
+        operation) a non-empty cgroup."
+
+        A frozen cgroup is refused with runc's words.  A non-empty one is, as in
+        runc 1.1, only a warning (engines run a second container in a pod's
+        cgroup; see docs/compat.md)."""
         from ocipy.errors import OcipyError
 
         if self.is_frozen():
-            raise OcipyError(f"cgroups: the container's cgroup {self._dirs()[0]} is frozen")
+            raise OcipyError(f"container's cgroup unexpectedly frozen ({self._dirs()[0]})")
         busy = self.pids()
         if busy:
-            raise OcipyError(f"cgroups: the container's cgroup {self._dirs()[0]} is not empty: "
-                             f"{len(busy)} process(es) found")
+            from ocipy.cli import log
+
+            log.warning(f"container's cgroup is not empty: {len(busy)} process(es) found "
+                        f"({self._dirs()[0]})")
 
     def _v2_enable_list(self) -> list[str]:
         """cgroup v2 controllers to enable on the way down to the container's directory."""
@@ -350,18 +433,24 @@ class Manager:
             d = os.path.join(parent, part)
             if v2_enable:
                 self._enable(parent, v2_enable)
+            made = False
             if not os.path.isdir(d):
                 try:
                     os.mkdir(d, 0o755)
                     self.created.append(d)
+                    made = True
                 except FileExistsError:
                     pass
                 except OSError as e:
                     raise KernelError("mkdir", d, e.errno or 5) from None
-                if cpuset:
-                    from ocipy.linux.cgroups.v1 import init_cpuset
+            if not made and d in self.planned:
+                self.planned.remove(d)  # someone else made it meanwhile: not ours to remove
+            if cpuset:
+                # Every level, ours or not: a v1 cpuset made by someone else (a pod's
+                # parent) may have empty cpus/mems too, and then no task can join below.
+                from ocipy.linux.cgroups.v1 import init_cpuset
 
-                    init_cpuset(d, parent)
+                init_cpuset(d, parent)
             parent = d
         _ = write
 
@@ -439,6 +528,13 @@ class Manager:
             v1.set_rdma(d, resources.get("rdma") or {})
         unified = resources.get("unified")
         if unified:
+            if self.mode != "v2":
+                lay = Layout(self.root)
+                lay.mode = self.mode
+                lay.v1 = {k: v for k, v in self._mounts.items() if k}
+                lay.unified = self._mounts.get("")
+                lay.v2_controllers = v2_enabled
+                check_unified(unified, lay)
             if not v2dir:
                 raise ConfigError(f"{W}.unified", "cgroup v2 is not mounted on this host")
             v2.set_unified(v2dir, unified, v2_enabled)
@@ -466,6 +562,81 @@ class Manager:
             write(d, "cgroup.procs", pid)
 
     join = apply
+
+    def for_exec(self, specs: list[str] | None, init_pid: int, self_cgroup: str | None = None) -> Manager:
+        """The cgroups an `exec` process joins: `specs` as `sub_cgroups` (exec --cgroup),
+        else the container's own.
+
+        cgroup v2 has no internal processes: once the container enabled a domain
+        controller in its cgroup's subtree_control (with its init moved below),
+        nothing can join the container's cgroup itself, and the process joins the
+        init's cgroup instead, as runc does.  `self_cgroup` (the init's
+        /proc/PID/cgroup text) is for tests."""
+        if specs:
+            return self.sub_cgroups(specs)
+        v2 = self._v2()
+        mnt = self._mounts.get("")
+        if v2 is None or mnt is None or not (_read(os.path.join(v2, "cgroup.subtree_control")) or "").split():
+            return self
+        text = self_cgroup if self_cgroup is not None else (_read(f"/proc/{init_pid}/cgroup") or "")
+        rel = next((line[3:] for line in text.splitlines() if line.startswith("0::")), None)
+        if rel is None:
+            return self
+        target = os.path.normpath(os.path.join(mnt, rel.lstrip("/")))
+        if not target.startswith(v2.rstrip("/") + "/") or not os.path.isdir(target):
+            return self
+        data = self.to_state()
+        data["paths"] = dict(self._paths, **{"": target})
+        data["created"], data["owned"], data["planned"] = [], False, []
+        return Manager(data)
+
+    def sub_cgroups(self, specs: list[str]) -> Manager:
+        """The Manager an `exec --cgroup` process joins: `specs` are runc's
+        ``[CONTROLLER[,CONTROLLER...]:]PATH`` arguments, PATH relative to the
+        container's cgroup in those hierarchies (every one without a prefix,
+        which only a single argument may omit).  Each must exist and stay
+        inside the container's cgroup ("is not a sub cgroup path")."""
+        from ocipy.errors import OcipyError
+
+        wanted: dict[str, str] = {}
+        for spec in specs:
+            parts = spec.split(":")
+            if len(parts) > 2:
+                raise OcipyError(f"invalid --cgroup argument: {spec}")
+            if len(parts) == 1:
+                if len(specs) != 1:
+                    raise OcipyError(f"invalid --cgroup argument: {spec} (missing <controller>: prefix)")
+                for key in self._paths:
+                    wanted[key] = spec
+                continue
+            for ctrl in parts[0].split(","):
+                if not ctrl:
+                    raise OcipyError(f"invalid --cgroup argument: {spec} (empty <controller> prefix)")
+                key = ctrl if ctrl in self._paths else f"name={ctrl}"
+                if key not in self._paths:
+                    raise OcipyError(f"invalid --cgroup argument: unknown controller {ctrl!r} in {spec}")
+                if key in wanted:
+                    raise OcipyError(f"invalid --cgroup argument(s): controller {ctrl} specified multiple times")
+                wanted[key] = parts[1]
+        paths = dict(self._paths)
+        for key, sub in wanted.items():
+            if not sub:
+                raise OcipyError("empty --cgroup argument")
+            if "\0" in sub:
+                raise OcipyError(f"--cgroup {sub!r}: contains a NUL character")
+            base = self._paths[key]
+            target = os.path.normpath(os.path.join(base, sub.lstrip("/")))
+            if target != base and not target.startswith(base.rstrip("/") + "/"):
+                raise OcipyError(f"--cgroup: {sub} is not a sub cgroup path")
+            if not os.path.isdir(target):
+                # runc's wording, which tools and its tests match
+                raise OcipyError(f"error adding pid to cgroups: open {target}/cgroup.procs: "
+                                 "no such file or directory")
+            paths[key] = target
+        data = self.to_state()
+        data["paths"] = paths
+        data["created"], data["owned"], data["planned"] = [], False, []
+        return Manager(data)
 
     def v2_dir(self) -> str | None:
         """The cgroup2 directory, where a child can be born (clone3 CLONE_INTO_CGROUP)."""
@@ -590,24 +761,61 @@ class Manager:
 
     # --- destroy ---------------------------------------------------------------------
     def destroy(self) -> None:
-        """rmdir the directories we created (children first); pre-existing ones stay."""
+        """rmdir the container's cgroups and every cgroup below them (children
+        first), and the parents we created.
+
+        A container directory that was there before (a pod manager's, a test's)
+        is removed too once it became the container's (it passed the fit check),
+        as runc removes it: left behind, it keeps its limits (a realtime budget,
+        a frozen state) and breaks the next container there.  Before that, and
+        for parents, only what we made is removed."""
+        if self.owned:
+            import time
+
+            from ocipy.errors import KernelError
+
+            deadline = time.monotonic() + 0.2
+            for d in reversed(self._dirs()):
+                if d not in self.created:
+                    try:
+                        _rmtree_cgroup(d, deadline)
+                    except KernelError:
+                        pass  # still used by someone else (a shared cgroup): theirs to remove
         self._remove_created(quiet=False)
 
-    def _remove_created(self, quiet: bool) -> None:
+    def _remove_created(self, quiet: bool, wait: float = 1.0) -> None:
+        import errno
         import time
 
         from ocipy.errors import KernelError
 
         first: KernelError | None = None
         left: list[str] = []
-        deadline = time.monotonic() + 1.0  # EBUSY retries, shared by every directory
-        for d in reversed(self.created):
+        deadline = time.monotonic() + wait  # EBUSY retries, shared by every directory
+        leaves = set(self._dirs())
+        # what we made, and what we were about to make (a create killed before it
+        # recorded a mkdir); children first
+        todo = sorted(dict.fromkeys(self.planned + self.created), key=lambda p: -p.count("/"))
+        for d in todo:
+            if d not in leaves:
+                # A parent we made: only if it is empty now.  Another container may have
+                # been placed below it meanwhile; its cgroups are not ours to remove.
+                try:
+                    os.rmdir(d)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    left.insert(0, d)  # still ours: a later destroy tries again
+                    if e.errno not in (errno.ENOTEMPTY, errno.EBUSY, errno.EEXIST):
+                        first = first or KernelError("rmdir", d, e.errno or errno.EIO)
+                continue
             try:
-                _rmtree_cgroup(d, deadline)
+                _rmtree_cgroup(d, deadline)  # the container's own: with what was made inside
             except KernelError as e:
                 left.insert(0, d)
                 first = first or e
         self.created = left
+        self.planned = []
         if first and not quiet:
             raise first
 
@@ -655,9 +863,10 @@ class Manager:
             out["hugetlb"] = {}
         out["intel_rdt"] = {}
         out["network_interfaces"] = None
-        if "cpu" not in out:
-            out["cpu"] = {"usage": {"kernel": 0, "user": 0}, "throttling": {}}
-        return out
+        out.setdefault("cpu", {"usage": {"kernel": 0, "user": 0}, "throttling": {}})
+        # runc's types.Stats field order
+        order = ("cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt", "network_interfaces")
+        return {k: out[k] for k in order}
 
     def oom_events(self) -> OomWatcher:
         """A watcher for OOM kills: select() on .fileno() (v1) or poll .check() (v1 and v2)."""

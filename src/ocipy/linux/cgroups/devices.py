@@ -9,6 +9,13 @@ devices controller does (an ``a *:* rwm`` rule resets the list and sets the
 default; later rules add or remove exceptions) and returns the resulting
 default plus exceptions.  The v1 writer writes that result; the v2 eBPF
 program (``ebpf.py``) encodes the same result, so both versions agree.
+
+The list starts from **deny all**, as runc's does: a config without
+``linux.resources.devices`` (or with only allow rules) gets the default allow
+list below and nothing else, so a container root with CAP_MKNOD can create
+``/dev/kmsg`` or a disk node but not open it.  ``linux.devices`` entries are
+created in the container but get no rule of their own: access to them is
+what ``linux.resources.devices`` says (runc's "device cgroup deny" test).
 """
 
 from __future__ import annotations
@@ -77,30 +84,25 @@ def parse_rules(entries: list[object], where: str = "linux.resources.devices") -
         access = e.get("access")
         if access is None or access == "":
             access = "rwm"
-        if not isinstance(access, str) or not access or any(ch not in "rwm" for ch in access):
-            raise ConfigError(f"{w}.access", f"{access!r} must be made of r, w and m")
+        if not isinstance(access, str):
+            raise ConfigError(f"{w}.access", f"must be a string of r, w and m, not {access!r}")
+        # As runc: letters other than r, w and m are ignored ("rwa" is "rw"), but
+        # a string with none of them grants or denies nothing and is refused.
         access = "".join(ch for ch in "rwm" if ch in access)
+        if not access:
+            raise ConfigError(f"{w}.access", f"{e.get('access')!r} has none of r, w and m")
         rules.append((allow, typ, nums[0], nums[1], access))
     return rules
 
 
-def config_rules(config: dict[str, object]) -> list[Rule]:
-    """The device rules a container gets, in order, as runc builds them:
-    linux.resources.devices, then an allow rule for each linux.devices node,
-    then the defaults."""
-    linux = config.get("linux") or {}
-    assert isinstance(linux, dict)
-    resources = linux.get("resources") or {}
-    rules = parse_rules(list(resources.get("devices") or []))
-    for i, dev in enumerate(linux.get("devices") or []):
-        if not isinstance(dev, dict):
-            continue
-        typ = dev.get("type")
-        major, minor = dev.get("major"), dev.get("minor")
-        if typ in ("c", "b", "u") and isinstance(major, int) and isinstance(minor, int):
-            rules.append((True, "c" if typ == "u" else str(typ), major, minor, "rwm"))
-        elif typ not in (None, "p"):
-            raise ConfigError(f"linux.devices[{i}]", "needs type c, b, u or p with major and minor")
+def config_rules(resources: dict[str, object]) -> list[Rule]:
+    """The device rules a container gets, in order, as runc builds them: deny
+    all (where :func:`reduce` starts), linux.resources.devices, then the
+    defaults.  `resources` is linux.resources with canonical keys.
+
+    linux.devices adds no rule: a node the rules deny is created but cannot
+    be opened (runc 1.1 does the same; see docs/compat.md)."""
+    rules = parse_rules(list(resources.get("devices") or []))  # type: ignore[call-overload]
     rules.extend(DEFAULT_RULES)
     return rules
 
@@ -114,11 +116,12 @@ def _expand(rule: Rule) -> list[Rule]:
 
 
 def reduce(rules: list[Rule]) -> tuple[bool, list[Rule]]:
-    """Apply rules in order, as the v1 controller does; return (default_allow, exceptions).
+    """Apply rules in order, as the v1 controller does, starting from deny all;
+    return (default_allow, exceptions).
 
     Exceptions are the rules opposite to the default (allow rules when the
     default is deny), merged per (type, major, minor)."""
-    default_allow = True
+    default_allow = False
     exc: dict[tuple[str, int, int], str] = {}
     for rule in rules:
         for allow, typ, major, minor, access in _expand(rule):
@@ -148,19 +151,66 @@ def v1_line(rule: Rule) -> str:
     return f"{typ} {ma}:{mi} {access}"
 
 
-def set_v1(directory: str, rules: list[Rule]) -> None:
-    """Write the reduced rule set to devices.allow / devices.deny.
+def parse_v1_list(text: str) -> tuple[bool, dict[tuple[str, int, int], str]]:
+    """devices.list as (default_allow, {(type, major, minor): access}).
 
-    The default is written first ("a" to devices.deny or devices.allow), then
-    each exception, so the result does not depend on what was there before."""
-    from ocipy.linux.cgroups.common import read_opt, write, write_each
+    The kernel lists only ``a *:* rwm`` for a cgroup whose default is allow
+    (its deny exceptions are not shown), else the allow exceptions."""
+    exc: dict[tuple[str, int, int], str] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 3 or ":" not in parts[1]:
+            continue
+        typ, (ma, _, mi), access = parts[0], parts[1].partition(":"), parts[2]
+        if typ == "a":
+            return True, {}
+        try:
+            key = (typ, -1 if ma == "*" else int(ma), -1 if mi == "*" else int(mi))
+        except ValueError:
+            continue
+        exc[key] = "".join(ch for ch in "rwm" if ch in access + exc.get(key, ""))
+    return False, exc
 
+
+def v1_transitions(current: str, rules: list[Rule]) -> list[tuple[str, str]]:
+    """The writes (file, line) that take a v1 devices cgroup whose devices.list
+    reads `current` to the result of `rules`, with the fewest transitions.
+
+    From a deny-all list to another (the usual case, and every re-apply) only
+    the differences are written, allows before denies: a running container
+    never passes through a state that refuses what both the old and the new
+    rules allow (runc's "minimal transition rules").  Otherwise the default
+    is reset first ("a" to devices.deny or devices.allow), then each exception
+    is written, so the result does not depend on what was there before."""
     default_allow, exceptions = reduce(rules)
+    cur_allow, cur_exc = parse_v1_list(current)
     if default_allow:
-        current = (read_opt(directory, "devices.list") or "").strip()
-        if current != "a *:* rwm":
-            write(directory, "devices.allow", "a")
-        write_each(directory, "devices.deny", [v1_line(rule) for rule in exceptions])
-    else:
-        write(directory, "devices.deny", "a")
-        write_each(directory, "devices.allow", [v1_line(rule) for rule in exceptions])
+        return [("devices.allow", "a")] + [("devices.deny", v1_line(r)) for r in exceptions]
+    if cur_allow:
+        return [("devices.deny", "a")] + [("devices.allow", v1_line(r)) for r in exceptions]
+    want = {(t, ma, mi): acc for _, t, ma, mi, acc in exceptions}
+    writes: list[tuple[str, str]] = []
+    for (t, ma, mi), acc in want.items():
+        missing = "".join(ch for ch in acc if ch not in cur_exc.get((t, ma, mi), ""))
+        if missing:
+            writes.append(("devices.allow", v1_line((True, t, ma, mi, missing))))
+    for (t, ma, mi), acc in cur_exc.items():
+        extra = "".join(ch for ch in acc if ch not in want.get((t, ma, mi), ""))
+        if extra:
+            writes.append(("devices.deny", v1_line((False, t, ma, mi, extra))))
+    return writes
+
+
+def set_v1(directory: str, rules: list[Rule]) -> None:
+    """Bring devices.allow / devices.deny to the reduced rule set (see `v1_transitions`)."""
+    from ocipy.linux.cgroups.common import read_opt, write_each
+
+    writes = v1_transitions(read_opt(directory, "devices.list") or "a *:* rwm", rules)
+    i = 0
+    while i < len(writes):  # consecutive writes to one file share one open
+        name = writes[i][0]
+        j = i
+        while j < len(writes) and writes[j][0] == name:
+            j += 1
+        write_each(directory, name, [line for _, line in writes[i:j]])
+        i = j

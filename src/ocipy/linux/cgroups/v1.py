@@ -36,13 +36,20 @@ def set_memory(d: str, mem: dict[str, Any]) -> None:
         if limit < usage:
             raise ConfigError("linux.resources.memory.limit",
                               f"{limit} is below the current usage {usage} (checkBeforeUpdate)")
-    if swap and not exists(d, "memory.memsw.limit_in_bytes"):
-        raise ConfigError("linux.resources.memory.swap",
-                          "swap accounting is not enabled in this kernel (no memory.memsw.limit_in_bytes)")
+    has_memsw = exists(d, "memory.memsw.limit_in_bytes")
+    if swap and not has_memsw:
+        if swap == -1:
+            swap = 0  # unlimited swap where the kernel does not account it: nothing to write
+        else:
+            raise ConfigError("linux.resources.memory.swap",
+                              "swap accounting is not enabled in this kernel (no memory.memsw.limit_in_bytes)")
+    if limit == -1 and swap == 0 and has_memsw:
+        swap = -1  # as runc: an unlimited memory with no swap given lifts the memory+swap limit too
     if limit and swap:
-        # memsw must stay >= limit at every step: raise memsw first when growing.
-        current = read_int(d, "memory.memsw.limit_in_bytes")
-        if swap == -1 or current < swap:
+        # The kernel keeps memory <= memory+swap at every step: write memory+swap first
+        # when the current memory limit fits under the new memory+swap, else memory first.
+        current = read_int(d, "memory.limit_in_bytes")
+        if swap == -1 or current <= swap:
             write(d, "memory.memsw.limit_in_bytes", _limit(swap))
             write(d, "memory.limit_in_bytes", _limit(limit))
         else:
@@ -205,54 +212,73 @@ def set_rdma(d: str, rdma: dict[str, Any]) -> None:
 # --- stats (runc's types.Stats shape) ----------------------------------------------
 
 def _entry(d: str, prefix: str) -> dict[str, int]:
-    out = {"limit": read_int(d, f"{prefix}.limit_in_bytes"), "failcnt": read_int(d, f"{prefix}.failcnt")}
+    """runc's MemoryEntry, in its key order: limit, usage, max (omitted when 0), failcnt."""
+    out = {"limit": read_int(d, f"{prefix}.limit_in_bytes")}
     usage = read_int(d, f"{prefix}.usage_in_bytes")
     mx = read_int(d, f"{prefix}.max_usage_in_bytes")
     if usage:
         out["usage"] = usage
     if mx:
         out["max"] = mx
+    out["failcnt"] = read_int(d, f"{prefix}.failcnt")
     return out
 
 
 def memory_stats(d: str) -> dict[str, Any]:
     raw = read_keyed(d, "memory.stat")
-    out: dict[str, Any] = {
-        "usage": _entry(d, "memory"),
-        "swap": _entry(d, "memory.memsw"),
-        "kernel": _entry(d, "memory.kmem"),
-        "kernelTCP": _entry(d, "memory.kmem.tcp"),
-    }
+    out: dict[str, Any] = {}
     if raw.get("cache"):
         out["cache"] = raw["cache"]
+    out["usage"] = _entry(d, "memory")
+    out["swap"] = _entry(d, "memory.memsw")
+    out["kernel"] = _entry(d, "memory.kmem")
+    out["kernelTCP"] = _entry(d, "memory.kmem.tcp")
     if raw:
-        out["raw"] = raw
+        out["raw"] = dict(sorted(raw.items()))  # a Go map: marshalled in key order
+    return out
+
+
+def cpu_usage(total: int, percpu: list[int] | None, percpu_kernel: list[int] | None,
+              percpu_user: list[int] | None, kernel: int, user: int) -> dict[str, Any]:
+    """runc's CpuUsage, in its key order (empty ones omitted but kernel and user)."""
+    usage: dict[str, Any] = {}
+    if total:
+        usage["total"] = total
+    for key, values in (("percpu", percpu), ("percpu_kernel", percpu_kernel), ("percpu_user", percpu_user)):
+        if values:
+            usage[key] = values
+    usage["kernel"] = kernel
+    usage["user"] = user
+    return usage
+
+
+def throttling(periods: int, throttled: int, throttled_time: int) -> dict[str, int]:
+    """runc's Throttling (snake_case keys, zeros omitted)."""
+    out: dict[str, int] = {}
+    for key, value in (("periods", periods), ("throttled_periods", throttled), ("throttled_time", throttled_time)):
+        if value:
+            out[key] = value
     return out
 
 
 def cpu_stats(cpu_dir: str | None, cpuacct_dir: str | None) -> dict[str, Any]:
-    usage: dict[str, Any] = {"kernel": 0, "user": 0}
-    throttling: dict[str, int] = {}
+    total, kernel, user = 0, 0, 0
+    per: dict[str, list[int] | None] = {"percpu": None, "percpu_kernel": None, "percpu_user": None}
     if cpuacct_dir:
         total = read_int(cpuacct_dir, "cpuacct.usage")
-        if total:
-            usage["total"] = total
         for name, key in (("cpuacct.usage_percpu", "percpu"), ("cpuacct.usage_percpu_sys", "percpu_kernel"),
                           ("cpuacct.usage_percpu_user", "percpu_user")):
             text = read_opt(cpuacct_dir, name)
             if text and text.split():
-                usage[key] = [int(x) for x in text.split() if x.isdigit()]
+                per[key] = [int(x) for x in text.split() if x.isdigit()]
         st = read_keyed(cpuacct_dir, "cpuacct.stat")
         hz = 100  # USER_HZ
-        usage["kernel"] = st.get("system", 0) * 1_000_000_000 // hz
-        usage["user"] = st.get("user", 0) * 1_000_000_000 // hz
-    if cpu_dir:
-        st = read_keyed(cpu_dir, "cpu.stat")
-        for src, dst in (("nr_periods", "periods"), ("nr_throttled", "throttledPeriods"),
-                         ("throttled_time", "throttledTime")):
-            if st.get(src):
-                throttling[dst] = st[src]
-    return {"usage": usage, "throttling": throttling}
+        kernel = st.get("system", 0) * 1_000_000_000 // hz
+        user = st.get("user", 0) * 1_000_000_000 // hz
+    st = read_keyed(cpu_dir, "cpu.stat") if cpu_dir else {}
+    return {"usage": cpu_usage(total, per["percpu"], per["percpu_kernel"], per["percpu_user"], kernel, user),
+            "throttling": throttling(st.get("nr_periods", 0), st.get("nr_throttled", 0),
+                                     st.get("throttled_time", 0))}
 
 
 def pids_stats(d: str) -> dict[str, int]:
@@ -320,18 +346,20 @@ def blkio_stats(d: str) -> dict[str, Any]:
 def hugetlb_stats(d: str, sizes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for size in sizes:
-        e: dict[str, int] = {"failcnt": read_int(d, f"hugetlb.{size}.failcnt")}
+        e: dict[str, int] = {}
         u = read_int(d, f"hugetlb.{size}.usage_in_bytes")
         m = read_int(d, f"hugetlb.{size}.max_usage_in_bytes")
         if u:
             e["usage"] = u
         if m:
             e["max"] = m
+        e["failcnt"] = read_int(d, f"hugetlb.{size}.failcnt")
         out[size] = e
     return out
 
 
 def cpuset_stats(d: str) -> dict[str, Any]:
+    """runc's CPUSet, in its key order (cpus and mems omitted when empty)."""
     from ocipy.linux.cgroups.common import parse_list
 
     out: dict[str, Any] = {}
@@ -339,12 +367,10 @@ def cpuset_stats(d: str) -> dict[str, Any]:
     mems = parse_list(read_opt(d, "cpuset.mems") or "")
     if cpus:
         out["cpus"] = cpus
+    out["cpu_exclusive"] = read_int(d, "cpuset.cpu_exclusive")
     if mems:
         out["mems"] = mems
-    for name, key in (("cpu_exclusive", "cpu_exclusive"), ("mem_hardwall", "mem_hardwall"),
-                      ("mem_exclusive", "mem_exclusive"), ("memory_migrate", "memory_migrate"),
-                      ("memory_spread_page", "memory_spread_page"), ("memory_spread_slab", "memory_spread_slab"),
-                      ("memory_pressure", "memory_pressure"), ("sched_load_balance", "sched_load_balance"),
-                      ("sched_relax_domain_level", "sched_relax_domain_level")):
-        out[key] = read_int(d, f"cpuset.{name}")
+    for name in ("mem_hardwall", "mem_exclusive", "memory_migrate", "memory_spread_page", "memory_spread_slab",
+                 "memory_pressure", "sched_load_balance", "sched_relax_domain_level"):
+        out[name] = read_int(d, f"cpuset.{name}")
     return out

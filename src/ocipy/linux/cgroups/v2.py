@@ -167,43 +167,43 @@ def set_unified(d: str, unified: dict[str, str], enabled: set[str]) -> None:
 # --- stats ------------------------------------------------------------------------------
 
 def cpu_stats(d: str) -> dict[str, Any]:
+    from ocipy.linux.cgroups.v1 import cpu_usage, throttling
+
     st = read_keyed(d, "cpu.stat")
-    usage: dict[str, Any] = {"kernel": st.get("system_usec", 0) * 1000, "user": st.get("user_usec", 0) * 1000}
-    if st.get("usage_usec"):
-        usage["total"] = st["usage_usec"] * 1000
-    throttling: dict[str, int] = {}
-    for src, dst, mul in (("nr_periods", "periods", 1), ("nr_throttled", "throttledPeriods", 1),
-                          ("throttled_usec", "throttledTime", 1000)):
-        if st.get(src):
-            throttling[dst] = st[src] * mul
-    return {"usage": usage, "throttling": throttling}
+    return {"usage": cpu_usage(st.get("usage_usec", 0) * 1000, None, None, None, st.get("system_usec", 0) * 1000,
+                               st.get("user_usec", 0) * 1000),
+            "throttling": throttling(st.get("nr_periods", 0), st.get("nr_throttled", 0),
+                                     st.get("throttled_usec", 0) * 1000)}
 
 
 def memory_stats(d: str) -> dict[str, Any]:
     raw = read_keyed(d, "memory.stat")
     events = read_keyed(d, "memory.events")
     current = read_int(d, "memory.current")
-    usage: dict[str, int] = {"limit": read_int(d, "memory.max"), "failcnt": events.get("max", 0)}
+    usage: dict[str, int] = {"limit": read_int(d, "memory.max")}
     if current:
         usage["usage"] = current
     peak = read_int(d, "memory.peak")
     if peak:
         usage["max"] = peak
-    swap: dict[str, int] = {"limit": 0, "failcnt": read_keyed(d, "memory.swap.events").get("max", 0)}
+    usage["failcnt"] = events.get("max", 0)
+    swap: dict[str, int] = {"limit": 0}
     if exists(d, "memory.swap.current"):
         # v1 reports memory+swap; do the same for compatibility (as runc does)
         swap_total = read_int(d, "memory.swap.current") + current
-        if swap_total:
-            swap["usage"] = swap_total
         sl = read_int(d, "memory.swap.max")
         ml = usage["limit"]
         swap["limit"] = sl + ml if sl and ml else 0
-    out: dict[str, Any] = {"usage": usage, "swap": swap, "kernel": {"limit": 0, "failcnt": 0},
-                           "kernelTCP": {"limit": 0, "failcnt": 0}}
+        if swap_total:
+            swap["usage"] = swap_total
+    swap["failcnt"] = read_keyed(d, "memory.swap.events").get("max", 0)
+    out: dict[str, Any] = {}
     if raw.get("file"):
         out["cache"] = raw["file"]
+    out.update({"usage": usage, "swap": swap, "kernel": {"limit": 0, "failcnt": 0},
+                "kernelTCP": {"limit": 0, "failcnt": 0}})
     if raw:
-        out["raw"] = raw
+        out["raw"] = dict(sorted(raw.items()))
     return out
 
 
@@ -250,9 +250,10 @@ def io_stats(d: str) -> dict[str, Any]:
 def hugetlb_stats(d: str, sizes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for size in sizes:
-        e: dict[str, int] = {"failcnt": read_keyed(d, f"hugetlb.{size}.events").get("max", 0)}
+        e: dict[str, int] = {}
         u = read_int(d, f"hugetlb.{size}.current")
         if u:
             e["usage"] = u
+        e["failcnt"] = read_keyed(d, f"hugetlb.{size}.events").get("max", 0)
         out[size] = e
     return out

@@ -24,6 +24,67 @@ W = "linux.resources"
 
 KNOWN = ("memory", "cpu", "pids", "blockIO", "hugepageLimits", "network", "rdma", "devices", "unified")
 
+# The shape of linux.resources (runtime-spec specs-go LinuxResources), for `canonical`:
+# a dict is an object with these fields, a list an array of that, ("map", x) an
+# object whose keys are data (device names, file names) and whose values are x,
+# None a value.
+_DEV_RATE = {"major": None, "minor": None, "rate": None}
+_SHAPE: dict[str, object] = {
+    "devices": [{"allow": None, "type": None, "major": None, "minor": None, "access": None}],
+    "memory": {k: None for k in ("limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness",
+                                 "disableOOMKiller", "useHierarchy", "checkBeforeUpdate")},
+    "cpu": {k: None for k in ("shares", "quota", "burst", "period", "realtimeRuntime", "realtimePeriod",
+                              "cpus", "mems", "idle")},
+    "pids": {"limit": None},
+    "blockIO": {"weight": None, "leafWeight": None,
+                "weightDevice": [{"major": None, "minor": None, "weight": None, "leafWeight": None}],
+                "throttleReadBpsDevice": [_DEV_RATE], "throttleWriteBpsDevice": [_DEV_RATE],
+                "throttleReadIOPSDevice": [_DEV_RATE], "throttleWriteIOPSDevice": [_DEV_RATE]},
+    "hugepageLimits": [{"pageSize": None, "limit": None}],
+    "network": {"classID": None, "priorities": [{"name": None, "priority": None}]},
+    "rdma": ("map", {"hcaHandles": None, "hcaObjects": None}),
+    "unified": ("map", None),
+}
+
+
+def fold_key(key: str) -> str:
+    """Go's encoding/json matches a JSON key to a field with `strings.EqualFold`
+    (simple case folding): lower case, plus the long s that folds to s (the
+    Kelvin sign already lowers to k)."""
+    return key.lower().replace("\u017f", "s")
+
+
+def _canon(value: object, shape: object) -> object:
+    if shape is None:
+        return value
+    if isinstance(shape, list):
+        return [_canon(v, shape[0]) for v in value] if isinstance(value, list) else value
+    if isinstance(shape, tuple):
+        return {k: _canon(v, shape[1]) for k, v in value.items()} if isinstance(value, dict) else value
+    assert isinstance(shape, dict)
+    if not isinstance(value, dict):
+        return value
+    folded = {fold_key(k): k for k in shape}
+    out: dict[str, object] = {}
+    for key, v in value.items():
+        name = key if key in shape else folded.get(fold_key(key))
+        if name is None:
+            continue  # config.md "Extensibility": unknown properties MUST be ignored
+        v = _canon(v, shape[name])
+        old = out.get(name)
+        # Go decodes a repeated (or differently cased) object key into the same struct
+        out[name] = {**old, **v} if isinstance(old, dict) and isinstance(v, dict) else v
+    return out
+
+
+def canonical(resources: object) -> object:
+    """linux.resources with each key spelled as the spec spells it, matched as
+    runc's JSON decoding matches them (configs in the wild write ``CPU`` and
+    ``Cpus``); unknown properties dropped.  Keys that are data (unified file
+    names, rdma device names) are kept as written.  Anything that is not an
+    object is returned as is, for `validate` to report."""
+    return _canon(resources, _SHAPE)
+
 # Hand-written matchers: `re` costs ~7 ms of every create's start-up.
 
 
@@ -79,9 +140,6 @@ def validate(resources: object) -> None:
         return
     if not isinstance(resources, dict):
         raise ConfigError(W, f"must be an object, not {type(resources).__name__}")
-    for key in resources:
-        if key not in KNOWN:
-            raise ConfigError(f"{W}.{key}", f"unknown controller (known: {', '.join(KNOWN)})")
     _memory(want_dict(resources, "memory", W))
     _cpu(want_dict(resources, "cpu", W))
     pids = want_dict(resources, "pids", W)
