@@ -30,7 +30,7 @@ def parse_signal(value: str | int) -> int:
 
     0 is accepted (runc's `kill -a ID 0` checks the processes exist); numbers
     are ASCII decimal (str.isdigit also takes "١٥"), at most two digits."""
-    text = str(value).strip()
+    text = str(value).strip(" \t\n\r")
     if text.isascii() and text.isdigit():
         number = int(text) if len(text) <= 3 else -1  # int() of 5,000 digits raises, and is no signal
         if not 0 <= number < 65:
