@@ -83,6 +83,10 @@ def loads(data: str | bytes) -> Any:
             return json.loads(text)  # raises with line and column
         except RecursionError:
             raise TooDeep() from None
+        except ValueError as e:
+            if "integer string conversion" in str(e):  # Python's 4300-digit guard, in its words
+                raise ValueError("a number has more than 4300 digits") from None
+            raise
     _check_depth(text, value)
     return value
 
