@@ -125,6 +125,12 @@ def test_refusals_use_runcs_wording():
     lc.refuse_delete("c", "running", force=True)
 
 
+def test_pid_is_reported_while_the_init_lives():
+    # runtime.md "State": pid is "REQUIRED when status is created or running on Linux"
+    assert {s for s in S if lc.is_alive(s)} == {"created", "running", "paused"}
+    assert not lc.must_kill_before_delete("stopped") and all(lc.must_kill_before_delete(s) for s in S[:4])
+
+
 def test_store_uses_the_lifecycle_states():
     from ocipy.runtime import store
 

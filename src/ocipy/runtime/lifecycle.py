@@ -131,6 +131,15 @@ def can_inspect(status: str) -> bool:
     return allowed(INSPECT, status)
 
 
+# The states in which the container's init is alive (its pid is reported in `state`):
+# runtime.md "State": pid is "REQUIRED when status is created or running on Linux".
+ALIVE = frozenset({CREATED, RUNNING, PAUSED})
+
+
+def is_alive(status: str) -> bool:
+    return status in ALIVE
+
+
 def must_kill_before_delete(status: str) -> bool:
     """delete of a container whose init may still be alive kills it first."""
     return status != STOPPED

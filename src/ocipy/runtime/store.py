@@ -25,6 +25,7 @@ import os
 
 from ocipy import jsonfast
 from ocipy.errors import ContainerNotFound, KernelError, OcipyError
+from ocipy.runtime import lifecycle
 from ocipy.runtime.lifecycle import CREATED, CREATING, PAUSED, RUNNING, STOPPED
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
@@ -163,7 +164,7 @@ class Container:
         state: dict[str, Any] = {
             "ociVersion": OCI_RUNTIME_SPEC_VERSION,
             "id": self.id,
-            "pid": self.pid if status in (CREATED, RUNNING, PAUSED) else 0,
+            "pid": self.pid if lifecycle.is_alive(status) else 0,
             "status": status,
             "bundle": self.bundle,
             "rootfs": self.data.get("rootfs", ""),
