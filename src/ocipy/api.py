@@ -84,16 +84,23 @@ def kill(container_id: str, signal: str | int = "SIGTERM", *, root: str | None =
 
 
 def delete(container_id: str, *, root: str | None = None, force: bool = False) -> None:
-    """Delete a stopped container and everything create made; `force` kills it first.
+    """Delete a stopped container and everything create made; `force` kills it first
+    (and succeeds when there is no such container, as runc's ``delete -f`` does).
 
     The container's init is often the caller's own child (see :func:`create`):
     it is always collected here, so a delete leaves no zombie behind, however
     the init's death and the delete interleave."""
+    from ocipy.errors import ContainerNotFound
     from ocipy.runtime.operations import delete as _delete
 
     root = root or DEFAULT_ROOT
     pid, start_time = _init_of(root, container_id)
-    _delete(root, container_id, force)
+    try:
+        _delete(root, container_id, force)
+    except ContainerNotFound:
+        if not force:
+            raise
+        return  # runc: `delete -f` of a container that does not exist succeeds (it is gone either way)
     if pid > 0:
         _collect(pid, start_time)
 

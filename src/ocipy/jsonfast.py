@@ -105,12 +105,15 @@ def loads_at(text: str, index: int) -> Any:
 
 
 # The C encoder (compact output only): markers=None skips the cycle check,
-# which plain runtime documents do not need.
-_encode_compact = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True)  # type: ignore[arg-type]
+# which plain runtime documents do not need.  Compact is Go's encoding/json
+# (runc's `list -f json`, log lines, events): no space after ':' or ','.
+_encode_compact = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ":", ",", False, False, True)  # type: ignore[arg-type]
 
 
 def dumps(value: Any, indent: str | None = None, _level: int = 0) -> str:
-    """Encode plain data as JSON (ASCII-safe strings, the same text as json.dumps)."""
+    """Encode plain data as JSON (ASCII-safe strings).  Without `indent` the text is
+    compact as runc's (json.dumps with separators=(",", ":")); with it, the text of
+    json.dumps(value, indent=indent) (runc's `state` is indented the same way)."""
     if indent is None and _level == 0:
         return "".join(_encode_compact(value, 0))
     if isinstance(value, str):

@@ -368,3 +368,10 @@ def test_api_cycles_leave_no_zombie(make_bundle, tmp_path):
                 pass
     left = set(_zombie_children()) - before
     assert left == set(), f"{len(left)} zombie children after 100 cycles"
+
+
+def test_delete_force_of_a_missing_container_succeeds_as_runcs(runtime):
+    # runc 1.1.5 delete.bats "runc delete --force ignore not exist"; without -f it is an error
+    cid = unique_id("missing")
+    assert runtime("delete", "-f", cid).returncode == 0
+    assert "container does not exist" in one_line_error(runtime("delete", cid, check=False))

@@ -273,12 +273,14 @@ def _salvage(raw: bytes, container_id: str) -> dict[str, Any]:
     text = raw.decode(errors="replace")
     out: dict[str, Any] = {}
     for key, kind in (("pid", int), ("pid_start", int), ("cgroup", dict)):
-        marker = f'"{key}": '
+        marker = f'"{key}":'
         at = text.rfind(marker)
         if at < 0:
             continue
+        start = at + len(marker)
+        start += len(text[start:start + 64]) - len(text[start:start + 64].lstrip(" \t\r\n"))
         try:
-            value = jsonfast.loads_at(text, at + len(marker))
+            value = jsonfast.loads_at(text, start)
         except ValueError:
             continue
         if isinstance(value, kind) and not isinstance(value, bool):
