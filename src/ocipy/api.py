@@ -69,10 +69,25 @@ def state(container_id: str, *, root: str | None = None) -> dict[str, Any]:
 
 
 def list_containers(*, root: str | None = None) -> list[dict[str, Any]]:
-    """The state of every container under `root`."""
-    from ocipy.runtime.operations import list_states
+    """The state of every container under `root`.
 
-    return list_states(root or DEFAULT_ROOT)
+    A container whose state.json cannot be read is left out with a warning
+    (runc's "load container ID: ..."): it never hides the others."""
+    from ocipy.errors import OcipyError
+    from ocipy.runtime import store
+
+    root = root or DEFAULT_ROOT
+    states = []
+    for container_id in store.list_ids(root):
+        try:
+            states.append(store.load(root, container_id).oci_state())
+        except store.CorruptState as e:
+            from ocipy.cli import log
+
+            log.warning(f"load container {container_id}: {e}")
+        except OcipyError:
+            continue  # removed meanwhile, or not a container directory
+    return states
 
 
 def kill(container_id: str, signal: str | int = "SIGTERM", *, root: str | None = None,
