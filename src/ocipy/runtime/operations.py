@@ -29,7 +29,7 @@ def parse_signal(value: str | int) -> int:
     """"KILL", "SIGKILL", "kill", "9", "RTMIN+3" → a signal number, as runc accepts them.
 
     0 is accepted (runc's `kill -a ID 0` checks the processes exist); numbers
-    are ASCII decimal (str.isdigit also takes "١٥"), at most two digits."""
+    are ASCII decimal (str.isdigit also takes "١٥") of at most three digits."""
     text = str(value).strip(" \t\n\r")
     if text.isascii() and text.isdigit():
         number = int(text) if len(text) <= 3 else -1  # int() of 5,000 digits raises, and is no signal
