@@ -192,23 +192,46 @@ def test_delete_force_after_create_was_killed_in_a_hook(runtime, make_bundle, tm
     assert_nothing_left(runtime.root, cid, nested)
 
 
-def test_delete_force_after_create_was_killed_as_its_cgroups_appear(runtime, make_bundle):
+def _in_user_namespace(c):
+    c["linux"]["namespaces"].append({"type": "user"})
+    c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+    c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["direct-clone", "bootstrap-userns"])
+def test_delete_force_after_create_was_killed_as_its_cgroups_appear(runtime, make_bundle, userns):
     # The moment a cgroup directory is made is the moment it must already be recorded.
+    # (A user namespace takes the other create path: a bootstrap process, every cgroup made first.)
     hierarchies = [h for h in ("pids", "memory", "cpu", "devices", "freezer", "unified")
                    if os.path.isdir(os.path.join(CGROUP_ROOT, h))]  # fmt: skip
+    appeared = 0
     for hierarchy in hierarchies * 2:
         cid = unique_id("appear")
-        nested, edit = _nested_cgroup(cid)
+        nested, nest = _nested_cgroup(cid)
+
+        def edit(c, nest=nest):
+            nest(c)
+            if userns:
+                _in_user_namespace(c)
+
         watched = os.path.join(CGROUP_ROOT, hierarchy, nested)
         proc = _start_create(runtime, make_bundle(["sleep", "60"], edit=edit), cid)
         deadline = time.monotonic() + 20
         while not os.path.isdir(watched) and proc.poll() is None and time.monotonic() < deadline:
             pass  # spin: the window is short
+        appeared += os.path.isdir(watched)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if (runtime.root / cid).exists():
             runtime("delete", "-f", cid)
         assert_nothing_left(runtime.root, cid, nested)
+    assert appeared >= len(hierarchies), "create was killed before it made its cgroups: the test tested nothing"
+    # and the config does create a container when left alone
+    cid = unique_id("appear")
+    nested, nest = _nested_cgroup(cid)
+    runtime("create", "-b", str(make_bundle(["sleep", "60"], edit=lambda c: (nest(c), userns and _in_user_namespace(c)))), cid)
+    runtime("delete", "-f", cid)
+    assert_nothing_left(runtime.root, cid, nested)
 
 
 def test_delete_force_after_create_was_killed_at_random_points(runtime, make_bundle):
