@@ -116,10 +116,13 @@ def test_create_on_a_full_disk_fails_and_leaves_nothing(tiny_root, make_bundle):
     for pages in range(0, 10):
         cid = unique_id("full")
         fill(tiny_root.root, pages * 4096)
-        proc = tiny_root("create", "-b", str(bundle), cid, check=False)
+        pid_file = tiny_root.root / "init.pid"  # engines read it: it is written whole too
+        proc = tiny_root("create", "--pid-file", str(pid_file), "-b", str(bundle), cid, check=False)
         if proc.returncode == 0:
             # success is only success with a whole state: state, list and delete work
             assert tiny_root.state(cid)["status"] == "created"
+            assert int(pid_file.read_text()) == tiny_root.state(cid)["pid"]
+            pid_file.unlink()
             state_size = (tiny_root.root / cid / "state.json").stat().st_size
             assert cid in tiny_root("list", "-q").stdout
             (tiny_root.root / "filler").unlink()
@@ -128,6 +131,7 @@ def test_create_on_a_full_disk_fails_and_leaves_nothing(tiny_root, make_bundle):
         else:
             line = one_line_error(proc)
             assert "No space left on device" in line, line
+            assert sorted(p.name for p in tiny_root.root.iterdir()) == ["filler"]  # no pid file, no temp file
             outcomes.append("enospc")
         assert_nothing_left(tiny_root.root, cid)
     assert outcomes[0] == "enospc" and outcomes[-1] == "ok", outcomes
