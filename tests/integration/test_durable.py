@@ -404,3 +404,20 @@ def test_delete_force_of_a_missing_container_succeeds_as_runcs(runtime):
     cid = unique_id("missing")
     assert runtime("delete", "-f", cid).returncode == 0
     assert "container does not exist" in one_line_error(runtime("delete", cid, check=False))
+
+
+def test_a_container_paused_before_start_is_paused_and_resumes_as_created(runtime, make_bundle):
+    # runc 1.1.5 reports it paused (it checks the freezer before the exec fifo) and refuses to
+    # start it; before, ocipy said "created", refused `resume`, and `start` hung on the frozen init.
+    cid = unique_id("pz")
+    runtime("create", "-b", str(make_bundle(["sleep", "60"])), cid)
+    runtime("pause", cid)
+    assert runtime.state(cid)["status"] == "paused"
+    assert "paused" in one_line_error(runtime("start", cid, check=False, timeout=20))
+    assert "not stopped: paused" in one_line_error(runtime("delete", cid, check=False))
+    runtime("resume", cid)
+    assert runtime.state(cid)["status"] == "created"
+    runtime("start", cid, timeout=20)
+    assert runtime.state(cid)["status"] == "running"
+    runtime("delete", "-f", cid)
+    assert_nothing_left(runtime.root, cid)

@@ -104,6 +104,13 @@ def test_transitions(operation, status):
         assert lc.after(operation, status) == expected_next.get((operation, status), status)
 
 
+def test_a_container_paused_before_start_resumes_as_created():
+    # runc 1.1.5: `pause` of a created container reports paused; `resume` gives created back
+    assert lc.after(lc.PAUSE, "created") == "paused"
+    assert lc.after(lc.RESUME, "paused", started=False) == "created"
+    assert not lc.can_start("paused") and not lc.can_delete("paused")
+
+
 def test_refusals_use_runcs_wording():
     with pytest.raises(InvalidState, match="cannot start a container that has stopped"):
         lc.refuse_start("c", "stopped")

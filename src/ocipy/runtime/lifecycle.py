@@ -11,20 +11,20 @@ applied in.  Everything else asks it through the ``can_*`` functions; the
 ``refuse_*`` functions raise runc's error for a refused operation, so every
 caller words a refusal the same way.
 
-=============  ========  =======  =======  ======  =======
-operation      creating  created  running  paused  stopped
-=============  ========  =======  =======  ======  =======
-start                    yes
-exec                     yes      yes      (1)
-kill                     yes      yes      yes
-kill --all               yes      yes      yes     yes (2)
-pause                    yes      yes
-resume                                     yes
-update                   yes      yes      yes
-delete         yes (4)   yes (3)                   yes
-delete -f      yes       yes      yes      yes     yes
-ps/stats/events          yes      yes      yes
-=============  ========  =======  =======  ======  =======
+===============  ========  =======  =======  ======  =======
+operation        creating  created  running  paused  stopped
+===============  ========  =======  =======  ======  =======
+start                      yes
+exec                       yes      yes      (1)
+kill                       yes      yes      yes
+kill --all                 yes      yes      yes     yes (2)
+pause                      yes      yes
+resume                                       yes (5)
+update                     yes      yes      yes
+delete           yes (4)   yes (3)                   yes
+delete -f        yes       yes      yes      yes     yes
+ps/stats/events            yes      yes      yes
+===============  ========  =======  =======  ======  =======
 
 1. only with ``--ignore-paused`` (runc 1.1 refuses exec into a paused container).
 2. runc 1.1.5 (libcontainer ``Signal`` with ``all``): nothing is left to
@@ -35,12 +35,13 @@ ps/stats/events          yes      yes      yes
    shim deletes a created, never started task that way.  runtime.md "Delete"
    says "Attempting to delete a container that is not stopped MUST have no
    effect on the container and MUST generate an error": see docs/compat.md.
-
 4. ``creating`` is a create still in progress, or one that died (killed, or
    the machine went down).  A create holds the container's lock until it
    finishes, and delete takes that lock first: a delete that sees
    ``creating`` is cleaning up after a dead create (runc removes such a
    directory without ``-f`` too).  Nothing else may touch it.
+5. ``paused`` comes before ``created``: a container paused before ``start``
+   is paused (start and delete refuse it), and resumes as ``created`` (runc).
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ NEXT: dict[tuple[str, str], str] = {
     (START, CREATED): RUNNING,
     (PAUSE, CREATED): PAUSED,
     (PAUSE, RUNNING): PAUSED,
-    (RESUME, PAUSED): RUNNING,  # runc: a paused created container resumes as running too once started
+    # A container paused before `start` resumes as created (the status is derived
+    # again from the exec fifo, as runc derives it): see after().
+    (RESUME, PAUSED): RUNNING,
 }
 
 # delete (with or without -f) removes the container: there is no state after it.
@@ -89,12 +92,15 @@ def allowed(operation: str, status: str) -> bool:
     return status in ALLOWED[operation]
 
 
-def after(operation: str, status: str) -> str:
-    """The status a successful `operation` from `status` leads to."""
+def after(operation: str, status: str, started: bool = True) -> str:
+    """The status a successful `operation` from `status` leads to (`started`: whether
+    the container had been started; it decides what `resume` leads back to)."""
     if not allowed(operation, status):
         raise ValueError(f"{operation} is not allowed in state {status}")
     if operation in (DELETE, DELETE_FORCE):
         return GONE
+    if operation == RESUME and not started:
+        return CREATED
     return NEXT.get((operation, status), status)
 
 

@@ -143,18 +143,22 @@ class Container:
             return CREATING
         if not self.init_alive():
             return STOPPED
-        if os.path.exists(self.exec_fifo):
-            return CREATED
-        cgroup = self.data.get("cgroup")
-        if cgroup:
-            try:
-                from ocipy.linux import cgroups
+        # Frozen first, as runc: a container paused before `start` is paused (start
+        # and plain delete refuse it, resume thaws it), and created again once thawed.
+        if self.frozen():
+            return PAUSED
+        return CREATED if os.path.exists(self.exec_fifo) else RUNNING
 
-                if cgroups.from_state(cgroup).is_frozen():
-                    return PAUSED
-            except (ImportError, AttributeError, OSError):
-                pass
-        return RUNNING
+    def frozen(self) -> bool:
+        cgroup = self.data.get("cgroup")
+        if not cgroup:
+            return False
+        try:
+            from ocipy.linux import cgroups
+
+            return bool(cgroups.from_state(cgroup).is_frozen())
+        except (ImportError, AttributeError, OSError, TypeError, ValueError):
+            return False
 
     def oci_state(self) -> dict[str, Any]:
         """The runtime-spec state (runtime.md "State") plus runc's extra fields."""
