@@ -69,10 +69,25 @@ def state(container_id: str, *, root: str | None = None) -> dict[str, Any]:
 
 
 def list_containers(*, root: str | None = None) -> list[dict[str, Any]]:
-    """The state of every container under `root`."""
-    from ocipy.runtime.operations import list_states
+    """The state of every container under `root`.
 
-    return list_states(root or DEFAULT_ROOT)
+    A container whose state.json cannot be read is left out with a warning
+    (runc's "load container ID: ..."): it never hides the others."""
+    from ocipy.errors import OcipyError
+    from ocipy.runtime import store
+
+    root = root or DEFAULT_ROOT
+    states = []
+    for container_id in store.list_ids(root):
+        try:
+            states.append(store.load(root, container_id).oci_state())
+        except store.CorruptState as e:
+            from ocipy.cli import log
+
+            log.warning(f"load container {container_id}: {e}")
+        except OcipyError:
+            continue  # removed meanwhile, or not a container directory
+    return states
 
 
 def kill(container_id: str, signal: str | int = "SIGTERM", *, root: str | None = None,
@@ -84,10 +99,51 @@ def kill(container_id: str, signal: str | int = "SIGTERM", *, root: str | None =
 
 
 def delete(container_id: str, *, root: str | None = None, force: bool = False) -> None:
-    """Delete a stopped container and everything create made; `force` kills it first."""
+    """Delete a stopped container and everything create made; `force` kills it first
+    (and succeeds when there is no such container, as runc's ``delete -f`` does).
+
+    The container's init is often the caller's own child (see :func:`create`):
+    it is always collected here, so a delete leaves no zombie behind, however
+    the init's death and the delete interleave."""
+    from ocipy.errors import ContainerNotFound
     from ocipy.runtime.operations import delete as _delete
 
-    _delete(root or DEFAULT_ROOT, container_id, force)
+    root = root or DEFAULT_ROOT
+    pid, start_time = _init_of(root, container_id)
+    try:
+        _delete(root, container_id, force)
+    except ContainerNotFound:
+        if not force:
+            raise
+        return  # runc: `delete -f` of a container that does not exist succeeds (it is gone either way)
+    if pid > 0:
+        _collect(pid, start_time)
+
+
+def _init_of(root: str, container_id: str) -> tuple[int, int | None]:
+    """The init's pid and start time, if the container's state can be read."""
+    from ocipy.errors import OcipyError
+    from ocipy.runtime import store
+
+    try:
+        container = store.load(root, container_id)
+    except store.CorruptState as e:
+        container = e.container
+    except OcipyError:
+        return 0, None
+    start = container.data.get("pid_start")
+    return container.pid, start if isinstance(start, int) else None
+
+
+def _collect(pid: int, start_time: int | None) -> None:
+    """Reap `pid` if it is our child and the same process (start time): delete
+    has killed it, but it may not have finished dying yet."""
+    from ocipy.runtime import store
+
+    if start_time is None:
+        return  # without a start time it may be another process by now
+    store.wait_gone(pid, start_time, timeout=5.0)
+    store.reap(pid, start_time)
 
 
 def run(container_id: str, bundle: str, root: str | None = None, detach: bool = False, *,

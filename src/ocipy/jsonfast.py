@@ -5,6 +5,10 @@ the start-up every `state`, `start`, `kill` and `delete` pays.  This module
 uses the C scanner of `_json` directly for reading, and a small encoder for
 the plain documents the runtime writes (dicts, lists, strings, numbers,
 booleans, None).  On a parse error it defers to `json` for the message.
+
+Nesting is bounded (:data:`MAX_DEPTH`): a deeper document is a ValueError
+naming the limit, never a RecursionError from the C scanner or from the
+code that walks the result later (validation, the encoder, deepcopy).
 """
 
 from __future__ import annotations
@@ -31,6 +35,32 @@ class _Context:
 _scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
 _WHITESPACE = " \t\n\r"
 
+# Go's encoding/json allows 10000 levels; Python code that walks a document
+# recursively has ~1000 frames in all.  Real configs nest fewer than 10 deep.
+MAX_DEPTH = 200
+
+
+class TooDeep(ValueError):
+    """A document nested deeper than MAX_DEPTH."""
+
+    def __init__(self) -> None:
+        super().__init__(f"nested deeper than {MAX_DEPTH} levels")
+
+
+def _check_depth(text: str, value: Any) -> None:
+    # Fewer brackets than the limit cannot nest deeper: the common case costs two counts.
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TooDeep()
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+
 
 def loads(data: str | bytes) -> Any:
     """Parse a JSON document; raises ValueError (json.JSONDecodeError) with json's message."""
@@ -42,22 +72,48 @@ def loads(data: str | bytes) -> Any:
     start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
         value, end = _scan(text, start)
+    except RecursionError:
+        raise TooDeep() from None
     except Exception:  # StopIteration, ValueError, or SystemError from the bare C scanner
         value, end = None, -1
     if end < 0 or text[end:].strip(_WHITESPACE):
         import json
 
-        return json.loads(text)  # raises with line and column
+        try:
+            return json.loads(text)  # raises with line and column
+        except RecursionError:
+            raise TooDeep() from None
+        except ValueError as e:
+            if "integer string conversion" in str(e):  # Python's 4300-digit guard, in its words
+                raise ValueError("a number has more than 4300 digits") from None
+            raise
+    _check_depth(text, value)
+    return value
+
+
+def loads_at(text: str, index: int) -> Any:
+    """The JSON value that starts at text[index] (the rest of the text is not
+    looked at): salvaging fields from a damaged document."""
+    try:
+        value, end = _scan(text, index)
+    except RecursionError:
+        raise TooDeep() from None
+    except Exception:
+        raise ValueError(f"no JSON value at character {index}") from None
+    _check_depth(text[index:end], value)
     return value
 
 
 # The C encoder (compact output only): markers=None skips the cycle check,
-# which plain runtime documents do not need.
-_encode_compact = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True)  # type: ignore[arg-type]
+# which plain runtime documents do not need.  Compact is Go's encoding/json
+# (runc's `list -f json`, log lines, events): no space after ':' or ','.
+_encode_compact = _json.make_encoder(None, None, _json.encode_basestring_ascii, None, ":", ",", False, False, True)  # type: ignore[arg-type]
 
 
 def dumps(value: Any, indent: str | None = None, _level: int = 0) -> str:
-    """Encode plain data as JSON (ASCII-safe strings, the same text as json.dumps)."""
+    """Encode plain data as JSON (ASCII-safe strings).  Without `indent` the text is
+    compact as runc's (json.dumps with separators=(",", ":")); with it, the text of
+    json.dumps(value, indent=indent) (runc's `state` is indented the same way)."""
     if indent is None and _level == 0:
         return "".join(_encode_compact(value, 0))
     if isinstance(value, str):

@@ -194,8 +194,6 @@ def _int(text: str, flag: str) -> int:
 
 
 def run_update(argv: list[str], opts: Any) -> int:
-    import json
-
     from ocipy.runtime import resources
 
     p = _parser("update", "update a container's resource constraints")
@@ -229,7 +227,9 @@ def run_update(argv: list[str], opts: Any) -> int:
             else:
                 with open(args.resources) as f:
                     text = f.read()
-            loaded = json.loads(text)
+            from ocipy import jsonfast  # bounded nesting: a deep document is a ValueError
+
+            loaded = jsonfast.loads(text)
         except OSError as e:
             raise OcipyError(f"ocipy update: cannot read {args.resources}: {e.strerror}") from None
         except ValueError as e:

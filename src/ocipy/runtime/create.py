@@ -195,6 +195,7 @@ def create(
             manager = cgroup_manager(config, container_id, systemd_cgroup)
             direct = can_clone_init(ctx)
             if manager is not None:
+                store.plan_cgroups(container, manager)  # saved before any mkdir: `delete -f` finds them
                 # Cloned directly, the init needs only its cgroup2 directory at
                 # birth: the rest is made while it mounts (see clone_init).
                 direct = direct and manager.create_unified()
@@ -373,12 +374,9 @@ def forward_notify_fd(pid: int, child_fd: int, linux: dict[str, Any], state: dic
 
 
 def _write_pid_file(path: str, pid: int) -> None:
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(str(pid))
-        os.rename(tmp, path)
-    except OSError as e:
+    try:  # whole, synced and renamed into place (engines read it), no temp file left on failure
+        store.write_file(os.path.abspath(path), str(pid).encode(), 0o644)
+    except KernelError as e:
         raise KernelError("write pid file", path, e.errno or errno.EIO) from None
 
 

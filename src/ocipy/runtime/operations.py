@@ -27,22 +27,33 @@ SIGKILL = 9
 
 
 def parse_signal(value: str | int) -> int:
-    """"KILL", "SIGKILL", "kill", "9", "RTMIN+3" → a signal number, as runc accepts them."""
-    text = str(value).strip()
-    if text.isdigit():
-        number = int(text)
-        if not 0 <= number < 65:  # 0 checks that the process exists (runc accepts it)
-            raise OcipyError(f"invalid signal: {value}")
+    """"KILL", "SIGKILL", "kill", "9", "RTMIN+3" → a signal number, as runc accepts them.
+
+    0 is accepted (runc's `kill -a ID 0` checks the processes exist); numbers
+    are ASCII decimal (str.isdigit also takes "١٥") of at most three digits."""
+    text = str(value).strip(" \t\n\r")
+    if text.isascii() and text.isdigit():
+        number = int(text) if len(text) <= 3 else -1  # int() of 5,000 digits raises, and is no signal
+        if not 0 <= number < 65:
+            raise OcipyError(f"invalid signal {_shown(text)}: signal numbers are 0 to 64")
         return number
+    if not text.isascii() or len(text) > 16:
+        raise OcipyError(f"unknown signal {_shown(text)}")
     name = text.upper().removeprefix("SIG")
     for base, sign in (("RTMIN+", 1), ("RTMAX-", -1)):
-        if name.startswith(base) and name[len(base):].isdigit():
-            number = SIGNALS[base[:-1]] + sign * int(name[len(base):])
+        offset = name[len(base):]
+        if name.startswith(base) and offset.isdigit() and len(offset) <= 2:
+            number = SIGNALS[base[:-1]] + sign * int(offset)
             if 34 <= number <= 64:
                 return number
     if name not in SIGNALS:
-        raise OcipyError(f"unknown signal {value!r}")
+        raise OcipyError(f"unknown signal {_shown(text)}")
     return SIGNALS[name]
+
+
+def _shown(text: str) -> str:
+    """A user's value in an error line: quoted, and cut short if long."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
 def start(root: str, container_id: str) -> None:
@@ -167,7 +178,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 
 
 def _delete(root: str, container_id: str, force: bool) -> None:
-    with store.locked(root, container_id) as container:
+    with store.locked(root, container_id, recover=force) as container:  # -f: also a corrupt state.json
         status = container.status
         if status in (RUNNING, PAUSED) and not force:
             raise InvalidState(f"cannot delete container {container_id} that is not stopped: {status}")

@@ -5,9 +5,18 @@
 * Every command that changes a container holds ``flock`` on the directory,
   so commands on one container are serialised and different containers run
   in parallel.
-* state.json is written to a temp file and renamed into place.
+* state.json is written whole to a temp file (short writes retried, then
+  fsync) and renamed into place only once that succeeded: a full disk fails
+  the command that saves, never leaves a truncated state.json behind.
 * ``status`` is never stored: it is derived from the init process (alive,
   same start time), the exec fifo (still there → created) and the freezer.
+  What each operation may do in each status is in lifecycle.py.
+* Before create makes a cgroup directory it saves the directories it is
+  about to make (:func:`plan_cgroups`): a create killed at any point leaves a
+  state that ``delete -f`` cleans up completely.
+* A state.json that cannot be read (corrupted outside ocipy) is a one-line
+  :class:`CorruptState` error for that container only; ``delete -f`` still
+  kills its init and removes its cgroups as far as they can be recovered.
 """
 
 from __future__ import annotations
@@ -15,7 +24,9 @@ from __future__ import annotations
 import os
 
 from ocipy import jsonfast
-from ocipy.errors import ContainerNotFound, OcipyError
+from ocipy.errors import ContainerNotFound, KernelError, OcipyError
+from ocipy.runtime import lifecycle
+from ocipy.runtime.lifecycle import CREATED, CREATING, PAUSED, RUNNING, STOPPED
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
@@ -24,7 +35,8 @@ if TYPE_CHECKING:
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 
-CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
+__all__ = ["CREATED", "CREATING", "PAUSED", "RUNNING", "STOPPED", "Container", "CorruptState", "load", "locked",
+           "new_container", "plan_cgroups"]  # fmt: skip
 
 
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+.:=-")
@@ -96,6 +108,10 @@ class Container:
         self.id = container_id
         self.dir = os.path.join(root, container_id)
         self.data = data
+        # cgroup directories create is about to make (plan_cgroups): saved as
+        # "created" until create is done, so that `delete -f` removes them
+        self.planned_cgroups: list[str] = []
+        self.corrupt = ""  # why state.json could not be read (a recovered container)
 
     # fields saved by create
     @property
@@ -127,18 +143,22 @@ class Container:
             return CREATING
         if not self.init_alive():
             return STOPPED
-        if os.path.exists(self.exec_fifo):
-            return CREATED
-        cgroup = self.data.get("cgroup")
-        if cgroup:
-            try:
-                from ocipy.linux import cgroups
+        # Frozen first, as runc: a container paused before `start` is paused (start
+        # and plain delete refuse it, resume thaws it), and created again once thawed.
+        if self.frozen():
+            return PAUSED
+        return CREATED if os.path.exists(self.exec_fifo) else RUNNING
 
-                if cgroups.from_state(cgroup).is_frozen():
-                    return PAUSED
-            except (ImportError, AttributeError, OSError):
-                pass
-        return RUNNING
+    def frozen(self) -> bool:
+        cgroup = self.data.get("cgroup")
+        if not cgroup:
+            return False
+        try:
+            from ocipy.linux import cgroups
+
+            return bool(cgroups.from_state(cgroup).is_frozen())
+        except (ImportError, AttributeError, OSError, TypeError, ValueError):
+            return False
 
     def oci_state(self) -> dict[str, Any]:
         """The runtime-spec state (runtime.md "State") plus runc's extra fields."""
@@ -148,7 +168,7 @@ class Container:
         state: dict[str, Any] = {
             "ociVersion": OCI_RUNTIME_SPEC_VERSION,
             "id": self.id,
-            "pid": self.pid if status in (CREATED, RUNNING, PAUSED) else 0,
+            "pid": self.pid if lifecycle.is_alive(status) else 0,
             "status": status,
             "bundle": self.bundle,
             "rootfs": self.data.get("rootfs", ""),
@@ -161,28 +181,170 @@ class Container:
         return state
 
     def save(self) -> None:
-        # 0600: the saved config holds the process environment, which may hold secrets.
-        tmp = os.path.join(self.dir, f".{STATE_FILE}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        """Write state.json: whole, synced, then renamed into place; on any
+        failure the old state.json stays as it was and the error is raised."""
+        data = self.data
+        if self.planned_cgroups and not data.get("created_done") and isinstance(data.get("cgroup"), dict):
+            made = list(data["cgroup"].get("created") or [])
+            data = dict(data, cgroup=dict(data["cgroup"], created=_union(self.planned_cgroups, made)))
+        write_file(os.path.join(self.dir, STATE_FILE), jsonfast.dumps(data).encode())
+
+
+def _union(first: list[str], second: list[str]) -> list[str]:
+    return first + [d for d in second if d not in first]
+
+
+def write_file(path: str, payload: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `payload` atomically: temp file, every byte written
+    (a short write is retried, ENOSPC raised), fsync, rename.  The temp file is
+    removed on failure.  0600 by default: the saved config holds the process
+    environment, which may hold secrets."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:
-            os.write(fd, jsonfast.dumps(self.data).encode())
+            view = memoryview(payload)
+            while view:
+                written = os.write(fd, view)
+                if written <= 0:  # cannot happen for a regular file; never loop forever
+                    raise OSError(5, "short write")
+                view = view[written:]
+            os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, os.path.join(self.dir, STATE_FILE))
+        os.rename(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise KernelError("write", path, e.errno or 5) from None
+
+
+class CorruptState(OcipyError):
+    """state.json exists but cannot be read; `container` is what could be recovered."""
+
+    def __init__(self, container: Container, path: str, reason: str) -> None:
+        self.container = container
+        super().__init__(f"container {container.id}: corrupt state {path}: {reason} "
+                         "(`delete -f` removes the container)")  # fmt: skip
 
 
 def load(root: str, container_id: str) -> Container:
     path = os.path.join(container_dir(root, container_id), STATE_FILE)
     try:
         with open(path, "rb") as f:
-            data = jsonfast.loads(f.read())
+            raw = f.read()
     except FileNotFoundError:
         if os.path.isdir(os.path.join(root, container_id)):
             return Container(root, container_id, {})  # still being created
         raise ContainerNotFound(container_id) from None
-    except (OSError, ValueError) as e:
-        raise OcipyError(f"container {container_id}: unreadable state {path}: {e}") from None
-    return Container(root, container_id, data)
+    except OSError as e:
+        raise OcipyError(f"container {container_id}: unreadable state {path}: {e.strerror}") from None
+    try:
+        data = jsonfast.loads(raw)
+    except ValueError as e:  # also UnicodeDecodeError and jsonfast.TooDeep
+        reason = str(e)
+    else:
+        if isinstance(data, dict) and _well_formed(data):
+            return Container(root, container_id, data)
+        reason = "not a state object"
+    container = Container(root, container_id, _salvage(raw, container_id))
+    container.corrupt = reason
+    raise CorruptState(container, path, reason)
+
+
+# field -> type, for the fields code trusts without looking
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "pid": int, "pid_start": int, "bundle": str, "rootfs": str, "config": dict, "cgroup": dict,
+    "created": str, "owner": str,
+}  # fmt: skip
+
+
+def _well_formed(data: dict[str, Any]) -> bool:
+    for key, kind in _FIELD_TYPES.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return False
+    return True
+
+
+def _salvage(raw: bytes, container_id: str) -> dict[str, Any]:
+    """What `delete -f` needs from a state.json that does not parse: the init
+    (pid and start time, so no other process is signalled) and the cgroups.
+    Our own fields come after the saved config, so the last occurrence of a
+    key is ours.  Without recorded cgroups, the ones the id alone leads to."""
+    text = raw.decode(errors="replace")
+    out: dict[str, Any] = {}
+    for key, kind in (("pid", int), ("pid_start", int), ("cgroup", dict)):
+        marker = f'"{key}":'
+        at = text.rfind(marker)
+        if at < 0:
+            continue
+        start = at + len(marker)
+        start += len(text[start:start + 64]) - len(text[start:start + 64].lstrip(" \t\r\n"))
+        try:
+            value = jsonfast.loads_at(text, start)
+        except ValueError:
+            continue
+        if isinstance(value, kind) and not isinstance(value, bool):
+            out[key] = value
+    cgroup = out.get("cgroup")
+    if cgroup is not None and not _safe_cgroup(cgroup):
+        del out["cgroup"]
+    if "cgroup" not in out:
+        derived = _derived_cgroup(container_id)
+        if derived:
+            out["cgroup"] = derived
+    return out
+
+
+def _safe_cgroup(cgroup: dict[str, Any]) -> bool:
+    """Recovered cgroup paths must be directories under /sys/fs/cgroup: they are rmdir'd."""
+    paths = cgroup.get("paths")
+    created = cgroup.get("created")
+    if not isinstance(paths, dict) or not isinstance(created, list):
+        return False
+    for p in [*paths.values(), *created]:
+        if not isinstance(p, str) or not p.startswith("/sys/fs/cgroup/") or "/../" in p + "/":
+            return False
+    return True
+
+
+def _derived_cgroup(container_id: str) -> dict[str, Any] | None:
+    """The cgroups a config without linux.cgroupsPath gives the container: one
+    directory named after the id below the runtime's own cgroup, per hierarchy.
+    Only those that exist are recorded as ours (their parents are not)."""
+    try:
+        from ocipy.linux import cgroups
+
+        state = cgroups.manager({}, container_id).to_state()
+    except (OcipyError, OSError, ImportError):
+        return None
+    state["created"] = [d for d in dict.fromkeys(state["paths"].values()) if os.path.isdir(d)]
+    return state if state["created"] else None
+
+
+def plan_cgroups(container: Container, manager: Any) -> None:
+    """Record (and save) the cgroup directories `manager.create` is about to
+    make, before it makes any: a create killed half-way then leaves nothing
+    that `delete -f` does not remove.  Directories that exist already are not
+    ours and are not recorded."""
+    state = manager.to_state()
+    planned: list[str] = []
+    for key, target in state["paths"].items():
+        mount = state["mounts"].get(key, os.path.dirname(target))
+        rel = os.path.relpath(target, mount)
+        d = mount
+        for part in rel.split("/"):
+            if part in ("", "."):
+                continue
+            d = os.path.join(d, part)
+            if d not in planned and not os.path.isdir(d):
+                planned.append(d)
+    container.planned_cgroups = planned
+    container.data["cgroup"] = state
+    container.save()
 
 
 def list_ids(root: str) -> list[str]:
@@ -207,10 +369,14 @@ def remove_dir(path: str) -> None:
 
 
 class locked:
-    """``with locked(root, id) as container``: hold the container's lock, state re-read under it."""
+    """``with locked(root, id) as container``: hold the container's lock, state re-read under it.
 
-    def __init__(self, root: str, container_id: str) -> None:
+    With `recover`, a corrupt state.json gives the container recovered from it
+    (status ``creating``: only deleting it is allowed) instead of the error."""
+
+    def __init__(self, root: str, container_id: str, recover: bool = False) -> None:
         self.root, self.id = root, container_id
+        self.recover = recover
         self.fd = -1
 
     def __enter__(self) -> Container:
@@ -223,7 +389,12 @@ class locked:
             raise ContainerNotFound(self.id) from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-            return load(self.root, self.id)
+            try:
+                return load(self.root, self.id)
+            except CorruptState as e:
+                if not self.recover:
+                    raise
+                return e.container
         except BaseException:
             os.close(self.fd)
             raise

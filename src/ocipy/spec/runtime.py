@@ -203,6 +203,28 @@ def check_oci_version(version: Any) -> None:
         raise ConfigError("ociVersion", f"version {version} is not supported (this runtime handles up to 1.x)")
 
 
+# rlim_t is 64 bits; all ones is RLIM_INFINITY
+RLIM_INFINITY = 2**64 - 1
+# uid_t/gid_t are 32 bits; (uid_t)-1 means "leave unchanged" to setresuid(2) and
+# setresgid(2), so a process asking for it would silently keep the caller's id
+ID_MAX = 2**32 - 2
+
+
+def _number(value: int) -> str:
+    """An int for an error line: never thousands of digits (nor the ValueError str() gives for them)."""
+    if -(10**20) < value < 10**20:
+        return str(value)
+    return f"{'-' if value < 0 else ''}a {value.bit_length()}-bit number"
+
+
+def _check_id_number(value: int, field: str) -> None:
+    if value < 0:
+        raise ConfigError(field, f"{_number(value)} is negative")
+    if value > ID_MAX:
+        raise ConfigError(field, f"{_number(value)} is out of range (0 to {ID_MAX}: ids are 32 bits, "
+                                 "and 4294967295 means 'no id')")  # fmt: skip
+
+
 def validate_process(process: Any, field: str = "process") -> None:
     """Check a process object (config.json's `process` or exec's process.json)."""
     _expect(process, dict, field)
@@ -225,12 +247,19 @@ def validate_process(process: Any, field: str = "process") -> None:
     _optional(process, "selinuxLabel", str, field)
     user = process.get("user", {}) or {}
     _expect(user, dict, f"{field}.user")
-    for key in ("uid", "gid", "umask"):
+    for key in ("uid", "gid"):
         value = _optional(user, key, int, f"{field}.user")
-        if value is not None and value < 0:
-            raise ConfigError(f"{field}.user.{key}", f"{value} is negative")
-    for i, gid in enumerate(user.get("additionalGids") or []):
-        _expect(gid, int, f"{field}.user.additionalGids[{i}]")
+        if value is not None:
+            _check_id_number(value, f"{field}.user.{key}")
+    umask = _optional(user, "umask", int, f"{field}.user")
+    if umask is not None and not 0 <= umask <= 0o777:
+        # umask(2) keeps only the permission bits: anything else is a mistake, not a mask
+        raise ConfigError(f"{field}.user.umask", f"{_number(umask)} is not a umask (0 to 0777)")
+    for i, gid in enumerate(_expect(user.get("additionalGids") or [], list, f"{field}.user.additionalGids")):
+        _check_id_number(_expect(gid, int, f"{field}.user.additionalGids[{i}]"), f"{field}.user.additionalGids[{i}]")
+    oom = process.get("oomScoreAdj")
+    if oom is not None and not -1000 <= oom <= 1000:  # type checked above; the kernel's range
+        raise ConfigError(f"{field}.oomScoreAdj", f"{_number(oom)} is not in -1000..1000")
     caps = process.get("capabilities") or {}
     _expect(caps, dict, f"{field}.capabilities")
     # config.md: runtimes SHOULD NOT fail on capabilities that cannot be granted.
@@ -258,13 +287,17 @@ def validate_process(process: Any, field: str = "process") -> None:
         seen.add(kind)
         for key in ("soft", "hard"):
             value = _expect(rl.get(key), int, f"{where}.{key}")
-            if value < 0:
-                raise ConfigError(f"{where}.{key}", f"{value} is negative")
+            if not 0 <= value <= RLIM_INFINITY:
+                raise ConfigError(f"{where}.{key}", f"{_number(value)} is not in 0..2^64-1 (2^64-1 is unlimited)")
         if rl["soft"] > rl["hard"]:
             raise ConfigError(where, f"soft limit {rl['soft']} exceeds hard limit {rl['hard']}")
     size = process.get("consoleSize")
     if size is not None:
         _expect(size, dict, f"{field}.consoleSize")
+        for key in ("height", "width"):
+            value = _optional(size, key, int, f"{field}.consoleSize")
+            if value is not None and not 0 <= value <= 65535:  # struct winsize: unsigned short
+                raise ConfigError(f"{field}.consoleSize.{key}", f"{_number(value)} is not in 0..65535")
     sched = process.get("scheduler")
     if sched is not None:
         _expect(sched, dict, f"{field}.scheduler")
@@ -273,8 +306,11 @@ def validate_process(process: Any, field: str = "process") -> None:
         for i, flag in enumerate(_str_list(sched.get("flags") or [], f"{field}.scheduler.flags")):
             if flag not in SCHED_FLAGS:
                 raise ConfigError(f"{field}.scheduler.flags[{i}]", f"unknown flag {flag!r}")
-        for key in ("nice", "priority", "runtime", "deadline", "period"):
-            _optional(sched, key, int, f"{field}.scheduler")
+        for key, low, high in (("nice", -20, 19), ("priority", 0, 2**31 - 1), ("runtime", 0, 2**64 - 1),
+                               ("deadline", 0, 2**64 - 1), ("period", 0, 2**64 - 1)):  # fmt: skip
+            value = _optional(sched, key, int, f"{field}.scheduler")
+            if value is not None and not low <= value <= high:
+                raise ConfigError(f"{field}.scheduler.{key}", f"{_number(value)} is not in {low}..{high}")
     io = process.get("ioPriority")
     if io is not None:
         _expect(io, dict, f"{field}.ioPriority")
@@ -282,7 +318,7 @@ def validate_process(process: Any, field: str = "process") -> None:
             raise ConfigError(f"{field}.ioPriority.class", f"{io.get('class')!r} is not one of {', '.join(IOPRIO_CLASSES)}")
         prio = _expect(io.get("priority"), int, f"{field}.ioPriority.priority")
         if not 0 <= prio <= 7:
-            raise ConfigError(f"{field}.ioPriority.priority", f"{prio} is not in 0..7")
+            raise ConfigError(f"{field}.ioPriority.priority", f"{_number(prio)} is not in 0..7")
 
 
 def find_nul(value: Any, field: str = "") -> str | None:
@@ -378,8 +414,9 @@ def _validate_hooks(hooks: Any) -> None:
             _str_list(hook.get("args") or [], f"{where}.args")
             _str_list(hook.get("env") or [], f"{where}.env")
             timeout = _optional(hook, "timeout", int, where)
-            if timeout is not None and timeout <= 0:
-                raise ConfigError(f"{where}.timeout", "must be greater than zero")
+            if timeout is not None and not 0 < timeout <= 2**31 - 1:
+                raise ConfigError(f"{where}.timeout", f"{_number(timeout)} must be greater than zero (seconds)"
+                                  if timeout <= 0 else f"{_number(timeout)} seconds is out of range")  # fmt: skip
 
 
 # The ipc namespace's sysctls (ipc/ipc_sysctl.c, ipc/mq_sysctl.c: fs.mqueue.*).
@@ -426,8 +463,11 @@ def _validate_mappings(linux: dict[str, Any], key: str) -> None:
     for i, m in enumerate(_expect(linux.get(key) or [], list, f"linux.{key}")):
         _expect(m, dict, f"linux.{key}[{i}]")
         for k in ("containerID", "hostID", "size"):
-            if _expect(m.get(k), int, f"linux.{key}[{i}].{k}") < 0:
+            value = _expect(m.get(k), int, f"linux.{key}[{i}].{k}")
+            if value < 0:
                 raise ConfigError(f"linux.{key}[{i}].{k}", "is negative")
+            if value > 2**32 - 1:
+                raise ConfigError(f"linux.{key}[{i}].{k}", f"{_number(value)} is out of range (ids are 32 bits)")
 
 
 def _validate_linux(linux: Any, domainname: object = None) -> None:
