@@ -160,6 +160,9 @@ def test_malformed_config_is_a_clear_error(runtime, make_bundle):
     _no_leftovers(runtime, cid)
 
 
+_SIX_NS = ("pid", "network", "ipc", "uts", "mount", "cgroup")
+
+
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
@@ -168,8 +171,8 @@ def test_malformed_config_is_a_clear_error(runtime, make_bundle):
         (lambda c: c["process"].update(args=[]), "process.args"),
         (lambda c: c["process"].update(cwd="relative"), "process.cwd"),
         (lambda c: c["process"]["rlimits"].append({"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}), "process.rlimits[1].type"),
-        (lambda c: c["linux"]["namespaces"].append({"type": "pid"}), "linux.namespaces[6].type"),
-        (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "linux.namespaces[6].type"),
+        (lambda c: c["linux"].update(namespaces=[{"type": t} for t in _SIX_NS + ("pid",)]), "linux.namespaces[6].type"),
+        (lambda c: c["linux"].update(namespaces=[{"type": t} for t in _SIX_NS + ("bogus",)]), "linux.namespaces[6].type"),
         (lambda c: c["mounts"].append({"destination": "/x", "type": "bind", "source": "/does/not/exist", "options": ["bind"]}), "mounts[7].source"),
         # a NUL would cut a path or argument short in the kernel
         (lambda c: c["mounts"].append({"destination": "/tmp/x\x00/../..", "type": "tmpfs", "source": "tmpfs"}), "mounts[7].destination"),

@@ -6,8 +6,8 @@ import os
 
 from ocipy import log
 from ocipy.errors import ContainerNotFound, HookError, InvalidState, NotRunning, OcipyError
-from ocipy.runtime import store
-from ocipy.runtime.store import CREATED, CREATING, PAUSED, RUNNING, STOPPED
+from ocipy.runtime import lifecycle, store
+from ocipy.runtime.store import STOPPED
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
@@ -59,12 +59,7 @@ def _shown(text: str) -> str:
 def start(root: str, container_id: str) -> None:
     """Run the user program of a created container (runtime.md "Start")."""
     with store.locked(root, container_id) as container:
-        status = container.status
-        if status == STOPPED:
-            raise InvalidState("cannot start a container that has stopped")
-        if status != CREATED:
-            raise InvalidState(f"cannot start an already {status} container" if status != CREATING
-                               else "cannot start a container that is still being created")  # fmt: skip
+        lifecycle.refuse_start(container_id, container.status)
         _release_init(container)
         hooks_cfg = container.config.get("hooks") or {}
         if hooks_cfg.get("poststart"):
@@ -119,9 +114,8 @@ def kill(root: str, container_id: str, sig: str | int = "SIGTERM", all_processes
     """Send a signal to the container's init, or with all_processes to every process in its cgroup."""
     signum = parse_signal(sig)
     container = store.load(root, container_id)
-    if container.status not in (CREATED, RUNNING, PAUSED):
-        if not all_processes or container.status != STOPPED:
-            raise NotRunning(container_id)
+    lifecycle.refuse_kill(container_id, container.status, all_processes)
+    if container.status == STOPPED:  # only `--all` gets here (lifecycle note 2)
         # runtime.md "Kill": "Attempting to send a signal to a container that is
         # neither created nor running MUST have no effect on the container and
         # MUST generate an error" -- the spec's `kill ID SIGNAL`, kept above.
@@ -180,9 +174,8 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 def _delete(root: str, container_id: str, force: bool) -> None:
     with store.locked(root, container_id, recover=force) as container:  # -f: also a corrupt state.json
         status = container.status
-        if status in (RUNNING, PAUSED) and not force:
-            raise InvalidState(f"cannot delete container {container_id} that is not stopped: {status}")
-        if status != STOPPED:
+        lifecycle.refuse_delete(container_id, status, force)
+        if lifecycle.must_kill_before_delete(status):
             # a created container is killed, as runc does; creating means a create died
             _kill_and_wait(container)
         else:

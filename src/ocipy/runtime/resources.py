@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ocipy.errors import ContainerNotFound, InvalidState, NotRunning, OcipyError
-from ocipy.runtime import store
-from ocipy.runtime.store import CREATED, PAUSED, RUNNING, STOPPED
+from ocipy.errors import ContainerNotFound, InvalidState, OcipyError
+from ocipy.runtime import lifecycle, store
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
@@ -35,15 +34,13 @@ def _manager(container: store.Container) -> Any:
 def pause(root: str, container_id: str) -> None:
     """Freeze every process of the container (runc allows running and created containers)."""
     with store.locked(root, container_id) as container:
-        if container.status not in (RUNNING, CREATED):
-            raise NotRunning(container_id)
+        lifecycle.refuse_pause(container_id, container.status)
         _manager(container).freeze()
 
 
 def resume(root: str, container_id: str) -> None:
     with store.locked(root, container_id) as container:
-        if container.status != PAUSED:
-            raise NotPaused(container_id)
+        lifecycle.refuse_resume(container_id, container.status)
         _manager(container).thaw()
 
 
@@ -51,7 +48,7 @@ def ps(root: str, container_id: str) -> list[int]:
     """The host pids of every process in the container's cgroup."""
     container = store.load(root, container_id)
     if not container.data.get("cgroup"):
-        if container.status == STOPPED:
+        if not lifecycle.is_alive(container.status):
             return []
         return [container.pid] if container.pid else []
     return [int(p) for p in _manager(container).pids()]
@@ -60,7 +57,7 @@ def ps(root: str, container_id: str) -> list[int]:
 def stats(root: str, container_id: str) -> dict[str, Any]:
     """One runc "stats" event: {"type": "stats", "id": ..., "data": types.Stats}."""
     container = store.load(root, container_id)
-    if container.status == STOPPED:
+    if not lifecycle.can_inspect(container.status):
         raise OcipyError(f"container with id {container_id} is not running")
     return {"type": "stats", "id": container_id, "data": _manager(container).stats()}
 
@@ -72,7 +69,7 @@ def events(root: str, container_id: str, interval: float = 5.0) -> Iterator[dict
     import time
 
     container = store.load(root, container_id)
-    if container.status == STOPPED:
+    if not lifecycle.can_inspect(container.status):
         raise OcipyError(f"container with id {container_id} is not running")
     manager = _manager(container)
     try:
@@ -97,7 +94,7 @@ def events(root: str, container_id: str, interval: float = 5.0) -> Iterator[dict
                 except OSError:
                     pass
             try:
-                alive = store.load(root, container_id).status != STOPPED
+                alive = lifecycle.is_alive(store.load(root, container_id).status)
             except ContainerNotFound:
                 alive = False
             if not alive:
@@ -150,8 +147,7 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> dict[str,
     with store.locked(root, container_id) as container:
         if not container.data:
             raise ContainerNotFound(container_id)
-        if container.status == STOPPED:
-            raise NotRunning(container_id)
+        lifecycle.refuse_update(container_id, container.status)
         config = dict(container.config)
         linux = dict(config.get("linux") or {})
         current = config_resources(config)
