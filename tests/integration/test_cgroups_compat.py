@@ -316,7 +316,7 @@ def test_events_oom_line(runtime: Any, make_bundle: MakeBundle) -> None:
 def test_update_resources_file_errors_are_one_line(runtime: Any, make_bundle: MakeBundle) -> None:
     c = cid()
     start(runtime, make_bundle(["sleep", "100"]), c)
-    for text, word in (('{"memory": ' * 100000 + "1" + "}" * 100000, "nested too deeply"),
+    for text, word in (('{"memory": ' * 100000 + "1" + "}" * 100000, "nested deeper than"),
                        ("{", "invalid JSON"), ("[]", "must hold a JSON object"),
                        ('{"memory": {"limit": "1g"}}', "linux.resources.memory.limit")):
         proc = subprocess.run(runtime.cmd("update", "-r", "-", c), input=text, capture_output=True, text=True,

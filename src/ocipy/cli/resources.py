@@ -231,13 +231,11 @@ def run_update(argv: list[str], opts: Any) -> int:
 
             loaded = jsonfast.loads(text)
         except OSError as e:
-            raise OcipyError(f"ocipy update: cannot read {args.resources}: {e.strerror}") from None
+            raise OcipyError(f"update: cannot read {args.resources}: {e.strerror}") from None
         except ValueError as e:
-            raise OcipyError(f"ocipy update: {args.resources}: invalid JSON: {e}") from None
-        except RecursionError:
-            raise OcipyError(f"ocipy update: {args.resources}: invalid JSON: nested too deeply") from None
+            raise OcipyError(f"update: {args.resources}: invalid JSON: {e}") from None
         if not isinstance(loaded, dict):
-            raise OcipyError(f"ocipy update: {args.resources}: must hold a JSON object (linux.resources)")
+            raise OcipyError(f"update: {args.resources}: must hold a JSON object (linux.resources)")
         res = loaded
     if args.l3_cache_schema is not None or args.mem_bw_schema is not None:
         raise OcipyError("Intel RDT is not supported by ocipy (--l3-cache-schema / --mem-bw-schema)")
@@ -245,7 +243,7 @@ def run_update(argv: list[str], opts: Any) -> int:
     def put(section: str, key: str, value: Any) -> None:
         sec = res.setdefault(section, {})
         if not isinstance(sec, dict):
-            raise OcipyError(f"ocipy update: {section} in the resources file must be an object")
+            raise OcipyError(f"update: {section} in the resources file must be an object")
         sec[key] = value
 
     for flag, attr, key in (("--memory", "memory", "limit"), ("--memory-reservation", "memory_reservation", "reservation"),
