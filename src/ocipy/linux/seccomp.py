@@ -735,7 +735,8 @@ def send_listener(listener_path: str, notify_fd: int, state: dict[str, Any], met
     ContainerProcessState (``ociVersion``, ``fds: ["seccompFd"]``, ``pid``,
     ``metadata`` when not empty, ``state``) with the fd attached by
     SCM_RIGHTS to the first sendmsg, then close the connection.  Raises
-    KernelError when the agent cannot be reached or the send fails.
+    OcipyError ("failed to connect with seccomp agent ...") when the agent
+    cannot be reached, KernelError when the send fails.
     """
     import array
     import json
@@ -755,7 +756,9 @@ def send_listener(listener_path: str, notify_fd: int, state: dict[str, Any], met
         try:
             sock.connect(listener_path)
         except OSError as exc:
-            raise KernelError("connect to seccomp listener", listener_path, exc.errno or 5) from None
+            # runc's wording, which tools and tests look for
+            raise OcipyError(f"failed to connect with seccomp agent specified in the seccomp profile: "
+                             f"linux.seccomp.listenerPath {listener_path}: {exc.strerror}") from None
         try:
             fds = array.array("i", [notify_fd])
             sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
