@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from ocipy.errors import KernelError, OcipyError
+from ocipy.errors import OcipyError
 from ocipy.linux import seccomp
 
 pytestmark = [
