@@ -509,6 +509,7 @@ class Filter:
         self._raw_flags = flags
         bpf = prefix + self.export_bpf()  # compiled now: load() must not allocate much or open files
         self._raw_prog = ctypes.create_string_buffer(bpf, len(bpf))
+        _c()  # libc's syscall() resolved now, in the parent
 
     def _context(self) -> int:
         if self._ctx is None:
