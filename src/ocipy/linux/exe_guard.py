@@ -91,7 +91,7 @@ def make_sealed_trampoline(binary: str = BINARY) -> int:
 _FD: int = make_sealed_trampoline()
 
 
-def _precheck(executable: str) -> None:
+def precheck(executable: str) -> None:
     """Fail here, as os.execve would, for the errors the caller should report itself.
 
     Once the trampoline runs, the runtime's error channel is gone; only the
@@ -104,8 +104,11 @@ def _precheck(executable: str) -> None:
 
 
 def execve(executable: str, args: list[str], env: dict[str, str]) -> None:
-    """os.execve(executable, args, env), with /proc/self/exe never a host file. Never returns."""
-    _precheck(executable)
+    """os.execve(executable, args, env), with /proc/self/exe never a host file. Never returns.
+
+    Makes no system call but execveat(2) (and execve(2) as a fallback): it
+    runs under the container's seccomp filter; call `precheck` before it.
+    """
     argv = [MAGIC, executable, *args]
     try:
         os.execve(_FD, argv, env)  # fexecve: execveat(fd, "", AT_EMPTY_PATH)

@@ -505,10 +505,11 @@ class Filter:
         self._raw_flags: int | None = None
         self._raw_prog: ctypes.Array[ctypes.c_char] | None = None
 
-    def _use_raw_load(self, flags: int) -> None:
+    def _use_raw_load(self, flags: int, prefix: bytes = b"") -> None:
         self._raw_flags = flags
-        bpf = self.export_bpf()  # compiled now: load() must not allocate much or open files
+        bpf = prefix + self.export_bpf()  # compiled now: load() must not allocate much or open files
         self._raw_prog = ctypes.create_string_buffer(bpf, len(bpf))
+        _c()  # libc's syscall() resolved now, in the parent
 
     def _context(self) -> int:
         if self._ctx is None:
@@ -578,6 +579,66 @@ def _add_rule(lib: ctypes.CDLL, ctx: int, nr: int, rule: _Rule, cmps: list[tuple
     if rc < 0:
         raise ConfigError(f"{_FIELD}.syscalls[{rule.index}]",
                           f"cannot add the rule for syscall {rule.name!r}: {os.strerror(-rc)}")
+
+
+_X32_TOKEN = 0x4000003E  # SCMP_ARCH_X32: its calls come as AUDIT_ARCH_X86_64 with bit 30 set
+_X32_SYSCALL_BIT = 0x40000000
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_RET_ERRNO = 0x00050000
+_BPF_LD_W_ABS, _BPF_JEQ, _BPF_JGT, _BPF_JSET, _BPF_JA, _BPF_RET = 0x20, 0x15, 0x25, 0x45, 0x05, 0x06
+
+
+def _enosys_stub(lib: ctypes.CDLL, plan: _Plan) -> bytes:
+    """BPF put before libseccomp's program: a syscall newer than every one
+    the profile names gets ENOSYS, not the default action.
+
+    runc does the same (its seccomp.bats "-ENOSYS handling"): a profile
+    written before a syscall existed then makes the C library fall back to
+    the older call (clone3 -> clone, faccessat2 -> faccessat) instead of
+    failing with EPERM.  Per architecture, the highest number of a named
+    syscall; x32 calls are left to libseccomp's program.
+    """
+    import struct
+
+    tokens = [int(lib.seccomp_arch_native())]
+    for _, arch in plan.archs:
+        token = int(lib.seccomp_arch_resolve_name(ARCHS[arch].encode()))
+        if token and token not in tokens:
+            tokens.append(token)
+    names = {rule.name.encode() for rule in plan.rules}
+    lasts: list[tuple[int, int]] = []
+    for token in tokens:
+        if token == _X32_TOKEN:
+            continue
+        numbers = [int(lib.seccomp_syscall_resolve_name_arch(token, n)) for n in names]
+        last = max((nr for nr in numbers if nr >= 0), default=-1)
+        if last >= 0:
+            lasts.append((token, last))
+    if not lasts:
+        return b""
+    # Symbolic program: (code, jt label, jf label, k); labels resolved below.
+    prog: list[tuple[int, str | None, str | None, int]] = [(_BPF_LD_W_ABS, None, None, 4)]  # A = arch
+    for i, (token, last) in enumerate(lasts):
+        nxt = f"arch{i + 1}" if i + 1 < len(lasts) else "prog"
+        prog.append((_BPF_JEQ, None, nxt, token))  # label arch{i} is the instruction after it
+        prog.append((_BPF_LD_W_ABS, None, None, 0))  # A = nr
+        if token == _AUDIT_ARCH_X86_64:
+            prog.append((_BPF_JSET, "prog", None, _X32_SYSCALL_BIT))
+        prog.append((_BPF_JGT, "enosys", "prog", last))
+        if i + 1 < len(lasts):
+            prog.append((_BPF_LD_W_ABS, None, None, 4))  # arch{i+1}: reload the arch
+    prog.append((_BPF_RET, None, None, _RET_ERRNO | 38))  # enosys: ENOSYS
+    # labels: "enosys" is the last instruction, "prog" the first one after the stub
+    labels = {"enosys": len(prog) - 1, "prog": len(prog)}
+    arch_at = [pc for pc, ins in enumerate(prog) if ins[0] == _BPF_LD_W_ABS and ins[3] == 4]
+    for i, pc in enumerate(arch_at[1:], start=1):
+        labels[f"arch{i}"] = pc
+    out = bytearray()
+    for pc, (code, jt, jf, k) in enumerate(prog):
+        t = labels[jt] - pc - 1 if jt else 0
+        f = labels[jf] - pc - 1 if jf else 0
+        out += struct.pack("=HBBI", code, t, f, k)
+    return bytes(out)
 
 
 def prepare(seccomp: dict[str, Any]) -> Filter:
@@ -664,16 +725,17 @@ def prepare(seccomp: dict[str, Any]) -> Filter:
                 # Otherwise one rule with all conditions (AND'ed).
                 _add_rule(lib, ctx, nr, rule, rule.args)
         flt = Filter(ctx, plan.needs_notify, skipped)
-        if raw_flags:
+        stub = b"" if plan.default_name in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG") else _enosys_stub(lib, plan)
+        if raw_flags or stub:
             # The same kernel flags libseccomp would pass, plus ours.
             names = {f for _, f in plan.flags}
             if "SECCOMP_FILTER_FLAG_TSYNC" in names:
-                raw_flags |= _KFLAG_TSYNC | _KFLAG_TSYNC_ESRCH
+                raw_flags |= _KFLAG_TSYNC | (_KFLAG_TSYNC_ESRCH if plan.needs_notify else 0)
             if "SECCOMP_FILTER_FLAG_LOG" in names:
                 raw_flags |= _KFLAG_LOG
             if "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in names:
                 raw_flags |= _KFLAG_SPEC_ALLOW
-            flt._use_raw_load(raw_flags | _KFLAG_NEW_LISTENER)
+            flt._use_raw_load(raw_flags | (_KFLAG_NEW_LISTENER if plan.needs_notify else 0), stub)
         ok = True
         return flt
     finally:
@@ -735,7 +797,8 @@ def send_listener(listener_path: str, notify_fd: int, state: dict[str, Any], met
     ContainerProcessState (``ociVersion``, ``fds: ["seccompFd"]``, ``pid``,
     ``metadata`` when not empty, ``state``) with the fd attached by
     SCM_RIGHTS to the first sendmsg, then close the connection.  Raises
-    KernelError when the agent cannot be reached or the send fails.
+    OcipyError ("failed to connect with seccomp agent ...") when the agent
+    cannot be reached, KernelError when the send fails.
     """
     import array
     import json
@@ -755,7 +818,9 @@ def send_listener(listener_path: str, notify_fd: int, state: dict[str, Any], met
         try:
             sock.connect(listener_path)
         except OSError as exc:
-            raise KernelError("connect to seccomp listener", listener_path, exc.errno or 5) from None
+            # runc's wording, which tools and tests look for
+            raise OcipyError(f"failed to connect with seccomp agent specified in the seccomp profile: "
+                             f"linux.seccomp.listenerPath {listener_path}: {exc.strerror}") from None
         try:
             fds = array.array("i", [notify_fd])
             sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])

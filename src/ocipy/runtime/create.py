@@ -14,7 +14,8 @@ import time
 from ocipy import jsonfast, log
 from ocipy.errors import ConfigError, KernelError, OcipyError
 from ocipy.runtime import store
-from ocipy.runtime.init import Channel, InitContext
+from ocipy.runtime.handshake import Channel, FdOwner, Msg, pipes
+from ocipy.runtime.init import InitContext
 from ocipy.spec.runtime import NAMESPACES, validate_config
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
@@ -158,17 +159,17 @@ def create(
         from ocipy.linux import seccomp
 
         ctx.seccomp_filter = seccomp.prepare(linux["seccomp"])
-    # Opened last before the try below, which closes them on every error.
-    ns_fds, new_flags = _open_namespace_paths(linux)
-    ctx.ns_fds = ns_fds
-    ctx.new_userns = bool(new_flags & NAMESPACES["user"][0])
-    ctx.new_ns_flags = new_flags & ~NAMESPACES["user"][0]
-
-    to_child_r = to_child_w = from_child_r = from_child_w = -1
+    fds = FdOwner()  # every fd made for the children, closed on every error path
     bootstrap_pid = init_pid = 0
     manager = None
     data: dict[str, Any] = {}  # the container's state, for the cleanup below
     try:
+        ns_fds, new_flags = _open_namespace_paths(linux)
+        for _, fd in ns_fds:
+            fds.own(fd)
+        ctx.ns_fds = ns_fds
+        ctx.new_userns = bool(new_flags & NAMESPACES["user"][0])
+        ctx.new_ns_flags = new_flags & ~NAMESPACES["user"][0]
         with store.new_container(root, container_id) as (container, _lock):
             ctx.fifo_path = os.path.join(container.dir, store.EXEC_FIFO)
             old_umask = os.umask(0)
@@ -176,7 +177,7 @@ def create(
                 os.mkfifo(ctx.fifo_path, 0o622)
             finally:
                 os.umask(old_umask)
-            ctx.fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
+            ctx.fifo_fd = fds.own(os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC))
             container.data = {
                 "id": container_id,
                 "bundle": bundle,
@@ -206,16 +207,15 @@ def create(
             container.save()  # early, so `delete -f` can clean up if we are killed
 
             if console_socket is not None:
-                console_fd = _connect_console(console_socket)
+                console_fd = fds.own(_connect_console(console_socket))
             ctx.console_fd = console_fd
             ctx.mount_plan = mount_plan(config, bundle)
             userns = ctx.new_userns or any(t == "user" for t, _ in ctx.ns_fds)
             ctx.idmap_trees = prepare_mount_sources(ctx.mount_plan, linux, userns)
-            to_child_r, to_child_w = os.pipe()
-            from_child_r, from_child_w = os.pipe()
-            ctx.channel = Channel(to_child_r, from_child_w)
-            parent = Channel(from_child_r, to_child_w)
-            ctx.parent_only_fds = [_lock, from_child_r, to_child_w]
+            for fd in ctx.idmap_trees.values():
+                fds.own(fd)
+            parent, ctx.channel = pipes(fds)
+            ctx.parent_only_fds = [_lock, parent.rfd, parent.wfd]
 
             # runc's names for the steps (nsexec, init) in the debug lines: tools and tests grep for them
             log.debug(f"nsexec container setup: {'cloning the init' if direct else 'forking the bootstrap'}"
@@ -228,34 +228,30 @@ def create(
                 bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
                 if bootstrap_pid == 0:
                     bootstrap(ctx)
-            os.close(to_child_r)
-            os.close(from_child_w)
-            os.close(ctx.fifo_fd)
-            ctx.fifo_fd = -1
-            for fd in ctx.idmap_trees.values():
-                os.close(fd)
-            ctx.idmap_trees = {}
-            if ctx.console_fd is not None and console_socket is not None:
-                os.close(ctx.console_fd)
-            for _, fd in ns_fds:
-                os.close(fd)
-            ns_fds = []
+            # What the children got is theirs now: close our copies.
+            child_fds = [ctx.channel.rfd, ctx.channel.wfd, ctx.fifo_fd, *ctx.idmap_trees.values(),
+                         *(fd for _, fd in ns_fds)]  # fmt: skip
+            if console_socket is not None and ctx.console_fd is not None:
+                child_fds.append(ctx.console_fd)
+            for fd in child_fds:
+                fds.close(fd)
+            ctx.fifo_fd, ctx.idmap_trees, ns_fds = -1, {}, []
             if init_pid:
                 if manager is not None:
                     manager.create(resources=False)  # the directories the init joins
                     container.data["cgroup"] = manager.to_state()
                 # The init joins its cgroups and goes on mounting while we finish:
                 # limits and device rules are in place before it reports "ready".
-                parent.send("init-go")
+                parent.send(Msg.INIT_GO)
                 _init_born(init_pid, linux, container)
                 if manager is not None:
                     manager.apply_resources()
             else:
                 if manager is not None and not ctx.cgroup_self_join:
                     manager.apply(bootstrap_pid)
-                parent.send("go")
+                parent.send(Msg.GO)
             init_pid = _converse(parent, bootstrap_pid, init_pid, linux, ctx, container)
-            parent.close()
+            fds.close_all()
 
             container.data["created"] = rfc3339_now()
             container.data["created_done"] = True
@@ -264,14 +260,7 @@ def create(
                 _write_pid_file(pid_file, init_pid)
             return container
     except BaseException:
-        for fd in (to_child_r, to_child_w, from_child_r, from_child_w, ctx.fifo_fd, *ctx.idmap_trees.values()):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        for _, fd in ns_fds:
-            os.close(fd)
+        fds.close_all()
         _kill_children(bootstrap_pid, init_pid or data.get("pid", 0))
         if manager is not None:
             try:
@@ -288,31 +277,30 @@ def _converse(parent: Channel, bootstrap_pid: int, init_pid: int, linux: dict[st
 
     while True:
         try:
-            message = parent.recv()
+            word, rest = parent.recv()
         except EOFError:
             raise OcipyError("container init exited before it was ready") from None
-        word, _, rest = message.partition(" ")
-        if word == "error":
+        if word == Msg.ERROR:
             raise OcipyError(rest)
-        if word == "userns":
+        if word == Msg.USERNS:
             _write_id_maps(bootstrap_pid, linux)
-            parent.send("mapped")
-        elif word == "pid":
+            parent.send(Msg.MAPPED)
+        elif word == Msg.PID:
             init_pid = int(rest)
             os.waitpid(bootstrap_pid, 0)
             _init_born(init_pid, linux, container)
-            parent.send("init-go")
-        elif word == "seccomp":
+            parent.send(Msg.INIT_GO)
+        elif word == Msg.SECCOMP:
             forward_notify_fd(init_pid, int(rest), linux, dict(ctx.state, pid=init_pid))
-            parent.send("seccomp-done")
-        elif word == "hooks":
+            parent.send(Msg.SECCOMP_DONE)
+        elif word == Msg.HOOKS:
             state = dict(ctx.state, pid=init_pid)
             cfg = ctx.config.get("hooks") or {}
             # runtime.md steps 3-4: a failing hook fails create
             hooks.run_hooks("prestart", cfg.get("prestart"), state)
             hooks.run_hooks("createRuntime", cfg.get("createRuntime"), state)
-            parent.send("hooks-done")
-        elif word == "ready":
+            parent.send(Msg.HOOKS_DONE)
+        elif word == Msg.READY:
             log.debug(f"init: closing the pipe to signal completion (init {init_pid} is ready)")
             return init_pid
 

@@ -16,13 +16,8 @@ from ocipy import log
 from ocipy.errors import ConfigError, InvalidState, NotRunning, OcipyError
 from ocipy.linux import syscalls as sc
 from ocipy.runtime import store
-from ocipy.runtime.init import (
-    Channel,
-    enter_container,
-    fork_bootstrap,
-    hand_over_notify_fd,
-    report_error,
-)
+from ocipy.runtime.handshake import Channel, FdOwner, Msg, pipes
+from ocipy.runtime.init import enter_container, fork_bootstrap, hand_over_notify_fd, report_error
 from ocipy.spec.runtime import NAMESPACES, find_nul, validate_process
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
@@ -105,66 +100,58 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
     ctx = _ExecContext()
     ctx.process = process
     ctx.linux = linux
-    _preload(ctx, linux)
+    _preload(ctx, linux, container)
     ctx.extra_fds = preserve_fds
     ns_types = [ns["type"] for ns in linux.get("namespaces") or []]
     ns_types.sort(key=lambda t: (t != "user", t == "mount"))
-    for ns_type in ns_types:
-        name = NAMESPACES[ns_type][1]
-        try:
-            ctx.ns_fds.append((ns_type, os.open(f"/proc/{container.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)))
-        except OSError as e:
-            for _, fd in ctx.ns_fds:
-                os.close(fd)
-            raise OcipyError(f"container {container_id}: cannot open its {ns_type} namespace: {e.strerror}") from None
-
     proxy = None
-    if process.get("terminal"):
-        if console_socket is not None:
-            ctx.console_fd = create_mod._connect_console(console_socket)
-        else:
-            from ocipy.runtime.console import ConsoleProxy
-
-            proxy = ConsoleProxy()
-            ctx.console_fd = proxy.child_fd
-    if not detach:
-        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-
-    to_child_r, to_child_w = os.pipe()
-    from_child_r, from_child_w = os.pipe()
-    ctx.channel = Channel(to_child_r, from_child_w)
-    ctx.parent_only_fds = [from_child_r, to_child_w]
-    parent = Channel(from_child_r, to_child_w)
     bootstrap_pid = pid = 0
-    try:
-        manager = _manager(container)
-        log.debug(f"nsexec container setup: joining the namespaces of {container_id} (init {container.pid})")
-        if manager is not None:
-            manager = manager.for_exec(cgroup, container.pid)  # and exec --cgroup [CONTROLLER:]SUB
-        bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
-        if bootstrap_pid == 0:
-            ctx.manager = manager
-            _bootstrap(ctx)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        to_child_r = from_child_w = -1
-        for _, fd in ctx.ns_fds:
-            os.close(fd)
-        ctx.ns_fds = []
-        if ctx.console_fd is not None and proxy is None:
-            os.close(ctx.console_fd)
-        if manager is not None and not ctx.cgroup_self_join:
-            manager.join(bootstrap_pid)
-        parent.send("go")
-        pid = _await_exec(parent, bootstrap_pid, container)
-    except BaseException:
-        create_mod._kill_children(bootstrap_pid, pid)
-        raise
-    finally:
-        for fd in (to_child_r, from_child_w):
-            if fd >= 0:
-                os.close(fd)
-        parent.close()
+    # Every fd made for the child is owned here until it is handed on: the
+    # error paths close them all.
+    with FdOwner() as fds:
+        for ns_type in ns_types:
+            name = NAMESPACES[ns_type][1]
+            try:
+                fd = fds.own(os.open(f"/proc/{container.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
+            except OSError as e:
+                raise OcipyError(f"container {container_id}: cannot open its {ns_type} namespace: {e.strerror}") from None
+            ctx.ns_fds.append((ns_type, fd))
+        if process.get("terminal"):
+            if console_socket is not None:
+                ctx.console_fd = fds.own(create_mod._connect_console(console_socket))
+            else:
+                from ocipy.runtime.console import ConsoleProxy
+
+                proxy = ConsoleProxy()
+                ctx.console_fd = proxy.child_fd
+        if not detach:
+            sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        parent, ctx.channel = pipes(fds)
+        ctx.parent_only_fds = [parent.rfd, parent.wfd]
+        try:
+            manager = _manager(container)
+            log.debug(f"nsexec container setup: joining the namespaces of {container_id} (init {container.pid})")
+            if manager is not None:
+                manager = manager.for_exec(cgroup, container.pid)  # and exec --cgroup [CONTROLLER:]SUB
+            bootstrap_pid, ctx.cgroup_self_join = fork_bootstrap(manager)
+            if bootstrap_pid == 0:
+                ctx.manager = manager
+                _bootstrap(ctx)
+            # The child's ends, the namespaces and the console are the child's now.
+            for fd in (ctx.channel.rfd, ctx.channel.wfd, *(fd for _, fd in ctx.ns_fds)):
+                fds.close(fd)
+            ctx.ns_fds = []
+            if ctx.console_fd is not None and proxy is None:
+                fds.close(ctx.console_fd)
+            if manager is not None and not ctx.cgroup_self_join:
+                manager.join(bootstrap_pid)
+            parent.send(Msg.GO)
+            pid = _await_exec(parent, bootstrap_pid, container)
+        except BaseException:
+            create_mod._kill_children(bootstrap_pid, pid)
+            if proxy is not None:
+                proxy.close()
+            raise
     if pid_file:
         try:
             create_mod._write_pid_file(pid_file, pid)
@@ -195,19 +182,18 @@ def _await_exec(parent: Channel, bootstrap_pid: int, container: store.Container)
     pid = 0
     while True:
         try:
-            message = parent.recv()
+            word, rest = parent.recv()
         except EOFError:
             break  # the close-on-exec write end went away: execve succeeded
-        word, _, rest = message.partition(" ")
-        if word == "error":
+        if word == Msg.ERROR:
             raise OcipyError(f"exec failed: {rest}")
-        if word == "pid":
+        if word == Msg.PID:
             pid = int(rest)
             os.waitpid(bootstrap_pid, 0)
-        elif word == "seccomp":
+        elif word == Msg.SECCOMP:
             linux = container.config.get("linux") or {}
             forward_notify_fd(pid, int(rest), linux, dict(container.oci_state(), pid=pid))
-            parent.send("seccomp-done")
+            parent.send(Msg.SECCOMP_DONE)
     if not pid:
         raise OcipyError("exec failed: the process did not start")
     return pid
@@ -224,24 +210,19 @@ def _bootstrap(ctx: _ExecContext) -> NoReturn:
                 _exec_child(ctx, ch)
             except BaseException as e:  # noqa: BLE001
                 report_error(ch, e)
-        ch.send(f"pid {pid}")
+        ch.send(Msg.PID, pid)
         os._exit(0)
     except BaseException as e:  # noqa: BLE001 - a forked child must never return
         report_error(ch, e)
 
 
-def _preload(ctx: _ExecContext, linux: dict[str, Any]) -> None:
-    """Load now what the child needs: after setns(mnt) the host's files are out of reach."""
-    import resource  # noqa: F401
+def _preload(ctx: _ExecContext, linux: dict[str, Any], container: store.Container) -> None:
+    """Load now what the child needs: after setns(user, mnt) the host's files are out of reach."""
+    from ocipy.runtime.init import preload_process, preload_terminal
 
-    from ocipy.runtime import process as proc_mod
-
-    proc_mod._cap_top()
+    preload_process()
     if ctx.process.get("terminal"):
-        import fcntl  # noqa: F401
-        import socket  # noqa: F401
-        import struct  # noqa: F401
-        import termios  # noqa: F401
+        preload_terminal()
     if linux.get("seccomp"):
         from ocipy.linux import seccomp
 
@@ -249,11 +230,18 @@ def _preload(ctx: _ExecContext, linux: dict[str, Any]) -> None:
 
 
 def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:
+    """The process joining the container: the init's steps from "terminal" on
+    (see init.INIT_STEPS), the seccomp filter last before execve."""
     from ocipy.runtime import process as proc_mod
 
     process = ctx.process
-    seccomp_filter = ctx.seccomp_filter
     log.debug(f"child process in init(): pid {os.getpid()} in the container")
+    nnp = bool(process.get("noNewPrivileges"))
+    cwd = process.get("cwd") or "/"
+
+    def notify(fd: int) -> None:
+        hand_over_notify_fd(ch, fd)
+
     if ctx.console_fd is not None:
         proc_mod.setup_terminal(ctx.console_fd, process)
     proc_mod.set_oom_score_adj(process)
@@ -264,8 +252,19 @@ def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:
     if "HOME" not in env:
         env["HOME"] = proc_mod.home_of((process.get("user") or {}).get("uid", 0))
     executable = proc_mod.find_executable(process, env)
-    log.debug(f"setns_init: about to exec {executable}")  # the last line before the seccomp filter
-    proc_mod.finalize(process, seccomp_filter, lambda fd: hand_over_notify_fd(ch, fd))
-    # ch's write end is close-on-exec: the parent reads EOF once execve succeeds.
-    proc_mod.execve(process, executable, env, ctx.extra_fds)
+    log.debug(f"setns_init: about to exec {executable}")  # before the seccomp filter
+    cwd_done = proc_mod.chdir_as_root(cwd)
+    # ch's write end is close-on-exec (os.pipe): the parent reads EOF once execve succeeds.
+    proc_mod.prepare_exec(process, ctx.extra_fds)
+    if not nnp:
+        proc_mod.load_seccomp(ctx.seccomp_filter, notify)  # needs CAP_SYS_ADMIN: before the user change
+    proc_mod.change_user(process, proc_mod._cap_top())
+    if not cwd_done:
+        proc_mod.chdir_as_user(cwd)
+    if nnp:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    proc_mod.check_executable(executable)
+    if nnp:
+        proc_mod.load_seccomp(ctx.seccomp_filter, notify)
+    proc_mod.exec_now(process, executable, env)
     os._exit(127)

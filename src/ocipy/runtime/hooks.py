@@ -1,6 +1,13 @@
-"""Hooks (config.md "POSIX-platform Hooks"): each gets the container state on stdin."""
+"""Hooks (config.md "POSIX-platform Hooks"): each gets the container state on stdin.
+
+As runc does: a hook without `env` inherits the runtime's environment (GPU
+hooks rely on PATH); a failure is reported as "error running hook: ..."
+(the wording tools look for).
+"""
 
 from __future__ import annotations
+
+import os
 
 from ocipy.errors import HookError
 
@@ -9,8 +16,28 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def run_hooks(kind: str, hooks: list[dict[str, Any]] | None, state: dict[str, Any]) -> None:
-    """Run every hook of `kind` in order; the first failure raises HookError."""
+def hook_env(hook: dict[str, Any]) -> dict[str, str]:
+    """The hook's environment: its `env` when given, else the runtime's own (runc's behaviour)."""
+    if "env" not in hook or hook["env"] is None:
+        return dict(os.environ)
+    env = {}
+    for item in hook["env"]:
+        key, _, value = item.partition("=")
+        env[key] = value
+    return env
+
+
+def _describe_status(returncode: int) -> str:
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    import _signal  # type: ignore[import-not-found]  # the C module: `signal` pulls in enum
+
+    name = _signal.strsignal(-returncode) or f"signal {-returncode}"
+    return f"signal: {name.lower()}"
+
+
+def run_hooks(kind: str, hooks: list[dict[str, Any]] | None, state: dict[str, Any], cwd: str | None = None) -> None:
+    """Run every hook of `kind` in order (in `cwd` when given); the first failure raises HookError."""
     if not hooks:
         return
     import subprocess
@@ -21,15 +48,11 @@ def run_hooks(kind: str, hooks: list[dict[str, Any]] | None, state: dict[str, An
     for i, hook in enumerate(hooks):
         path = hook["path"]
         args = hook.get("args") or [path]
-        env = {}
-        for item in hook.get("env") or []:
-            key, _, value = item.partition("=")
-            env[key] = value
         timeout = hook.get("timeout")
-        where = f"{kind} hook #{i} ({path})"
+        where = f"error running hook: {kind} hook #{i} ({path})"
         try:
             proc = subprocess.Popen(
-                args, executable=path, env=env, stdin=subprocess.PIPE,
+                args, executable=path, env=hook_env(hook), stdin=subprocess.PIPE, cwd=cwd,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
             )  # fmt: skip
         except OSError as e:
@@ -46,4 +69,4 @@ def run_hooks(kind: str, hooks: list[dict[str, Any]] | None, state: dict[str, An
         if proc.returncode != 0:
             detail = (err or out).decode(errors="replace").strip().splitlines()
             tail = f": {detail[-1]}" if detail else ""
-            raise HookError(f"{where}: exit status {proc.returncode}{tail}")
+            raise HookError(f"{where}: {_describe_status(proc.returncode)}{tail}")

@@ -7,16 +7,24 @@ settings, reports "ready", and blocks opening the exec fifo until `start`
 opens the other end; only then does it execve the user's program.
 
 Without a user or time namespace and with no namespace to join, no bootstrap
-is needed: `clone_init` clones the init directly into new namespaces.
+is needed: `clone_init` clones the init directly into new namespaces.  The
+messages exchanged with the parent are in `ocipy.runtime.handshake`.
 
-Fixed order (runtime.md lifecycle, runc's behaviour):
-  bootstrap: wait for cgroup placement → setns(paths) → unshare(user) →
-             id maps (parent) → unshare(rest) → time offsets → fork init
-  init:      hostname → mounts → devices → prestart/createRuntime hooks
-             (parent) → createContainer hooks → pivot_root → sysctl →
-             readonly/masked paths → readonly root → terminal → oom score →
-             rlimits → user, caps, seccomp → "ready" → exec fifo →
-             startContainer hooks → execve
+bootstrap: wait for cgroup placement → setns(paths) → unshare(user) →
+           id maps (parent) → unshare(rest) → time offsets → fork init
+
+init: the steps of `INIT_STEPS`, in that order (read the table there: each
+step says what it needs).  The seccomp filter is loaded as late as the
+kernel allows: with no_new_privs right before "ready", after which only the
+exec fifo, the startContainer hooks (which runtime-spec and runc run under
+the filter) and the final execve(at) of the sealed trampoline happen;
+without no_new_privs loading needs CAP_SYS_ADMIN, so it comes right before
+the user and capability change.  Every fd the user process must not get is
+close-on-exec before the filter (close_range is often not allowed).
+
+Everything the children run is imported by the parent (`preload`): after
+unshare(user) a mapped root may not read the host's package directory, and
+after pivot_root nothing of the host is reachable.
 
 Both run only in forked children: they never return, they `os._exit`.
 """
@@ -29,52 +37,13 @@ import os
 from ocipy import log
 from ocipy.errors import OcipyError
 from ocipy.linux import syscalls as sc
+from ocipy.runtime.handshake import Channel, Msg
 from ocipy.spec.runtime import NAMESPACES
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
-
-
-class Channel:
-    """Line messages over a pair of pipes between the parent and its children."""
-
-    def __init__(self, rfd: int, wfd: int) -> None:
-        self.rfd, self.wfd = rfd, wfd
-        self._buf = b""
-
-    def send(self, message: str, strict: bool = False) -> None:
-        try:
-            os.write(self.wfd, (message.replace("\n", " ") + "\n").encode())
-        except BrokenPipeError:
-            if strict:
-                raise
-            # The other side is gone: its last words (or EOF) are what recv reads next.
-
-    def recv(self) -> str:
-        while b"\n" not in self._buf:
-            chunk = os.read(self.rfd, 4096)
-            if not chunk:
-                raise EOFError
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line.decode()
-
-    def expect(self, word: str) -> str:
-        try:
-            message = self.recv()
-        except EOFError:
-            os._exit(1)  # the parent went away: nothing to create any more
-        if message.split(" ", 1)[0] != word:
-            os._exit(1)
-        return message
-
-    def close(self) -> None:
-        for fd in (self.rfd, self.wfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 class InitContext:
@@ -109,27 +78,46 @@ class InitContext:
         self.parent_only_fds: list[int] = []
 
 
+def preload_process() -> None:
+    """Import what the process side (init and exec) runs: see `preload`."""
+    import _signal  # type: ignore[import-not-found]  # noqa: F401  # process.reset_signals, exec_now
+    import resource  # noqa: F401  # process.set_rlimits
+    import stat  # noqa: F401  # exe_guard.precheck
+
+    from ocipy.linux import caps  # noqa: F401
+    from ocipy.runtime import process
+
+    process._cap_top()
+
+
 def preload(config: dict[str, Any], terminal: bool) -> None:
     """Import now, in the parent, everything the children use.
 
     After unshare(user) the children may no longer read the host's Python
-    files (a mapped root is not the host's root), and after pivot_root they
-    cannot reach them at all.
+    files (a mapped root is not the host's root: a checkout under a 0700
+    directory is out of its reach), and after pivot_root they cannot reach
+    them at all.  A lazy import in a child is a bug; the unit test
+    test_init_steps checks the child-side functions against this list.
     """
-    import resource  # noqa: F401
+    preload_process()
+    from ocipy import jsonfast  # noqa: F401  # hooks: the state on stdin
+    from ocipy.linux.cgroups import common  # noqa: F401  # Manager.join_self_v1
+    from ocipy.runtime import hooks, rootfs  # noqa: F401
 
-    from ocipy.linux import caps  # noqa: F401
-    from ocipy.runtime import hooks, process, rootfs  # noqa: F401
-
-    process._cap_top()
+    if any(m.get("type") == "cgroup" for m in config.get("mounts") or []):
+        from ocipy.linux.cgroups import mount  # noqa: F401  # rootfs._mount_cgroup
     hook_cfg = config.get("hooks") or {}
     if hook_cfg.get("createContainer") or hook_cfg.get("startContainer"):
         import subprocess  # noqa: F401
     if terminal:
-        import fcntl  # noqa: F401
-        import socket  # noqa: F401
-        import struct  # noqa: F401
-        import termios  # noqa: F401
+        preload_terminal()
+
+
+def preload_terminal() -> None:
+    import fcntl  # noqa: F401
+    import socket  # noqa: F401
+    import struct  # noqa: F401
+    import termios  # noqa: F401
 
 
 def report_error(channel: Channel | None, exc: BaseException) -> NoReturn:
@@ -138,11 +126,12 @@ def report_error(channel: Channel | None, exc: BaseException) -> NoReturn:
     elif isinstance(exc, OSError):
         message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     else:
-        message = f"{type(exc).__name__}: {exc}"
+        message = f"internal error: {type(exc).__name__}: {exc}"
+    message = " ".join(message.split("\n"))
     try:
         if channel is None:
             raise OSError
-        channel.send("error " + message, strict=True)
+        channel.send(Msg.ERROR, message, strict=True)
     except OSError:
         # After "ready" nobody listens on the channel: tell the container's stderr.
         try:
@@ -237,7 +226,7 @@ def enter_container(ch: Channel, parent_only_fds: list[int], ns_fds: list[tuple[
     into them with `self_join`, else placed by the parent before "go"), then
     join the namespaces given by fd (user first)."""
     _leave_parent(parent_only_fds)
-    ch.expect("go")
+    ch.expect(Msg.GO)
     if self_join is not None:
         self_join.join_self_v1()
     for ns_type, fd in ns_fds:
@@ -253,8 +242,8 @@ def bootstrap(ctx: InitContext) -> NoReturn:
         enter_container(ch, ctx.parent_only_fds, ctx.ns_fds, ctx.cgroup_manager if ctx.cgroup_self_join else None)
         if ctx.new_userns:
             sc.unshare(NAMESPACES["user"][0])
-            ch.send("userns")
-            ch.expect("mapped")
+            ch.send(Msg.USERNS)
+            ch.expect(Msg.MAPPED)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         if ctx.new_ns_flags:
@@ -265,7 +254,7 @@ def bootstrap(ctx: InitContext) -> NoReturn:
         pid = os.fork()
         if pid == 0:
             container_init(ctx)
-        ch.send(f"pid {pid}")
+        ch.send(Msg.PID, pid)
         os._exit(0)
     except BaseException as e:  # noqa: BLE001 - a forked child must never return
         report_error(ch, e)
@@ -277,8 +266,8 @@ def hand_over_notify_fd(ch: Channel, fd: int) -> None:
     A plain write, not sendmsg: the filter is already active and may notify
     on sendmsg, which nobody could answer yet.
     """
-    ch.send(f"seccomp {fd}")
-    ch.expect("seccomp-done")
+    ch.send(Msg.SECCOMP, fd)
+    ch.expect(Msg.SECCOMP_DONE)
     os.close(fd)
 
 
@@ -300,11 +289,33 @@ def container_init(ctx: InitContext) -> NoReturn:
     log.release()  # we live until `start`: do not hold the caller's stderr (or the log) open
     try:
         if not ctx.cgroups_pending:
-            ch.expect("init-go")  # the parent knows our pid now
-        _init(ctx, ch)
+            ch.expect(Msg.INIT_GO)  # the parent knows our pid now
+        run_steps(ctx, ch)
     except BaseException as e:  # noqa: BLE001
         report_error(ch, e)
     os._exit(127)
+
+
+# --- the init's steps --------------------------------------------------------------
+
+
+class _Run:
+    """What the steps hand on to later steps."""
+
+    def __init__(self, ctx: InitContext, ch: Channel) -> None:
+        config = ctx.config
+        self.ctx, self.ch, self.config = ctx, ch, config
+        self.linux: dict[str, Any] = config.get("linux") or {}
+        self.proc: dict[str, Any] = config["process"]
+        self.hooks: dict[str, Any] = config.get("hooks") or {}
+        self.ns_types = {ns["type"] for ns in self.linux.get("namespaces") or []}
+        self.nnp = bool(self.proc.get("noNewPrivileges"))
+        self.cwd: str = self.proc.get("cwd") or "/"
+        self.cwd_done = False
+        self.proc_fd_dir = -1
+        self.env: dict[str, str] = {}
+        self.executable = ""
+        self.container_state: dict[str, Any] = {}
 
 
 def _join_cgroups(ctx: InitContext, ch: Channel) -> None:
@@ -312,7 +323,7 @@ def _join_cgroups(ctx: InitContext, ch: Channel) -> None:
     into them: before the cgroup mount, /dev's nodes, the parent's hooks and
     pivot_root, as runc's init is in its cgroups before any of these."""
     if ctx.cgroups_pending:
-        ch.expect("init-go")
+        ch.expect(Msg.INIT_GO)
         if ctx.cgroup_manager is not None:
             ctx.cgroup_manager.join_self_v1()
         if ctx.new_ns_flags & NAMESPACES["cgroup"][0]:
@@ -320,99 +331,253 @@ def _join_cgroups(ctx: InitContext, ch: Channel) -> None:
         ctx.cgroups_pending = False
 
 
-def _init(ctx: InitContext, ch: Channel) -> NoReturn:
-    from ocipy.runtime import hooks, process, rootfs
+def _hostname(r: _Run) -> None:
+    if "uts" in r.ns_types:
+        if r.config.get("hostname"):
+            sc.sethostname(r.config["hostname"])
+        if r.config.get("domainname"):
+            sc.setdomainname(r.config["domainname"])
 
-    config = ctx.config
-    linux = config.get("linux") or {}
-    proc = config["process"]
-    hook_cfg = config.get("hooks") or {}
-    ns_types = {ns["type"] for ns in linux.get("namespaces") or []}
-    seccomp_filter = ctx.seccomp_filter
-    if "uts" in ns_types:
-        if config.get("hostname"):
-            sc.sethostname(config["hostname"])
-        if config.get("domainname"):
-            sc.setdomainname(config["domainname"])
 
-    if "mount" in ns_types:
-        rootfs.set_root_propagation(config, ctx.rootfs)
-        rootfs.bind_rootfs(ctx.rootfs)
-        root_fd = os.open(ctx.rootfs, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        mount_ctx = {"cgroup_manager": ctx.cgroup_manager, "cgroupns": "cgroup" in ns_types,
+def _mounts(r: _Run) -> None:
+    from ocipy.runtime import rootfs
+
+    ctx = r.ctx
+    if "mount" not in r.ns_types:
+        return
+    config = r.config
+    rootfs.set_root_propagation(config, ctx.rootfs)
+    rootfs.bind_rootfs(ctx.rootfs)
+    root_fd = os.open(ctx.rootfs, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        mount_ctx = {"cgroup_manager": ctx.cgroup_manager, "cgroupns": "cgroup" in r.ns_types,
                      "trees": ctx.idmap_trees}  # fmt: skip
         plan = ctx.mount_plan or rootfs.mount_plan(config, ctx.bundle)
         for m, ops in zip(plan.mounts, plan.steps, strict=True):
             if m.type == "cgroup":
-                _join_cgroups(ctx, ch)
+                _join_cgroups(ctx, r.ch)
             rootfs.execute(root_fd, ops, mount_ctx)
-        _join_cgroups(ctx, ch)  # mknod under the container's device rules
-        rootfs.create_devices(root_fd, config, "user" in ns_types, plan.dev_bound)
-        os.close(rootfs.make_path(root_fd, proc.get("cwd") or "/", True))  # runc creates a missing cwd
+        _join_cgroups(ctx, r.ch)  # mknod under the container's device rules
+        rootfs.create_devices(root_fd, config, "user" in r.ns_types, plan.dev_bound)
+        os.close(rootfs.make_path(root_fd, r.cwd, True))  # runc creates a missing cwd
         rootfs.execute(root_fd, plan.deferred, mount_ctx)  # a read-only /dev once its nodes are made
+    finally:
         os.close(root_fd)
 
-    _join_cgroups(ctx, ch)
-    if ctx.parent_hooks:
-        ch.send("hooks")
-        ch.expect("hooks-done")
-    container_state = dict(ctx.state, pid=os.getpid())
-    hooks.run_hooks("createContainer", hook_cfg.get("createContainer"), container_state)
 
-    # Handles that must outlive pivot_root: the fifo and our own fd table.
-    fifo_fd = ctx.fifo_fd  # opened by the parent: a mapped root may not reach --root
-    proc_fd_dir = os.open("/proc/self/fd", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+def _cgroups(r: _Run) -> None:
+    _join_cgroups(r.ctx, r.ch)
 
-    if "mount" in ns_types:
-        if ctx.no_pivot:
-            rootfs.move_root(ctx.rootfs)
-        else:
-            rootfs.pivot_root(ctx.rootfs)
-        rootfs.write_sysctls(linux.get("sysctl") or {})
-        for path in linux.get("readonlyPaths") or []:
-            rootfs.readonly_path(path)
-        for path in linux.get("maskedPaths") or []:
-            rootfs.mask_path(path, linux.get("mountLabel"))
-        if (config.get("root") or {}).get("readonly"):
-            rootfs.readonly_root()
-        rootfs.finish_root_propagation(config)  # last: an unbindable tree refuses the binds above
-    else:
-        os.chroot(ctx.rootfs)
+
+def _runtime_hooks(r: _Run) -> None:
+    if r.ctx.parent_hooks:
+        r.ch.send(Msg.HOOKS)
+        r.ch.expect(Msg.HOOKS_DONE)
+
+
+def _create_container_hooks(r: _Run) -> None:
+    from ocipy.runtime import hooks
+
+    r.container_state = dict(r.ctx.state, pid=os.getpid())
+    if r.hooks.get("createContainer"):
+        # runc runs them from the rootfs (its hooks write ./lib/...), still in the host's root
+        hooks.run_hooks("createContainer", r.hooks["createContainer"], r.container_state, cwd=r.ctx.rootfs)
+
+
+def _keep_proc_fd(r: _Run) -> None:
+    # A handle on our own fd table that outlives pivot_root: the exec fifo is
+    # re-opened through it (the fifo fd is O_PATH, made by the parent: a
+    # mapped root may not reach --root).
+    r.proc_fd_dir = os.open("/proc/self/fd", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _pivot_root(r: _Run) -> None:
+    from ocipy.runtime import rootfs
+
+    if "mount" not in r.ns_types:
+        os.chroot(r.ctx.rootfs)
         os.chdir("/")
-        rootfs.write_sysctls(linux.get("sysctl") or {})
+    elif r.ctx.no_pivot:
+        rootfs.move_root(r.ctx.rootfs)
+    else:
+        rootfs.pivot_root(r.ctx.rootfs)
 
-    if ctx.console_fd is not None:
-        process.setup_terminal(ctx.console_fd, proc)
-    process.set_oom_score_adj(proc)
-    process.set_rlimits(proc.get("rlimits"))
-    process.set_scheduling(proc, linux)
-    process.apply_lsm_labels(proc)
-    if ctx.new_keyring:
-        try:
-            sc.join_session_keyring(f"_ses.{ctx.state['id']}")
-        except OcipyError as e:
-            if getattr(e, "errno", 0) not in (errno.ENOSYS, errno.EACCES, errno.EPERM, errno.EDQUOT):
-                raise
-    env = process.env_dict(proc)
-    user = proc.get("user") or {}
+
+def _sysctl(r: _Run) -> None:
+    from ocipy.runtime import rootfs
+
+    rootfs.write_sysctls(r.linux.get("sysctl") or {})
+
+
+def _protect_paths(r: _Run) -> None:
+    from ocipy.runtime import rootfs
+
+    if "mount" not in r.ns_types:
+        return
+    for path in r.linux.get("readonlyPaths") or []:
+        rootfs.readonly_path(path)
+    for path in r.linux.get("maskedPaths") or []:
+        rootfs.mask_path(path, r.linux.get("mountLabel"))
+    if (r.config.get("root") or {}).get("readonly"):
+        rootfs.readonly_root()
+    rootfs.finish_root_propagation(r.config)  # last: an unbindable tree refuses the binds above
+
+
+def _terminal(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    if r.ctx.console_fd is not None:
+        process.setup_terminal(r.ctx.console_fd, r.proc)
+
+
+def _process_settings(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    process.set_oom_score_adj(r.proc)
+    process.set_rlimits(r.proc.get("rlimits"))
+    process.set_scheduling(r.proc, r.linux)
+    process.apply_lsm_labels(r.proc)
+
+
+def _keyring(r: _Run) -> None:
+    if not r.ctx.new_keyring:
+        return
+    try:
+        sc.join_session_keyring(f"_ses.{r.ctx.state['id']}")
+    except OcipyError as e:
+        if getattr(e, "errno", 0) not in (errno.ENOSYS, errno.EACCES, errno.EPERM, errno.EDQUOT):
+            raise
+
+
+def _environment(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    env = process.env_dict(r.proc)
     if "HOME" not in env:
-        env["HOME"] = process.home_of(user.get("uid", 0))
-    if ctx.listen_env:
-        env["LISTEN_FDS"] = str(ctx.extra_fds)
+        env["HOME"] = process.home_of((r.proc.get("user") or {}).get("uid", 0))
+    if r.ctx.listen_env:
+        env["LISTEN_FDS"] = str(r.ctx.extra_fds)
         env["LISTEN_PID"] = "1"
-    executable = process.find_executable(proc, env)
-    process.finalize(proc, seccomp_filter, lambda fd: hand_over_notify_fd(ch, fd))
-    ch.send("ready")
-    ch.close()
+    r.env = env
+    r.executable = process.find_executable(r.proc, env)
 
+
+def _cwd_as_root(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    r.cwd_done = process.chdir_as_root(r.cwd)
+
+
+def _exec_prepare(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    process.prepare_exec(r.proc, r.ctx.extra_fds)
+
+
+def _seccomp_privileged(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    if not r.nnp:
+        process.load_seccomp(r.ctx.seccomp_filter, lambda fd: hand_over_notify_fd(r.ch, fd))
+
+
+def _user(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    process.change_user(r.proc, process._cap_top())
+
+
+def _cwd_as_user(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    if not r.cwd_done:
+        process.chdir_as_user(r.cwd)
+
+
+def _no_new_privs(r: _Run) -> None:
+    if r.nnp:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _exec_check(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    process.check_executable(r.executable)
+
+
+def _seccomp(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    if r.nnp:
+        process.load_seccomp(r.ctx.seccomp_filter, lambda fd: hand_over_notify_fd(r.ch, fd))
+
+
+def _ready(r: _Run) -> None:
+    r.ch.send(Msg.READY)
+    r.ch.close()
+
+
+def _exec_fifo(r: _Run) -> None:
     # Block until `start` opens the read end (runtime.md: the user program
     # MUST NOT run before start).
-    fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc_fd_dir)
+    fifo_fd = r.ctx.fifo_fd
+    fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=r.proc_fd_dir)
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo_fd)
-    os.close(proc_fd_dir)
-    if hook_cfg.get("startContainer"):
-        hooks.run_hooks("startContainer", hook_cfg["startContainer"], dict(container_state, status="created"))
-    process.execve(proc, executable, env, ctx.extra_fds)
-    os._exit(127)
+    os.close(r.proc_fd_dir)
+
+
+def _start_container_hooks(r: _Run) -> None:
+    from ocipy.runtime import hooks
+
+    if r.hooks.get("startContainer"):
+        hooks.run_hooks("startContainer", r.hooks["startContainer"], dict(r.container_state, status="created"))
+
+
+def _execve(r: _Run) -> None:
+    from ocipy.runtime import process
+
+    process.exec_now(r.proc, r.executable, r.env)
+
+
+# (name, what the step needs, function), in the order the init runs them.
+# "host fs": the host's filesystem (before pivot_root); "/proc": a procfs;
+# "caps": privileges dropped by "user"; "syscalls": what a seccomp profile
+# must allow for the steps after "seccomp".
+INIT_STEPS: tuple[tuple[str, str, Callable[[_Run], None]], ...] = (
+    ("hostname", "uts namespace; sethostname, setdomainname", _hostname),
+    ("mounts", "host fs (bundle, sources), mount namespace, CAP_SYS_ADMIN; joins the cgroups first", _mounts),
+    ("cgroups", "host /sys/fs/cgroup: move into the v1 hierarchies, then unshare(cgroup)", _cgroups),
+    ("runtime hooks", "the parent runs prestart and createRuntime hooks (handshake)", _runtime_hooks),
+    ("createContainer hooks", "host fs, cwd = rootfs; fork, execve, wait", _create_container_hooks),
+    ("proc fd dir", "host /proc: an O_PATH handle on /proc/self/fd for the exec fifo", _keep_proc_fd),
+    ("pivot_root", "host fs, CAP_SYS_ADMIN; after it only the container's files", _pivot_root),
+    ("sysctl", "the container's /proc/sys", _sysctl),
+    ("readonly and masked paths", "the container's /proc and /sys, CAP_SYS_ADMIN", _protect_paths),
+    ("terminal", "the container's /dev/pts, the console socket", _terminal),
+    ("process settings", "/proc/self (oom_score_adj, attr), CAP_SYS_RESOURCE, CAP_SYS_NICE", _process_settings),
+    ("keyring", "keyctl", _keyring),
+    ("environment", "the container's /etc/passwd and PATH: finds the executable", _environment),
+    ("cwd as root", "the container's cwd, with root's access (runc chdirs before the user change)", _cwd_as_root),
+    ("exec prepare", "umask, signal dispositions, close_range(CLOEXEC): fds marked before any filter",
+     _exec_prepare),
+    ("seccomp without no_new_privs", "CAP_SYS_ADMIN: loaded before the user change; seccomp, notify handshake",
+     _seccomp_privileged),
+    ("user", "CAP_SETUID/SETGID/SETPCAP; setgroups, setresgid, setresuid, capset, prctl", _user),
+    ("cwd as user", "the container's cwd, when root could not reach it", _cwd_as_user),
+    ("no_new_privs", "prctl(PR_SET_NO_NEW_PRIVS)", _no_new_privs),
+    ("exec check", "stat, access: the executable is runnable (a create error, not a start one)", _exec_check),
+    ("seccomp", "seccomp(2) with no_new_privs; the notify handshake (write, read) may follow", _seccomp),
+    ("ready", "under the filter: write, close", _ready),
+    ("exec fifo", "under the filter: openat (via /proc/self/fd), write, close", _exec_fifo),
+    ("startContainer hooks", "under the filter, as runc: fork, execve, wait, pipes", _start_container_hooks),
+    ("execve", "under the filter: execveat of the sealed trampoline (execve by path as fallback)", _execve),
+)
+
+
+def run_steps(ctx: InitContext, ch: Channel) -> NoReturn:
+    r = _Run(ctx, ch)
+    for _name, _needs, step in INIT_STEPS:
+        step(r)
+    os._exit(127)  # _execve does not return

@@ -171,11 +171,12 @@ def setup_terminal(console_fd: int, process: dict[str, Any]) -> None:
         os.close(slave)
 
 
-def reset_signals() -> None:
+def reset_signals(keep_sigpipe: bool = False) -> None:
     """Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve, so restore them."""
     import _signal as signal  # type: ignore[import-not-found]  # the C module: `signal` pulls in enum
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
+        if not (keep_sigpipe and sig == signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
@@ -237,45 +238,59 @@ def chdir_in_root(cwd: str) -> None:
         raise OSError(errno.EACCES, "the directory is outside the container's root", cwd) from None
 
 
-def finalize(process: dict[str, Any], seccomp_filter: Any = None, on_notify_fd: Any = None) -> None:
-    """User, capabilities, no_new_privs and seccomp, in runc's order.
-
-    When the filter has SCMP_ACT_NOTIFY rules, `on_notify_fd(fd)` is called
-    right after loading it, before any later syscall can need the listener.
-    Runs before the exec fifo wait, so create reports these errors.
-    """
-    cap_top = _cap_top()
-    nnp = bool(process.get("noNewPrivileges"))
-    notify_fd = None
-    cwd = process.get("cwd") or "/"
+def chdir_as_root(cwd: str) -> bool:
+    """Try the cwd before the user change (runc does: root may reach a
+    directory the user cannot).  True when done; False when permission was
+    denied (retried as the user by `chdir_as_user`)."""
     try:
         chdir_in_root(cwd)
-    except OSError:
-        pass  # retried as the target user below (root may be denied on some mounts)
-    if seccomp_filter is not None and not nnp:
-        notify_fd = seccomp_filter.load()  # without no_new_privs loading needs CAP_SYS_ADMIN
-        if notify_fd is not None and on_notify_fd is not None:
-            on_notify_fd(notify_fd)
-    change_user(process, cap_top)
+    except PermissionError:
+        return False
+    except OSError as e:
+        raise OcipyError(f"process.cwd: chdir to cwd ({cwd!r}) set in config.json failed: {e.strerror}") from None
+    return True
+
+
+def chdir_as_user(cwd: str) -> None:
     try:
         chdir_in_root(cwd)
     except OSError as e:
         raise OcipyError(f"process.cwd: chdir to cwd ({cwd!r}) set in config.json failed: {e.strerror}") from None
-    if nnp:
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-    if seccomp_filter is not None and nnp:
-        notify_fd = seccomp_filter.load()
-        if notify_fd is not None and on_notify_fd is not None:
-            on_notify_fd(notify_fd)
 
 
-def execve(process: dict[str, Any], executable: str, env: dict[str, str], extra_fds: int) -> None:
-    """Replace this process with the user's program. Never returns."""
+def load_seccomp(seccomp_filter: Any, on_notify_fd: Any) -> None:
+    """Load the filter (if any); with SCMP_ACT_NOTIFY rules `on_notify_fd(fd)`
+    hands the listener on right away, before any later syscall can need it."""
+    if seccomp_filter is None:
+        return
+    notify_fd = seccomp_filter.load()
+    if notify_fd is not None and on_notify_fd is not None:
+        on_notify_fd(notify_fd)
+
+
+def prepare_exec(process: dict[str, Any], extra_fds: int) -> None:
+    """What execve needs that a seccomp profile may deny, done before the filter:
+    the umask, the signal dispositions, and every fd but 0-2 and the
+    preserved ones marked close-on-exec (CVE-2024-21626 class)."""
     umask = (process.get("user") or {}).get("umask")
     os.umask(umask if umask is not None else 0o022)
-    reset_signals()
-    # Only 0-2 and the preserved fds reach the user process (CVE-2024-21626 class).
+    reset_signals(keep_sigpipe=True)  # SIGPIPE last: startContainer hooks may not read their stdin
     sc.close_range(3 + extra_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
+
+
+def check_executable(executable: str) -> None:
+    """A create-time error (not a start-time one) when execve would refuse it."""
+    exe_guard.precheck(executable)
+
+
+def exec_now(process: dict[str, Any], executable: str, env: dict[str, str]) -> None:
+    """Replace this process with the user's program. Never returns.
+
+    Runs under the seccomp filter: only rt_sigaction and execveat (execve
+    by path as a fallback) of the sealed trampoline."""
+    import _signal as signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     exe_guard.execve(executable, process["args"], env)  # via a sealed memfd (CVE-2019-5736 class)
 
 
