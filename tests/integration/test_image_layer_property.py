@@ -75,6 +75,8 @@ def test_layers_never_touch_anything_outside_the_rootfs(tmp_path_factory, layers
     rootfs = base / "rootfs"
     rootfs.mkdir()
     before = _snapshot(sentinel)
+    # escape targets already there (left by something else on the machine) cannot tell us anything
+    watched = [p for p in ("/abs", "/etc/x", "/x", "/y", "/tmp/x", "/tmp/y", "/a", "/d") if not Path(p).exists()]
     try:
         with Applier(str(rootfs), ApplyOptions()) as applier:
             for i, items in enumerate(layers):
@@ -83,5 +85,5 @@ def test_layers_never_touch_anything_outside_the_rootfs(tmp_path_factory, layers
         pass  # refusing a hostile layer is fine; what matters is below
     assert _snapshot(sentinel) == before
     assert sorted(p.name for p in base.iterdir()) == ["rootfs", "sentinel"]  # nothing beside the rootfs
-    for escaped in ("/abs", "/etc/x", "/x", "/y", "/tmp/x", "/tmp/y", "/a", "/d"):
+    for escaped in watched:
         assert not Path(escaped).exists(), escaped
