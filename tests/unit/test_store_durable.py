@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import json
 import os
 
 import pytest
@@ -65,40 +64,6 @@ def test_state_file_is_0600(tmp_path):
     os.mkdir(c.dir)
     c.save()
     assert os.stat(os.path.join(c.dir, "state.json")).st_mode & 0o777 == 0o600
-
-
-# --- cgroups recorded before create makes them --------------------------------------
-
-
-class FakeManager:
-    def __init__(self, mount: str, path: str) -> None:
-        self.state = {"version": 1, "mode": "v1", "root": mount, "paths": {"pids": path},
-                      "mounts": {"pids": mount}, "created": []}  # fmt: skip
-
-    def to_state(self):
-        return copy.deepcopy(self.state)
-
-
-def test_plan_cgroups_records_every_missing_directory_before_any_mkdir(tmp_path):
-    mount = tmp_path / "pids"
-    (mount / "existing").mkdir(parents=True)
-    root = tmp_path / "root"
-    c = store.Container(str(root), "c", {"id": "c"})
-    os.makedirs(c.dir)
-    manager = FakeManager(str(mount), str(mount / "existing/a/b"))
-    store.plan_cgroups(c, manager)
-    saved = json.loads((root / "c/state.json").read_text())
-    # parents first (delete removes in reverse); the pre-existing directory is not ours
-    assert saved["cgroup"]["created"] == [str(mount / "existing/a"), str(mount / "existing/a/b")]
-    assert not (mount / "existing/a").exists()
-    # later saves during create keep the plan even when the manager's list is shorter...
-    c.data["cgroup"] = manager.to_state()
-    c.save()
-    assert json.loads((root / "c/state.json").read_text())["cgroup"]["created"] == saved["cgroup"]["created"]
-    # ...and once create is done, what was really made is saved
-    c.data["created_done"] = True
-    c.save()
-    assert json.loads((root / "c/state.json").read_text())["cgroup"]["created"] == []
 
 
 # --- a corrupt state.json -----------------------------------------------------------

@@ -196,7 +196,8 @@ def create(
             manager = cgroup_manager(config, container_id, systemd_cgroup)
             direct = can_clone_init(ctx)
             if manager is not None:
-                store.plan_cgroups(container, manager)  # saved before any mkdir: `delete -f` finds them
+                container.data["cgroup"] = manager.to_state()  # with what it will make ("planned")
+                container.save()  # before any mkdir: `delete -f` finds them
                 # Cloned directly, the init needs only its cgroup2 directory at
                 # birth: the rest is made while it mounts (see clone_init).
                 direct = direct and manager.create_unified()

@@ -12,8 +12,8 @@
   same start time), the exec fifo (still there → created) and the freezer.
   What each operation may do in each status is in lifecycle.py.
 * Before create makes a cgroup directory it saves the directories it is
-  about to make (:func:`plan_cgroups`): a create killed at any point leaves a
-  state that ``delete -f`` cleans up completely.
+  about to make (the cgroup manager's ``planned`` list, in ``cgroup``): a
+  create killed at any point leaves a state that ``delete -f`` cleans up.
 * A state.json that cannot be read (corrupted outside ocipy) is a one-line
   :class:`CorruptState` error for that container only; ``delete -f`` still
   kills its init and removes its cgroups as far as they can be recovered.
@@ -36,7 +36,7 @@ STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 
 __all__ = ["CREATED", "CREATING", "PAUSED", "RUNNING", "STOPPED", "Container", "CorruptState", "load", "locked",
-           "new_container", "plan_cgroups"]  # fmt: skip
+           "new_container"]  # fmt: skip
 
 
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+.:=-")
@@ -108,9 +108,6 @@ class Container:
         self.id = container_id
         self.dir = os.path.join(root, container_id)
         self.data = data
-        # cgroup directories create is about to make (plan_cgroups): saved as
-        # "created" until create is done, so that `delete -f` removes them
-        self.planned_cgroups: list[str] = []
         self.corrupt = ""  # why state.json could not be read (a recovered container)
 
     # fields saved by create
@@ -183,15 +180,7 @@ class Container:
     def save(self) -> None:
         """Write state.json: whole, synced, then renamed into place; on any
         failure the old state.json stays as it was and the error is raised."""
-        data = self.data
-        if self.planned_cgroups and not data.get("created_done") and isinstance(data.get("cgroup"), dict):
-            made = list(data["cgroup"].get("created") or [])
-            data = dict(data, cgroup=dict(data["cgroup"], created=_union(self.planned_cgroups, made)))
-        write_file(os.path.join(self.dir, STATE_FILE), jsonfast.dumps(data).encode())
-
-
-def _union(first: list[str], second: list[str]) -> list[str]:
-    return first + [d for d in second if d not in first]
+        write_file(os.path.join(self.dir, STATE_FILE), jsonfast.dumps(self.data).encode())
 
 
 def write_file(path: str, payload: bytes, mode: int = 0o600) -> None:
@@ -324,27 +313,6 @@ def _derived_cgroup(container_id: str) -> dict[str, Any] | None:
     state["created"] = [d for d in dict.fromkeys(state["paths"].values()) if os.path.isdir(d)]
     return state if state["created"] else None
 
-
-def plan_cgroups(container: Container, manager: Any) -> None:
-    """Record (and save) the cgroup directories `manager.create` is about to
-    make, before it makes any: a create killed half-way then leaves nothing
-    that `delete -f` does not remove.  Directories that exist already are not
-    ours and are not recorded."""
-    state = manager.to_state()
-    planned: list[str] = []
-    for key, target in state["paths"].items():
-        mount = state["mounts"].get(key, os.path.dirname(target))
-        rel = os.path.relpath(target, mount)
-        d = mount
-        for part in rel.split("/"):
-            if part in ("", "."):
-                continue
-            d = os.path.join(d, part)
-            if d not in planned and not os.path.isdir(d):
-                planned.append(d)
-    container.planned_cgroups = planned
-    container.data["cgroup"] = state
-    container.save()
 
 
 def list_ids(root: str) -> list[str]:
