@@ -79,6 +79,15 @@ def test_checkpoint_and_restore_are_a_clear_error(tmp_path: pathlib.Path) -> Non
     assert list(tmp_path.iterdir()) == []
 
 
+def test_checkpoint_checks_parent_path_as_runc(tmp_path: pathlib.Path) -> None:
+    """runc refuses an absolute or missing --parent-path before it reaches CRIU (checkpoint.bats)."""
+    for parent, words in ((str(tmp_path / "p"), "--parent-path must be relative"),
+                          ("./parent-dir", "invalid --parent-path: stat img/parent-dir: no such file")):  # fmt: skip
+        proc = ocipy("checkpoint", "--parent-path", parent, "--image-path", "img", "some-id", root=tmp_path / "st")
+        assert proc.returncode == 1 and words in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("argv", [["-v"], ["--version"], ["version"]])
 def test_version_lines(argv: list[str]) -> None:
     from ocipy import OCI_RUNTIME_SPEC_VERSION, __version__

@@ -153,6 +153,22 @@ def run_features(argv: list[str], opts: GlobalOptions) -> int:
 
 
 def run_checkpoint(argv: list[str], opts: GlobalOptions) -> int:
+    from ocipy.errors import OcipyError
+
+    # runc checks --parent-path before it reaches CRIU; scripts rely on its words
+    values = {"--parent-path": "", "--image-path": "checkpoint"}
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name in values:
+            values[name] = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+    parent = values["--parent-path"]
+    if parent:
+        if os.path.isabs(parent):
+            raise OcipyError("--parent-path must be relative")
+        real = os.path.normpath(os.path.join(values["--image-path"], parent))  # as Go's filepath.Join
+        if not os.path.isdir(real):
+            raise OcipyError(f"invalid --parent-path: stat {real}: "
+                             + ("not a directory" if os.path.exists(real) else "no such file or directory"))
     return _no_criu("checkpoint")
 
 
