@@ -207,6 +207,21 @@ def test_unknown_capabilities_warn_and_are_ignored(runtime, make_bundle):
     assert proc.stdout.split() == ["CapEff:", "0000000000000020", "CapBnd:", "0000000000000020"], proc.stdout
 
 
+def test_keys_are_matched_as_runc_matches_them(runtime, make_bundle):
+    """runc (Go's encoding/json) matches config keys case-insensitively: a config
+    written with `Process.Args` and `Hostname` runs as runc runs it."""
+
+    def edit(c):  # type: ignore[no-untyped-def]
+        process = c.pop("process")
+        process["Args"] = process.pop("args")
+        c["Process"] = process
+        c["Hostname"] = "folded"
+        c.pop("hostname", None)
+
+    proc = runtime("run", "-b", str(make_bundle(["hostname"], edit=edit)), unique_id(), check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "folded", proc.stderr
+
+
 def test_unknown_properties_are_ignored(runtime, make_bundle):
     # config.md: runtimes MUST ignore unknown properties
     def edit(c):  # type: ignore[no-untyped-def]

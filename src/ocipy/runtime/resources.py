@@ -136,7 +136,8 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> dict[str,
     resources."""
     from ocipy.errors import ConfigError
     from ocipy.linux.cgroups import config_resources
-    from ocipy.linux.cgroups.validate import W, canonical, fold_key, validate
+    from ocipy.linux.cgroups.validate import W, canonical, validate
+    from ocipy.spec.keys import fold_key
 
     if not isinstance(resources, dict):
         raise ConfigError(W, f"must be an object, not {type(resources).__name__}")

@@ -10,6 +10,7 @@ properties are ignored, as config.md requires.  The name tables here
 from __future__ import annotations
 
 from ocipy.errors import ConfigError
+from ocipy.spec import keys
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
@@ -228,6 +229,7 @@ def _check_id_number(value: int, field: str) -> None:
 def validate_process(process: Any, field: str = "process") -> None:
     """Check a process object (config.json's `process` or exec's process.json)."""
     _expect(process, dict, field)
+    keys.canonical(process, keys.PROCESS_SHAPE)
     args = process.get("args")
     if args is None or args == []:
         raise ConfigError(f"{field}.args", "must be a non-empty array")
@@ -343,8 +345,10 @@ def find_nul(value: Any, field: str = "") -> str | None:
 
 
 def validate_config(config: Any) -> dict[str, Any]:
-    """Validate a parsed config.json; return it unchanged or raise ConfigError."""
+    """Validate a parsed config.json; return it (keys spelled as the spec spells
+    them, see spec/keys.py) or raise ConfigError."""
     _expect(config, dict, "config.json")
+    keys.canonical(config)
     check_oci_version(config.get("ociVersion"))
     root = config.get("root")
     if root is None:

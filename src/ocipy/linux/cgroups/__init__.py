@@ -147,7 +147,7 @@ def get_field(obj: object, name: str) -> Any:
         return None
     if name in obj:
         return obj[name]
-    from ocipy.linux.cgroups.validate import fold_key
+    from ocipy.spec.keys import fold_key
 
     want = fold_key(name)
     for key, value in obj.items():

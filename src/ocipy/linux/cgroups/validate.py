@@ -18,6 +18,7 @@ from ocipy.linux.cgroups.common import (
     want_int,
     want_list,
 )
+from ocipy.spec.keys import fold_key  # one folding rule for every config key
 from ocipy.spec.runtime import parse_id_list
 
 W = "linux.resources"
@@ -47,11 +48,6 @@ _SHAPE: dict[str, object] = {
 }
 
 
-def fold_key(key: str) -> str:
-    """Go's encoding/json matches a JSON key to a field with `strings.EqualFold`
-    (simple case folding): lower case, plus the long s that folds to s (the
-    Kelvin sign already lowers to k)."""
-    return key.lower().replace("\u017f", "s")
 
 
 def _canon(value: object, shape: object) -> object:
