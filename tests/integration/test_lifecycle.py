@@ -151,6 +151,24 @@ def _no_leftovers(runtime, cid: str) -> None:  # type: ignore[no-untyped-def]
     assert host_cgroup_dirs(cid) == []
 
 
+def test_negative_preserve_fds_is_refused(runtime, make_bundle):
+    """--preserve-fds counts fds after stdio: a negative count would close the
+    container's stdout/stderr. runc's flag is unsigned; create and exec refuse it."""
+    bundle = make_bundle(["sleep", "30"])
+    for command in ("create", "run"):
+        cid = unique_id()
+        proc = runtime(command, "--preserve-fds", "-1", "-b", str(bundle), cid, check=False)
+        assert proc.returncode == 1 and "--preserve-fds" in proc.stderr, proc.stderr
+        _no_leftovers(runtime, cid)
+    cid = unique_id()
+    runtime("run", "-d", "-b", str(bundle), cid)
+    try:
+        proc = runtime("exec", "--preserve-fds", "-2", cid, "true", check=False)
+        assert proc.returncode == 255 and "--preserve-fds" in proc.stderr, proc.stderr
+    finally:
+        runtime("delete", "-f", cid)
+
+
 def test_malformed_config_is_a_clear_error(runtime, make_bundle):
     bundle = make_bundle(["true"])
     (bundle / "config.json").write_text("{not json")

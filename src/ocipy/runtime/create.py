@@ -45,6 +45,13 @@ def load_config(bundle: str) -> dict[str, Any]:
     return validate_config(config)
 
 
+def check_preserve_fds(count: int) -> None:
+    """--preserve-fds counts fds after 3: a negative count would close the
+    container's stdout and stderr (runc's flag is unsigned)."""
+    if count < 0:
+        raise OcipyError(f"invalid value \"{count}\" for flag --preserve-fds: must be 0 or more")
+
+
 def rfc3339_now() -> str:
     now = time.time_ns()
     secs, nanos = divmod(now, 1_000_000_000)
@@ -119,6 +126,7 @@ def create(
 ) -> store.Container:
     """Create a container; its init waits for `start` (see runtime/init.py)."""
     store.check_id(container_id)
+    check_preserve_fds(preserve_fds)
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
     process = config.get("process")

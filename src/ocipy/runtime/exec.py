@@ -78,6 +78,8 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
                  ignore_paused: bool = False, cgroup: list[str] | None = None) -> int:  # fmt: skip
     """Run `process` in the container; foreground returns its exit status (128+N on signal N)."""
     from ocipy.runtime import create as create_mod
+
+    create_mod.check_preserve_fds(preserve_fds)
     from ocipy.runtime.operations import _manager, wait_exit
 
     validate_process(process, "process")
