@@ -286,3 +286,17 @@ def test_exec_errors_are_reported(runtime: Any, make_bundle: MakeBundle) -> None
     assert noexec.returncode != 0 and "ermission denied" in noexec.stderr
     badcwd = runtime("exec", "--cwd", "/no/such/dir", cid, "true", check=False)
     assert badcwd.returncode != 0 and "/no/such/dir" in badcwd.stderr
+
+
+def test_failed_exec_leaves_no_process_in_the_container(runtime: Any, make_bundle: MakeBundle) -> None:
+    """An exec that fails before execve (no such binary) exits 255 and leaves
+    neither a process nor a zombie in the container, in the foreground and with -d."""
+    cid, init_pid = start_sleeper(runtime, make_bundle)
+    for flags in ([], ["-d"]):
+        proc = runtime("exec", *flags, cid, "/no/such/binary", check=False)
+        assert proc.returncode == 255 and "no such file or directory" in proc.stderr, proc.stderr
+    # the container's own view: a zombie is no longer in the cgroup, but still in its pid namespace
+    table = runtime("exec", cid, "ps", "-o", "pid,stat,comm").stdout.split("\n")[1:]
+    rows = [line.split() for line in table if line.strip()]
+    assert [r for r in rows if r[2] != "ps"] == [["1", "S", "sleep"]], rows
+    assert json.loads(runtime("ps", "-f", "json", cid).stdout) == [init_pid]

@@ -64,7 +64,7 @@ def run_exec(argv: list[str], opts: GlobalOptions) -> int:
                                    pid_file=f["pid_file"], console_socket=f["console_socket"],
                                    preserve_fds=int(f["preserve_fds"] or 0),
                                    ignore_paused=bool(f["ignore_paused"]),
-                                   cgroup=[str(c) for c in f["cgroup"]])  # fmt: skip
+                                   cgroup=[str(c) for c in f["cgroup"]], adopt=True)  # fmt: skip
     if not f["detach"]:
         log.debug(f"process exited: status {status}")
     return status

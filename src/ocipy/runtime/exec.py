@@ -75,7 +75,8 @@ class _ExecContext:
 
 def exec_process(root: str, container_id: str, process: dict[str, Any], *, detach: bool = False,
                  pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0,
-                 ignore_paused: bool = False, cgroup: list[str] | None = None) -> int:  # fmt: skip
+                 ignore_paused: bool = False, cgroup: list[str] | None = None,
+                 adopt: bool = False) -> int:  # fmt: skip
     """Run `process` in the container; foreground returns its exit status (128+N on signal N)."""
     from ocipy.runtime import create as create_mod
 
@@ -126,7 +127,11 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
 
                 proxy = ConsoleProxy()
                 ctx.console_fd = proxy.child_fd
-        if not detach:
+        # The exec'd process is orphaned when the bootstrap exits: as our child
+        # (subreaper) a failed one is reaped here, not left as a zombie of the
+        # container's init. The CLI adopts a detached one too (it is handed on to
+        # that init when the CLI exits); a long-lived API caller does not.
+        if not detach or adopt:
             sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
         parent, ctx.channel = pipes(fds)
         ctx.parent_only_fds = [parent.rfd, parent.wfd]
@@ -188,6 +193,16 @@ def _await_exec(parent: Channel, bootstrap_pid: int, container: store.Container)
         except EOFError:
             break  # the close-on-exec write end went away: execve succeeded
         if word == Msg.ERROR:
+            while not pid:  # the bootstrap's "pid" may come after the child's error
+                try:
+                    more, arg = parent.recv()
+                except EOFError:
+                    break
+                if more == Msg.PID:
+                    pid = int(arg)
+            from ocipy.runtime.create import _kill_children
+
+            _kill_children(bootstrap_pid, pid)  # and reap both: nothing left in the container
             raise OcipyError(f"exec failed: {rest}")
         if word == Msg.PID:
             pid = int(rest)
