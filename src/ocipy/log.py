@@ -34,12 +34,7 @@ def setup(path: str | None, fmt: str, debug: bool) -> None:
     _path, _json, _debug = path or None, fmt == "json", debug
     if _json:
         import _json  # noqa: F401 - loaded now: a child in the container's mount namespace cannot
-    if _fd >= 0:
-        try:
-            os.close(_fd)
-        except OSError:
-            pass
-        _fd = -1
+    _close_sink()
     try:
         if _path:  # opened (created) at once, as runc does, whether or not anything is logged
             _fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -49,17 +44,22 @@ def setup(path: str | None, fmt: str, debug: bool) -> None:
         _fd = -1
 
 
-def release() -> None:
-    """Close the inherited sink in a long-lived child (the init waits for `start`):
-    holding a dup of the caller's stderr would keep a pipe the caller reads from
-    open until then. Later debug lines of this process are dropped."""
-    global _fd, _debug, _path
+def _close_sink() -> None:
+    global _fd
     if _fd >= 0:
         try:
             os.close(_fd)
         except OSError:
             pass
         _fd = -1
+
+
+def release() -> None:
+    """Close the inherited sink in a long-lived child (the init waits for `start`):
+    holding a dup of the caller's stderr would keep a pipe the caller reads from
+    open until then. Later debug lines of this process are dropped."""
+    global _debug, _path
+    _close_sink()
     _debug, _path = False, None  # the path may mean another file in the container's mount namespace
 
 
