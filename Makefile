@@ -9,9 +9,16 @@ OCIPY  := $(VENV)/bin/ocipy
 # Debian packages the tests, the demo and the benchmarks use (peers included).
 DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 util-linux procps gcc libc6-dev podman conmon python3.11-venv python3.11-dev
 
-.PHONY: install deps venv trampoline syscall-ext test unit lint demo bench clean
+.PHONY: install deps venv launcher trampoline syscall-ext test unit lint demo bench clean
 
-install: deps venv trampoline syscall-ext
+install: deps venv launcher trampoline syscall-ext
+
+# .venv/bin/ocipy: a static launcher that runs the interpreter from a
+# read-only bind of itself (src/ocipy/linux/launcher.c says why).
+launcher: $(OCIPY)
+
+$(OCIPY): scripts/make_launcher.py src/ocipy/linux/launcher.c $(VENV)/.installed
+	$(PY) scripts/make_launcher.py $(VENV) src
 
 # The exe guard's trampoline (src/ocipy/linux/exe_guard.py): freestanding, static, no libc.
 TRAMPOLINE := src/ocipy/linux/ocipy-exe-guard
@@ -51,7 +58,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@# Bytecode ahead of time: the runtime is started for every container operation.
 	$(PY) -m compileall -q src
-	$(PY) scripts/make_launcher.py $(VENV) src
 	touch $@
 
 test: install lint

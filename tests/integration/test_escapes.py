@@ -70,6 +70,59 @@ def test_runtime_exe_not_reachable_from_created_container(runtime: Any, make_bun
     assert "Uid:\t0" in proc.stdout  # same uid: only dumpability protects it
 
 
+def _assert_exe_read_only(pid: int, what: str) -> None:
+    # Checked from the host before any write is tried: if the exe were a
+    # writable host file, the attack below must not even be attempted.
+    if not os.statvfs(f"/proc/{pid}/exe").f_flag & os.ST_RDONLY:
+        pytest.fail(f"{what}: /proc/{pid}/exe ({os.readlink(f'/proc/{pid}/exe')}) is on a writable mount")
+
+
+def test_runtime_exe_read_only_even_with_cap_sys_ptrace(runtime: Any, make_bundle: MakeBundle) -> None:
+    # With CAP_SYS_PTRACE (and no user namespace) non-dumpability no longer
+    # protects the created init: the container can open /proc/1/exe.  The
+    # launcher runs the interpreter from a read-only, detached bind of itself,
+    # so the open for writing fails with EROFS (O_TRUNC checks the mount
+    # before "text file busy"), now and after the interpreter has exited.
+    cid = uid("exe-ptrace")
+    runtime("create", "--bundle", str(make_bundle(["true"])), cid)
+    _assert_exe_read_only(runtime.state(cid)["pid"], "the created container's init")
+    attack = "readlink /proc/1/exe; ( : > /proc/1/exe ) 2>&1; echo done"
+    exec_cmd = runtime.cmd("exec", "--cap", "CAP_SYS_PTRACE", cid, "sh", "-c", f"sleep 1; {attack}")
+    joining = subprocess.Popen(exec_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    try:
+        # The `ocipy exec` process forks the process that joins the container:
+        # its exe is the one the joining child has until it execs the program.
+        # (The first microseconds are the launcher's, before it execs python.)
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{joining.pid}/exe") == os.path.realpath(runtime.binary):
+            assert time.monotonic() < deadline, "the launcher never executed the interpreter"
+            time.sleep(0.001)
+        _assert_exe_read_only(joining.pid, "ocipy exec")
+    finally:
+        out, err = joining.communicate(timeout=30)
+    assert joining.returncode == 0, err
+    assert "Read-only file system" in out, out
+    assert "python" not in out.splitlines()[0], out  # the link names no host path
+
+
+def test_created_init_holds_no_host_directory(runtime: Any, make_bundle: MakeBundle) -> None:
+    # The same container (CAP_SYS_PTRACE) opens every fd the waiting init
+    # holds.  A directory among them is a way out: `..` from a handle on the
+    # host's /proc reaches /proc/sys/kernel/core_pattern (host root), from a
+    # host directory the host's filesystem.  The only directory the init may
+    # hold is its private pid-only procfs, which lists pids and self.
+    cid = uid("exe-fds")
+    runtime("create", "--bundle", str(make_bundle(["true"])), cid)
+    probe = ('for f in /proc/1/fd/*; do [ -d "$f" ] || continue; echo "dir $f"; ls -a "$f/../.."; done; '
+             'cat /proc/1/fd/*/../../sys/kernel/core_pattern 2>/dev/null && echo HOST-SYSCTL; echo done')  # fmt: skip
+    proc = runtime("exec", "--cap", "CAP_SYS_PTRACE", cid, "sh", "-c", probe)
+    lines = proc.stdout.split()
+    assert lines[-1] == "done" and "HOST-SYSCTL" not in lines, proc.stdout
+    listed = [x for x in lines if x not in ("dir", "done") and not x.startswith("/proc/1/fd/")]
+    assert all(x.isdigit() or x in (".", "..", "self", "thread-self") for x in listed), proc.stdout
+
+
 def _interpreter_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "pycopy" / "bin" / "python3"
     copy.parent.mkdir(parents=True)

@@ -98,6 +98,17 @@ _QUICK_EXIT_MODULES = ("lifecycle", "exec", "resources")
 _quick_exit = False
 
 
+def _name_process() -> None:
+    # The launcher executes the interpreter through a detached mount, so the
+    # kernel names the process after the interpreter's file ("python3.11"):
+    # name it as users look for it in ps, and as the container sees its init.
+    try:
+        with open("/proc/self/comm", "wb", buffering=0) as f:
+            f.write(b"ocipy")
+    except OSError:
+        pass
+
+
 def entry() -> None:
     """The `ocipy` executable: main(), then exit.
 
@@ -106,6 +117,7 @@ def entry() -> None:
     (bench/FINDINGS.md).  They hold no buffered files; atexit handlers still
     run.  Image and registry commands exit normally.
     """
+    _name_process()
     code = main()
     if _quick_exit:
         import atexit

@@ -3,7 +3,8 @@
 The runtime is a Python interpreter: until the user program is loaded, a
 container's init or exec process has the *host's* interpreter as
 /proc/self/exe.  The children are non-dumpable, so other container
-processes cannot open that link; but during the final execve the kernel
+processes cannot open that link (and one granted CAP_SYS_PTRACE, which
+can, finds the interpreter on a read-only mount: see launcher.c); but during the final execve the kernel
 resolves the program's `#!` interpreter with the old /proc/self/exe still
 in place, so a container binary that is a script starting with
 ``#!/proc/self/exe`` would make the host interpreter the container's

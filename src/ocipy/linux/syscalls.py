@@ -107,6 +107,9 @@ _NR = {
     "set_mempolicy": _nr(238, 237),
     "open_tree": 428,
     "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
     "close_range": 436,
     "openat2": 437,
     "pidfd_send_signal": 424,
@@ -284,6 +287,24 @@ def open_tree(dfd: int, path: str, flags: int, what: str | None = None) -> int:
 
 def move_mount(from_dfd: int, from_path: str, to_dfd: int, to_path: str, flags: int, what: str | None = None) -> None:
     call("move_mount", from_dfd, from_path.encode(), to_dfd, to_path.encode(), flags, path=what or to_path)
+
+
+_FSCONFIG_SET_STRING = 1
+_FSCONFIG_CMD_CREATE = 6
+
+
+def procfs_of_pids(attrs: int) -> int:
+    """A new procfs instance holding only the pid directories (subset=pid,
+    Linux >= 5.8), detached (in no mount tree), mounted with `attrs`
+    (MOUNT_ATTR_*): the fd of its root.  It shows the pid namespace of the
+    caller, and no /proc/sys, /proc/kcore or other system-wide file."""
+    fs = call("fsopen", b"proc", 1, path="proc")  # FSOPEN_CLOEXEC
+    try:
+        call("fsconfig", fs, _FSCONFIG_SET_STRING, b"subset", b"pid", 0, op="fsconfig(subset=pid)", path="proc")
+        call("fsconfig", fs, _FSCONFIG_CMD_CREATE, None, None, 0, op="fsconfig(create)", path="proc")
+        return call("fsmount", fs, 1, attrs, path="proc")  # FSMOUNT_CLOEXEC
+    finally:
+        os.close(fs)
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:

@@ -35,7 +35,7 @@ import errno
 import os
 
 from ocipy import log
-from ocipy.errors import OcipyError
+from ocipy.errors import KernelError, OcipyError
 from ocipy.linux import syscalls as sc
 from ocipy.runtime.handshake import Channel, Msg
 from ocipy.spec.runtime import NAMESPACES
@@ -387,8 +387,21 @@ def _create_container_hooks(r: _Run) -> None:
 def _keep_proc_fd(r: _Run) -> None:
     # A handle on our own fd table that outlives pivot_root: the exec fifo is
     # re-opened through it (the fifo fd is O_PATH, made by the parent: a
-    # mapped root may not reach --root).
-    r.proc_fd_dir = os.open("/proc/self/fd", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    # mapped root may not reach --root).  It must not be the host's /proc:
+    # while the container is "created" a container process granted
+    # CAP_SYS_PTRACE can open our fds, and `..` from a host procfs handle
+    # reaches the host's /proc/sys.  So it is a procfs of our own: detached,
+    # read-only, only the pid directories, of the container's pid namespace.
+    # Without one (kernel < 5.8, a refusing LSM) the fifo is re-opened through
+    # the container's own /proc after pivot_root, as runc does.
+    try:
+        mnt = sc.procfs_of_pids(sc.MOUNT_ATTR_RDONLY | sc.MOUNT_ATTR_NOSUID | sc.MOUNT_ATTR_NODEV | sc.MOUNT_ATTR_NOEXEC)
+    except KernelError:
+        return
+    try:
+        r.proc_fd_dir = os.open("self/fd", sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=mnt)
+    finally:
+        os.close(mnt)
 
 
 def _pivot_root(r: _Run) -> None:
@@ -521,11 +534,14 @@ def _exec_fifo(r: _Run) -> None:
     # Block until `start` opens the read end (runtime.md: the user program
     # MUST NOT run before start).
     fifo_fd = r.ctx.fifo_fd
-    fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=r.proc_fd_dir)
+    if r.proc_fd_dir >= 0:
+        fd = os.open(str(fifo_fd), os.O_WRONLY | os.O_CLOEXEC, dir_fd=r.proc_fd_dir)
+        os.close(r.proc_fd_dir)
+    else:
+        fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
     os.close(fd)
     os.close(fifo_fd)
-    os.close(r.proc_fd_dir)
 
 
 def _start_container_hooks(r: _Run) -> None:
@@ -551,7 +567,7 @@ INIT_STEPS: tuple[tuple[str, str, Callable[[_Run], None]], ...] = (
     ("cgroups", "host /sys/fs/cgroup: move into the v1 hierarchies, then unshare(cgroup)", _cgroups),
     ("runtime hooks", "the parent runs prestart and createRuntime hooks (handshake)", _runtime_hooks),
     ("createContainer hooks", "host fs, cwd = rootfs; fork, execve, wait", _create_container_hooks),
-    ("proc fd dir", "host /proc: an O_PATH handle on /proc/self/fd for the exec fifo", _keep_proc_fd),
+    ("proc fd dir", "fsopen(proc): a private pid-only procfs's self/fd, for the exec fifo", _keep_proc_fd),
     ("pivot_root", "host fs, CAP_SYS_ADMIN; after it only the container's files", _pivot_root),
     ("sysctl", "the container's /proc/sys", _sysctl),
     ("readonly and masked paths", "the container's /proc and /sys, CAP_SYS_ADMIN", _protect_paths),
