@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 OCIPY  := $(VENV)/bin/ocipy
 # Debian packages the tests, the demo and the benchmarks use (peers included).
-DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 util-linux procps gcc libc6-dev podman conmon python3.11-venv python3.11-dev
+DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 util-linux procps gcc libc6-dev podman conmon slirp4netns python3.11-venv python3.11-dev
 
 .PHONY: install deps venv launcher trampoline syscall-ext test unit lint demo bench clean
 
