@@ -2,5 +2,5 @@
 
 The runtime (ocipy.runtime) runs a container from a bundle, as runc does;
 the engine prepares what a bundle alone does not give: networking
-(engine/network.py).
+(engine/network.py) and the options podman run takes (engine/options.py).
 """
