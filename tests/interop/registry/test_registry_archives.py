@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from test_registry_support import Registry, host_arch, layout_top, make_layout, ocipy, skopeo
 
-from ocipy.registry.verify import digest_of
+from ocipy.spec.digest import of_bytes as digest_of
 
 pytestmark = pytest.mark.interop
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_registry_support import Registry, host_arch, layout_top, make_layout, ocipy, skopeo
 
-from ocipy.registry.verify import digest_of
+from ocipy.spec.digest import of_bytes as digest_of
 
 pytestmark = pytest.mark.interop
 
@@ -145,7 +145,7 @@ def test_tags_pagination_and_referrers(registry: Registry, oci_image: Path) -> N
         "annotations": {"org.example": "yes"},
     }
     data = json.dumps(artifact).encode()
-    from ocipy.registry.reference import parse_docker_reference
+    from ocipy.content.reference import parse_docker_reference
     from ocipy.registry.transports import RegistryDestination
 
     ref = parse_docker_reference(f"{registry.host}/rt/many")
@@ -156,7 +156,7 @@ def test_tags_pagination_and_referrers(registry: Registry, oci_image: Path) -> N
         with tempfile.NamedTemporaryFile() as f:
             f.write(empty)
             f.flush()
-            from ocipy.registry.transports import LocalFileSource
+            from ocipy.content.store import LocalFileSource
 
             dst.put_blob({"digest": digest_of(empty), "size": 2}, LocalFileSource(f.name))
         dst.put_manifest(data, artifact["mediaType"], digest_of(data))
