@@ -260,7 +260,7 @@ def import_image(source: str, destination: str, compression: str = "gzip",
     from ocipy.content import reference
 
     dst = reference.require_layout(destination)
-    _copy(source, destination, compress=None if compression == "none" else compression,
+    _copy(source, destination, dest_compress=None if compression == "none" else compression,
           options=options, all_platforms=True)
     return _layout(dst.path).resolve(dst.tag)  # type: ignore[no-any-return]
 

@@ -104,7 +104,7 @@ def inspect(image: str, *, options: RegistryOptions | None = None,
         data, mt, top_digest = src.get_manifest(None)
         data, mt, digest = _image_manifest(src, data, mt, top_digest, _platform(platform))
         manifest = load_json(data, f"{src.name}: manifest {digest}")
-        cfg = load_json(_read_config(src, manifest, digest), f"{src.name}: config")
+        cfg = load_json(_read_config(src, manifest, digest), f"{src.name}: config {manifest['config']['digest']}")
         repo_tags: list[str] = []
         if list_tags and ref.docker is not None:  # as skopeo: a layout's names are not RepoTags
             repo_tags = src.list_tags()

@@ -110,9 +110,9 @@ def test_dest_compress(registry: Registry, workdir: Path, fmt: str) -> None:
 
 def test_delete_and_missing(registry: Registry, oci_image: Path, workdir: Path) -> None:
     ocipy("copy", f"oci:{oci_image}:latest", registry.ref("rt/del:1"))
-    from ocipy.cli.registry import run_registry_delete
-
-    assert run_registry_delete([registry.ref("rt/del:1")], None) == 0
+    refused = ocipy("delete", registry.ref("rt/del:1"), check=False)  # runc's verb: containers only
+    assert refused.returncode == 1 and "ocipy image delete" in refused.stderr
+    ocipy("image", "delete", registry.ref("rt/del:1"))
     gone = skopeo("inspect", "--tls-verify=false", "--raw", registry.ref("rt/del:1"), check=False)
     assert gone.returncode != 0
     missing = ocipy("copy", registry.ref("rt/del:1"), f"oci:{workdir / 'm'}:x", check=False)
