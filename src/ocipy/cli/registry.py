@@ -154,7 +154,9 @@ def run_inspect(argv: list[str], opts: Any, prog: str = "ocipy inspect") -> int:
         return 0
     if config:
         data = api_registry.inspect_raw(ns.image, config=True, options=options, platform=ns.platform)
-        out.write(json.dumps(json.loads(data), indent=4) + "\n")
+        from ocipy.spec.image import load_json
+
+        out.write(json.dumps(load_json(data, f"{ns.image}: config"), indent=4) + "\n")
         return 0
     info = api_registry.inspect(ns.image, options=options, platform=ns.platform,
                                 list_tags=not _bool(ns.no_tags, "no-tags"))

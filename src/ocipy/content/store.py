@@ -136,18 +136,8 @@ class LocalFileSource:
 
 
 def manifest_media_type(data: bytes, declared: str | None, what: str) -> str:
-    """A manifest's media type from its ``mediaType`` (or its shape), checked against ``declared``."""
-    doc = spec.load_json(data, what)
-    if not isinstance(doc, dict):
-        raise ImageError(f"{what}: not a JSON object")
-    mt = doc.get("mediaType")
-    if isinstance(mt, str) and mt:
-        if declared and declared != mt:
-            raise ImageError(f"{what}: mediaType {mt!r} does not match the descriptor's {declared!r}")
-        return mt
-    if declared:
-        return declared
-    return spec.MEDIA_INDEX if "manifests" in doc else spec.MEDIA_MANIFEST
+    """The media type of a manifest's bytes (:func:`ocipy.spec.image.manifest_media_type`)."""
+    return spec.manifest_media_type(spec.load_json(data, what), declared, what)
 
 
 # ------------------------------------------------------------------ opening
@@ -315,10 +305,16 @@ class Image:
     ``validate``, ``inspect`` and ``export`` take every transport.  Descriptors
     met in the documents read so far give the sizes blobs are verified with."""
 
+    # layers downloaded ahead of the one being applied (each holds at most a
+    # few chunks until it is read: memory stays bounded)
+    PREFETCH = 2
+
     def __init__(self, source: ImageSource) -> None:
         self.source = source
         self.path = source.name  # what a bundle records as its origin
         self._descs: dict[str, Descriptor] = {}
+        self._layers: list[str] = []  # the layer order of the last manifest read
+        self._ahead: dict[str, Any] = {}  # digest -> reader already started
 
     @contextmanager
     def lock(self, shared: bool = True) -> Iterator[None]:
@@ -345,22 +341,14 @@ class Image:
 
     def read_manifest(self, desc: Descriptor) -> dict[str, Any]:
         digest = desc["digest"]
-        where = f"manifest {digest}"
         cached = getattr(self, "_docs", {}).get(digest)
         data = cached if cached is not None else self.source.get_manifest(digest)[0]
-        _digest.verify_bytes(data, digest, desc.get("size"), f"{self.source.name}: {where}")
-        doc = spec.load_json(data, where)
-        mt = desc.get("mediaType")
-        if mt in spec.INDEX_TYPES:
-            spec.validate_index(doc, where)
-        elif mt in spec.MANIFEST_TYPES:
-            spec.validate_manifest(doc, where)
-        else:
-            raise ImageError(f"{where}: unknown media type {mt!r}")
-        if doc.get("mediaType") not in (None, mt):
-            raise ImageError(f"{where}: mediaType {doc.get('mediaType')!r} does not match the descriptor's {mt!r}")
+        _digest.verify_bytes(data, digest, desc.get("size"), f"{self.source.name}: manifest {digest}")
+        doc = spec.parse_document(data, desc)
         self._remember(doc)
-        return doc  # type: ignore[no-any-return]
+        if desc.get("mediaType") in spec.MANIFEST_TYPES:
+            self._layers = [d["digest"] for d in doc["layers"]]
+        return doc
 
     def read_blob(self, desc: Descriptor, max_size: int = spec.MAX_DOCUMENT_SIZE) -> bytes:
         if desc.get("size", 0) > max_size:
@@ -371,14 +359,20 @@ class Image:
     def read_config(self, desc: Descriptor) -> dict[str, Any]:
         if desc.get("mediaType") not in spec.CONFIG_TYPES:
             raise ImageError(f"config {desc.get('digest')}: unknown media type {desc.get('mediaType')!r}")
-        doc = spec.load_json(self.read_blob(desc), f"config {desc['digest']}")
-        return spec.validate_config(doc, f"config {desc['digest']}")
+        return spec.parse_document(self.read_blob(desc), desc)
 
     def open_blob(self, digest: str, desc: Descriptor | None = None) -> Any:
         desc = desc or self._descs.get(digest)
         if desc is None:
             raise ImageError(f"{self.source.name}: blob {digest} is not named by any document read")
-        return _Closing(open_blob(self.source, desc))
+        reader = self._ahead.pop(digest, None) or open_blob(self.source, desc)
+        if digest in self._layers and self.source.local_path(desc) is None:
+            # the next layers start downloading while this one is applied
+            i = self._layers.index(digest)
+            for nxt in self._layers[i + 1:i + 1 + self.PREFETCH]:
+                if nxt not in self._ahead and nxt != digest:
+                    self._ahead[nxt] = open_blob(self.source, self._descs[nxt])
+        return _Closing(reader)
 
     def resolve_image(self, desc: Descriptor, platform: dict[str, str] | None = None) -> tuple[Descriptor, dict[str, Any]]:
         from ocipy.content.walk import resolve_image
@@ -386,6 +380,9 @@ class Image:
         return resolve_image(self.read_manifest, desc, platform)
 
     def close(self) -> None:
+        for reader in self._ahead.values():
+            reader.close()
+        self._ahead.clear()
         self.source.close()
 
 

@@ -184,10 +184,7 @@ def _read_member(tf: tarfile.TarFile, name: str, what: str, limit: int = MAX_JSO
 def docker_archive_image(tf: tarfile.TarFile, path: str, ref: str | None) -> tuple[dict[str, Any], bytes, dict[str, Any]]:
     """The manifest.json entry of image `ref` (a name, ``@N``, or None for the only one) of
     `docker save` archive `tf`, its config's bytes and the validated config."""
-    try:
-        manifest = json.loads(_read_member(tf, "manifest.json", "manifest"))
-    except ValueError as e:
-        raise ImageError(f"docker-archive {path}: manifest.json: invalid JSON: {e}") from None
+    manifest = spec.load_json(_read_member(tf, "manifest.json", "manifest"), f"docker-archive {path}: manifest.json")
     if not isinstance(manifest, list) or not all(isinstance(m, dict) for m in manifest):
         raise ImageError(f"docker-archive {path}: manifest.json: must be an array of objects")
     if ref:
@@ -207,10 +204,7 @@ def docker_archive_image(tf: tarfile.TarFile, path: str, ref: str | None) -> tup
     if not isinstance(entry.get("Config"), str) or not isinstance(entry.get("Layers"), list):
         raise ImageError(f"docker-archive {path}: manifest.json: Config and Layers are required")
     config_bytes = _read_member(tf, entry["Config"], "config")
-    try:
-        config = json.loads(config_bytes)
-    except ValueError as e:
-        raise ImageError(f"docker-archive {path}: config {entry['Config']}: invalid JSON: {e}") from None
+    config = spec.load_json(config_bytes, f"docker-archive {path}: config {entry['Config']}")
     spec.validate_config(config, f"config {entry['Config']}")
     diff_ids = config["rootfs"]["diff_ids"]
     if len(diff_ids) != len(entry["Layers"]):

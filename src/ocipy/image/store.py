@@ -286,30 +286,14 @@ class Layout:
         digest, size = self.write_blob(data)
         return {"mediaType": media_type, "digest": digest, "size": size}
 
-    def read_json(self, desc: dict[str, Any], what: str = "blob") -> Any:
-        data = self.read_blob(desc["digest"], desc.get("size"))
-        return spec.load_json(data, f"{what} {desc['digest']}")
-
     def read_manifest(self, desc: dict[str, Any]) -> dict[str, Any]:
         """Read, verify and validate the manifest or index `desc` points to."""
-        doc = self.read_json(desc, "manifest")
-        mt = desc.get("mediaType")
-        where = f"manifest {desc['digest']}"
-        if mt in spec.INDEX_TYPES:
-            spec.validate_index(doc, where)
-        elif mt in spec.MANIFEST_TYPES:
-            spec.validate_manifest(doc, where)
-        else:
-            raise ImageError(f"{where}: unknown media type {mt!r}")
-        if isinstance(doc, dict) and doc.get("mediaType") not in (None, mt):
-            raise ImageError(f"{where}: mediaType {doc.get('mediaType')!r} does not match the descriptor's {mt!r}")
-        return doc  # type: ignore[no-any-return]
+        return spec.parse_document(self.read_blob(desc["digest"], desc.get("size")), desc)
 
     def read_config(self, desc: dict[str, Any]) -> dict[str, Any]:
         if desc.get("mediaType") not in spec.CONFIG_TYPES:
             raise ImageError(f"config {desc.get('digest')}: unknown media type {desc.get('mediaType')!r}")
-        doc = self.read_json(desc, "config")
-        return spec.validate_config(doc, f"config {desc['digest']}")
+        return spec.parse_document(self.read_blob(desc["digest"], desc.get("size")), desc)
 
     # -- index -----------------------------------------------------------------
 

@@ -25,12 +25,9 @@ from ocipy.registry.auth import Credentials, parse_www_authenticate
 from ocipy.spec.digest import Verifier
 from ocipy.spec.digest import of_bytes as digest_of
 from ocipy.spec.digest import parse_verifiable as check_digest
-from ocipy.spec.image import DOCKER_SCHEMA1 as MT_DOCKER_SCHEMA1
-from ocipy.spec.image import DOCKER_SCHEMA1_SIGNED as MT_DOCKER_SCHEMA1_SIGNED
 from ocipy.spec.image import MANIFEST_ACCEPT
 from ocipy.spec.image import MAX_DOCUMENT_SIZE as MAX_MANIFEST_SIZE
 from ocipy.spec.image import MEDIA_INDEX as MT_OCI_INDEX
-from ocipy.spec.image import MEDIA_MANIFEST as MT_OCI_MANIFEST
 
 if TYPE_CHECKING:
     import httpx
@@ -798,21 +795,10 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 def _manifest_media_type(data: bytes, content_type: str, what: str) -> str:
     """The manifest's media type: its ``mediaType`` field, which must agree with Content-Type."""
+    from ocipy.spec.image import manifest_media_type
+
     try:
         doc = jsonfast.loads(data)
     except ValueError as e:
         raise RegistryError(f"{what}: manifest is not valid JSON: {e}") from e
-    if not isinstance(doc, dict):
-        raise RegistryError(f"{what}: manifest is not a JSON object")
-    field = doc.get("mediaType")
-    if isinstance(field, str) and field:
-        if content_type and content_type != field and content_type not in ("application/json", "text/plain"):
-            raise RegistryError(f"{what}: Content-Type {content_type!r} differs from the manifest's mediaType {field!r}")
-        return field
-    if content_type in (MT_DOCKER_SCHEMA1, MT_DOCKER_SCHEMA1_SIGNED) or doc.get("schemaVersion") == 1:
-        raise RegistryError(f"{what}: Docker schema 1 manifests are not supported")
-    if content_type and content_type not in ("application/json", "text/plain"):
-        return content_type
-    if "manifests" in doc:
-        return MT_OCI_INDEX
-    return MT_OCI_MANIFEST
+    return manifest_media_type(doc, content_type or None, what, RegistryError)

@@ -304,6 +304,53 @@ def validate_config(doc: Any, what: str = "config") -> dict[str, Any]:
     return c
 
 
+def parse_document(data: bytes, desc: dict[str, Any], what: str | None = None) -> dict[str, Any]:
+    """The manifest or index (or config) `desc` names, from its verified bytes:
+    parsed (bounded, :func:`load_json`) and validated by the descriptor's media
+    type, whose document must not claim another one (no manifest/index confusion).
+    Every reader of documents -- layouts, archives, registries -- goes through here."""
+    mt = desc.get("mediaType")
+    if mt in CONFIG_TYPES:
+        where = what or f"config {desc.get('digest')}"
+        return validate_config(load_json(data, where), where)
+    where = what or f"manifest {desc.get('digest')}"
+    if mt not in MANIFEST_TYPES + INDEX_TYPES:
+        raise ImageError(f"{where}: unknown media type {mt!r}")
+    doc = load_json(data, where)
+    if mt in INDEX_TYPES:
+        validate_index(doc, where)
+    else:
+        validate_manifest(doc, where)
+    if doc.get("mediaType") not in (None, mt):
+        raise ImageError(f"{where}: mediaType {doc.get('mediaType')!r} does not match the descriptor's {mt!r}")
+    return doc  # type: ignore[no-any-return]
+
+
+_GENERIC_TYPES = ("application/json", "text/plain")
+
+
+def manifest_media_type(doc: Any, declared: str | None, what: str,
+                        error: type[Exception] = ImageError) -> str:
+    """A manifest's media type: its ``mediaType`` field, which must agree with
+    `declared` (a descriptor's type, or a registry's Content-Type; generic JSON
+    types say nothing), else `declared`, else the document's shape.  Docker
+    schema 1 is refused by name.  `error` is the class raised (the caller's side)."""
+    if not isinstance(doc, dict):
+        raise error(f"{what}: manifest is not a JSON object")
+    if declared in _GENERIC_TYPES:
+        declared = None
+    field = doc.get("mediaType")
+    if isinstance(field, str) and field:
+        if declared and declared != field:
+            raise error(f"{what}: Content-Type/descriptor {declared!r} differs from the manifest's mediaType {field!r}")
+        return field
+    if declared in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) or doc.get("schemaVersion") == 1:
+        raise error(f"{what}: Docker schema 1 manifests are not supported")
+    if declared:
+        return declared
+    return MEDIA_INDEX if "manifests" in doc else MEDIA_MANIFEST
+
+
 def validate_layout_file(doc: Any) -> dict[str, Any]:
     """Check the content of an `oci-layout` file (image-layout.md)."""
     d = _require_object(doc, "oci-layout")
