@@ -259,7 +259,10 @@ class _PullReader:
 
     def read(self, n: int = READ_CHUNK) -> bytes:
         if n is None or n < 0:
-            n = 1 << 62
+            parts = []
+            while chunk := self.read(READ_CHUNK):
+                parts.append(chunk)
+            return b"".join(parts)
         while not self._buf and not self._eof:
             item = self._q.get()
             if item is self._END:
