@@ -18,7 +18,7 @@ COMPRESSIONS = ("gzip", "zstd", "none")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ocipy image", description="OCI image layouts, archives and bundles")
+    p = argparse.ArgumentParser(prog="ocipy image", description="Images: layouts, archives, registries and bundles")
     sub = p.add_subparsers(dest="subcommand", metavar="COMMAND")
     sub.required = True
 

@@ -91,3 +91,18 @@ def test_top_level_delete_is_runcs(registry: Registry, oci_image: Path) -> None:
     skopeo("inspect", "--tls-verify=false", "--raw", ref)
     ocipy("image", "delete", ref)
     assert skopeo("inspect", "--tls-verify=false", "--raw", ref, check=False).returncode != 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running a container needs root")
+def test_image_run_from_registry(registry: Registry, workdir: Path, busybox_rootfs: Path) -> None:
+    layout = workdir / "bb"
+    ocipy("image", "init", str(layout))
+    ocipy("image", "new", f"oci:{layout}:1")
+    ocipy("image", "add-layer", f"oci:{layout}:1", str(busybox_rootfs))
+    ocipy("image", "config", f"oci:{layout}:1", "--cmd", "/bin/sh")
+    ref = registry.ref("any/bb:1")
+    ocipy("image", "copy", f"oci:{layout}:1", ref)
+    root = workdir / "root"
+    out = ocipy("--root", str(root), "image", "run", "--rm", "--name", "ocipy-any-source-run", ref,
+                "--", "/bin/echo", "from the registry")
+    assert out.stdout.strip() == "from the registry"
