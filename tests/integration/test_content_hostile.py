@@ -203,3 +203,25 @@ def test_failed_copy_into_a_new_layout_removes_it(tmp_path: Path) -> None:
     dest.mkdir()
     p = ocipy("image", "copy", f"oci:{src.path}:latest", f"oci:{dest}:x", check=False)
     assert p.returncode == 1 and os.listdir(dest) == []
+
+
+# --- a blob that is not a regular file cannot hang or redirect a reader --------------
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_blob_planted_as_fifo_or_symlink(tmp_path: Path, kind: str) -> None:
+    layout = _image(tmp_path)
+    layer = layout.read_manifest(layout.resolve("latest"))["layers"][0]
+    path = Path(layout.blob_path(layer["digest"]))
+    content = path.read_bytes()
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)  # opened without O_NONBLOCK, a read would wait forever
+    else:
+        (tmp_path / "elsewhere").write_bytes(content)  # even the right bytes are not read through a link
+        path.symlink_to(tmp_path / "elsewhere")
+    ref = f"oci:{layout.path}:latest"
+    for cmd in (["image", "unpack", ref, str(tmp_path / "b")], ["image", "validate", ref],
+                ["image", "copy", ref, f"oci:{tmp_path / 'out'}:x"]):
+        _one_line_error(ocipy(*cmd, check=False), layer["digest"])  # (a hang fails by the 120 s timeout)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "out").exists()

@@ -40,8 +40,8 @@ from ocipy.content.store import (
     ImageSource,
     Progress,
     Sink,
+    copy_verified,
     manifest_media_type,
-    read_verified_file,
 )
 from ocipy.errors import ImageError
 from ocipy.spec import digest as _digest
@@ -80,8 +80,9 @@ class LayoutSource:
         return data, mt, digest
 
     def fetch_blob(self, desc: Descriptor, sink: Sink, progress: Progress | None = None) -> None:
-        read_verified_file(self.layout.blob_path(desc["digest"]), desc, sink, progress,
-                           f"{self.name}: blob {desc['digest']}")
+        # the store opens it (no symlink, no fifo: a hostile layout cannot hang or redirect the read)
+        copy_verified(self.layout.open_blob(desc["digest"]), desc, sink, progress,
+                      f"{self.name}: blob {desc['digest']}")
 
     def local_path(self, desc: Descriptor) -> str | None:
         if not self.layout.has_blob(desc["digest"]):

@@ -92,13 +92,9 @@ class ImageDestination(Protocol):
     def close(self) -> None: ...
 
 
-def read_verified_file(path: str, desc: Descriptor, sink: Sink, progress: Progress | None,
-                       what: str) -> None:
+def copy_verified(f: Any, desc: Descriptor, sink: Sink, progress: Progress | None, what: str) -> None:
+    """Copy the open file `f` into `sink`, verified against `desc` (raises after the last write)."""
     v = _digest.Verifier(desc["digest"], desc.get("size"), what)
-    try:
-        f = open(path, "rb", buffering=0)
-    except FileNotFoundError:
-        raise ImageError(f"{what}: missing ({path})") from None
     with f:
         while True:
             chunk = f.read(READ_CHUNK)
@@ -109,6 +105,15 @@ def read_verified_file(path: str, desc: Descriptor, sink: Sink, progress: Progre
             if progress:
                 progress(len(chunk))
     v.finish()
+
+
+def read_verified_file(path: str, desc: Descriptor, sink: Sink, progress: Progress | None,
+                       what: str) -> None:
+    try:
+        f = open(path, "rb", buffering=0)
+    except FileNotFoundError:
+        raise ImageError(f"{what}: missing ({path})") from None
+    copy_verified(f, desc, sink, progress, what)
 
 
 class LocalFileSource:
