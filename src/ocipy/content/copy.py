@@ -3,10 +3,14 @@
 The top manifest is read first.  An index is copied whole with
 ``all_platforms``; otherwise the manifest for one platform (the host's, or
 ``platform``) is chosen and becomes the destination's top manifest, as skopeo
-does.  Blobs are copied in parallel (bounded), skipped when the destination
-already has them, mounted across repositories of one registry when it can,
-and recompressed on request.  Manifests go last, children before indexes,
-so a destination never names content it does not hold.
+does.  Copy is "walk a source into a destination": the graph below the top
+is walked once (:func:`ocipy.content.walk.walk`, every document verified and
+validated), then every blob of it -- all platforms of an index at once -- is
+copied in parallel (bounded), skipped when the destination already has it,
+mounted across repositories of one registry when it can, and recompressed on
+request.  Manifests go last, children before indexes (rewritten when a
+layer's digest or a Docker type changed), so a destination never names
+content it does not hold.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 from typing import Any
 
 from ocipy.content.store import Descriptor, ImageDestination, ImageSource, LocalFileSource
-from ocipy.content.walk import MAX_INDEX_DEPTH
+from ocipy.content.walk import MAX_INDEX_DEPTH, is_document, walk
 from ocipy.errors import ImageError
 from ocipy.spec import image as spec
 from ocipy.spec.digest import of_bytes as digest_of
@@ -29,6 +33,7 @@ from ocipy.spec.digest import of_bytes as digest_of
 MANIFEST_TYPES = spec.MANIFEST_TYPES
 INDEX_TYPES = spec.INDEX_TYPES
 MAX_WORKERS = 6
+MAX_DOCUMENTS = 10000  # manifests and indexes in one copy (a hostile source could serve endless ones)
 COMPRESSIONS = ("gzip", "zstd")
 
 
@@ -194,6 +199,7 @@ class Copier:
         self._lock = threading.Lock()
         self._workdir: str | None = None
         self._oci_only = bool(getattr(dest, "oci_only", False))
+        self._manifests: dict[str, tuple[bytes, str, str]] = {}
 
     # -- blobs -------------------------------------------------------------
 
@@ -335,7 +341,7 @@ class Copier:
         new_entries = []
         for i, raw in enumerate(entries):
             d = _descriptor(raw, f"{what}.manifests[{i}]")
-            cdata, cmt, cdigest = self.src.get_manifest(d["digest"])
+            cdata, cmt, cdigest = self._get_manifest(d["digest"])
             _check_size(cdata, d, f"{what}.manifests[{i}]")
             cwhat = f"manifest {cdigest}"
             if cmt in INDEX_TYPES:
@@ -362,6 +368,32 @@ class Copier:
         new_data = json.dumps(new_doc, separators=(",", ":")).encode()
         return new_data, media_type, digest_of(new_data)
 
+    def _get_manifest(self, digest: str) -> tuple[bytes, str, str]:
+        """The source's manifest `digest` (each asked for once: the walk read them all)."""
+        got = self._manifests.get(digest)
+        if got is None:
+            got = self._manifests[digest] = self.src.get_manifest(digest)
+        return got
+
+    def _copy_graph_blobs(self, data: bytes, media_type: str, digest: str) -> None:
+        """Walk the image graph from the top (the one walker: every document read,
+        verified and validated on the way) and copy all its blobs -- of every
+        platform, for an index -- in one parallel pool, before any manifest."""
+        self._manifests[digest] = (data, media_type, digest)
+
+        def read(desc: Descriptor) -> dict[str, Any]:
+            if len(self._manifests) > MAX_DOCUMENTS:
+                raise ImageError(f"{self.src.name}: more than {MAX_DOCUMENTS} manifests in one image")
+            cdata, cmt, cdigest = self._get_manifest(desc["digest"])
+            _check_size(cdata, desc, f"{self.src.name}: manifest {desc['digest']}")
+            return spec.parse_document(cdata, {"mediaType": cmt, "digest": cdigest},
+                                       f"{self.src.name}: manifest {cdigest}")
+
+        top: Descriptor = {"mediaType": media_type, "digest": digest, "size": len(data)}
+        # foreign/non-distributable layers with urls stay where they are, as skopeo does
+        blobs = [d for d in walk(read, [top]) if not is_document(d) and not d.get("urls")]
+        self._copy_blobs(blobs)
+
     def run(self) -> str:
         """Copy; returns the digest of the manifest the destination now names."""
         try:
@@ -377,6 +409,7 @@ class Copier:
                 data, media_type, digest = self.src.get_manifest(chosen["digest"])
                 _check_size(data, chosen, what)
                 what = f"{self.src.name}: manifest {digest}"
+            self._copy_graph_blobs(data, media_type, digest)
             if media_type in INDEX_TYPES:
                 data, media_type, digest = self._copy_index(data, media_type, digest, what)
             elif media_type in MANIFEST_TYPES:
