@@ -170,3 +170,5 @@ def test_inspect_unpack_and_copy_pick_the_same_image(tmp_path: Any) -> None:
     copied = api_registry.copy(ref, f"oci:{tmp_path / 'out'}:x", progress=False)
     assert picked == copied == entries[1]["digest"]  # the exact match, not the first acceptable one
     assert api_registry.inspect(ref)["Labels"] == {"variant": "None"}
+    # oci:DIR@DIGEST names one image of the layout by digest, whatever its tags
+    assert api_image.inspect(f"oci:{layout.path}@{entries[0]['digest']}")["digest"] == entries[0]["digest"]

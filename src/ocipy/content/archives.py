@@ -253,10 +253,10 @@ class _Enough(Exception):
 
 class _Hasher:
     def __init__(self, algorithm: str) -> None:
-        import hashlib
+        from ocipy.spec.digest import hasher
 
         self.algorithm = algorithm
-        self._h = hashlib.new(algorithm)
+        self._h = hasher(algorithm)
         self.size = 0
 
     def write(self, data: bytes, /) -> int:

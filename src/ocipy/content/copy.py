@@ -111,7 +111,7 @@ class _Compressor:
         self.workdir = workdir
 
     def convert(self, source: ImageSource, desc: Descriptor, current: str) -> tuple[Descriptor, str]:
-        import hashlib
+        from ocipy.spec.digest import hasher
 
         raw_fd, raw_path = tempfile.mkstemp(dir=self.workdir)
         out_fd, out_path = tempfile.mkstemp(dir=self.workdir)
@@ -126,7 +126,7 @@ class _Compressor:
                 else:
                     source.fetch_blob(desc, FileSink(raw))
                 raw.seek(0)
-                h = hashlib.sha256()
+                h = hasher("sha256")
                 size = 0
                 with os.fdopen(out_fd, "wb") as out:
                     class _Hashing:
