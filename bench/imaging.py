@@ -236,6 +236,7 @@ def registry(b: Bench, args: argparse.Namespace, iterations: int) -> None:
     copy = {"ocipy": [OCIPY, "copy"], "skopeo": ["skopeo", "copy", "-q"]}
     pull: dict[str, list[float]] = {t: [] for t in copy}
     push: dict[str, list[float]] = {t: [] for t in copy}
+    unpack_from: dict[str, list[float]] = {t: [] for t in copy}  # skopeo: skopeo copy + umoci unpack
     out_root = b.path("pulled")
     os.makedirs(out_root, exist_ok=True)
     for i in range(iterations + 1):
@@ -246,12 +247,25 @@ def registry(b: Bench, args: argparse.Namespace, iterations: int) -> None:
             shutil.rmtree(out, ignore_errors=True)
             dest = f"docker://{host}/bench/push-{tool}-{i}:latest"  # a new repository every time
             s = timed([*CACHE_WRAP, *copy[tool], "--dest-tls-verify=false", src, dest], errlog=b.errlog)
+            # straight into a bundle: ocipy in one command, the peers back to back
+            bundle = os.path.join(out_root, f"{tool}-{i}-bundle")
+            if tool == "ocipy":
+                argv = [OCIPY, "image", "unpack", seed, bundle]
+            else:
+                argv = ["sh", "-c", f"skopeo copy -q --src-tls-verify=false {seed} oci:{out}:x && "
+                        f"umoci unpack --image {out}:x {bundle}"]
+            u = timed([*CACHE_WRAP, *argv], errlog=b.errlog)
+            shutil.rmtree(bundle, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
             if i:  # the first round warms the page cache and the registry
                 pull[tool].append(r.seconds)
                 push[tool].append(s.seconds)
+                unpack_from[tool].append(u.seconds)
     what = f"one image with the small gzip layer ({size / MB:.0f} MB blob), loopback docker-registry"
     b.results.add(Row("registry", "pull docker:// → oci:", "s", pull, target=("skopeo", 1.0),
                       note=what + "; fresh oci: dir per pull"))
+    b.results.add(Row("registry", "unpack docker:// → bundle", "s", unpack_from, target=("skopeo", 1.0),
+                      note="ocipy image unpack docker://… against skopeo copy + umoci unpack run back to back"))
     b.results.add(Row("registry", "push oci: → docker://", "s", push,
                       note="a new repository per push, so no blob is skipped as already present"))
     b.results.note("registry: every copy (ocipy and skopeo) runs in `unshare -m` with an empty tmpfs on "

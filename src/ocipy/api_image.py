@@ -1,8 +1,14 @@
 """The public Python API for OCI images (what ``ocipy image …`` calls).
 
-References use the skopeo convention: ``oci:DIR[:TAG]``,
+References are the one grammar of :mod:`ocipy.content.reference` (skopeo's):
+``docker://HOST/REPO[:TAG|@DIGEST]``, ``oci:DIR[:TAG|@DIGEST]``,
 ``oci-archive:FILE[:TAG]``, ``docker-archive:FILE[:NAME:TAG]`` (a bare
-``DIR[:TAG]`` means ``oci:``).  Every function raises
+``DIR[:TAG]`` means ``oci:``).  The commands that read an image (inspect,
+validate, unpack, run, export, import) take any of them -- a registry image
+is streamed and verified as it is read, nothing unverified kept; the ones
+that edit a layout take ``oci:DIR:TAG``.  ``options`` (an
+:class:`ocipy.registry.endpoints.RegistryOptions`) says how to reach a
+registry.  Every function raises
 :class:`ocipy.errors.ImageError` with a one-line message naming the blob,
 entry or field at fault; a failed call leaves layouts and targets as they were.
 
@@ -47,29 +53,23 @@ def _platform(platform: str | dict[str, str] | None) -> dict[str, str] | None:
 
 
 @contextmanager
-def _source(ref: str) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """(layout, top descriptor) for any reference; archives go through a temp layout."""
-    import shutil
-    import tempfile
+def _source(ref: str, options: Any = None) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """(image, top descriptor) for any reference.  An ``oci:`` layout is read as
+    it is (its index.json entry is the top); any other source through
+    :class:`ocipy.content.store.Image`, which reads the same way."""
+    from ocipy.content import reference
+    from ocipy.content.store import Image, open_source
 
-    from ocipy.image import archive, refs
-    from ocipy.image.store import Layout
-
-    r = refs.parse(ref)
-    if r.transport == "oci":
+    r = reference.parse(ref)
+    if r.transport == "oci" and not r.digest:
         layout = _layout(r.path)
         yield layout, layout.resolve(r.tag)
         return
-    tmp = tempfile.mkdtemp(prefix="ocipy-image-")
+    image = Image(open_source(r, options))
     try:
-        layout = Layout.init(tmp, exist_ok=True)
-        if r.transport == "oci-archive":
-            desc = archive.import_oci_archive(r.path, r.tag, layout, "image")
-        else:
-            desc = archive.import_docker_archive(r.path, r.tag, layout, "image", "none")
-        yield layout, desc
+        yield image, image.top()
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        image.close()
 
 
 @contextmanager
@@ -86,29 +86,31 @@ def init(path: str) -> None:
 
 def new(ref: str, platform: str | None = None) -> dict[str, Any]:
     """Create an empty image (no layers) `oci:DIR:TAG`; returns its manifest descriptor."""
-    from ocipy.image import build, refs
+    from ocipy.content import reference
+    from ocipy.image import build
 
-    r = refs.require_oci(ref)
+    r = reference.require_layout(ref)
     assert r.tag
     return build.new_image(_layout(r.path), r.tag, _platform(platform))
 
 
 def list_tags(path: str) -> list[dict[str, Any]]:
     """The tagged descriptors of the layout at `path` (oci: prefix optional)."""
-    from ocipy.image import refs
+    from ocipy.content import reference
 
-    r = refs.parse(path)
+    r = reference.parse(path)
     if r.transport != "oci":
         raise ImageError(f"ls: {path!r}: expected an image layout directory")
     return [{"tag": name, **desc} for name, desc in _layout(r.path).tags()]
 
 
-def inspect(ref: str, platform: str | None = None) -> dict[str, Any]:
+def inspect(ref: str, platform: str | None = None, options: Any = None) -> dict[str, Any]:
     """Descriptor, manifest (and index) and config of an image, as one JSON-able dict."""
-    with _source(ref) as (layout, top):
+    from ocipy.spec import image as spec
+
+    with _source(ref, options) as (layout, top):
         out: dict[str, Any] = {"reference": ref, "descriptor": top}
-        if top["mediaType"] not in ("application/vnd.oci.image.manifest.v1+json",
-                                    "application/vnd.docker.distribution.manifest.v2+json"):
+        if top["mediaType"] not in spec.MANIFEST_TYPES:
             out["index"] = layout.read_manifest(top)
         mdesc, manifest = layout.resolve_image(top, _platform(platform))
         config = layout.read_config(manifest["config"])
@@ -118,63 +120,65 @@ def inspect(ref: str, platform: str | None = None) -> dict[str, Any]:
         return out
 
 
-def validate(ref: str) -> list[str]:
+def validate(ref: str, options: Any = None) -> list[str]:
     """Verify everything an image (or, without a tag, a whole layout) references.
 
     Checks every document against the image-spec, every blob's digest and
     size, and every layer's decompressed digest against the config's diff_ids.
+    Any source: a registry image is streamed and verified, nothing stored.
     Returns the digests checked.
     """
-    from ocipy.image import archive, refs
+    from ocipy.content import reference
+    from ocipy.content.walk import walk
     from ocipy.image.layer import open_layer_stream
-    from ocipy.image.store import VerifyingReader
     from ocipy.spec import image as spec
 
-    r = refs.parse(ref)
-    whole = r.transport == "oci" and r.tag is None
-    with _whole_layout(r.path) if whole else _source(ref) as (layout, top):
-        tops = layout.index()["manifests"] if whole else [top]
+    r = reference.parse(ref)
+    whole = r.transport == "oci" and r.tag is None and r.digest is None
+    with _whole_layout(r.path) if whole else _source(ref, options) as (image, top):
+        tops = image.index()["manifests"] if whole else [top]
         checked: list[str] = []
-        for t in tops:
-            for desc in archive.image_blobs(layout, t):
-                if desc["digest"] in checked:
-                    continue
-                mt = desc.get("mediaType")
-                if mt in spec.MANIFEST_TYPES:
-                    manifest = layout.read_manifest(desc)
-                    config = layout.read_config(manifest["config"])
-                    if len(config["rootfs"]["diff_ids"]) != len(manifest["layers"]):
-                        raise ImageError(f"manifest {desc['digest']}: {len(manifest['layers'])} layers but "
-                                         f"config has {len(config['rootfs']['diff_ids'])} diff_ids")
-                    for i, ldesc in enumerate(manifest["layers"]):
-                        if ldesc["mediaType"] not in spec.LAYER_COMPRESSION:
-                            continue
-                        with layout.open_blob(ldesc["digest"]) as raw:
-                            v = VerifyingReader(raw, ldesc["digest"], ldesc.get("size"), "layer")
-                            stream = open_layer_stream(v, ldesc["mediaType"], f"layer {ldesc['digest']}", [1 << 62])
-                            stream.drain()
-                            v.finish()
-                        diff = stream.diff_id() or ldesc["digest"]
-                        if diff != config["rootfs"]["diff_ids"][i]:
-                            raise ImageError(f"layer {ldesc['digest']}: uncompressed digest {diff} does not "
-                                             f"match config rootfs.diff_ids[{i}]")
-                        checked.append(ldesc["digest"])
-                elif mt in spec.INDEX_TYPES:
-                    layout.read_manifest(desc)
-                elif not layout.has_blob(desc["digest"]):
-                    raise ImageError(f"blob {desc['digest']}: missing from image layout {layout.path}")
-                else:
-                    with layout.open_blob(desc["digest"]) as raw:
-                        VerifyingReader(raw, desc["digest"], desc.get("size")).finish()
-                checked.append(desc["digest"])
+        for desc in walk(image.read_manifest, tops):
+            mt = desc.get("mediaType")
+            if mt in spec.MANIFEST_TYPES:
+                manifest = image.read_manifest(desc)
+                config = image.read_config(manifest["config"])
+                diff_ids = config["rootfs"]["diff_ids"]
+                if len(diff_ids) != len(manifest["layers"]):
+                    raise ImageError(f"manifest {desc['digest']}: {len(manifest['layers'])} layers but "
+                                     f"config has {len(diff_ids)} diff_ids")
+                for i, ldesc in enumerate(manifest["layers"]):
+                    if ldesc["mediaType"] not in spec.LAYER_COMPRESSION or ldesc["digest"] in checked:
+                        continue
+                    with image.open_blob(ldesc["digest"]) as raw:
+                        from ocipy.spec.digest import VerifyingReader
+
+                        v = VerifyingReader(raw, ldesc["digest"], ldesc.get("size"), "layer")
+                        stream = open_layer_stream(v, ldesc["mediaType"], f"layer {ldesc['digest']}", [1 << 62])
+                        stream.drain()
+                        v.finish()
+                    diff = stream.diff_id() or ldesc["digest"]
+                    if diff != diff_ids[i]:
+                        raise ImageError(f"layer {ldesc['digest']}: uncompressed digest {diff} does not "
+                                         f"match config rootfs.diff_ids[{i}]")
+                    checked.append(ldesc["digest"])
+            elif mt in spec.INDEX_TYPES or desc["digest"] in checked:
+                pass  # read (verified, validated) by the walk
+            else:
+                with image.open_blob(desc["digest"], desc) as raw:
+                    from ocipy.spec.digest import VerifyingReader
+
+                    VerifyingReader(raw, desc["digest"], desc.get("size")).finish()
+            checked.append(desc["digest"])
         return checked
 
 
 def tag(ref: str, new_tag: str) -> dict[str, Any]:
     """Give the image `oci:DIR:TAG` another tag in the same layout."""
-    from ocipy.image import build, refs
+    from ocipy.content import reference
+    from ocipy.image import build
 
-    r = refs.require_oci(ref)
+    r = reference.require_layout(ref)
     layout = _layout(r.path)
     with layout.lock():
         desc = layout.resolve(r.tag)
@@ -184,48 +188,55 @@ def tag(ref: str, new_tag: str) -> dict[str, Any]:
 
 def remove(ref: str) -> None:
     """Remove the tag `oci:DIR:TAG` (blobs stay until :func:`gc`)."""
-    from ocipy.image import build, refs
+    from ocipy.content import reference
+    from ocipy.image import build
 
-    r = refs.require_oci(ref)
+    r = reference.require_layout(ref)
     assert r.tag
     build.remove_tag(_layout(r.path), r.tag)
 
 
 def gc(path: str) -> list[str]:
     """Remove blobs no tag reaches (and stale temp files); return their digests."""
-    from ocipy.image import refs
+    from ocipy.content import reference
 
-    return _layout(refs.parse(path).path).gc()  # type: ignore[no-any-return]
+    return _layout(reference.parse(path).path).gc()  # type: ignore[no-any-return]
 
 
-def unpack(ref: str, bundle: str, platform: str | None = None, max_size: int | None = None) -> dict[str, Any]:
-    """Unpack an image into a new runtime bundle (rootfs/ + config.json); return the config.
+def unpack(ref: str, bundle: str, platform: str | None = None, max_size: int | None = None,
+           options: Any = None) -> dict[str, Any]:
+    """Unpack an image from any source into a new runtime bundle (rootfs/ + config.json);
+    return the config.  A registry image's layers stream from the registry into the
+    rootfs, each verified (digest, size, diff_id) as it is applied; a failure
+    leaves no bundle.
 
     `max_size` caps the expanded bytes (default 32 GiB or $OCIPY_MAX_UNPACK_SIZE).
     """
     from ocipy.image.layer import ApplyOptions
     from ocipy.image.unpack import unpack as _unpack
 
-    with _source(ref) as (layout, top):
-        mdesc, _ = layout.resolve_image(top, _platform(platform))
-        return _unpack(layout, mdesc, bundle, ApplyOptions(max_size=max_size), ref)
+    with _source(ref, options) as (image, top):
+        mdesc, _ = image.resolve_image(top, _platform(platform))
+        return _unpack(image, mdesc, bundle, ApplyOptions(max_size=max_size), ref)
 
 
 def repack(ref: str, bundle: str, compression: str = "gzip", history: str | None = None,
            mask_volumes: bool = True) -> dict[str, Any]:
     """Turn the changes made to an unpacked bundle's rootfs into a new image `oci:DIR:TAG`."""
-    from ocipy.image import build, refs
+    from ocipy.content import reference
+    from ocipy.image import build
 
-    r = refs.require_oci(ref)
+    r = reference.require_layout(ref)
     assert r.tag
     return build.repack(_layout(r.path), r.tag, bundle, compression, history, mask_volumes)
 
 
 def add_layer(ref: str, path: str, compression: str = "gzip", history: str | None = None) -> dict[str, Any]:
     """Append a layer made of a directory (its content becomes /) or a tar file."""
-    from ocipy.image import build, refs
+    from ocipy.content import reference
+    from ocipy.image import build
 
-    r = refs.require_oci(ref)
+    r = reference.require_layout(ref)
     assert r.tag
     return build.add_layer(_layout(r.path), r.tag, path, compression, history)
 
@@ -233,55 +244,53 @@ def add_layer(ref: str, path: str, compression: str = "gzip", history: str | Non
 def configure(ref: str, history: str | None = None, no_history: bool = False, **changes: Any) -> dict[str, Any]:
     """Edit an image config: entrypoint, cmd, env, workdir, user, label, port, volume,
     stop_signal, author, os, architecture, created, clear=[field, …] (see umoci config)."""
-    from ocipy.image import build, refs
+    from ocipy.content import reference
+    from ocipy.image import build
 
-    r = refs.require_oci(ref)
+    r = reference.require_layout(ref)
     assert r.tag
     return build.configure(_layout(r.path), r.tag, changes, history, no_history)
 
 
-def import_image(source: str, destination: str, compression: str = "gzip") -> dict[str, Any]:
-    """Copy an oci-archive:, docker-archive: or oci: image into `oci:DIR:TAG` (created if needed)."""
-    from ocipy.image import archive, build, refs
-    from ocipy.image.store import Layout
+def import_image(source: str, destination: str, compression: str = "gzip",
+                 options: Any = None) -> dict[str, Any]:
+    """Copy an image from any source into `oci:DIR:TAG` (created if needed); layers
+    not already in `compression` are recompressed ("none": kept as they are).
+    Returns the new tag's descriptor."""
+    from ocipy.content import reference
 
-    src = refs.parse(source)
-    dst = refs.require_oci(destination)
-    assert dst.tag
-    layout = Layout.init(dst.path, exist_ok=True)
-    if src.transport == "oci-archive":
-        return archive.import_oci_archive(src.path, src.tag, layout, dst.tag)
-    if src.transport == "docker-archive":
-        return archive.import_docker_archive(src.path, src.tag, layout, dst.tag, compression)
-    s = _layout(src.path)
-    desc = s.resolve(src.tag)
-    archive.copy_image(s, desc, layout)
-    build.set_tag(layout, dst.tag, desc)
-    return desc  # type: ignore[no-any-return]
+    dst = reference.require_layout(destination)
+    _copy(source, destination, dest_compress=None if compression == "none" else compression,
+          options=options, all_platforms=True)
+    return _layout(dst.path).resolve(dst.tag)  # type: ignore[no-any-return]
 
 
-def export(source: str, destination: str, platform: str | None = None) -> None:
-    """Write `oci:DIR:TAG` as an oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]."""
-    from ocipy.image import archive, build, refs
-    from ocipy.image.store import Layout
+def export(source: str, destination: str, platform: str | None = None, options: Any = None) -> str:
+    """Write an image from any source as oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG]
+    or oci:DIR:TAG: a copy (every platform of an index, unless `platform` or the
+    destination, a docker-archive, asks for one).  Returns the written manifest's digest."""
+    from ocipy.content import reference
 
-    s = refs.parse(source)
-    d = refs.parse(destination)
-    with _source(source) as (layout, desc):
-        if d.transport == "oci-archive":
-            archive.export_oci_archive(layout, desc, d.path, d.tag or s.tag)
-        elif d.transport == "docker-archive":
-            archive.export_docker_archive(layout, desc, d.path, d.tag, _platform(platform))
-        else:
-            if not d.tag:
-                raise ImageError(f"export: {destination!r}: a tag is required (oci:DIR:TAG)")
-            dst = Layout.init(d.path, exist_ok=True)
-            archive.copy_image(layout, desc, dst)
-            build.set_tag(dst, d.tag, desc)
+    s, d = reference.parse(source), reference.parse(destination)
+    if d.transport == "docker":
+        raise ImageError(f"export: {destination!r}: use `ocipy image copy` to push to a registry")
+    if d.transport == "oci" and not d.tag:
+        raise ImageError(f"export: {destination!r}: a tag is required (oci:DIR:TAG)")
+    if d.transport == "oci-archive" and not d.tag and s.tag and s.transport != "docker":
+        destination = f"{destination}:{s.tag}"  # the archive keeps the image's name
+    return _copy(source, destination, platform=_platform(platform), options=options,
+                 all_platforms=platform is None and d.transport != "docker-archive")
+
+
+def _copy(source: str, destination: str, *, options: Any = None, **kw: Any) -> str:
+    from ocipy import api_registry
+
+    return api_registry.copy(source, destination, src_options=options, progress=False, **kw)
 
 
 def run(ref: str, args: list[str] | None = None, *, rm: bool = True, root: str | None = None,
-        container_id: str | None = None, platform: str | None = None, workdir: str | None = None) -> int:
+        container_id: str | None = None, platform: str | None = None, workdir: str | None = None,
+        options: Any = None) -> int:
     """Unpack `ref` into a temp bundle and run it in the foreground; return its exit status.
 
     `args` replaces the image's command.  With `rm` the container and the bundle
@@ -293,7 +302,7 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, root: str |
     import tempfile
     import uuid
 
-    from ocipy import api
+    from ocipy import api, fsutil
 
     base = workdir or os.environ.get("OCIPY_IMAGE_RUN_DIR") or "/var/tmp"
     os.makedirs(base, exist_ok=True)
@@ -301,12 +310,10 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, root: str |
     bundle = os.path.join(holder, "bundle")
     cid = container_id or f"ocipy-{uuid.uuid4().hex[:12]}"
     try:
-        config = unpack(ref, bundle, platform)
+        config = unpack(ref, bundle, platform, options=options)
         if args:
             config["process"]["args"] = list(args)
-            path = os.path.join(bundle, "config.json")
-            with open(path, "w") as f:
-                json.dump(config, f, indent=2)
+            fsutil.write_file(os.path.join(bundle, "config.json"), json.dumps(config, indent=2).encode(), 0o644)
         return api.run(cid, bundle, root, False, keep=not rm)
     finally:
         if rm:

@@ -1,8 +1,9 @@
 """The public Python API of ocipy's registry client (distribution-spec).
 
-Image names use the containers-transports syntax skopeo uses:
-``docker://HOST/REPO[:TAG|@DIGEST]``, ``oci:DIR[:TAG]``,
-``oci-archive:FILE[:TAG]`` and ``docker-archive:FILE[:NAME:TAG]``.
+Image names are the one reference grammar (:mod:`ocipy.content.reference`,
+skopeo's): ``docker://HOST/REPO[:TAG|@DIGEST]``, ``oci:DIR[:TAG|@DIGEST]``,
+``oci-archive:FILE[:TAG]`` and ``docker-archive:FILE[:NAME:TAG]``; copy,
+inspect and tags take every transport (they are ``ocipy image copy|inspect|tags``).
 
 Example::
 
@@ -19,11 +20,11 @@ stored.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ocipy.errors import RegistryError
 from ocipy.registry.endpoints import RegistryOptions
+from ocipy.spec.image import load_json
 
 __all__ = ["RegistryOptions", "copy", "delete", "inspect", "inspect_raw", "tags", "referrers"]
 
@@ -42,12 +43,12 @@ def copy(source: str, destination: str, *, all_platforms: bool = False,
     stderr is a TTY).  Blobs the destination has are skipped; blobs on the
     same registry are mounted instead of copied.
     """
-    from ocipy.registry.copy import Copier, Progress
-    from ocipy.registry.endpoints import open_destination, open_source
-    from ocipy.registry.reference import parse_image_reference
+    from ocipy.content.copy import Copier, Progress
+    from ocipy.content.reference import parse
+    from ocipy.content.store import open_destination, open_source
 
-    src_ref = parse_image_reference(source)
-    dst_ref = parse_image_reference(destination)
+    src_ref = parse(source)
+    dst_ref = parse(destination)
     plat = _platform(platform)
     src = open_source(src_ref, src_options)
     try:
@@ -62,30 +63,26 @@ def copy(source: str, destination: str, *, all_platforms: bool = False,
 
 
 def _platform(platform: str | dict[str, str] | None) -> dict[str, str] | None:
+    from ocipy.spec.image import parse_platform
+
     if platform is None or isinstance(platform, dict):
         return platform
-    parts = platform.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise RegistryError(f"--platform {platform!r}: expected OS/ARCH[/VARIANT]")
-    p = {"os": parts[0], "architecture": parts[1]}
-    if len(parts) == 3:
-        p["variant"] = parts[2]
-    return p
+    return parse_platform(platform)
 
 
 def inspect_raw(image: str, *, config: bool = False, options: RegistryOptions | None = None,
                 platform: str | dict[str, str] | None = None) -> bytes:
     """The manifest's bytes as stored (``config=True``: the image config's bytes)."""
-    from ocipy.registry.endpoints import open_source
-    from ocipy.registry.reference import parse_image_reference
+    from ocipy.content.reference import parse
+    from ocipy.content.store import open_source
 
-    src = open_source(parse_image_reference(image), options)
+    src = open_source(parse(image), options)
     try:
         data, mt, digest = src.get_manifest(None)
         if not config:
             return data
         data, mt, digest = _image_manifest(src, data, mt, digest, _platform(platform))
-        return _read_config(src, json.loads(data), digest)
+        return _read_config(src, load_json(data, f"{src.name}: manifest {digest}"), digest)
     finally:
         src.close()
 
@@ -98,22 +95,19 @@ def inspect(image: str, *, options: RegistryOptions | None = None,
     for ``platform`` (default this host's).  ``list_tags=False`` skips the
     tag listing (one request less).
     """
-    from ocipy.registry.endpoints import open_source
-    from ocipy.registry.reference import parse_image_reference
+    from ocipy.content.reference import parse
+    from ocipy.content.store import open_source
 
-    ref = parse_image_reference(image)
+    ref = parse(image)
     src = open_source(ref, options)
     try:
         data, mt, top_digest = src.get_manifest(None)
         data, mt, digest = _image_manifest(src, data, mt, top_digest, _platform(platform))
-        manifest = json.loads(data)
-        cfg = json.loads(_read_config(src, manifest, digest))
+        manifest = load_json(data, f"{src.name}: manifest {digest}")
+        cfg = load_json(_read_config(src, manifest, digest), f"{src.name}: config {manifest['config']['digest']}")
         repo_tags: list[str] = []
-        if list_tags and ref.docker is not None:
-            from ocipy.registry.transports import RegistrySource
-
-            assert isinstance(src, RegistrySource)
-            repo_tags = src.client.list_tags(ref.docker.repository)
+        if list_tags and ref.docker is not None:  # as skopeo: a layout's names are not RepoTags
+            repo_tags = src.list_tags()
         inner = cfg.get("config") if isinstance(cfg.get("config"), dict) else {}
         layers = [d for d in manifest.get("layers") or [] if isinstance(d, dict)]
         return {
@@ -136,23 +130,29 @@ def inspect(image: str, *, options: RegistryOptions | None = None,
 
 def _image_manifest(src: Any, data: bytes, mt: str, digest: str,
                     platform: dict[str, str] | None) -> tuple[bytes, str, str]:
-    from ocipy.registry.client import INDEX_TYPES
-    from ocipy.registry.copy import choose_platform
+    """Down from an index by the platform rule (:func:`ocipy.spec.image.choose_platform`)."""
+    from ocipy.content.walk import MAX_INDEX_DEPTH
+    from ocipy.spec import image as spec
 
-    for _ in range(4):
-        if mt not in INDEX_TYPES:
+    for _ in range(MAX_INDEX_DEPTH + 1):
+        if mt not in spec.INDEX_TYPES:
             return data, mt, digest
-        chosen = choose_platform(json.loads(data), platform, f"{src.name}: index {digest}")
+        what = f"{src.name}: index {digest}"
+        index = spec.validate_index(load_json(data, what), what)
+        chosen = spec.choose_platform(index["manifests"], platform, what)
         data, mt, digest = src.get_manifest(chosen["digest"])
     raise RegistryError(f"{src.name}: indexes nested too deeply")
 
 
 def _read_config(src: Any, manifest: dict[str, Any], digest: str) -> bytes:
-    config = manifest.get("config")
+    from ocipy.spec import image as spec
+
+    config = manifest.get("config") if isinstance(manifest, dict) else None
     if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
         raise RegistryError(f"{src.name}: manifest {digest} has no config descriptor")
-    if isinstance(config.get("size"), int) and config["size"] > 16 << 20:
-        raise RegistryError(f"{src.name}: config {config['digest']} is larger than 16 MiB")
+    spec.validate_descriptor(config, f"{src.name}: manifest {digest}.config")
+    if config["size"] > spec.MAX_DOCUMENT_SIZE:
+        raise RegistryError(f"{src.name}: config {config['digest']} is larger than {spec.MAX_DOCUMENT_SIZE} bytes")
 
     class _Buf:
         def __init__(self) -> None:
@@ -171,31 +171,54 @@ def _read_config(src: Any, manifest: dict[str, Any], digest: str) -> bytes:
 
 
 def tags(repository: str, *, options: RegistryOptions | None = None) -> list[str]:
-    """Every tag of ``docker://HOST/REPO`` (pages followed)."""
-    from ocipy.registry.endpoints import make_client
-    from ocipy.registry.reference import parse_image_reference
+    """Every tag of a repository (``docker://HOST/REPO``, pages followed), a layout
+    (``oci:DIR``) or an archive's names."""
+    from ocipy.content.reference import parse
+    from ocipy.content.store import open_source
 
-    ref = parse_image_reference(repository, default_tag=None)
-    if ref.docker is None:
-        raise RegistryError(f"{repository}: tags needs a docker:// repository")
-    if ref.docker.tag or ref.docker.digest:
+    ref = parse(repository, default_tag=None)
+    if ref.docker is not None and (ref.docker.tag or ref.docker.digest):
         raise RegistryError(f"{repository}: tags takes a repository without a tag or digest")
-    with make_client(ref.docker, options) as client:
-        return client.list_tags(ref.docker.repository)
+    if ref.docker is None and (ref.tag or ref.digest) and ref.transport == "oci":
+        raise RegistryError(f"{repository}: tags takes a layout without a tag (oci:DIR)")
+    if ref.docker is not None:
+        from ocipy.registry.endpoints import make_client
+
+        with make_client(ref.docker, options) as client:
+            return client.list_tags(ref.docker.repository)
+    src = open_source(ref, options)
+    try:
+        return src.list_tags()
+    finally:
+        src.close()
 
 
 def delete(image: str, *, options: RegistryOptions | None = None) -> str:
-    """Delete a manifest from a registry; return its digest.
+    """Delete an image; return its digest.
 
-    A tag is resolved to its digest first (as skopeo does), so every tag of
-    that manifest goes with it.  The registry must allow deletion.
+    ``docker://``: the manifest is deleted from the registry; a tag is
+    resolved to its digest first (as skopeo does), so every tag of that
+    manifest goes with it, and the registry must allow deletion.
+    ``oci:DIR:TAG``: the tag is removed from index.json (blobs stay until
+    ``ocipy image gc``).  Archives are not edited in place.
     """
+    from ocipy.content.reference import parse
     from ocipy.registry.endpoints import make_client
-    from ocipy.registry.reference import parse_image_reference
 
-    ref = parse_image_reference(image)
+    ref = parse(image)
+    if ref.transport == "oci":
+        from ocipy.content.reference import require_layout
+        from ocipy.image import build
+        from ocipy.image.store import Layout
+
+        r = require_layout(image)
+        layout = Layout.open(r.path)
+        desc = layout.resolve(r.tag)
+        assert r.tag
+        build.remove_tag(layout, r.tag)
+        return desc["digest"]  # type: ignore[no-any-return]
     if ref.docker is None:
-        raise RegistryError(f"{image}: delete needs a docker:// reference")
+        raise RegistryError(f"{image}: an archive is not edited in place; delete the file")
     d = ref.docker
     with make_client(d, options) as client:
         digest = d.digest
@@ -212,10 +235,10 @@ def delete(image: str, *, options: RegistryOptions | None = None) -> str:
 def referrers(image: str, *, artifact_type: str | None = None,
               options: RegistryOptions | None = None) -> dict[str, Any]:
     """The referrers index of ``docker://HOST/REPO@DIGEST`` (API, or the tag-schema fallback)."""
+    from ocipy.content.reference import parse
     from ocipy.registry.endpoints import make_client
-    from ocipy.registry.reference import parse_image_reference
 
-    ref = parse_image_reference(image)
+    ref = parse(image)
     if ref.docker is None:
         raise RegistryError(f"{image}: referrers needs a docker:// reference")
     with make_client(ref.docker, options) as client:

@@ -65,3 +65,11 @@ class ImageError(OcipyError):
 
 class RegistryError(OcipyError):
     """A registry refused a request, or returned something that fails verification."""
+
+
+class DigestError(ImageError, RegistryError):
+    """Content does not match its descriptor (digest, size), or a digest is malformed.
+
+    Both an image and a registry error: the one digest check
+    (:mod:`ocipy.spec.digest`) serves layouts, archives and registries, and a
+    caller of either side catches it as its own."""

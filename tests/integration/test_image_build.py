@@ -43,7 +43,7 @@ def test_new_config_unpack(image: str, tmp_path: Path) -> None:
           "--env", "B=2", "--workdir", "/tmp", "--user", "app", "--label", "k=v", "--port", "8080",
           "--volume", "/data", "--stop-signal", "SIGINT", "--author", "tester", "--history", "set things")
     ocipy("image", "config", image, "--env", "A=3", "--entrypoint", "/bin/env")
-    out = json.loads(ocipy("image", "inspect", image).stdout)
+    out = {"config": json.loads(ocipy("image", "inspect", "--config", image).stdout)}
     cfg = out["config"]["config"]
     assert cfg["Cmd"] == ["/bin/sh", "-c", "echo hi"]
     assert cfg["Entrypoint"] == ["/bin/env"]

@@ -50,10 +50,9 @@ def test_a_good_digest_round_trips():
                                                "docker://[::1]:5000/x", "oci:/tmp:tag:extra", "docker://UPPER/x"]))  # fmt: skip
 @settings(max_examples=300, deadline=None)
 def test_reference_parsers_raise_only_ocipy_errors(text):
-    from ocipy.image import refs
-    from ocipy.registry.reference import parse_image_reference
+    from ocipy.content.reference import parse, parse_docker_reference
 
-    for parser in (refs.parse, parse_image_reference):
+    for parser in (parse, parse_docker_reference):
         try:
             parser(text)
         except OcipyError:

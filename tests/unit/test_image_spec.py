@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from ocipy.content import reference as refs
 from ocipy.errors import ImageError
-from ocipy.image import refs
 from ocipy.image.unpack import resolve_user, runtime_config
 from ocipy.spec import digest
 from ocipy.spec import image as spec
@@ -144,9 +144,10 @@ def test_references() -> None:
     assert (r.transport, r.path, r.tag) == ("docker-archive", "/tmp/d.tar", "busybox:latest")
     assert refs.parse("layout:v1").transport == "oci"
     with pytest.raises(ImageError, match="tag is required"):
-        refs.require_oci("oci:/tmp/x")
+        refs.require_layout("oci:/tmp/x")
     with pytest.raises(ImageError, match="transport"):
-        refs.parse("docker://example.com/x")
+        refs.parse("containers-storage:x")
+    assert refs.parse("docker://example.com/x").docker is not None
 
 
 @pytest.fixture

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from ocipy.content.reference import parse as parse_image_reference
+from ocipy.content.reference import parse_docker_reference
 from ocipy.errors import RegistryError
 from ocipy.registry.auth import lookup_auth_file, parse_www_authenticate, resolve_credentials
 from ocipy.registry.client import _next_link, is_loopback, referrers_tag
-from ocipy.registry.reference import parse_docker_reference, parse_image_reference
-from ocipy.registry.verify import Verifier, digest_of
+from ocipy.spec.digest import Verifier
+from ocipy.spec.digest import of_bytes as digest_of
 
 
 @pytest.mark.parametrize("text,host,repo,tag,digest", [
@@ -42,9 +44,14 @@ def test_image_references() -> None:
     assert parse_image_reference("docker://reg.example/x").docker is not None
     assert parse_docker_reference("reg.example/x").api_host == "reg.example"
     assert parse_docker_reference("x").api_host == "registry-1.docker.io"
-    for bad in ("docker:reg/x", "ftp://x", "oci:", "nothing"):
+    for bad in ("docker:reg/x", "ftp://x", "oci:", "oci:L:", "dir:/x", ""):
         with pytest.raises(RegistryError):
             parse_image_reference(bad)
+    # one grammar for every command: a bare DIR[:TAG] is an oci: layout, a digest names an image in it
+    r = parse_image_reference("L:bb")
+    assert (r.transport, r.path, r.tag) == ("oci", "L", "bb")
+    r = parse_image_reference("oci:/tmp/lay@sha256:" + "a" * 64)
+    assert (r.path, r.tag, r.digest) == ("/tmp/lay", None, "sha256:" + "a" * 64)
 
 
 def test_www_authenticate() -> None:

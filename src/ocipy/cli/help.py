@@ -129,10 +129,10 @@ PAGES: dict[str, Page] = {
 # runc's commands, in runc's order, then ocipy's own.
 _ORDER = ["checkpoint", "create", "delete", "events", "exec", "kill", "list", "pause", "ps", "restore", "resume",
           "run", "spec", "start", "state", "update", "features"]  # fmt: skip
-_OWN = [("image", "OCI image layouts: init, new, ls, inspect, unpack, repack, config, ..."),
-        ("copy", "copy an image between docker://, oci:, oci-archive:, docker-archive:"),
-        ("inspect", "show a registry image's manifest and config"),
-        ("tags", "list a registry repository's tags")]  # fmt: skip
+_OWN = [("image", "images and registries: copy, inspect, tags, delete, unpack, run, validate, export, ..."),
+        ("copy", "= image copy: copy an image between docker://, oci:, oci-archive:, docker-archive:"),
+        ("inspect", "= image inspect: show an image's manifest and config"),
+        ("tags", "= image tags: list the tags of a repository, layout or archive")]  # fmt: skip
 
 _GLOBALS = [
     ("--debug", "enable debug logging"),

@@ -1,6 +1,10 @@
-"""``ocipy image …``: OCI image layouts, archives and bundles (umoci-like).
+"""``ocipy image …``: every image and registry command (umoci's and skopeo's).
 
-References: ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]``, ``docker-archive:FILE[:NAME:TAG]``.
+References (:mod:`ocipy.content.reference`): ``docker://HOST/REPO[:TAG|@DIGEST]``,
+``oci:DIR[:TAG|@DIGEST]``, ``oci-archive:FILE[:TAG]``, ``docker-archive:FILE[:NAME:TAG]``.
+Commands that read an image take any of them; ``copy``, ``inspect``, ``tags``
+and ``delete`` take skopeo's flags (``ocipy copy|inspect|tags`` are the same
+commands under their skopeo names).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ COMPRESSIONS = ("gzip", "zstd", "none")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ocipy image", description="OCI image layouts, archives and bundles")
+    p = argparse.ArgumentParser(prog="ocipy image", description="Images: layouts, archives, registries and bundles")
     sub = p.add_subparsers(dest="subcommand", metavar="COMMAND")
     sub.required = True
 
@@ -29,12 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.add_argument("--json", action="store_true", help="print descriptors as JSON")
 
-    s = sub.add_parser("inspect", help="print an image's descriptor, manifest and config as JSON")
-    s.add_argument("ref")
-    s.add_argument("--platform")
+    for name, text in _SKOPEO.items():
+        sub.add_parser(name, help=text, add_help=False)
 
     s = sub.add_parser("validate", help="verify every blob, document and layer of an image or layout")
     s.add_argument("ref")
+    _registry_flags(s)
 
     s = sub.add_parser("tag", help="add a tag to an image")
     s.add_argument("ref", help="oci:DIR:TAG")
@@ -51,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-size", help="cap on the expanded size (e.g. 4G); default 32G")
     s.add_argument("ref")
     s.add_argument("bundle")
+    _registry_flags(s)
 
     s = sub.add_parser("repack", help="make a new image from the changes to an unpacked bundle")
     s.add_argument("--compress", choices=COMPRESSIONS, default="gzip")
@@ -85,23 +90,48 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--clear", action="append", default=[],
                    help="cmd|entrypoint|env|label|port|volume|workdir|user|stop-signal|author (repeatable)")
 
-    s = sub.add_parser("import", help="copy an oci-archive:/docker-archive: image into a layout")
+    s = sub.add_parser("import", help="copy an image from any source into a layout")
     s.add_argument("--compress", choices=COMPRESSIONS, default="gzip")
     s.add_argument("source")
     s.add_argument("destination", help="oci:DIR:TAG")
+    _registry_flags(s)
 
-    s = sub.add_parser("export", help="write an image as oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]")
+    s = sub.add_parser("export", help="write an image as oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] or oci:DIR:TAG")
     s.add_argument("--platform")
-    s.add_argument("source", help="oci:DIR:TAG")
+    s.add_argument("source", help="any image reference")
     s.add_argument("destination")
+    _registry_flags(s)
 
     s = sub.add_parser("run", help="unpack an image into a temp bundle and run it")
     s.add_argument("--rm", action="store_true", help="delete the container and bundle afterwards")
     s.add_argument("--name", help="container id")
     s.add_argument("--platform")
+    _registry_flags(s)
     s.add_argument("ref")
     s.add_argument("command", nargs=argparse.REMAINDER)
     return p
+
+
+# skopeo's verbs: their own parsers (Go-style flags), shared with `ocipy copy|inspect|tags`
+_SKOPEO = {
+    "copy": "copy an image between any two of docker://, oci:, oci-archive:, docker-archive:",
+    "inspect": "show an image's manifest and config (--raw, --config)",
+    "tags": "list the tags of a repository, layout or archive",
+    "delete": "delete an image: a registry manifest, or a layout's tag",
+}
+
+
+def _registry_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--creds", metavar="USER[:PASS]", help="registry credentials (docker:// sources)")
+    p.add_argument("--authfile", metavar="FILE", help="auth file (containers auth.json / docker config.json)")
+    p.add_argument("--tls-verify", metavar="BOOL", help="require HTTPS with a valid certificate (default true)")
+    p.add_argument("--retry-times", type=int, default=3, metavar="N", help="retries of a transient failure")
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from ocipy.cli.registry import _options as options
+
+    return options(args, "")
 
 
 _VALUED = {"--entrypoint", "--cmd", "--env", "--label", "--workdir", "--user", "--history", "--author",
@@ -134,6 +164,10 @@ def run_image(argv: list[str], opts: Any) -> int:
     from ocipy import api_image as img
     from ocipy.image.layer import parse_size
 
+    if argv and argv[0] in _SKOPEO:
+        from ocipy.cli import registry
+
+        return int(getattr(registry, "run_" + argv[0])(argv[1:], opts, prog=f"ocipy image {argv[0]}"))
     args = _parser().parse_args(_glue_values(argv))
     cmd = args.subcommand
     if cmd == "init":
@@ -147,10 +181,8 @@ def run_image(argv: list[str], opts: Any) -> int:
         else:
             for t in tags:
                 sys.stdout.write(t["tag"] + "\n")
-    elif cmd == "inspect":
-        _dump(img.inspect(args.ref, args.platform))
     elif cmd == "validate":
-        checked = img.validate(args.ref)
+        checked = img.validate(args.ref, _options(args))
         sys.stdout.write(f"{args.ref}: ok ({len(set(checked))} blobs verified)\n")
     elif cmd == "tag":
         img.tag(args.ref, args.new_tag)
@@ -160,7 +192,8 @@ def run_image(argv: list[str], opts: Any) -> int:
         for digest in img.gc(args.dir):
             sys.stdout.write(f"removed {digest}\n")
     elif cmd == "unpack":
-        img.unpack(args.ref, args.bundle, args.platform, parse_size(args.max_size) if args.max_size else None)
+        img.unpack(args.ref, args.bundle, args.platform, parse_size(args.max_size) if args.max_size else None,
+                   _options(args))
     elif cmd == "repack":
         img.repack(args.ref, args.bundle, args.compress, args.history, not args.no_mask_volumes)
     elif cmd == "add-layer":
@@ -171,11 +204,11 @@ def run_image(argv: list[str], opts: Any) -> int:
             "author", "os", "architecture", "created", "clear")}
         img.configure(args.ref, history=args.history, no_history=args.no_history, **changes)
     elif cmd == "import":
-        img.import_image(args.source, args.destination, args.compress)
+        img.import_image(args.source, args.destination, args.compress, _options(args))
     elif cmd == "export":
-        img.export(args.source, args.destination, args.platform)
+        img.export(args.source, args.destination, args.platform, _options(args))
     elif cmd == "run":
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         return img.run(args.ref, command or None, rm=args.rm, root=opts.root,
-                       container_id=args.name, platform=args.platform)
+                       container_id=args.name, platform=args.platform, options=_options(args))
     return 0

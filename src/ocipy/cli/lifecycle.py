@@ -136,10 +136,13 @@ def run_kill(argv: list[str], opts: GlobalOptions) -> int:
 
 
 def run_delete(argv: list[str], opts: GlobalOptions) -> int:
-    if any(a.startswith("docker://") for a in argv):
-        from ocipy.cli.registry import run_registry_delete
+    image_refs = [a for a in argv if "://" in a or a.split(":", 1)[0] in ("oci", "oci-archive", "docker-archive")]
+    if image_refs:
+        from ocipy.cli.flags import UsageError
 
-        return int(run_registry_delete(argv, opts))
+        # runc's verb, runc's meaning: never a registry's manifest by accident
+        raise UsageError(f"delete: {image_refs[0]!r} is an image reference; `ocipy delete` deletes "
+                         "containers (use `ocipy image delete` for images)")
     f, args = parse("delete", argv, {"-f": ("force", "bool"), "--force": ("force", "bool")}, "[-f] ID",
                     min_args=1, max_args=1)  # fmt: skip
     api.delete(args[0], root=opts.root, force=bool(f["force"]))

@@ -1,4 +1,8 @@
-"""``ocipy copy|inspect|tags`` and the registry side of ``ocipy delete``, with skopeo's flags."""
+"""``ocipy image copy|inspect|tags|delete`` with skopeo's flags, for every transport.
+
+``ocipy copy|inspect|tags`` are the same commands (aliases: one parser, one
+output).  ``ocipy delete`` is runc's verb and never reaches here.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from ocipy.errors import OcipyError, RegistryError
+from ocipy.errors import OcipyError
 
 _BOOL_FLAGS = ("tls-verify", "src-tls-verify", "dest-tls-verify", "all", "raw", "config",
                "no-tags", "quiet", "debug")
@@ -85,10 +89,10 @@ def _options(ns: argparse.Namespace, prefix: str) -> Any:
                            retry_times=ns.retry_times, chunk_size=getattr(ns, "chunk_size", None))
 
 
-def run_copy(argv: list[str], opts: Any) -> int:
+def run_copy(argv: list[str], opts: Any, prog: str = "ocipy copy") -> int:
     from ocipy import api_registry
 
-    p = _Parser(prog="ocipy copy", description="Copy an image between docker://, oci:, oci-archive:, docker-archive:")
+    p = _Parser(prog=prog, description="Copy an image between docker://, oci:, oci-archive:, docker-archive:")
     p.add_argument("source")
     p.add_argument("destination")
     p.add_argument("--all", default="false", metavar="BOOL", help="copy every image of an index")
@@ -127,12 +131,12 @@ def run_copy(argv: list[str], opts: Any) -> int:
     return 0
 
 
-def run_inspect(argv: list[str], opts: Any) -> int:
+def run_inspect(argv: list[str], opts: Any, prog: str = "ocipy inspect") -> int:
     import json
 
     from ocipy import api_registry
 
-    p = _Parser(prog="ocipy inspect", description="Show an image's manifest and config")
+    p = _Parser(prog=prog, description="Show an image's manifest and config (any transport)")
     p.add_argument("image")
     p.add_argument("--raw", default="false", metavar="BOOL", help="print the manifest (or config) as stored")
     p.add_argument("--config", default="false", metavar="BOOL", help="show the image config")
@@ -150,7 +154,9 @@ def run_inspect(argv: list[str], opts: Any) -> int:
         return 0
     if config:
         data = api_registry.inspect_raw(ns.image, config=True, options=options, platform=ns.platform)
-        out.write(json.dumps(json.loads(data), indent=4) + "\n")
+        from ocipy.spec.image import load_json
+
+        out.write(json.dumps(load_json(data, f"{ns.image}: config"), indent=4) + "\n")
         return 0
     info = api_registry.inspect(ns.image, options=options, platform=ns.platform,
                                 list_tags=not _bool(ns.no_tags, "no-tags"))
@@ -158,30 +164,28 @@ def run_inspect(argv: list[str], opts: Any) -> int:
     return 0
 
 
-def run_tags(argv: list[str], opts: Any) -> int:
+def run_tags(argv: list[str], opts: Any, prog: str = "ocipy tags") -> int:
     import json
 
     from ocipy import api_registry
 
-    p = _Parser(prog="ocipy tags", description="List a repository's tags")
+    p = _Parser(prog=prog, description="List the tags of a repository (docker://), layout (oci:) or archive")
     p.add_argument("repository")
     _common(p)
     ns = p.parse_args(_normalize(argv))
     repo = ns.repository
     tag_list = api_registry.tags(repo, options=_options(ns, ""))
-    name = repo[len("docker://"):] if repo.startswith("docker://") else repo
+    name = repo[len("docker://"):] if repo.startswith("docker://") else repo  # skopeo's "Repository"
     sys.stdout.write(json.dumps({"Repository": name, "Tags": tag_list}, indent=4) + "\n")
     return 0
 
 
-def run_registry_delete(argv: list[str], opts: Any) -> int:
+def run_delete(argv: list[str], opts: Any, prog: str = "ocipy image delete") -> int:
     from ocipy import api_registry
 
-    p = _Parser(prog="ocipy delete", description="Delete an image (manifest) from a registry")
+    p = _Parser(prog=prog, description="Delete an image: a registry's manifest (docker://) or a layout's tag (oci:DIR:TAG)")
     p.add_argument("image")
     _common(p)
     ns = p.parse_args(_normalize(argv))
-    if not ns.image.startswith("docker://"):
-        raise RegistryError(f"{ns.image}: registry delete needs a docker:// reference")
     api_registry.delete(ns.image, options=_options(ns, ""))
     return 0

@@ -1,6 +1,8 @@
-"""Archives people exchange: ``oci-archive`` (a tar of an image layout) and
-``docker-archive`` (the ``docker save`` format: manifest.json, a Docker v2
-schema2 image config, uncompressed layer tars), in both directions.
+"""The two archive formats people exchange: ``oci-archive`` (a tar of an image
+layout) and ``docker-archive`` (the ``docker save`` format: manifest.json, a
+Docker v2 schema2 image config, uncompressed layer tars): reading their
+members, and writing them from a layout.  Copying into and out of them is
+:mod:`ocipy.content.archives` (the content-store side).
 
 Reading never extracts an archive as such: only the names an archive format
 defines are read (``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``;
@@ -16,54 +18,20 @@ import tarfile
 import tempfile
 from typing import IO, Any
 
+from ocipy import fsutil
+from ocipy.content.walk import walk
 from ocipy.errors import ImageError
-from ocipy.image.store import CHUNK, TMP_PREFIX, Layout, VerifyingReader, dumps
+from ocipy.image.store import CHUNK, Layout, dumps
 from ocipy.spec import digest as _digest
 from ocipy.spec import image as spec
-
-MAX_JSON = 4 << 20
+from ocipy.spec.digest import VerifyingReader
 
 
 def image_blobs(layout: Layout, desc: dict[str, Any]) -> list[dict[str, Any]]:
     """Every descriptor reachable from `desc` (itself first), documents verified."""
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    todo = [desc]
-    while todo:
-        d = todo.pop(0)
-        if d["digest"] in seen:
-            continue
-        seen.add(d["digest"])
-        out.append(d)
-        if d.get("mediaType") in spec.MANIFEST_TYPES + spec.INDEX_TYPES:
-            doc = layout.read_manifest(d)
-            todo.extend(doc.get("manifests", []))
-            if "config" in doc:
-                todo.append(doc["config"])
-            todo.extend(doc.get("layers", []))
-    return out
+    return walk(layout.read_manifest, [desc])
 
-
-def copy_blob(src: Layout, dst: Layout, desc: dict[str, Any]) -> None:
-    """Copy one blob, verifying digest and size on the way."""
-    if dst.has_blob(desc["digest"]):
-        return
-    alg = desc["digest"].partition(":")[0]
-    with src.open_blob(desc["digest"]) as f, dst.blob_writer(alg) as w:
-        while True:
-            data = f.read(CHUNK)
-            if not data:
-                break
-            w.write(data)
-        w.commit(desc["digest"], desc.get("size"))
-
-
-def copy_image(src: Layout, desc: dict[str, Any], dst: Layout) -> None:
-    """Copy the image (or index) `desc` and everything it references from src to dst."""
-    blobs = image_blobs(src, desc)
-    with dst.lock():
-        for d in reversed(blobs):  # leaves first: a manifest never lands before its layers
-            copy_blob(src, dst, d)
+MAX_JSON = 4 << 20
 
 
 # ---------------------------------------------------------------------------
@@ -84,27 +52,6 @@ def _safe_layout_name(name: str) -> str | None:
             return None
         return "/".join(parts)
     return None
-
-
-def import_oci_archive(path: str, tag: str | None, dst: Layout, dst_tag: str) -> dict[str, Any]:
-    """Copy image `tag` (or the only one) of oci-archive `path` into `dst` as `dst_tag`."""
-    import shutil
-
-    from ocipy.image.build import set_tag
-
-    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=dst.path)
-    try:
-        src_layout = extract_oci_archive(path, tmp)
-        desc = src_layout.resolve(tag)
-        copy_image(src_layout, desc, dst)
-        entry = {k: v for k, v in desc.items() if k != "annotations"}
-        annotations = {k: v for k, v in (desc.get("annotations") or {}).items() if k != spec.ANNOTATION_REF_NAME}
-        if annotations:
-            entry["annotations"] = annotations
-        set_tag(dst, dst_tag, entry)
-        return entry
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def extract_oci_archive(path: str, into: str) -> Layout:
@@ -136,11 +83,24 @@ def extract_oci_archive(path: str, into: str) -> Layout:
     return Layout.open(into)
 
 
-def _atomic_output(path: str) -> tuple[int, str]:
+def _atomic_output(path: str) -> fsutil.AtomicFile:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ImageError(f"{path}: directory {directory} does not exist")
-    return tempfile.mkstemp(prefix=".ocipy-archive-", dir=directory)
+    return fsutil.AtomicFile(directory, 0o644, ".ocipy-archive-")
+
+
+class _Out:
+    """An AtomicFile as the file object tarfile writes to."""
+
+    def __init__(self, f: fsutil.AtomicFile) -> None:
+        self.f = f
+
+    def write(self, data: bytes) -> int:
+        return self.f.write(data)
+
+    def tell(self) -> int:
+        return self.f.size
 
 
 def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
@@ -170,9 +130,9 @@ def export_oci_archive(src: Layout, desc: dict[str, Any], path: str, tag: str | 
         if annotations:
             entry["annotations"] = annotations
         index = {"schemaVersion": 2, "mediaType": spec.MEDIA_INDEX, "manifests": [entry]}
-        fd, tmp = _atomic_output(path)
-        try:
-            with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        out = _atomic_output(path)
+        with out:
+            with tarfile.open(fileobj=_Out(out), mode="w", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
                 _add_bytes(tf, "oci-layout", dumps({"imageLayoutVersion": spec.IMAGE_LAYOUT_VERSION}))
                 _add_bytes(tf, "index.json", dumps(index))
                 _add_dir(tf, "blobs")
@@ -187,20 +147,7 @@ def export_oci_archive(src: Layout, desc: dict[str, Any], path: str, tag: str | 
                         info.mode = 0o644
                         tf.addfile(info, reader)
                         reader.finish()
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.rename(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+            out.commit(path)
 
 
 # ---------------------------------------------------------------------------
@@ -234,59 +181,10 @@ def _read_member(tf: tarfile.TarFile, name: str, what: str, limit: int = MAX_JSO
     return f.read(limit + 1)
 
 
-def import_docker_archive(path: str, ref: str | None, dst: Layout, dst_tag: str,
-                          compression: str = "gzip") -> dict[str, Any]:
-    """Copy an image of a `docker save` archive into `dst` as `dst_tag`."""
-    from ocipy.image.build import set_tag
-    from ocipy.image.layer import LayerWriter
-
-    try:
-        tf = tarfile.open(path, "r:*")
-    except (OSError, tarfile.TarError) as e:
-        raise ImageError(f"docker-archive {path}: cannot read: {e}") from None
-    with tf:
-        entry, config_bytes, config = docker_archive_image(tf, path, ref)
-        diff_ids = config["rootfs"]["diff_ids"]
-        with dst.lock():
-            layers = []
-            for i, name in enumerate(entry["Layers"]):
-                try:
-                    member = tf.getmember(name)
-                except KeyError:
-                    raise ImageError(f"docker-archive {path}: layer {name!r} is missing") from None
-                src = tf.extractfile(member)
-                if src is None:
-                    raise ImageError(f"docker-archive {path}: layer {name!r} is not a file")
-                writer = LayerWriter(dst, compression)
-                try:
-                    writer.copy_tar(src)
-                    desc, diff_id = writer.finish()
-                except BaseException:
-                    writer.abort()
-                    raise
-                if diff_id != diff_ids[i]:
-                    raise ImageError(f"docker-archive {path}: layer {name!r}: digest {diff_id} does not "
-                                     f"match config rootfs.diff_ids[{i}] {diff_ids[i]}")
-                layers.append(desc)
-            digest, size = dst.write_blob(config_bytes)
-            cdesc = {"mediaType": spec.MEDIA_CONFIG, "digest": digest, "size": size}
-            oci_manifest = {"schemaVersion": 2, "mediaType": spec.MEDIA_MANIFEST,
-                            "config": cdesc, "layers": layers}
-            mdesc = dst.put_json(oci_manifest, spec.MEDIA_MANIFEST)
-            mdesc["platform"] = {"os": config["os"], "architecture": config["architecture"]}
-            if config.get("variant"):
-                mdesc["platform"]["variant"] = config["variant"]
-            set_tag(dst, dst_tag, mdesc)
-            return mdesc
-
-
 def docker_archive_image(tf: tarfile.TarFile, path: str, ref: str | None) -> tuple[dict[str, Any], bytes, dict[str, Any]]:
     """The manifest.json entry of image `ref` (a name, ``@N``, or None for the only one) of
     `docker save` archive `tf`, its config's bytes and the validated config."""
-    try:
-        manifest = json.loads(_read_member(tf, "manifest.json", "manifest"))
-    except ValueError as e:
-        raise ImageError(f"docker-archive {path}: manifest.json: invalid JSON: {e}") from None
+    manifest = spec.load_json(_read_member(tf, "manifest.json", "manifest"), f"docker-archive {path}: manifest.json")
     if not isinstance(manifest, list) or not all(isinstance(m, dict) for m in manifest):
         raise ImageError(f"docker-archive {path}: manifest.json: must be an array of objects")
     if ref:
@@ -306,10 +204,7 @@ def docker_archive_image(tf: tarfile.TarFile, path: str, ref: str | None) -> tup
     if not isinstance(entry.get("Config"), str) or not isinstance(entry.get("Layers"), list):
         raise ImageError(f"docker-archive {path}: manifest.json: Config and Layers are required")
     config_bytes = _read_member(tf, entry["Config"], "config")
-    try:
-        config = json.loads(config_bytes)
-    except ValueError as e:
-        raise ImageError(f"docker-archive {path}: config {entry['Config']}: invalid JSON: {e}") from None
+    config = spec.load_json(config_bytes, f"docker-archive {path}: config {entry['Config']}")
     spec.validate_config(config, f"config {entry['Config']}")
     diff_ids = config["rootfs"]["diff_ids"]
     if len(diff_ids) != len(entry["Layers"]):
@@ -331,16 +226,16 @@ def export_docker_archive(src: Layout, desc: dict[str, Any], path: str, ref: str
         if len(diff_ids) != len(manifest["layers"]):
             raise ImageError(f"manifest {mdesc['digest']}: layer count does not match the config's diff_ids")
         config_name = manifest["config"]["digest"].partition(":")[2] + ".json"
-        fd, tmp = _atomic_output(path)
-        try:
-            with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        out = _atomic_output(path)
+        with out:
+            with tarfile.open(fileobj=_Out(out), mode="w", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
                 layer_names = []
                 for i, ldesc in enumerate(manifest["layers"]):
                     name = diff_ids[i].partition(":")[2] + ".tar"
                     if name in layer_names:
                         layer_names.append(name)  # the same layer twice: one file
                         continue
-                    with tempfile.TemporaryFile(dir=os.path.dirname(tmp)) as scratch:
+                    with tempfile.TemporaryFile(dir=os.path.dirname(out.tmp)) as scratch:
                         _uncompressed_layer(src, ldesc, diff_ids[i], scratch, open_layer_stream)
                         info = tarfile.TarInfo(name)
                         info.size = scratch.tell()
@@ -356,13 +251,7 @@ def export_docker_archive(src: Layout, desc: dict[str, Any], path: str, ref: str
                     repo, _, t = _docker_name(ref).rpartition(":")
                     _add_bytes(tf, "repositories", json.dumps(
                         {repo: {t: diff_ids[-1].partition(":")[2] if diff_ids else ""}}).encode())
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.rename(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
+            out.commit(path)
 
 
 def _uncompressed_layer(src: Layout, desc: dict[str, Any], diff_id: str, out: IO[bytes], opener: Any) -> None:

@@ -17,21 +17,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
+from ocipy import fsutil
 from ocipy.errors import ImageError
+from ocipy.fsutil import TMP_PREFIX
 from ocipy.spec import digest as _digest
 from ocipy.spec import image as spec
 
-TMP_PREFIX = ".ocipy-tmp-"
 MAX_DOCUMENT_SIZE = 4 << 20  # manifests, indexes and configs larger than this are refused
 CHUNK = 1 << 20
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def dumps(doc: Any) -> bytes:
@@ -40,24 +33,36 @@ def dumps(doc: Any) -> bytes:
 
 
 class BlobWriter:
-    """Stream a blob into the layout: write(), then commit() -> (digest, size)."""
+    """Stream a blob into the layout: write(), then commit() -> (digest, size).
+
+    The bytes go to a temp file in the layout (:class:`ocipy.fsutil.AtomicFile`:
+    every write complete or an error, so a full disk fails the write instead of
+    leaving a short file); the file is renamed to ``blobs/<alg>/<hex>`` only
+    after its digest and size matched what the caller expects.
+    """
 
     def __init__(self, layout: Layout, algorithm: str = "sha256") -> None:
-        import tempfile
-
         self.layout = layout
         self.algorithm = algorithm
         self._hash = _digest.hasher(algorithm)
-        fd, self.tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=layout.path)
-        self.file: IO[bytes] = os.fdopen(fd, "wb", buffering=0)
-        self.size = 0
-        self.done = False
+        try:
+            self.file = fsutil.AtomicFile(layout.path, 0o644)
+        except OSError as e:
+            raise ImageError(f"image layout {layout.path}: cannot write a blob: {e.strerror or e}") from None
+
+    @property
+    def size(self) -> int:
+        return self.file.size
+
+    def _write(self, data: bytes | memoryview) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            raise ImageError(f"image layout {self.layout.path}: writing a blob: {e.strerror or e}") from None
 
     def write(self, data: bytes | memoryview) -> int:
         self._hash.update(data)
-        self.file.write(data)
-        self.size += len(data)
-        return len(data)
+        return self._write(data)
 
     def commit(self, expect_digest: str | None = None, expect_size: int | None = None) -> tuple[str, int]:
         digest = f"{self.algorithm}:{self._hash.hexdigest()}"
@@ -66,26 +71,22 @@ class BlobWriter:
                 raise ImageError(f"blob {expect_digest or digest}: size {self.size} does not match descriptor size {expect_size}")
             if expect_digest is not None and digest != expect_digest:
                 raise ImageError(f"blob {expect_digest}: digest mismatch (content is {digest})")
-            os.fsync(self.file.fileno())
-            self.file.close()
-            target = self.layout.blob_path(digest)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.rename(self.tmp, target)
-            _fsync_dir(os.path.dirname(target))
-            self.done = True
-            return digest, self.size
+            return self._rename(digest, sync=True, sync_dir=True)
         finally:
             self.abort()
 
+    def _rename(self, digest: str, *, sync: bool, sync_dir: bool) -> tuple[str, int]:
+        target = self.layout.blob_path(digest)
+        size = self.size
+        try:
+            self.layout.blob_dir(digest)
+            self.file.commit(target, sync=sync, sync_dir=sync_dir)
+        except OSError as e:
+            raise ImageError(f"blob {digest}: cannot store it in {self.layout.path}: {e.strerror or e}") from None
+        return digest, size
+
     def abort(self) -> None:
-        if not self.file.closed:
-            self.file.close()
-        if not self.done:
-            try:
-                os.unlink(self.tmp)
-            except FileNotFoundError:
-                pass
-            self.done = True
+        self.file.abort()
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -105,25 +106,14 @@ class VerifiedBlobWriter(BlobWriter):
     """
 
     def write(self, data: bytes | memoryview) -> int:
-        self.file.write(data)
-        self.size += len(data)
-        return len(data)
+        return self._write(data)
 
     def commit_verified(self, digest: str, size: int, *, sync: bool = True,
                         sync_dir: bool = True) -> tuple[str, int]:
         try:
             if self.size != size:
                 raise ImageError(f"blob {digest}: size {self.size} does not match descriptor size {size}")
-            target = self.layout.blob_path(digest)
-            if sync:
-                os.fsync(self.file.fileno())
-            self.file.close()
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.rename(self.tmp, target)
-            if sync_dir:
-                _fsync_dir(os.path.dirname(target))
-            self.done = True
-            return digest, self.size
+            return self._rename(digest, sync=sync, sync_dir=sync_dir)
         finally:
             self.abort()
 
@@ -165,10 +155,7 @@ class Layout:
             raise ImageError(f"image layout {path}: no oci-layout file (not an OCI image layout)") from None
         except NotADirectoryError:
             raise ImageError(f"image layout {path}: not a directory") from None
-        try:
-            doc = json.loads(raw)
-        except ValueError as e:
-            raise ImageError(f"image layout {path}: oci-layout: invalid JSON: {e}") from None
+        doc = spec.load_json(raw, f"image layout {path}: oci-layout")
         spec.validate_layout_file(doc)
         return layout
 
@@ -204,23 +191,11 @@ class Layout:
     # -- files -----------------------------------------------------------------
 
     def _write_file(self, name: str, data: bytes) -> None:
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.path)
+        path = os.path.join(self.path, name)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.rename(tmp, os.path.join(self.path, name))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        _fsync_dir(self.path)
+            fsutil.write_file(path, data, 0o644, sync_dir=True, prefix=TMP_PREFIX)
+        except OSError as e:
+            raise ImageError(f"image layout {self.path}: writing {name}: {e.strerror or e}") from None
 
     # -- blobs -----------------------------------------------------------------
 
@@ -228,16 +203,52 @@ class Layout:
         alg, enc = _digest.parse(digest, "blob digest")
         return os.path.join(self.path, "blobs", alg, enc)
 
-    def has_blob(self, digest: str) -> bool:
-        return os.path.isfile(self.blob_path(digest))
+    def blob_dir(self, digest: str) -> str:
+        """blobs/<alg>, created if needed; a symlink or non-directory there is refused
+        (a blob written through it would land outside the layout)."""
+        alg, _ = _digest.parse(digest, "blob digest")
+        path = os.path.join(self.path, "blobs", alg)
+        for d in (os.path.join(self.path, "blobs"), path):
+            try:
+                os.mkdir(d, 0o755)
+            except FileExistsError:
+                if os.path.islink(d) or not os.path.isdir(d):
+                    raise ImageError(f"image layout {self.path}: {os.path.relpath(d, self.path)} "
+                                     "is not a directory (a symlink?)") from None
+        return path
 
-    def open_blob(self, digest: str) -> IO[bytes]:
-        """Open a blob for streaming; the caller verifies (see :class:`VerifyingReader`)."""
+    def has_blob(self, digest: str, size: int | None = None) -> bool:
+        """A regular file holds the blob (and has `size` bytes, if given).  A file of
+        the wrong size (a write cut short by a full disk before ocipy checked writes)
+        is not the blob: the caller writes it again, which replaces it."""
+        import stat
+
+        try:
+            st = os.lstat(self.blob_path(digest))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        return size is None or st.st_size == size
+
+    def open_blob(self, digest: str, desc: dict[str, Any] | None = None) -> IO[bytes]:
+        """Open a blob for streaming; the caller verifies (see
+        :class:`ocipy.spec.digest.VerifyingReader`).  `desc` is ignored (other
+        content stores need it to know the size)."""
         path = self.blob_path(digest)
         try:
-            return open(path, "rb", buffering=0)
-        except FileNotFoundError:
+            # O_NONBLOCK: a fifo planted under a blob's name must not hang the reader
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
             raise ImageError(f"blob {digest}: missing from image layout {self.path}") from None
+        except OSError as e:
+            raise ImageError(f"blob {digest}: cannot open it in {self.path}: {e.strerror or e}") from None
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ImageError(f"blob {digest}: not a regular file in image layout {self.path}")
+        return os.fdopen(fd, "rb", buffering=0)
 
     def read_blob(self, digest: str, size: int | None = None, max_size: int = MAX_DOCUMENT_SIZE) -> bytes:
         """Read a whole blob, verifying digest and size."""
@@ -267,7 +278,7 @@ class Layout:
         blobs = os.path.join(self.path, "blobs")
         for alg in os.listdir(blobs):
             if os.path.isdir(os.path.join(blobs, alg)):
-                _fsync_dir(os.path.join(blobs, alg))
+                fsutil.fsync_dir(os.path.join(blobs, alg))
 
     def put_json(self, doc: Any, media_type: str) -> dict[str, Any]:
         """Write a JSON document as a blob; return its descriptor."""
@@ -275,33 +286,14 @@ class Layout:
         digest, size = self.write_blob(data)
         return {"mediaType": media_type, "digest": digest, "size": size}
 
-    def read_json(self, desc: dict[str, Any], what: str = "blob") -> Any:
-        data = self.read_blob(desc["digest"], desc.get("size"))
-        try:
-            return json.loads(data)
-        except ValueError as e:
-            raise ImageError(f"{what} {desc['digest']}: invalid JSON: {e}") from None
-
     def read_manifest(self, desc: dict[str, Any]) -> dict[str, Any]:
         """Read, verify and validate the manifest or index `desc` points to."""
-        doc = self.read_json(desc, "manifest")
-        mt = desc.get("mediaType")
-        where = f"manifest {desc['digest']}"
-        if mt in spec.INDEX_TYPES:
-            spec.validate_index(doc, where)
-        elif mt in spec.MANIFEST_TYPES:
-            spec.validate_manifest(doc, where)
-        else:
-            raise ImageError(f"{where}: unknown media type {mt!r}")
-        if isinstance(doc, dict) and doc.get("mediaType") not in (None, mt):
-            raise ImageError(f"{where}: mediaType {doc.get('mediaType')!r} does not match the descriptor's {mt!r}")
-        return doc  # type: ignore[no-any-return]
+        return spec.parse_document(self.read_blob(desc["digest"], desc.get("size")), desc)
 
     def read_config(self, desc: dict[str, Any]) -> dict[str, Any]:
         if desc.get("mediaType") not in spec.CONFIG_TYPES:
             raise ImageError(f"config {desc.get('digest')}: unknown media type {desc.get('mediaType')!r}")
-        doc = self.read_json(desc, "config")
-        return spec.validate_config(doc, f"config {desc['digest']}")
+        return spec.parse_document(self.read_blob(desc["digest"], desc.get("size")), desc)
 
     # -- index -----------------------------------------------------------------
 
@@ -312,10 +304,9 @@ class Layout:
                 raw = f.read(MAX_DOCUMENT_SIZE + 1)
         except FileNotFoundError:
             raise ImageError(f"image layout {self.path}: index.json is missing") from None
-        try:
-            doc = json.loads(raw)
-        except ValueError as e:
-            raise ImageError(f"image layout {self.path}: index.json: invalid JSON: {e}") from None
+        if len(raw) > MAX_DOCUMENT_SIZE:
+            raise ImageError(f"image layout {self.path}: index.json is larger than {MAX_DOCUMENT_SIZE} bytes")
+        doc = spec.load_json(raw, f"image layout {self.path}: index.json")
         return spec.validate_index(doc, "index.json")
 
     def update_index(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -353,66 +344,69 @@ class Layout:
 
     def resolve_image(self, desc: dict[str, Any], platform: dict[str, str] | None = None,
                       depth: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Follow indexes down to one image manifest for `platform` (default: the host's)."""
-        if depth > 8:
-            raise ImageError(f"manifest {desc.get('digest')}: indexes nested too deeply")
-        doc = self.read_manifest(desc)
-        if desc["mediaType"] in spec.MANIFEST_TYPES:
-            return desc, doc
-        want = platform or spec.host_platform()
-        candidates = [d for d in doc["manifests"] if d["mediaType"] in spec.MANIFEST_TYPES + spec.INDEX_TYPES]
-        matching = [d for d in candidates if spec.platform_matches(want, d.get("platform"))]
-        if not matching:
-            no_platform = [d for d in candidates if "platform" not in d]
-            if len(no_platform) == 1 and len(candidates) == 1:
-                matching = no_platform
-        if not matching:
-            have = ", ".join(spec.format_platform(d["platform"]) for d in candidates if d.get("platform"))
-            raise ImageError(f"index {desc['digest']}: no manifest for platform {spec.format_platform(want)}"
-                             + (f" (has {have})" if have else ""))
-        return self.resolve_image(matching[0], platform, depth + 1)
+        """Follow indexes down to one image manifest for `platform` (default: the host's),
+        by the one platform rule (:func:`ocipy.spec.image.choose_platform`)."""
+        from ocipy.content.walk import resolve_image
+
+        return resolve_image(self.read_manifest, desc, platform)
 
     # -- garbage collection ----------------------------------------------------
 
     def reachable(self) -> set[str]:
-        """Digests of every blob reachable from index.json."""
-        seen: set[str] = set()
-        todo = list(self.index()["manifests"])
-        while todo:
-            desc = todo.pop()
-            d = desc["digest"]
-            if d in seen:
-                continue
-            seen.add(d)
-            mt = desc.get("mediaType")
-            if mt in spec.MANIFEST_TYPES + spec.INDEX_TYPES and self.has_blob(d):
-                doc = self.read_manifest(desc)
-                todo.extend(doc.get("manifests", []))
-                if "config" in doc:
-                    todo.append(doc["config"])
-                todo.extend(doc.get("layers", []))
-                if "subject" in doc:
-                    todo.append(doc["subject"])
-        return seen
+        """Digests of every blob reachable from index.json (manifests' subjects included)."""
+        from ocipy.content.walk import walk
+
+        def read(desc: dict[str, Any]) -> dict[str, Any] | None:
+            # a missing manifest still keeps its name; there is nothing below it to keep
+            return self.read_manifest(desc) if self.has_blob(desc["digest"]) else None
+
+        return {d["digest"] for d in walk(read, self.index()["manifests"], subjects=True)}
 
     def gc(self) -> list[str]:
-        """Remove unreachable blobs and stale temp files; return the removed digests."""
+        """Remove unreachable blobs and stale temp files; return the removed digests.
+
+        Only regular files whose names are valid digests, in real directories
+        blobs/<alg>, are removed (through directory fds, names never re-resolved).
+        If blobs/ or any blobs/<alg> is a symlink or not a directory, nothing at
+        all is removed: the layout is not ocipy's to clean (umoci gc does the same).
+        """
+        import stat
+
         removed: list[str] = []
         with self.lock():
             keep = self.reachable()
-            for name in os.listdir(self.path):
-                if name.startswith(TMP_PREFIX):
-                    _remove_any(os.path.join(self.path, name))
-            blobs = os.path.join(self.path, "blobs")
-            for alg in sorted(os.listdir(blobs)) if os.path.isdir(blobs) else []:
-                adir = os.path.join(blobs, alg)
-                if not os.path.isdir(adir):
-                    continue
-                for enc in sorted(os.listdir(adir)):
-                    digest = f"{alg}:{enc}"
-                    if digest not in keep:
-                        os.unlink(os.path.join(adir, enc))
-                        removed.append(digest)
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                blobs_fd = os.open(os.path.join(self.path, "blobs"), flags)
+            except FileNotFoundError:
+                return removed
+            except OSError:
+                raise ImageError(f"image layout {self.path}: blobs is not a directory (a symlink?): "
+                                 "gc removes nothing") from None
+            dirs: list[tuple[str, int]] = []
+            try:
+                for alg in sorted(os.listdir(blobs_fd)):
+                    try:
+                        dirs.append((alg, os.open(alg, flags, dir_fd=blobs_fd)))
+                    except OSError:
+                        raise ImageError(f"image layout {self.path}: blobs/{alg} is not a directory "
+                                         "(a symlink?): gc removes nothing") from None
+                for name in os.listdir(self.path):
+                    if name.startswith(TMP_PREFIX):
+                        _remove_any(os.path.join(self.path, name))
+                for alg, fd in dirs:
+                    for enc in sorted(os.listdir(fd)):
+                        digest = f"{alg}:{enc}"
+                        if digest in keep or not _digest.is_valid(digest):
+                            continue
+                        st = os.stat(enc, dir_fd=fd, follow_symlinks=False)
+                        if stat.S_ISREG(st.st_mode):
+                            os.unlink(enc, dir_fd=fd)
+                            removed.append(digest)
+            finally:
+                for _, fd in dirs:
+                    os.close(fd)
+                os.close(blobs_fd)
         return removed
 
 
@@ -426,34 +420,3 @@ def _remove_any(path: str) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
-
-
-class VerifyingReader:
-    """Wrap a blob file: read() hashes as it goes; finish() checks digest and size."""
-
-    def __init__(self, f: IO[bytes], digest: str, size: int | None, what: str = "blob") -> None:
-        alg, self._enc = _digest.parse(digest, what)
-        self._hash = _digest.hasher(alg)
-        self._f = f
-        self.digest = digest
-        self.expect_size = size
-        self.size = 0
-        self.what = what
-
-    def read(self, n: int = CHUNK) -> bytes:
-        data = self._f.read(n)
-        if data:
-            self._hash.update(data)
-            self.size += len(data)
-            if self.expect_size is not None and self.size > self.expect_size:
-                raise ImageError(f"{self.what} {self.digest}: larger than descriptor size {self.expect_size}")
-        return data
-
-    def finish(self) -> None:
-        while self.read(CHUNK):
-            pass
-        if self.expect_size is not None and self.size != self.expect_size:
-            raise ImageError(f"{self.what} {self.digest}: size {self.size} does not match descriptor size {self.expect_size}")
-        if self._hash.hexdigest() != self._enc:
-            raise ImageError(f"{self.what} {self.digest}: digest mismatch (content is "
-                             f"{self.digest.partition(':')[0]}:{self._hash.hexdigest()})")

@@ -26,8 +26,9 @@ from typing import Any
 
 from ocipy.errors import ImageError, KernelError
 from ocipy.image.layer import Applier, ApplyOptions, open_layer_stream
-from ocipy.image.store import Layout, VerifyingReader
+from ocipy.image.store import Layout
 from ocipy.spec import image as spec
+from ocipy.spec.digest import VerifyingReader
 
 BUNDLE_META = "ocipy-image.json"
 BUNDLE_MTREE = "ocipy-mtree.json"

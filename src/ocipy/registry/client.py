@@ -10,7 +10,6 @@ downloads against its digest while it streams.
 from __future__ import annotations
 
 import base64
-import json
 import random
 import socket
 import ssl
@@ -20,21 +19,18 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
+from ocipy import jsonfast
 from ocipy.errors import RegistryError
 from ocipy.registry.auth import Credentials, parse_www_authenticate
-from ocipy.registry.verify import MAX_MANIFEST_SIZE, Verifier, check_digest, digest_of
+from ocipy.spec.digest import Verifier
+from ocipy.spec.digest import of_bytes as digest_of
+from ocipy.spec.digest import parse_verifiable as check_digest
+from ocipy.spec.image import MANIFEST_ACCEPT
+from ocipy.spec.image import MAX_DOCUMENT_SIZE as MAX_MANIFEST_SIZE
+from ocipy.spec.image import MEDIA_INDEX as MT_OCI_INDEX
 
 if TYPE_CHECKING:
     import httpx
-
-MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MT_DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
-MT_DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-MANIFEST_ACCEPT = (MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST)
-INDEX_TYPES = (MT_OCI_INDEX, MT_DOCKER_LIST)
 
 USER_AGENT = "ocipy"
 CHUNK = 1 << 20
@@ -99,7 +95,7 @@ def _error_detail(resp: httpx.Response) -> str:
     except Exception:  # noqa: BLE001 - a detail is best effort
         body = b""
     try:
-        doc = json.loads(body)
+        doc = jsonfast.loads(body)
         errs = doc.get("errors") if isinstance(doc, dict) else None
         if isinstance(errs, list) and errs:
             parts = []
@@ -295,7 +291,7 @@ class RegistryClient:
         finally:
             resp.close()
         try:
-            doc = json.loads(body)
+            doc = jsonfast.loads(body)
             token = doc.get("token") or doc.get("access_token")
             lifetime = float(doc.get("expires_in") or 60)
         except (ValueError, AttributeError, TypeError) as e:
@@ -702,7 +698,7 @@ class RegistryClient:
             if len(resp.content) > 64 * 1024 * 1024:
                 raise RegistryError(f"{what}: response too large")
             try:
-                doc = json.loads(resp.content)
+                doc = jsonfast.loads(resp.content)
                 page = doc.get("tags") or []
             except (ValueError, AttributeError) as e:
                 raise RegistryError(f"{what}: invalid JSON response") from e
@@ -738,7 +734,7 @@ class RegistryClient:
             if len(resp.content) > MAX_MANIFEST_SIZE:
                 raise RegistryError(f"{what}: response exceeds {MAX_MANIFEST_SIZE} bytes")
             try:
-                doc = json.loads(resp.content)
+                doc = jsonfast.loads(resp.content)
                 page = doc["manifests"]
                 assert isinstance(page, list)
             except (ValueError, KeyError, TypeError, AssertionError) as e:
@@ -764,7 +760,7 @@ class RegistryClient:
             raise
         if mt != MT_OCI_INDEX:
             return empty
-        doc = json.loads(data)
+        doc = jsonfast.loads(data)
         manifests = [m for m in doc.get("manifests") or [] if isinstance(m, dict)]
         if artifact_type:
             manifests = [m for m in manifests if m.get("artifactType") == artifact_type]
@@ -799,21 +795,10 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 def _manifest_media_type(data: bytes, content_type: str, what: str) -> str:
     """The manifest's media type: its ``mediaType`` field, which must agree with Content-Type."""
+    from ocipy.spec.image import manifest_media_type
+
     try:
-        doc = json.loads(data)
+        doc = jsonfast.loads(data)
     except ValueError as e:
         raise RegistryError(f"{what}: manifest is not valid JSON: {e}") from e
-    if not isinstance(doc, dict):
-        raise RegistryError(f"{what}: manifest is not a JSON object")
-    field = doc.get("mediaType")
-    if isinstance(field, str) and field:
-        if content_type and content_type != field and content_type not in ("application/json", "text/plain"):
-            raise RegistryError(f"{what}: Content-Type {content_type!r} differs from the manifest's mediaType {field!r}")
-        return field
-    if content_type in (MT_DOCKER_SCHEMA1, MT_DOCKER_SCHEMA1_SIGNED) or doc.get("schemaVersion") == 1:
-        raise RegistryError(f"{what}: Docker schema 1 manifests are not supported")
-    if content_type and content_type not in ("application/json", "text/plain"):
-        return content_type
-    if "manifests" in doc:
-        return MT_OCI_INDEX
-    return MT_OCI_MANIFEST
+    return manifest_media_type(doc, content_type or None, what, RegistryError)

@@ -1,12 +1,14 @@
-"""Open a source or destination for an ``ImageReference`` with its options."""
+"""How to reach a registry (skopeo's flags) and a client made from them.
+
+Opening a source or destination for any reference is
+:func:`ocipy.content.store.open_source` / :func:`~ocipy.content.store.open_destination`.
+"""
 
 from __future__ import annotations
 
-from ocipy.errors import RegistryError
+from ocipy.content.reference import DockerReference
 from ocipy.registry.auth import resolve_credentials
 from ocipy.registry.client import RegistryClient
-from ocipy.registry.reference import DockerReference, ImageReference
-from ocipy.registry.transports import ImageDestination, ImageSource
 
 
 class RegistryOptions:
@@ -30,39 +32,3 @@ def make_client(ref: DockerReference, options: RegistryOptions | None, flag: str
     creds = resolve_credentials(ref.host, ref.repository, opts.creds, opts.authfile, flag)
     return RegistryClient(ref.api_host, credentials=creds, tls_verify=opts.tls_verify,
                           retry_times=opts.retry_times, timeout=opts.timeout)
-
-
-def open_source(ref: ImageReference, options: RegistryOptions | None = None) -> ImageSource:
-    if ref.transport == "docker":
-        from ocipy.registry.transports import RegistrySource
-
-        assert ref.docker is not None
-        return RegistrySource(ref.docker, make_client(ref.docker, options, "--src-creds"))
-    if ref.transport == "oci":
-        from ocipy.registry.layout import LayoutSource
-
-        return LayoutSource(ref.path, ref.tag)
-    if ref.transport in ("oci-archive", "docker-archive"):
-        from ocipy.registry.archives import open_archive_source
-
-        return open_archive_source(ref)
-    raise RegistryError(f"{ref}: unsupported transport {ref.transport!r}")
-
-
-def open_destination(ref: ImageReference, options: RegistryOptions | None = None) -> ImageDestination:
-    if ref.transport == "docker":
-        from ocipy.registry.transports import RegistryDestination
-
-        assert ref.docker is not None
-        opts = options or RegistryOptions()
-        return RegistryDestination(ref.docker, make_client(ref.docker, opts, "--dest-creds"),
-                                   chunk_size=opts.chunk_size)
-    if ref.transport == "oci":
-        from ocipy.registry.layout import LayoutDestination
-
-        return LayoutDestination(ref.path, ref.tag)
-    if ref.transport in ("oci-archive", "docker-archive"):
-        from ocipy.registry.archives import open_archive_destination
-
-        return open_archive_destination(ref)
-    raise RegistryError(f"{ref}: unsupported transport {ref.transport!r}")

@@ -184,29 +184,15 @@ class Container:
 
 
 def write_file(path: str, payload: bytes, mode: int = 0o600) -> None:
-    """Replace `path` with `payload` atomically: temp file, every byte written
-    (a short write is retried, ENOSPC raised), fsync, rename.  The temp file is
-    removed on failure.  0600 by default: the saved config holds the process
-    environment, which may hold secrets."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    """Replace `path` with `payload` atomically (:func:`ocipy.fsutil.write_file`:
+    temp file, every byte written, fsync, rename); an OSError becomes a
+    KernelError naming the path.  0600 by default: the saved config holds the
+    process environment, which may hold secrets."""
+    from ocipy import fsutil
+
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-        try:
-            view = memoryview(payload)
-            while view:
-                written = os.write(fd, view)
-                if written <= 0:  # cannot happen for a regular file; never loop forever
-                    raise OSError(5, "short write")
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        fsutil.write_file(path, payload, mode)
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise KernelError("write", path, e.errno or 5) from None
 
 

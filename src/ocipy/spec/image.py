@@ -1,5 +1,9 @@
-"""OCI image-spec documents: media types, and validation of descriptors,
-manifests, indexes, image configs and the oci-layout file.
+"""OCI image-spec documents, in one place: the media-type table (OCI and
+Docker schema2, with each layer type's compression), reading a document
+(:func:`load_json`: size and nesting bounded), validation of descriptors,
+manifests, indexes, image configs and the oci-layout file, and the platform
+rule (:func:`choose_platform`) every command uses to pick an image from an
+index.
 
 Documents stay plain dicts (what json.loads gives); the ``validate_*``
 functions check them against the image-spec and raise
@@ -39,24 +43,66 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+# schema 1 is recognised only to be refused by name
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 MANIFEST_TYPES = (MEDIA_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (MEDIA_INDEX, DOCKER_MANIFEST_LIST)
 CONFIG_TYPES = (MEDIA_CONFIG, DOCKER_CONFIG)
+# what a registry client asks for (indexes first: the platform is chosen here)
+MANIFEST_ACCEPT = (MEDIA_INDEX, MEDIA_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
 
-# layer media type -> compression ("none", "gzip", "zstd")
-LAYER_COMPRESSION: dict[str, str] = {
-    MEDIA_LAYER: "none",
-    MEDIA_LAYER_GZIP: "gzip",
-    MEDIA_LAYER_ZSTD: "zstd",
-    MEDIA_LAYER_ND: "none",
-    MEDIA_LAYER_ND_GZIP: "gzip",
-    MEDIA_LAYER_ND_ZSTD: "zstd",
-    DOCKER_LAYER: "none",
-    DOCKER_LAYER_GZIP: "gzip",
-    DOCKER_LAYER_FOREIGN: "gzip",
+# The media-type table.  Layers: media type -> (family, compression, distributable).
+LAYER_TYPES: dict[str, tuple[str, str, bool]] = {
+    MEDIA_LAYER: ("oci", "none", True),
+    MEDIA_LAYER_GZIP: ("oci", "gzip", True),
+    MEDIA_LAYER_ZSTD: ("oci", "zstd", True),
+    MEDIA_LAYER_ND: ("oci", "none", False),
+    MEDIA_LAYER_ND_GZIP: ("oci", "gzip", False),
+    MEDIA_LAYER_ND_ZSTD: ("oci", "zstd", False),
+    DOCKER_LAYER: ("docker", "none", True),
+    DOCKER_LAYER_GZIP: ("docker", "gzip", True),
+    DOCKER_LAYER_FOREIGN: ("docker", "gzip", False),
 }
+# layer media type -> compression ("none", "gzip", "zstd")
+LAYER_COMPRESSION: dict[str, str] = {mt: row[1] for mt, row in LAYER_TYPES.items()}
 COMPRESSED_LAYER_TYPE = {"none": MEDIA_LAYER, "gzip": MEDIA_LAYER_GZIP, "zstd": MEDIA_LAYER_ZSTD}
+# Docker schema2 type -> its OCI equivalent (peers read only OCI manifests from a layout)
+DOCKER_TO_OCI: dict[str, str] = {
+    DOCKER_MANIFEST: MEDIA_MANIFEST,
+    DOCKER_MANIFEST_LIST: MEDIA_INDEX,
+    DOCKER_CONFIG: MEDIA_CONFIG,
+    DOCKER_LAYER: MEDIA_LAYER,
+    DOCKER_LAYER_GZIP: MEDIA_LAYER_GZIP,
+    DOCKER_LAYER_FOREIGN: MEDIA_LAYER_ND_GZIP,
+}
+# manifests, indexes and configs larger than this are refused (containers/image's
+# limit, and the distribution-spec's "at least 4 MB" a registry must accept)
+MAX_DOCUMENT_SIZE = 4 << 20
+
+
+def layer_with_compression(media_type: str, compression: str) -> str:
+    """The media type of `media_type`'s layer family with another compression."""
+    family, _, distributable = LAYER_TYPES[media_type]
+    if family == "docker" and compression in ("none", "gzip") and distributable:
+        return DOCKER_LAYER if compression == "none" else DOCKER_LAYER_GZIP
+    base = MEDIA_LAYER if distributable else MEDIA_LAYER_ND
+    return base if compression == "none" else f"{base}+{compression}"
+
+
+def load_json(data: bytes | str, what: str) -> Any:
+    """Parse a document: an error naming `what` for invalid JSON, or nesting deeper
+    than :data:`ocipy.jsonfast.MAX_DEPTH` (as runc's "exceeded max depth"), never
+    a RecursionError."""
+    from ocipy import jsonfast
+
+    try:
+        return jsonfast.loads(data)
+    except jsonfast.TooDeep as e:
+        raise ImageError(f"{what}: invalid JSON: exceeded max depth ({e})") from None
+    except ValueError as e:
+        raise ImageError(f"{what}: invalid JSON: {e}") from None
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_CREATED = "org.opencontainers.image.created"
@@ -258,6 +304,53 @@ def validate_config(doc: Any, what: str = "config") -> dict[str, Any]:
     return c
 
 
+def parse_document(data: bytes, desc: dict[str, Any], what: str | None = None) -> dict[str, Any]:
+    """The manifest or index (or config) `desc` names, from its verified bytes:
+    parsed (bounded, :func:`load_json`) and validated by the descriptor's media
+    type, whose document must not claim another one (no manifest/index confusion).
+    Every reader of documents -- layouts, archives, registries -- goes through here."""
+    mt = desc.get("mediaType")
+    if mt in CONFIG_TYPES:
+        where = what or f"config {desc.get('digest')}"
+        return validate_config(load_json(data, where), where)
+    where = what or f"manifest {desc.get('digest')}"
+    if mt not in MANIFEST_TYPES + INDEX_TYPES:
+        raise ImageError(f"{where}: unknown media type {mt!r}")
+    doc = load_json(data, where)
+    if mt in INDEX_TYPES:
+        validate_index(doc, where)
+    else:
+        validate_manifest(doc, where)
+    if doc.get("mediaType") not in (None, mt):
+        raise ImageError(f"{where}: mediaType {doc.get('mediaType')!r} does not match the descriptor's {mt!r}")
+    return doc  # type: ignore[no-any-return]
+
+
+_GENERIC_TYPES = ("application/json", "text/plain")
+
+
+def manifest_media_type(doc: Any, declared: str | None, what: str,
+                        error: type[Exception] = ImageError) -> str:
+    """A manifest's media type: its ``mediaType`` field, which must agree with
+    `declared` (a descriptor's type, or a registry's Content-Type; generic JSON
+    types say nothing), else `declared`, else the document's shape.  Docker
+    schema 1 is refused by name.  `error` is the class raised (the caller's side)."""
+    if not isinstance(doc, dict):
+        raise error(f"{what}: manifest is not a JSON object")
+    if declared in _GENERIC_TYPES:
+        declared = None
+    field = doc.get("mediaType")
+    if isinstance(field, str) and field:
+        if declared and declared != field:
+            raise error(f"{what}: Content-Type/descriptor {declared!r} differs from the manifest's mediaType {field!r}")
+        return field
+    if declared in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) or doc.get("schemaVersion") == 1:
+        raise error(f"{what}: Docker schema 1 manifests are not supported")
+    if declared:
+        return declared
+    return MEDIA_INDEX if "manifests" in doc else MEDIA_MANIFEST
+
+
 def validate_layout_file(doc: Any) -> dict[str, Any]:
     """Check the content of an `oci-layout` file (image-layout.md)."""
     d = _require_object(doc, "oci-layout")
@@ -301,16 +394,71 @@ def parse_platform(text: str) -> dict[str, str]:
     return p
 
 
-def platform_matches(want: dict[str, str], have: dict[str, Any] | None) -> bool:
-    if not have:
-        return False
-    if have.get("os") != want.get("os") or have.get("architecture") != want.get("architecture"):
-        return False
-    wv, hv = want.get("variant"), have.get("variant")
-    if wv and hv and wv != hv:
-        # arm64 images often omit "v8"; accept a missing variant on either side
-        return False
-    return True
+def normalize_platform(p: dict[str, Any]) -> dict[str, Any]:
+    """containerd's normalisation: arm64's default variant is v8, amd64 has none."""
+    out = dict(p)
+    arch, variant = out.get("architecture"), out.get("variant") or ""
+    if arch == "arm64" and variant in ("", "v8"):
+        out["variant"] = "v8"
+    elif arch == "amd64" and variant == "v1":
+        out.pop("variant", None)
+    if not out.get("variant"):
+        out.pop("variant", None)
+    return out
+
+
+def _platform_rank(want: dict[str, Any], have: Any) -> int | None:
+    """How well index entry platform `have` fits `want`: 0 exact, 1 acceptable, None not.
+
+    image-index.md's platform fields: ``os`` and ``architecture`` must match;
+    ``variant`` must match when both name one (a missing one on either side is
+    acceptable, ranked after an exact match); ``os.version`` likewise;
+    ``os.features`` lists features the image *requires*, so every one must be
+    among the wanted features.
+    """
+    if not isinstance(have, dict):
+        return None
+    w, h = normalize_platform(want), normalize_platform(have)
+    if h.get("os") != w.get("os") or h.get("architecture") != w.get("architecture"):
+        return None
+    rank = 0
+    for key in ("variant", "os.version"):
+        wv, hv = w.get(key), h.get(key)
+        if wv and hv and wv != hv:
+            return None
+        if bool(wv) != bool(hv):
+            rank = 1
+    required = h.get("os.features") or []
+    if not isinstance(required, list) or not set(required) <= set(w.get("os.features") or []):
+        return None
+    return rank
+
+
+def platform_matches(want: dict[str, Any], have: dict[str, Any] | None) -> bool:
+    return _platform_rank(want, have) is not None
+
+
+def choose_platform(entries: list[dict[str, Any]], want: dict[str, Any] | None,
+                    what: str) -> dict[str, Any]:
+    """The platform rule: the index entry (a manifest or a nested index) for `want`
+    (default: this host's).  The best-ranked match wins, the first of equals
+    (image-index.md: "If multiple manifests match a client or runtime's
+    requirements, the first matching entry SHOULD be used").  An index whose one
+    entry names no platform gives that entry.  ImageError naming the index if none fits.
+    """
+    want = want or host_platform()
+    candidates = [d for d in entries if isinstance(d, dict) and d.get("mediaType") in MANIFEST_TYPES + INDEX_TYPES]
+    best: tuple[int, dict[str, Any]] | None = None
+    for d in candidates:
+        rank = _platform_rank(want, d.get("platform"))
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, d)
+    if best is not None:
+        return best[1]
+    if len(candidates) == 1 and "platform" not in candidates[0]:
+        return candidates[0]
+    have = ", ".join(sorted({format_platform(d["platform"]) for d in candidates if isinstance(d.get("platform"), dict)}))
+    raise ImageError(f"{what}: no image for platform {format_platform(want)}" + (f" (has {have})" if have else ""))
 
 
 def format_platform(p: dict[str, Any]) -> str:

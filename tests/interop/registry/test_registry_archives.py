@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from test_registry_support import Registry, host_arch, layout_top, make_layout, ocipy, skopeo
 
-from ocipy.registry.verify import digest_of
+from ocipy.spec.digest import of_bytes as digest_of
 
 pytestmark = pytest.mark.interop
 
@@ -167,8 +167,7 @@ def test_corrupt_archives_are_refused(registry: Registry, workdir: Path) -> None
         out = workdir / "out"
         bad = ocipy("copy", src, f"oci:{out}:x", check=False)
         assert bad.returncode != 0 and "mismatch" in bad.stderr and "Traceback" not in bad.stderr
-        assert json.loads((out / "index.json").read_text())["manifests"] == []
-        _no_leftovers(out)
+        assert not out.exists()  # the failed copy created the layout, and removed it again
         bad = ocipy("copy", src, registry.ref("rt/bad:1"), check=False)
         assert bad.returncode != 0 and "mismatch" in bad.stderr
         bad = ocipy("copy", src, f"oci-archive:{workdir / 'never.tar'}", check=False)

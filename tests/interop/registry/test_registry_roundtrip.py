@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_registry_support import Registry, host_arch, layout_top, make_layout, ocipy, skopeo
 
-from ocipy.registry.verify import digest_of
+from ocipy.spec.digest import of_bytes as digest_of
 
 pytestmark = pytest.mark.interop
 
@@ -110,9 +110,9 @@ def test_dest_compress(registry: Registry, workdir: Path, fmt: str) -> None:
 
 def test_delete_and_missing(registry: Registry, oci_image: Path, workdir: Path) -> None:
     ocipy("copy", f"oci:{oci_image}:latest", registry.ref("rt/del:1"))
-    from ocipy.cli.registry import run_registry_delete
-
-    assert run_registry_delete([registry.ref("rt/del:1")], None) == 0
+    refused = ocipy("delete", registry.ref("rt/del:1"), check=False)  # runc's verb: containers only
+    assert refused.returncode == 1 and "ocipy image delete" in refused.stderr
+    ocipy("image", "delete", registry.ref("rt/del:1"))
     gone = skopeo("inspect", "--tls-verify=false", "--raw", registry.ref("rt/del:1"), check=False)
     assert gone.returncode != 0
     missing = ocipy("copy", registry.ref("rt/del:1"), f"oci:{workdir / 'm'}:x", check=False)
@@ -145,7 +145,7 @@ def test_tags_pagination_and_referrers(registry: Registry, oci_image: Path) -> N
         "annotations": {"org.example": "yes"},
     }
     data = json.dumps(artifact).encode()
-    from ocipy.registry.reference import parse_docker_reference
+    from ocipy.content.reference import parse_docker_reference
     from ocipy.registry.transports import RegistryDestination
 
     ref = parse_docker_reference(f"{registry.host}/rt/many")
@@ -156,7 +156,7 @@ def test_tags_pagination_and_referrers(registry: Registry, oci_image: Path) -> N
         with tempfile.NamedTemporaryFile() as f:
             f.write(empty)
             f.flush()
-            from ocipy.registry.transports import LocalFileSource
+            from ocipy.content.store import LocalFileSource
 
             dst.put_blob({"digest": digest_of(empty), "size": 2}, LocalFileSource(f.name))
         dst.put_manifest(data, artifact["mediaType"], digest_of(data))

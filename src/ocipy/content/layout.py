@@ -1,4 +1,4 @@
-"""``oci:DIR[:TAG]`` as a copy source and destination, over ``ocipy.image.store``.
+"""``oci:DIR[:TAG|@DIGEST]`` as a content source and destination, over ``ocipy.image.store``.
 
 Blobs go into the layout through the store's writer (temp file in the
 layout, fsync, rename) only after their digest and size check out; the tag
@@ -10,6 +10,11 @@ Every byte is hashed once: the source verifies the blob while it streams
 size match), so the store's writer takes it without hashing it again
 (``VerifiedBlobWriter``) and only renames it into place once ``fetch_blob``
 has returned.
+
+Nothing is created at the destination before there is verified content to
+write: the layout directory appears with the first blob, and a copy that
+fails into a layout it created removes it again (an unreachable registry
+leaves no empty layout behind).
 
 Crash safety, with one directory fsync per copy instead of one per blob:
 each blob's file is fsynced *before* its rename, so a name under blobs/
@@ -26,62 +31,66 @@ died between its renames and its directory fsync.
 from __future__ import annotations
 
 import contextlib
-import json
+import os
 import threading
 from typing import Any
 
+from ocipy.content.store import (
+    Descriptor,
+    ImageSource,
+    Progress,
+    Sink,
+    copy_verified,
+    manifest_media_type,
+)
 from ocipy.errors import ImageError
-from ocipy.registry.transports import Descriptor, ImageSource, Progress, Sink, read_verified_file
-from ocipy.registry.verify import MAX_MANIFEST_SIZE, digest_of, verify_bytes
-
-REF_NAME = "org.opencontainers.image.ref.name"
-
-
-def _media_type(data: bytes, declared: str | None, what: str) -> str:
-    from ocipy.registry.transports import manifest_media_type
-
-    return manifest_media_type(data, declared, what)
+from ocipy.spec import digest as _digest
+from ocipy.spec import image as spec
 
 
 class LayoutSource:
-    def __init__(self, path: str, tag: str | None) -> None:
+    def __init__(self, path: str, tag: str | None, digest: str | None = None) -> None:
         from ocipy.image.store import Layout
 
         self.layout = Layout.open(path)
         self.tag = tag
-        self.name = f"oci:{path}" + (f":{tag}" if tag else "")
+        self.digest = digest
+        self.name = f"oci:{path}" + (f"@{digest}" if digest else f":{tag}" if tag else "")
         self._types: dict[str, str] = {}
 
     def get_manifest(self, digest: str | None = None) -> tuple[bytes, str, str]:
-        if digest is None:
-            with self.layout.lock(shared=True):
-                desc = self.layout.resolve(self.tag)
+        if digest is None and self.digest is None:
+            # no lock: index.json is replaced by rename, and a destination in the
+            # same layout holds the exclusive one for the whole copy
+            desc = self.layout.resolve(self.tag)
             digest, size, declared = desc["digest"], desc.get("size"), desc.get("mediaType")
         else:
+            digest = digest or self.digest
+            assert digest is not None
             size, declared = None, self._types.get(digest)
         what = f"{self.name}: manifest {digest}"
-        data = self.layout.read_blob(digest, size, max_size=MAX_MANIFEST_SIZE)
-        verify_bytes(data, digest, size, what)
-        mt = _media_type(data, declared, what)
-        try:
-            doc = json.loads(data)
-            for child in doc.get("manifests") or []:
-                if isinstance(child, dict) and isinstance(child.get("digest"), str) \
-                        and isinstance(child.get("mediaType"), str):
-                    self._types[child["digest"]] = child["mediaType"]
-        except (ValueError, AttributeError):
-            pass
+        data = self.layout.read_blob(digest, size, max_size=spec.MAX_DOCUMENT_SIZE)
+        _digest.verify_bytes(data, digest, size, what)
+        mt = manifest_media_type(data, declared, what)
+        doc = spec.load_json(data, what)
+        for child in doc.get("manifests") or [] if isinstance(doc, dict) else []:
+            if isinstance(child, dict) and isinstance(child.get("digest"), str) \
+                    and isinstance(child.get("mediaType"), str):
+                self._types[child["digest"]] = child["mediaType"]
         return data, mt, digest
 
     def fetch_blob(self, desc: Descriptor, sink: Sink, progress: Progress | None = None) -> None:
-        read_verified_file(self.layout.blob_path(desc["digest"]), desc, sink, progress,
-                           f"{self.name}: blob {desc['digest']}")
+        # the store opens it (no symlink, no fifo: a hostile layout cannot hang or redirect the read)
+        copy_verified(self.layout.open_blob(desc["digest"]), desc, sink, progress,
+                      f"{self.name}: blob {desc['digest']}")
 
     def local_path(self, desc: Descriptor) -> str | None:
-        path = self.layout.blob_path(desc["digest"])
-        import os
+        if not self.layout.has_blob(desc["digest"]):
+            return None
+        return self.layout.blob_path(desc["digest"])
 
-        return path if os.path.isfile(path) else None
+    def list_tags(self) -> list[str]:
+        return [name for name, _ in self.layout.tags()]
 
     def close(self) -> None:
         pass
@@ -109,22 +118,47 @@ class LayoutDestination:
     def __init__(self, path: str, tag: str | None, *, durable: bool = True) -> None:
         from ocipy.image.store import Layout
 
-        self.layout = Layout.init(path, exist_ok=True)
+        self.path = os.path.abspath(path)
         self.tag = tag
         self.durable = durable  # False: a scratch layout, nothing fsynced
         self.name = f"oci:{path}" + (f":{tag}" if tag else "")
         self._stack = contextlib.ExitStack()
-        self._stack.enter_context(self.layout.lock())
         self._lock = threading.Lock()
+        self._created: str | None = None  # what this copy made, removed again if it fails
+        self._committed = False
+        self.layout: Any = None
+        if os.path.exists(os.path.join(self.path, "oci-layout")):
+            self._open(Layout.open(path))
+        elif os.path.lexists(self.path) and not os.path.isdir(self.path):
+            raise ImageError(f"image layout {path}: exists and is not a directory")
+
+    def _open(self, layout: Any) -> None:
+        self.layout = layout
+        self._stack.enter_context(layout.lock())
+
+    def _ensure(self) -> Any:
+        """The layout, created on the first write (and only then)."""
+        with self._lock:
+            if self.layout is None:
+                from ocipy.image.store import Layout
+
+                existed = os.path.isdir(self.path)
+                layout = Layout.init(self.path, exist_ok=True)
+                self._created = "contents" if existed else "directory"
+                self._open(layout)
+            return self.layout
 
     def has_blob(self, desc: Descriptor) -> bool:
-        return bool(self.layout.has_blob(desc["digest"]))
+        if self.layout is None:
+            return False
+        return bool(self.layout.has_blob(desc["digest"], desc.get("size")))
 
     def try_mount(self, desc: Descriptor, source: ImageSource) -> bool:
         return False
 
     def put_blob(self, desc: Descriptor, source: ImageSource, progress: Progress | None = None) -> None:
-        sink = _WriterSink(self.layout)
+        layout = self._ensure()
+        sink = _WriterSink(layout)
         try:
             source.fetch_blob(desc, sink, progress)  # raises unless digest and size match
             sink.writer.commit_verified(desc["digest"], desc["size"], sync=self.durable, sync_dir=False)
@@ -132,11 +166,11 @@ class LayoutDestination:
             sink.writer.abort()
 
     def put_manifest(self, data: bytes, media_type: str, digest: str) -> None:
-        if digest != digest_of(data, digest.split(":")[0]):
-            raise ImageError(f"{self.name}: manifest digest mismatch for {digest}")
-        if self.layout.has_blob(digest):
+        _digest.verify_bytes(data, digest, None, f"{self.name}: manifest {digest}")
+        layout = self._ensure()
+        if layout.has_blob(digest, len(data)):
             return
-        w = self.layout.verified_blob_writer()
+        w = layout.verified_blob_writer()
         try:
             w.write(data)
             w.commit_verified(digest, len(data), sync=self.durable, sync_dir=False)
@@ -149,12 +183,12 @@ class LayoutDestination:
             self.layout.sync_blob_dirs()  # every rename durable before index.json names them
         desc: Descriptor = {"mediaType": media_type, "digest": digest, "size": len(data)}
         if self.tag:
-            desc["annotations"] = {REF_NAME: self.tag}
+            desc["annotations"] = {spec.ANNOTATION_REF_NAME: self.tag}
 
         def change(index: dict[str, Any]) -> None:
             kept = []
             for d in index.get("manifests", []):
-                name = (d.get("annotations") or {}).get(REF_NAME)
+                name = (d.get("annotations") or {}).get(spec.ANNOTATION_REF_NAME)
                 if self.tag and name == self.tag:
                     continue
                 if not self.tag and name is None and d.get("digest") == digest:
@@ -166,7 +200,20 @@ class LayoutDestination:
         self.layout.update_index(change)
 
     def commit(self) -> None:
-        pass
+        self._committed = True
 
     def close(self) -> None:
         self._stack.close()
+        if self._created and not self._committed:
+            self._remove_created()
+
+    def _remove_created(self) -> None:
+        import shutil
+
+        if self._created == "directory":
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for name in ("oci-layout", "index.json"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.path, name))
+        shutil.rmtree(os.path.join(self.path, "blobs"), ignore_errors=True)

@@ -26,23 +26,25 @@ import tempfile
 import threading
 from typing import Any
 
-from ocipy.errors import ImageError, RegistryError
-from ocipy.registry.client import MT_DOCKER_MANIFEST, MT_OCI_MANIFEST, Sink
-from ocipy.registry.layout import LayoutDestination, LayoutSource
-from ocipy.registry.reference import ImageReference
-from ocipy.registry.transports import (
+from ocipy.content.layout import LayoutDestination, LayoutSource
+from ocipy.content.reference import ImageReference
+from ocipy.content.store import (
     READ_CHUNK,
     Descriptor,
     ImageDestination,
     ImageSource,
     Progress,
+    Sink,
 )
-from ocipy.registry.verify import Verifier, digest_of
+from ocipy.errors import ImageError
+from ocipy.spec import image as spec
+from ocipy.spec.digest import Verifier
+from ocipy.spec.digest import of_bytes as digest_of
 
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
-DOCKER_LAYER_GZIP = DOCKER_LAYER + ".gzip"
-OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+DOCKER_CONFIG = spec.DOCKER_CONFIG
+DOCKER_LAYER = spec.DOCKER_LAYER
+DOCKER_LAYER_GZIP = spec.DOCKER_LAYER_GZIP
+OCI_LAYER_ZSTD = spec.MEDIA_LAYER_ZSTD
 _COMPRESSED_ARCHIVE = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ")
 
 
@@ -114,19 +116,17 @@ class DockerArchiveSource:
             raise
         manifest: dict[str, Any] = {
             "schemaVersion": 2,
-            "mediaType": MT_OCI_MANIFEST if any(d["mediaType"] == OCI_LAYER_ZSTD for d in layers)
-            else MT_DOCKER_MANIFEST,
+            "mediaType": spec.MEDIA_MANIFEST if any(d["mediaType"] == OCI_LAYER_ZSTD for d in layers)
+            else spec.DOCKER_MANIFEST,
             "config": {"mediaType": DOCKER_CONFIG, "size": len(config_bytes), "digest": digest_of(config_bytes)},
             "layers": layers,
         }
-        if manifest["mediaType"] == MT_OCI_MANIFEST:
-            manifest["config"]["mediaType"] = "application/vnd.oci.image.config.v1+json"
+        if manifest["mediaType"] == spec.MEDIA_MANIFEST:
+            manifest["config"]["mediaType"] = spec.MEDIA_CONFIG
             for d in layers:
-                if d["mediaType"] == DOCKER_LAYER_GZIP:
-                    d["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
-                elif d["mediaType"] == DOCKER_LAYER:
-                    d["mediaType"] = "application/vnd.oci.image.layer.v1.tar"
+                d["mediaType"] = spec.DOCKER_TO_OCI.get(d["mediaType"], d["mediaType"])
         self._manifest = json.dumps(manifest, separators=(",", ":")).encode()
+        self._tags = [t for t in entry.get("RepoTags") or [] if isinstance(t, str)]
         self._digest = digest_of(self._manifest)
 
     def _member(self, name: str) -> tarfile.TarInfo:
@@ -210,7 +210,7 @@ class DockerArchiveSource:
 
     def get_manifest(self, digest: str | None = None) -> tuple[bytes, str, str]:
         if digest is not None and digest != self._digest:
-            raise RegistryError(f"{self.name}: no manifest {digest} (the archive's image is {self._digest})")
+            raise ImageError(f"{self.name}: no manifest {digest} (the archive's image is {self._digest})")
         mt = json.loads(self._manifest)["mediaType"]
         return self._manifest, mt, self._digest
 
@@ -224,7 +224,7 @@ class DockerArchiveSource:
             return
         member = self._members.get(desc["digest"])
         if member is None:
-            raise RegistryError(f"{what}: not in the archive")
+            raise ImageError(f"{what}: not in the archive")
 
         class _Verified:
             def write(self, chunk: bytes, /) -> Any:
@@ -240,6 +240,9 @@ class DockerArchiveSource:
     def local_path(self, desc: Descriptor) -> str | None:
         return None
 
+    def list_tags(self) -> list[str]:
+        return list(self._tags)
+
     def close(self) -> None:
         self._tf.close()
 
@@ -250,10 +253,10 @@ class _Enough(Exception):
 
 class _Hasher:
     def __init__(self, algorithm: str) -> None:
-        import hashlib
+        from ocipy.spec.digest import hasher
 
         self.algorithm = algorithm
-        self._h = hashlib.new(algorithm)
+        self._h = hasher(algorithm)
         self.size = 0
 
     def write(self, data: bytes, /) -> int:
@@ -269,31 +272,35 @@ class _Hasher:
 
 
 class ArchiveDestination(LayoutDestination):
-    """Collect the image in a temp layout beside the target; write the archive on commit."""
+    """Collect the image in a temp layout beside the target (made on the first
+    write); write the archive on commit (temp file, fsync, rename)."""
 
     def __init__(self, ref: ImageReference) -> None:
         self.ref = ref
-        directory = os.path.dirname(os.path.abspath(ref.path))
-        if not os.path.isdir(directory):
-            raise ImageError(f"{ref}: directory {directory} does not exist")
+        self._directory = os.path.dirname(os.path.abspath(ref.path))
+        if not os.path.isdir(self._directory):
+            raise ImageError(f"{ref}: directory {self._directory} does not exist")
         if os.path.isdir(ref.path):
             raise ImageError(f"{ref}: {ref.path} is a directory")
-        from ocipy.image.store import TMP_PREFIX
-
-        self._tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=directory)
-        try:
-            # A scratch layout: no fsync (the archive is fsynced before its rename).
-            super().__init__(self._tmp, None, durable=False)
-        except BaseException:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            raise
+        self._tmp: str | None = None
+        # A scratch layout: no fsync (the archive is fsynced before its rename).
+        super().__init__(os.path.join(self._directory, ".ocipy-unused"), None, durable=False)
         self.name = str(ref)
         self._top: Descriptor | None = None
 
+    def _ensure(self) -> Any:
+        with self._lock:
+            if self._tmp is None:
+                from ocipy.fsutil import TMP_PREFIX
+
+                self._tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=self._directory)
+                self.path = self._tmp
+        return super()._ensure()
+
     def put_top(self, data: bytes, media_type: str, digest: str) -> None:
-        if self.ref.transport == "docker-archive" and media_type not in (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST):
-            raise RegistryError(f"{self.name}: a docker-archive holds one image, not an index "
-                                "(copy without --all, or choose one with --platform)")
+        if self.ref.transport == "docker-archive" and media_type not in spec.MANIFEST_TYPES:
+            raise ImageError(f"{self.name}: a docker-archive holds one image, not an index "
+                             "(copy without --all, or choose one with --platform)")
         self.put_manifest(data, media_type, digest)
         self._top = {"mediaType": media_type, "digest": digest, "size": len(data)}
 
@@ -301,7 +308,7 @@ class ArchiveDestination(LayoutDestination):
         from ocipy.image import archive
 
         if self._top is None:
-            raise RegistryError(f"{self.name}: nothing to write")
+            raise ImageError(f"{self.name}: nothing to write")
         if self.ref.transport == "oci-archive":
             archive.export_oci_archive(self.layout, self._top, self.ref.path, self.ref.tag)
         else:
@@ -311,4 +318,5 @@ class ArchiveDestination(LayoutDestination):
         try:
             super().close()
         finally:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            if self._tmp:
+                shutil.rmtree(self._tmp, ignore_errors=True)

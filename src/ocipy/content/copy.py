@@ -3,10 +3,14 @@
 The top manifest is read first.  An index is copied whole with
 ``all_platforms``; otherwise the manifest for one platform (the host's, or
 ``platform``) is chosen and becomes the destination's top manifest, as skopeo
-does.  Blobs are copied in parallel (bounded), skipped when the destination
-already has them, mounted across repositories of one registry when it can,
-and recompressed on request.  Manifests go last, children before indexes,
-so a destination never names content it does not hold.
+does.  Copy is "walk a source into a destination": the graph below the top
+is walked once (:func:`ocipy.content.walk.walk`, every document verified and
+validated), then every blob of it -- all platforms of an index at once -- is
+copied in parallel (bounded), skipped when the destination already has it,
+mounted across repositories of one registry when it can, and recompressed on
+request.  Manifests go last, children before indexes (rewritten when a
+layer's digest or a Docker type changed), so a destination never names
+content it does not hold.
 """
 
 from __future__ import annotations
@@ -18,43 +22,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from ocipy.errors import ImageError, RegistryError
-from ocipy.registry.client import (
-    INDEX_TYPES,
-    MT_DOCKER_LIST,
-    MT_DOCKER_MANIFEST,
-    MT_OCI_INDEX,
-    MT_OCI_MANIFEST,
-)
-from ocipy.registry.transports import Descriptor, ImageDestination, ImageSource, LocalFileSource
+from ocipy.content.store import Descriptor, ImageDestination, ImageSource, LocalFileSource
+from ocipy.content.walk import MAX_INDEX_DEPTH, is_document, walk
+from ocipy.errors import ImageError
+from ocipy.spec import image as spec
+from ocipy.spec.digest import of_bytes as digest_of
 
-MANIFEST_TYPES = (MT_OCI_MANIFEST, MT_DOCKER_MANIFEST)
+MANIFEST_TYPES = spec.MANIFEST_TYPES
+INDEX_TYPES = spec.INDEX_TYPES
 MAX_WORKERS = 6
-
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
-DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-# media type -> (family, compression); only these are recompressed.
-LAYER_TYPES: dict[str, tuple[str, str]] = {
-    OCI_LAYER: ("oci", "none"),
-    OCI_LAYER + "+gzip": ("oci", "gzip"),
-    OCI_LAYER + "+zstd": ("oci", "zstd"),
-    DOCKER_LAYER: ("docker", "none"),
-    DOCKER_LAYER_GZIP: ("docker", "gzip"),
-}
+MAX_DOCUMENTS = 10000  # manifests and indexes in one copy (a hostile source could serve endless ones)
 COMPRESSIONS = ("gzip", "zstd")
-DOCKER_TO_OCI = {
-    DOCKER_LAYER: OCI_LAYER,
-    DOCKER_LAYER_GZIP: OCI_LAYER + "+gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    DOCKER_CONFIG: OCI_CONFIG,
-}
 
 
 class Progress:
@@ -109,46 +89,18 @@ class Progress:
 
 
 def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError as e:
-        raise RegistryError(f"{what}: invalid JSON: {e}") from None
+    doc = spec.load_json(data, what)
     if not isinstance(doc, dict):
-        raise RegistryError(f"{what}: not a JSON object")
+        raise ImageError(f"{what}: not a JSON object")
     return doc
 
 
 def _descriptor(value: Any, where: str) -> Descriptor:
-    if not isinstance(value, dict) or not isinstance(value.get("digest"), str) \
-            or not isinstance(value.get("size"), int) or isinstance(value.get("size"), bool) \
-            or value["size"] < 0 or not isinstance(value.get("mediaType", ""), str):
-        raise RegistryError(f"{where}: invalid descriptor (needs digest, size and mediaType)")
-    from ocipy.registry.verify import check_digest
+    spec.validate_descriptor(value, where)
+    from ocipy.spec.digest import parse_verifiable
 
-    check_digest(value["digest"], f"{where}.digest")
-    return value
-
-
-def _platform_tools() -> tuple[Any, Any, Any]:
-    from ocipy.spec import image as spec
-
-    return spec.host_platform, spec.platform_matches, spec.format_platform
-
-
-def choose_platform(index: dict[str, Any], platform: dict[str, str] | None, what: str) -> Descriptor:
-    """The index entry for ``platform`` (default: this host's)."""
-    host_platform, matches, fmt = _platform_tools()
-    want = platform or host_platform()
-    entries = [_descriptor(d, f"{what}.manifests[{i}]") for i, d in enumerate(index.get("manifests") or [])]
-    candidates = [d for d in entries if d.get("mediaType") in MANIFEST_TYPES + INDEX_TYPES]
-    found = [d for d in candidates if matches(want, d.get("platform"))]
-    if not found and want.get("variant"):
-        loose = {k: v for k, v in want.items() if k != "variant"}
-        found = [d for d in candidates if matches(loose, d.get("platform"))]
-    if not found:
-        have = ", ".join(sorted({fmt(d["platform"]) for d in candidates if isinstance(d.get("platform"), dict)}))
-        raise RegistryError(f"{what}: no image for platform {fmt(want)}" + (f" (has {have})" if have else ""))
-    return found[0]
+    parse_verifiable(value["digest"], f"{where}.digest")
+    return value  # type: ignore[no-any-return]
 
 
 class _Compressor:
@@ -159,12 +111,12 @@ class _Compressor:
         self.workdir = workdir
 
     def convert(self, source: ImageSource, desc: Descriptor, current: str) -> tuple[Descriptor, str]:
-        import hashlib
+        from ocipy.spec.digest import hasher
 
         raw_fd, raw_path = tempfile.mkstemp(dir=self.workdir)
         out_fd, out_path = tempfile.mkstemp(dir=self.workdir)
         try:
-            from ocipy.registry.client import FileSink
+            from ocipy.content.store import FileSink
 
             with os.fdopen(raw_fd, "w+b") as raw:
                 local = source.local_path(desc)
@@ -174,7 +126,7 @@ class _Compressor:
                 else:
                     source.fetch_blob(desc, FileSink(raw))
                 raw.seek(0)
-                h = hashlib.sha256()
+                h = hasher("sha256")
                 size = 0
                 with os.fdopen(out_fd, "wb") as out:
                     class _Hashing:
@@ -235,7 +187,7 @@ class Copier:
                  platform: dict[str, str] | None = None, compress: str | None = None,
                  progress: Progress | None = None, workers: int = MAX_WORKERS) -> None:
         if compress is not None and compress not in COMPRESSIONS:
-            raise RegistryError(f"--dest-compress: {compress!r} is not one of {', '.join(COMPRESSIONS)}")
+            raise ImageError(f"--dest-compress: {compress!r} is not one of {', '.join(COMPRESSIONS)}")
         self.src = source
         self.dst = dest
         self.all_platforms = all_platforms
@@ -247,6 +199,7 @@ class Copier:
         self._lock = threading.Lock()
         self._workdir: str | None = None
         self._oci_only = bool(getattr(dest, "oci_only", False))
+        self._manifests: dict[str, tuple[bytes, str, str]] = {}
 
     # -- blobs -------------------------------------------------------------
 
@@ -277,17 +230,14 @@ class Copier:
         """(current compression, target) when the layer must be recompressed."""
         if self.compress is None:
             return None
-        kind = LAYER_TYPES.get(desc.get("mediaType", ""))
-        if kind is None or kind[1] == self.compress:
-            return None
+        kind = spec.LAYER_TYPES.get(desc.get("mediaType", ""))
+        if kind is None or not kind[2] or kind[1] == self.compress:
+            return None  # not a layer, non-distributable, or already so
         return kind[1], self.compress
 
     @staticmethod
     def _converted_type(media_type: str, target: str) -> str:
-        family = LAYER_TYPES[media_type][0]
-        if family == "docker" and target == "gzip":
-            return DOCKER_LAYER_GZIP
-        return f"{OCI_LAYER}+{target}"
+        return spec.layer_with_compression(media_type, target)
 
     def _copy_blobs(self, descs: list[Descriptor]) -> list[Descriptor]:
         """Copy each distinct blob once (in parallel); return the destination descriptors."""
@@ -353,7 +303,7 @@ class Copier:
         config = _descriptor(doc.get("config"), f"{what}.config")
         layers_raw = doc.get("layers")
         if not isinstance(layers_raw, list):
-            raise RegistryError(f"{what}.layers: not a list")
+            raise ImageError(f"{what}.layers: not a list")
         layers = [_descriptor(x, f"{what}.layers[{i}]") for i, x in enumerate(layers_raw)]
         # Foreign/non-distributable layers with urls stay where they are, as skopeo does.
         copyable = [d for d in layers if not d.get("urls")]
@@ -363,8 +313,8 @@ class Copier:
         new_layers = [next(it) if not d.get("urls") else d for d in layers]
         # zstd has no Docker schema2 media type, and OCI layouts take OCI manifests
         # (as skopeo does): such images become OCI images.
-        to_oci = media_type == MT_DOCKER_MANIFEST and (
-            self._oci_only or any(d["mediaType"].startswith(OCI_LAYER) for d in new_layers))
+        to_oci = media_type == spec.DOCKER_MANIFEST and (
+            self._oci_only or any(d["mediaType"].startswith(spec.MEDIA_LAYER) for d in new_layers))
         if not to_oci and all(n["digest"] == o["digest"] and n["mediaType"] == o["mediaType"]
                               for n, o in zip(new_all, [config] + copyable, strict=True)):
             return data, media_type, digest
@@ -372,30 +322,26 @@ class Copier:
         new_doc["layers"] = new_layers
         new_doc["config"] = new_config
         if to_oci:
-            media_type = MT_OCI_MANIFEST
-            new_doc["mediaType"] = MT_OCI_MANIFEST
-            if new_config.get("mediaType") == DOCKER_CONFIG:
-                new_config["mediaType"] = OCI_CONFIG
-            for d in new_layers:
-                d["mediaType"] = DOCKER_TO_OCI.get(d["mediaType"], d["mediaType"])
+            media_type = spec.MEDIA_MANIFEST
+            new_doc["mediaType"] = spec.MEDIA_MANIFEST
+            for d in [new_config, *new_layers]:
+                d["mediaType"] = spec.DOCKER_TO_OCI.get(d["mediaType"], d["mediaType"])
         new_data = json.dumps(new_doc, separators=(",", ":")).encode()
-        from ocipy.registry.verify import digest_of
-
         return new_data, media_type, digest_of(new_data)
 
     def _copy_index(self, data: bytes, media_type: str, digest: str, what: str,
                     depth: int = 0) -> tuple[bytes, str, str]:
-        if depth > 4:
-            raise RegistryError(f"{what}: indexes nested too deeply")
+        if depth > MAX_INDEX_DEPTH:
+            raise ImageError(f"{what}: indexes nested too deeply")
         doc = _json(data, what)
         entries = doc.get("manifests")
         if not isinstance(entries, list):
-            raise RegistryError(f"{what}.manifests: not a list")
+            raise ImageError(f"{what}.manifests: not a list")
         changed = False
         new_entries = []
         for i, raw in enumerate(entries):
             d = _descriptor(raw, f"{what}.manifests[{i}]")
-            cdata, cmt, cdigest = self.src.get_manifest(d["digest"])
+            cdata, cmt, cdigest = self._get_manifest(d["digest"])
             _check_size(cdata, d, f"{what}.manifests[{i}]")
             cwhat = f"manifest {cdigest}"
             if cmt in INDEX_TYPES:
@@ -403,46 +349,73 @@ class Copier:
             elif cmt in MANIFEST_TYPES:
                 ndata, nmt, ndigest = self._copy_manifest(cdata, cmt, cdigest, cwhat)
             else:
-                raise RegistryError(f"{cwhat}: unsupported media type {cmt!r}")
+                raise ImageError(f"{cwhat}: unsupported media type {cmt!r}")
             self.dst.put_manifest(ndata, nmt, ndigest)
             if ndigest != cdigest:
                 changed = True
                 d = dict(d)
                 d.update({"digest": ndigest, "size": len(ndata), "mediaType": nmt})
             new_entries.append(d)
-        to_oci = media_type == MT_DOCKER_LIST and (
-            self._oci_only or any(e["mediaType"] == MT_OCI_MANIFEST for e in new_entries))
+        to_oci = media_type == spec.DOCKER_MANIFEST_LIST and (
+            self._oci_only or any(e["mediaType"] == spec.MEDIA_MANIFEST for e in new_entries))
         if not changed and not to_oci:
             return data, media_type, digest
         new_doc = dict(doc)
         new_doc["manifests"] = new_entries
         if to_oci:
-            media_type = MT_OCI_INDEX
-            new_doc["mediaType"] = MT_OCI_INDEX
-        from ocipy.registry.verify import digest_of
-
+            media_type = spec.MEDIA_INDEX
+            new_doc["mediaType"] = spec.MEDIA_INDEX
         new_data = json.dumps(new_doc, separators=(",", ":")).encode()
         return new_data, media_type, digest_of(new_data)
+
+    def _get_manifest(self, digest: str) -> tuple[bytes, str, str]:
+        """The source's manifest `digest` (each asked for once: the walk read them all)."""
+        got = self._manifests.get(digest)
+        if got is None:
+            got = self._manifests[digest] = self.src.get_manifest(digest)
+        return got
+
+    def _copy_graph_blobs(self, data: bytes, media_type: str, digest: str) -> None:
+        """Walk the image graph from the top (the one walker: every document read,
+        verified and validated on the way) and copy all its blobs -- of every
+        platform, for an index -- in one parallel pool, before any manifest."""
+        self._manifests[digest] = (data, media_type, digest)
+
+        def read(desc: Descriptor) -> dict[str, Any]:
+            if len(self._manifests) > MAX_DOCUMENTS:
+                raise ImageError(f"{self.src.name}: more than {MAX_DOCUMENTS} manifests in one image")
+            cdata, cmt, cdigest = self._get_manifest(desc["digest"])
+            _check_size(cdata, desc, f"{self.src.name}: manifest {desc['digest']}")
+            return spec.parse_document(cdata, {"mediaType": cmt, "digest": cdigest},
+                                       f"{self.src.name}: manifest {cdigest}")
+
+        top: Descriptor = {"mediaType": media_type, "digest": digest, "size": len(data)}
+        # foreign/non-distributable layers with urls stay where they are, as skopeo does
+        blobs = [d for d in walk(read, [top]) if not is_document(d) and not d.get("urls")]
+        self._copy_blobs(blobs)
 
     def run(self) -> str:
         """Copy; returns the digest of the manifest the destination now names."""
         try:
             data, media_type, digest = self.src.get_manifest(None)
             what = f"{self.src.name}: manifest {digest}"
-            if media_type in INDEX_TYPES and not self.all_platforms:
-                chosen = choose_platform(_json(data, what), self.platform, what)
+            depth = 0
+            while media_type in INDEX_TYPES and not self.all_platforms:  # the platform rule
+                depth += 1
+                if depth > MAX_INDEX_DEPTH:
+                    raise ImageError(f"{what}: indexes nested too deeply")
+                index = spec.validate_index(_json(data, what), what)
+                chosen = spec.choose_platform(index["manifests"], self.platform, what)
                 data, media_type, digest = self.src.get_manifest(chosen["digest"])
                 _check_size(data, chosen, what)
                 what = f"{self.src.name}: manifest {digest}"
-                if media_type in INDEX_TYPES:  # an index in an index: pick again
-                    chosen = choose_platform(_json(data, what), self.platform, what)
-                    data, media_type, digest = self.src.get_manifest(chosen["digest"])
+            self._copy_graph_blobs(data, media_type, digest)
             if media_type in INDEX_TYPES:
                 data, media_type, digest = self._copy_index(data, media_type, digest, what)
             elif media_type in MANIFEST_TYPES:
                 data, media_type, digest = self._copy_manifest(data, media_type, digest, what)
             else:
-                raise RegistryError(f"{what}: unsupported manifest media type {media_type!r}")
+                raise ImageError(f"{what}: unsupported manifest media type {media_type!r}")
             self.dst.put_top(data, media_type, digest)
             self.dst.commit()
             return digest
@@ -454,11 +427,11 @@ class Copier:
 
 def _check_size(data: bytes, desc: Descriptor, what: str) -> None:
     if desc.get("size") is not None and len(data) != desc["size"]:
-        raise RegistryError(f"{what}: manifest {desc['digest']} is {len(data)} bytes, descriptor says {desc['size']}")
+        raise ImageError(f"{what}: manifest {desc['digest']} is {len(data)} bytes, descriptor says {desc['size']}")
 
 
 def copy(source: ImageSource, dest: ImageDestination, **kw: Any) -> str:
     return Copier(source, dest, **kw).run()
 
 
-__all__ = ["Copier", "Progress", "choose_platform", "copy", "ImageError", "Callable"]
+__all__ = ["Copier", "Progress", "copy"]

@@ -1,0 +1,114 @@
+"""Durable writes, written once: temp file in the target's directory, every
+byte written (a short write is an error, never a truncated file), fsync,
+rename into place only after the caller's checks passed, then (optionally)
+fsync of the directory so the rename survives a crash.
+
+Used by the runtime's state files, the image layout (blobs, index.json),
+archives and bundles.  Imports nothing but ``os`` (no ``tempfile``): the
+runtime's hot path loads it.
+"""
+
+from __future__ import annotations
+
+import os
+
+TMP_PREFIX = ".ocipy-tmp-"
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte of `data` to `fd`; a write that makes no progress raises EIO."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # cannot happen for a regular file; never loop forever
+            raise OSError(5, "short write")
+        view = view[written:]
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class AtomicFile:
+    """A new file that appears at its target only by :meth:`commit`.
+
+    ``write()`` goes straight to a temp file (``TMP_PREFIX`` + random) in
+    ``directory``; ``commit(target)`` fsyncs it (unless ``sync=False``, for
+    scratch files), sets ``mode``, renames it to ``target`` and fsyncs the
+    target's directory (unless ``sync_dir=False``: the caller batches that).
+    ``abort()`` (also on leaving a ``with`` block without a commit) removes the
+    temp file.  The target may be chosen at commit time: a blob's name is its
+    digest, known only once every byte has been hashed.
+    """
+
+    def __init__(self, directory: str, mode: int = 0o644, prefix: str = TMP_PREFIX) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        while True:
+            self.tmp = os.path.join(directory, prefix + os.urandom(6).hex())
+            try:
+                self.fd: int = os.open(self.tmp, flags, 0o600)
+                break
+            except FileExistsError:
+                continue
+        self.mode = mode
+        self.size = 0
+        self.done = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        write_all(self.fd, data)
+        n = len(data)
+        self.size += n
+        return n
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def commit(self, target: str, *, sync: bool = True, sync_dir: bool = True) -> None:
+        try:
+            if sync:
+                os.fsync(self.fd)
+            os.fchmod(self.fd, self.mode)
+            os.close(self.fd)
+            self.fd = -1
+            os.rename(self.tmp, target)
+            self.done = True
+            if sync_dir:
+                fsync_dir(os.path.dirname(target) or ".")
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if not self.done:
+            _unlink_quietly(self.tmp)
+            self.done = True
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
+def write_file(path: str, payload: bytes, mode: int = 0o600, *, sync_dir: bool = False,
+               prefix: str | None = None) -> None:
+    """Replace `path` with `payload` atomically (see :class:`AtomicFile`); the old
+    file stays as it was on any failure, and the temp file is removed."""
+    directory = os.path.dirname(path) or "."
+    f = AtomicFile(directory, mode, prefix if prefix is not None else f".{os.path.basename(path)}.")
+    with f:
+        f.write(payload)
+        f.commit(path, sync_dir=sync_dir)
