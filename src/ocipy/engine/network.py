@@ -97,7 +97,7 @@ def configure(config: dict[str, Any], mode: str, ports: list[Port], engine_dir: 
         config.setdefault("hooks", {}).setdefault("poststop", []).append(_down_hook(engine_dir))
         # slirp4netns answers DNS on 10.0.2.3 with the host's resolver
         resolv = os.path.join(engine_dir, "resolv.conf")
-        from ocipy.runtime.store import write_file
+        from ocipy.fsutil import write_file
 
         write_file(resolv, b"nameserver 10.0.2.3\n", 0o644)
     else:
@@ -125,7 +125,7 @@ def _start_time(pid: int) -> str | None:
 
 
 def _write_state(engine_dir: str, doc: dict[str, Any]) -> None:
-    from ocipy.runtime.store import write_file
+    from ocipy.fsutil import write_file
 
     write_file(os.path.join(engine_dir, _STATE), json.dumps(doc).encode())
 
