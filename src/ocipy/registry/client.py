@@ -141,7 +141,8 @@ def read_limited(resp: httpx.Response, limit: int, what: str, kind: str = "respo
     server compressed against our ``Accept-Encoding: identity`` is decoded
     under the same bound.
     """
-    declared = resp.headers.get("Content-Length", "")
+    # A HEAD answer's Content-Length is the size of what a GET would send (a blob's).
+    declared = "" if resp.request.method == "HEAD" else resp.headers.get("Content-Length", "")
     if not truncate and declared.isdigit() and int(declared) > limit:
         raise RegistryError(f"{what}: {kind} of {declared} bytes exceeds the {limit}-byte limit",
                             status=resp.status_code)
@@ -734,6 +735,8 @@ class RegistryClient:
         import httpx
 
         what = f"fetching blob {digest} from {self.host}/{repo}"
+        if size is None or size < 0:
+            raise RegistryError(f"{what}: the descriptor has no size to bound the download by")
         v = Verifier(digest, size, what)
         attempts = 0
         while True:

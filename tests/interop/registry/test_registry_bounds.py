@@ -103,6 +103,14 @@ class Endless:
                     pass  # the client hung up: what it should do
                 self.close_connection = True
 
+            def do_HEAD(self) -> None:
+                """A blob (or manifest) of 1 TiB: HEAD answers say so and send nothing."""
+                self.send_response(200)
+                self.send_header("Content-Length", str(1 << 40 if self.path != "/v2/" else 2))
+                self.send_header("Docker-Content-Digest", _d(LAYER))
+                self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                self.end_headers()
+
             def do_GET(self) -> None:
                 mode, path = owner.mode, self.path
                 if path == "/v2/":
@@ -204,3 +212,13 @@ def test_endless_tag_list_is_bounded(endless: Endless) -> None:
     assert code != 0
     assert err.strip().count("\n") == 0 and "Traceback" not in err, err
     assert "exceeds the 4194304-byte limit" in err
+
+
+@pytest.mark.parametrize("endless", ["none"], indirect=True)
+def test_head_of_a_huge_blob_is_not_a_huge_body(endless: Endless) -> None:
+    """The bounds apply to bodies: a HEAD's Content-Length is what a GET would send."""
+    from ocipy.registry.client import RegistryClient
+
+    with RegistryClient(endless.host, retry_times=0) as c:
+        assert c.has_blob("r/img", _d(LAYER)) == 1 << 40
+        assert c.head_manifest("r/img", "1") == (_d(LAYER), "application/vnd.oci.image.manifest.v1+json", 1 << 40)
