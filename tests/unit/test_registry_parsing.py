@@ -116,7 +116,7 @@ def test_retry_after() -> None:
     assert retry_after(" 0 ", now) == 0.0
     assert retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now) == 10.0
     assert retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now) == 0.0  # in the past: at once
-    for bad in ("", "-5", "1.5", "soon", "Sun, 06 Nov 1994 08:49:47", "Sun, 99 Foo 1994 08:49:47 GMT"):
+    for bad in ("", "-5", "1.5", "\u00b2", "soon", "Sun, 06 Nov 1994 08:49:47", "Sun, 99 Foo 1994 08:49:47 GMT"):
         assert retry_after(bad, now) is None, bad
 
 

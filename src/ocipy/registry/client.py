@@ -54,6 +54,7 @@ MAX_ERROR_BODY = 64 << 10  # error bodies: read this far, the rest is ignored
 MAX_TAGS_PAGE = 4 << 20  # one page of a tag list
 MAX_LIST_TOTAL = 32 << 20  # all the pages of one tag list (or referrers list) together
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DECIMAL = re.compile(r"[0-9]{1,19}")
 _LOOPBACK = ("localhost", "127.", "::1", "[::1]")
 
 
@@ -125,6 +126,12 @@ def _split_host_port(host: str, default: int) -> tuple[str, int]:
     return host, default
 
 
+def _number(value: str | None) -> int | None:
+    """A header's non-negative decimal integer, or None (``str.isdigit`` also takes "²")."""
+    value = (value or "").strip()
+    return int(value) if _DECIMAL.fullmatch(value) else None
+
+
 def _printable(text: str, limit: int = 300) -> str:
     """A registry's message as one short line (no control characters from a hostile server)."""
     text = "".join(c if c.isprintable() else " " for c in text)
@@ -142,8 +149,8 @@ def read_limited(resp: httpx.Response, limit: int, what: str, kind: str = "respo
     under the same bound.
     """
     # A HEAD answer's Content-Length is the size of what a GET would send (a blob's).
-    declared = "" if resp.request.method == "HEAD" else resp.headers.get("Content-Length", "")
-    if not truncate and declared.isdigit() and int(declared) > limit:
+    declared = None if resp.request.method == "HEAD" else _number(resp.headers.get("Content-Length"))
+    if not truncate and declared is not None and declared > limit:
         raise RegistryError(f"{what}: {kind} of {declared} bytes exceeds the {limit}-byte limit",
                             status=resp.status_code)
     buf = bytearray()
@@ -234,8 +241,9 @@ def retry_after(value: str, now: float | None = None) -> float | None:
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    seconds = _number(value)
+    if seconds is not None:
+        return float(seconds)
     from email.utils import parsedate_to_datetime
 
     try:
@@ -642,8 +650,8 @@ class RegistryClient:
             if resp.status_code != 200:
                 raise http_error(what, resp)
             # Raw bytes: the digest is of the bytes as sent.
-            declared = resp.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_size:
+            declared = _number(resp.headers.get("Content-Length"))
+            if declared is not None and declared > max_size:
                 raise RegistryError(f"{what}: manifest of {declared} bytes exceeds the {max_size}-byte limit",
                                     status=200)
             buf = bytearray()
@@ -686,7 +694,8 @@ class RegistryClient:
         if not digest:
             return None
         length = resp.headers.get("Content-Length", "")
-        return digest, resp.headers.get("Content-Type", "").split(";")[0].strip(), int(length) if length.isdigit() else -1
+        size = _number(length)
+        return digest, resp.headers.get("Content-Type", "").split(";")[0].strip(), -1 if size is None else size
 
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> httpx.Response:
         digest = digest_of(data)
@@ -720,7 +729,8 @@ class RegistryClient:
         resp = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scopes=self._scope(repo), what=what)
         if resp.status_code == 200:
             length = resp.headers.get("Content-Length", "")
-            return int(length) if length.isdigit() else -1
+            size = _number(length)
+            return -1 if size is None else size
         if resp.status_code == 404:
             return None
         raise http_error(what, resp)
@@ -758,10 +768,10 @@ class RegistryClient:
                         v = Verifier(digest, size, what)
                 else:
                     raise http_error(what, resp)
-                declared = resp.headers.get("Content-Length", "")
-                if size is not None and size >= 0 and declared.isdigit() and \
-                        resp.status_code == 200 and int(declared) != size:
-                    raise RegistryError(f"{what}: registry announces {declared} bytes, descriptor says {size}")
+                declared = _number(resp.headers.get("Content-Length"))
+                if resp.status_code == 200 and declared is not None and declared != size:
+                    raise RegistryError(f"{what}: registry announces {declared} bytes, descriptor says {size}",
+                                        status=200)
                 for chunk in resp.iter_raw():
                     v.update(chunk)
                     out.write(chunk)
@@ -813,7 +823,7 @@ class RegistryClient:
         if not loc:
             raise RegistryError(f"{what}: registry started an upload without a Location")
         min_chunk = resp.headers.get("OCI-Chunk-Min-Length", "")
-        return self._abs(loc), int(min_chunk) if min_chunk.isdigit() else 0
+        return self._abs(loc), _number(min_chunk) or 0
 
     @staticmethod
     def _with_query(url: str, **params: str) -> str:
