@@ -653,23 +653,13 @@ class RegistryClient:
                 raise http_error(what, resp, "manifest unknown")
             if resp.status_code != 200:
                 raise http_error(what, resp)
-            # Raw bytes: the digest is of the bytes as sent.
-            declared = _number(resp.headers.get("Content-Length"))
-            if declared is not None and declared > max_size:
-                raise RegistryError(f"{what}: manifest of {declared} bytes exceeds the {max_size}-byte limit",
-                                    status=200)
-            buf = bytearray()
-            for chunk in resp.iter_raw():
-                buf += chunk
-                if len(buf) > max_size:
-                    raise RegistryError(f"{what}: manifest exceeds the {max_size}-byte limit", status=200)
+            data = read_limited(resp, max_size, what, "manifest")
             media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
             header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
         except _transport_errors() as e:
             raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
         finally:
             resp.close()
-        data = bytes(buf)
         if ":" in reference:
             alg = reference.split(":", 1)[0]
             got = digest_of(data, alg)

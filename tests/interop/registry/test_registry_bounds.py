@@ -10,39 +10,24 @@ gives up), and it must fail with one clear line and nothing stored.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 import subprocess
-import threading
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from test_registry_support import OCIPY
+from test_registry_support import EMPTY_CONFIG, OCIPY, FakeServer, QuietHandler, image_manifest
+from test_registry_support import sha256_of as _d
 
 pytestmark = pytest.mark.interop
 
 SEND_CAP = 1 << 30  # the server gives up after this much; an unbounded client would hold it all
 RSS_LIMIT_MIB = 160  # ocipy copy peaks at ~50 MiB; the attacks send up to 1024 MiB
 LAYER = os.urandom(200_000)
-CONFIG = json.dumps({"architecture": "amd64", "os": "linux",
-                     "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-
-
-def _d(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-MANIFEST = json.dumps({
-    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _d(CONFIG), "size": len(CONFIG)},
-    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": _d(LAYER), "size": len(LAYER)}],
-}).encode()
+CONFIG = EMPTY_CONFIG
+MANIFEST = image_manifest(CONFIG, [LAYER])
 
 
 def _gzip_bomb(size: int) -> bytes:
@@ -54,7 +39,7 @@ def _gzip_bomb(size: int) -> bytes:
 BOMB = _gzip_bomb(256 << 20)  # ~250 KiB on the wire, 256 MiB decompressed
 
 
-class Endless:
+class Endless(FakeServer):
     """A registry whose answer of kind ``mode`` never ends."""
 
     def __init__(self, mode: str) -> None:
@@ -62,19 +47,7 @@ class Endless:
         self.sent = 0
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(code)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(QuietHandler):
 
             def _endless(self, code: int, start: bytes, filler: bytes, *, length: int | None = None,
                          headers: dict[str, str] | None = None) -> None:
@@ -119,11 +92,11 @@ class Endless:
                     if mode == "ping-length":
                         return self._endless(200, b"{", b" ", length=1 << 40)
                     if mode == "gzip":
-                        return self._send(200, BOMB, {"Content-Encoding": "gzip"})
+                        return self.reply(200, BOMB, {"Content-Encoding": "gzip"})
                     if mode == "token":
                         realm = f"http://{owner.host}/token"
-                        return self._send(401, b"{}", {"WWW-Authenticate": f'Bearer realm="{realm}",service="x"'})
-                    return self._send(200, b"{}")
+                        return self.reply(401, b"{}", {"WWW-Authenticate": f'Bearer realm="{realm}",service="x"'})
+                    return self.reply(200, b"{}")
                 if path.startswith("/token"):
                     return self._endless(200, b'{"token": "', b"a")
                 if "/tags/list" in path:
@@ -135,26 +108,17 @@ class Endless:
                     if mode == "manifest":
                         return self._endless(200, b'{"schemaVersion": 2, "x": "', b"a",
                                              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-                    return self._send(200, MANIFEST, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                    return self.reply(200, MANIFEST, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
                                                       "Docker-Content-Digest": _d(MANIFEST)})
                 if path.endswith(_d(CONFIG)):
-                    return self._send(200, CONFIG)
+                    return self.reply(200, CONFIG)
                 if path.endswith(_d(LAYER)) and mode == "blob":
                     return self._endless(200, LAYER, b"\0")
                 if path.endswith(_d(LAYER)):
-                    return self._send(200, LAYER)
-                return self._send(404, b"{}")
+                    return self.reply(200, LAYER)
+                return self.reply(404, b"{}")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler)
 
 
 @pytest.fixture

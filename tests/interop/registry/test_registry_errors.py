@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import email.utils
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from test_registry_support import Registry, make_layout, ocipy
+from test_registry_support import (
+    EMPTY_CONFIG,
+    FakeServer,
+    QuietHandler,
+    Registry,
+    image_manifest,
+    make_layout,
+    ocipy,
+)
 
 from ocipy import api_registry
 from ocipy.errors import DISTRIBUTION_ERROR_CODES, RegistryError
@@ -28,17 +33,14 @@ from ocipy.registry.endpoints import RegistryOptions
 
 pytestmark = pytest.mark.interop
 
-MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                  "digest": "sha256:" + "0" * 64, "size": 2},
-                       "layers": []}).encode()
+MANIFEST = image_manifest(EMPTY_CONFIG, [])
 
 
 def _errors(code: str, message: str) -> bytes:
     return json.dumps({"errors": [{"code": code, "message": message, "detail": None}]}).encode()
 
 
-class Scripted:
+class Scripted(FakeServer):
     """Answers manifest GETs from ``script``: (status, headers, body) each, then 200 MANIFEST."""
 
     def __init__(self) -> None:
@@ -46,12 +48,7 @@ class Scripted:
         self.times: list[float] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path == "/v2/":
                     code, headers, body = 200, {}, b"{}"
@@ -62,23 +59,9 @@ class Scripted:
                     else:
                         code, headers, body = 200, {
                             "Content-Type": "application/vnd.oci.image.manifest.v1+json"}, MANIFEST
-                self.send_response(code)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(code, body, headers)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler)
 
 
 @pytest.fixture
