@@ -63,8 +63,30 @@ class ImageError(OcipyError):
     """An image, layout, blob or layer is missing, invalid or hostile."""
 
 
+# The distribution spec's error codes (its "Error Codes" table); a registry may send others.
+DISTRIBUTION_ERROR_CODES = frozenset({
+    "BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID",
+    "MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID", "MANIFEST_UNKNOWN", "NAME_INVALID",
+    "NAME_UNKNOWN", "SIZE_INVALID", "UNAUTHORIZED", "DENIED", "UNSUPPORTED", "TOOMANYREQUESTS",
+})
+
+
 class RegistryError(OcipyError):
-    """A registry refused a request, or returned something that fails verification."""
+    """A registry refused a request, or returned something that fails verification.
+
+    ``status`` is the HTTP status of the answer that failed, None when there
+    was none (a connection error, a bad reference, a digest mismatch);
+    ``codes`` are the error codes of the answer's distribution-spec error body
+    (``MANIFEST_UNKNOWN``, ``UNAUTHORIZED``, ``DENIED``, ``TOOMANYREQUESTS``,
+    ...) and ``code`` the first of them, None when the body has none.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 codes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.codes = codes
+        self.code = codes[0] if codes else None
 
 
 class DigestError(ImageError, RegistryError):

@@ -12,7 +12,7 @@ from ocipy.content.reference import parse as parse_image_reference
 from ocipy.content.reference import parse_docker_reference
 from ocipy.errors import RegistryError
 from ocipy.registry.auth import lookup_auth_file, parse_www_authenticate, resolve_credentials
-from ocipy.registry.client import _next_link, is_loopback, referrers_tag
+from ocipy.registry.client import _next_link, error_info, is_loopback, referrers_tag, retry_after
 from ocipy.spec.digest import Verifier
 from ocipy.spec.digest import of_bytes as digest_of
 
@@ -114,6 +114,29 @@ def test_link_and_loopback() -> None:
     assert _next_link(['<x>; rel="prev"']) is None
     assert is_loopback("127.0.0.1:5000") and is_loopback("localhost") and is_loopback("[::1]:5000")
     assert not is_loopback("registry.example:5000")
+
+
+def test_retry_after() -> None:
+    """RFC 9110 10.2.3: delay-seconds or an HTTP-date."""
+    now = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT
+    assert retry_after("120", now) == 120.0
+    assert retry_after(" 0 ", now) == 0.0
+    assert retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now) == 10.0
+    assert retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now) == 0.0  # in the past: at once
+    for bad in ("", "-5", "1.5", "\u00b2", "soon", "Sun, 06 Nov 1994 08:49:47", "Sun, 99 Foo 1994 08:49:47 GMT"):
+        assert retry_after(bad, now) is None, bad
+
+
+def test_error_info() -> None:
+    body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown",
+                                   "detail": {"Tag": "x"}}]}).encode()
+    assert error_info(404, "Not Found", body) == ("HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown",
+                                                  ("MANIFEST_UNKNOWN",))
+    assert error_info(503, "Service Unavailable", b"<html>busy</html>") == ("HTTP 503 Service Unavailable", ())
+    assert error_info(500, "", b"[" * 100_000) == ("HTTP 500", ())  # nested too deeply: no detail
+    detail, codes = error_info(400, "Bad Request", json.dumps(
+        {"errors": [{"code": "no spaces allowed", "message": "a\nb\x1b[0m" + "x" * 1000}, "junk"]}).encode())
+    assert codes == () and "\n" not in detail and "\x1b" not in detail and len(detail) < 400
 
 
 def test_verifier() -> None:

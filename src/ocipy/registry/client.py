@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +36,21 @@ if TYPE_CHECKING:
 
 USER_AGENT = "ocipy"
 CHUNK = 1 << 20
+# 429 and the 5xx that say "try later" (501 and 505 never change); 408 is a timeout.
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# A Retry-After longer than this is not waited for: the request fails at once.
+MAX_RETRY_AFTER = 60.0
+
+# The most a registry may send for each kind of answer, in bytes (docs/distribution.md).
+# Manifests and referrers pages share MAX_MANIFEST_SIZE (4 MiB); a blob is bounded by its
+# descriptor's size, checked while it streams.
+MAX_TOKEN_BODY = 1 << 20  # skopeo's bound on a token server's answer
+MAX_BODY = 1 << 20  # /v2/, upload and push answers, redirects: small JSON at most
+MAX_ERROR_BODY = 64 << 10  # error bodies: read this far, the rest is ignored
+MAX_TAGS_PAGE = 4 << 20  # one page of a tag list
+MAX_LIST_TOTAL = 32 << 20  # all the pages of one tag list (or referrers list) together
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DECIMAL = re.compile(r"[0-9]{1,19}")
 _LOOPBACK = ("localhost", "127.", "::1", "[::1]")
 
 
@@ -57,17 +73,39 @@ def _is_ip(name: str) -> bool:
     return False
 
 
-READ_SIZE = 1 << 20
+READ_SIZE = 256 << 10
+
+
+def _load_httpx() -> None:
+    """Import the HTTP stack (httpx, httpcore, h11: ~60 ms, most of a small pull) with the
+    cyclic GC paused: the import only makes long-lived objects, so the collections it
+    would trigger find nothing and cost ~8 % of it."""
+    if "httpcore._sync.http11" in sys.modules:
+        return
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        import httpcore._sync.http11  # noqa: F401 - httpx imports it only when a client is made
+        import httpx  # noqa: F401
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _large_reads() -> None:
-    """Read responses from the socket in up to 1 MiB at a time instead of httpcore's 64 KiB.
+    """Read responses from the socket in up to 256 KiB at a time instead of httpcore's 64 KiB.
 
     Blob bodies go through h11 one socket read at a time; with 64 KiB reads a
     fast (loopback, LAN) download spends much of its CPU in h11's per-event
-    Python code.  ``READ_NUM_BYTES`` is the size httpcore's HTTP/1.1
-    connection passes to ``recv``; a larger one only lets a read return more
-    of what is already buffered.  Left alone if httpcore ever drops it.
+    Python code.  Much larger reads cost more again: h11 copies every read
+    into its buffer and out (and httpcore once more), and a read larger than
+    the L2 cache makes those copies slow (a 16 MB blob over loopback: 64 KiB
+    ~24 ms CPU, 256 KiB ~18 ms, 1 MiB ~22 ms, 2 MiB ~30 ms).
+    ``READ_NUM_BYTES`` is the size httpcore's HTTP/1.1 connection passes to
+    ``recv``; a larger one only lets a read return more of what is already
+    buffered.  Left alone if httpcore ever drops it.
     """
     try:
         from httpcore._sync.http11 import HTTP11Connection
@@ -88,27 +126,156 @@ def _split_host_port(host: str, default: int) -> tuple[str, int]:
     return host, default
 
 
-def _error_detail(resp: httpx.Response) -> str:
-    """The registry's error codes and messages, or the status line."""
+def _number(value: str | None) -> int | None:
+    """A header's non-negative decimal integer, or None (``str.isdigit`` also takes "²")."""
+    value = (value or "").strip()
+    return int(value) if _DECIMAL.fullmatch(value) else None
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """A registry's message as one short line (no control characters from a hostile server)."""
+    text = "".join(c if c.isprintable() else " " for c in text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def read_limited(resp: httpx.Response, limit: int, what: str, kind: str = "response",
+                 *, truncate: bool = False) -> bytes:
+    """The body of ``resp``, refused (or with ``truncate`` cut) past ``limit`` bytes.
+
+    The bytes are counted as they arrive, so a registry sending an endless
+    body costs at most ``limit`` plus one socket read of memory.  A body the
+    server compressed against our ``Accept-Encoding: identity`` is decoded
+    under the same bound.
+    """
+    # A HEAD answer's Content-Length is the size of what a GET would send (a blob's).
+    declared = None if resp.request.method == "HEAD" else _number(resp.headers.get("Content-Length"))
+    if not truncate and declared is not None and declared > limit:
+        raise RegistryError(f"{what}: {kind} of {declared} bytes exceeds the {limit}-byte limit",
+                            status=resp.status_code)
+    buf = bytearray()
+    for chunk in resp.iter_raw():
+        buf += chunk
+        if len(buf) > limit:
+            if truncate:
+                del buf[limit:]
+                break
+            raise RegistryError(f"{what}: {kind} exceeds the {limit}-byte limit", status=resp.status_code)
+    encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return bytes(buf)
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise RegistryError(f"{what}: unsupported Content-Encoding {_printable(encoding, 40)!r}",
+                            status=resp.status_code)
+    import zlib
+
+    d = zlib.decompressobj(47 if "gzip" in encoding else 15)  # 47: a gzip header; 15: zlib's
     try:
-        body = resp.read()[:65536]
-    except Exception:  # noqa: BLE001 - a detail is best effort
-        body = b""
+        out = d.decompress(bytes(buf), limit + 1)
+    except zlib.error as e:
+        raise RegistryError(f"{what}: {kind} is not valid {encoding}: {e}", status=resp.status_code) from e
+    if len(out) > limit:
+        if truncate:
+            return out[:limit]
+        raise RegistryError(f"{what}: {kind} exceeds the {limit}-byte limit once decompressed",
+                            status=resp.status_code)
+    return out
+
+
+def _error_body(resp: httpx.Response) -> bytes:
+    """The first MAX_ERROR_BODY bytes of an error answer, read or not yet (best effort)."""
+    import httpx
+
+    try:
+        return resp.content[:MAX_ERROR_BODY]
+    except httpx.ResponseNotRead:
+        pass
+    try:
+        return read_limited(resp, MAX_ERROR_BODY, "", truncate=True)
+    except (httpx.HTTPError, RegistryError):
+        return b""
+
+
+def error_info(status: int, reason: str, body: bytes) -> tuple[str, tuple[str, ...]]:
+    """(one-line detail, error codes) of an error answer's distribution-spec error body."""
+    codes: list[str] = []
+    parts: list[str] = []
     try:
         doc = jsonfast.loads(body)
-        errs = doc.get("errors") if isinstance(doc, dict) else None
-        if isinstance(errs, list) and errs:
-            parts = []
-            for e in errs[:5]:
-                if isinstance(e, dict):
-                    code = str(e.get("code", "")).strip()
-                    msg = str(e.get("message", "")).strip()
-                    parts.append(f"{code}: {msg}" if msg else code)
-            if parts:
-                return "; ".join(parts)
     except ValueError:
+        doc = None
+    errs = doc.get("errors") if isinstance(doc, dict) else None
+    if isinstance(errs, list):
+        for e in errs[:20]:
+            if not isinstance(e, dict):
+                continue
+            code = e.get("code")
+            code = code.strip() if isinstance(code, str) else ""
+            if not _ERROR_CODE.fullmatch(code):
+                code = ""
+            msg = e.get("message")
+            msg = _printable(msg) if isinstance(msg, str) else ""
+            if code:
+                codes.append(code)
+            if (code or msg) and len(parts) < 5:
+                parts.append(f"{code}: {msg}" if code and msg else code or msg)
+    status_line = f"HTTP {status} {_printable(reason, 60)}".strip()
+    if parts:
+        return f"{status_line}: {'; '.join(parts)}", tuple(codes)
+    return status_line, ()
+
+
+def http_error(what: str, resp: httpx.Response, problem: str | None = None) -> RegistryError:
+    """The RegistryError for an unexpected answer: its status, codes and detail in the message."""
+    detail, codes = error_info(resp.status_code, resp.reason_phrase, _error_body(resp))
+    if resp.status_code in _RETRY_STATUS:
+        after = resp.headers.get("Retry-After", "").strip()
+        if after:
+            detail += f" (Retry-After: {_printable(after, 40)})"
+    msg = f"{what}: {problem} ({detail})" if problem else f"{what}: {detail}"
+    return RegistryError(msg, status=resp.status_code, codes=codes)
+
+
+def retry_after(value: str, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    value = value.strip()
+    if not value:
+        return None
+    seconds = _number(value)
+    if seconds is not None:
+        return float(seconds)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _drain(resp: httpx.Response) -> None:
+    """Read a small unwanted body to its end, so the connection goes back to the pool; close."""
+    import httpx
+
+    try:
+        if not resp.is_stream_consumed:
+            read_limited(resp, MAX_ERROR_BODY, "", truncate=True)
+    except (httpx.HTTPError, RegistryError):
         pass
-    return f"HTTP {resp.status_code} {resp.reason_phrase}".strip()
+    finally:
+        resp.close()
+
+
+def _read_response(resp: httpx.Response, body: bytes) -> httpx.Response:
+    """``resp`` with ``body`` (already decoded) as its content."""
+    import httpx
+
+    headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() != "content-encoding"]
+    ext = {k: v for k, v in resp.extensions.items() if k in ("http_version", "reason_phrase")}
+    return httpx.Response(resp.status_code, headers=headers, content=body, request=resp.request,
+                          extensions=ext)
 
 
 class Sink(Protocol):
@@ -170,6 +337,7 @@ class RegistryClient:
         self.close()
 
     def _http(self, verify: bool) -> httpx.Client:
+        _load_httpx()
         import httpx
 
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
@@ -278,23 +446,19 @@ class RegistryClient:
                     f"registry {self.host}: refusing to send credentials to token server {realm} over plain http")
             headers["Authorization"] = basic
         url = realm + ("&" if parts.query else "?") + urlencode(params) if params else realm
+        what = f"registry {self.host}: token server {parts.netloc}"
         resp = self._send_with_retry(lambda: self.client.build_request("GET", url, headers=headers),
-                                     what=f"fetching a token from {parts.netloc}")
+                                     what=what, limit=MAX_TOKEN_BODY)
+        if resp.status_code in (401, 403):
+            who = f"as {self.credentials[0]}" if self.credentials else "anonymously"
+            raise http_error(f"registry {self.host}", resp, f"authentication {who} refused by token server")
+        if resp.status_code != 200:
+            raise http_error(what, resp)
         try:
-            if resp.status_code in (401, 403):
-                who = f"as {self.credentials[0]}" if self.credentials else "anonymously"
-                raise RegistryError(
-                    f"registry {self.host}: authentication {who} refused by token server: {_error_detail(resp)}")
-            if resp.status_code != 200:
-                raise RegistryError(f"registry {self.host}: token server {parts.netloc}: {_error_detail(resp)}")
-            body = resp.read()
-        finally:
-            resp.close()
-        try:
-            doc = jsonfast.loads(body)
+            doc = jsonfast.loads(resp.content)
             token = doc.get("token") or doc.get("access_token")
             lifetime = float(doc.get("expires_in") or 60)
-        except (ValueError, AttributeError, TypeError) as e:
+        except (ValueError, AttributeError, TypeError, RecursionError) as e:
             raise RegistryError(f"registry {self.host}: token server {parts.netloc}: invalid JSON response") from e
         if not isinstance(token, str) or not token:
             raise RegistryError(f"registry {self.host}: token server {parts.netloc}: response has no token")
@@ -323,32 +487,48 @@ class RegistryClient:
         if self._pinged:
             return
         url = self.url("/v2/")
-        resp = self._send_with_retry(lambda: self.client.build_request("GET", url), what=f"pinging registry {self.host}")
-        try:
-            if resp.status_code == 401:
-                self._on_challenge(resp)
-            elif resp.status_code == 404:
-                raise RegistryError(f"registry {self.host}: /v2/ not found: not a distribution-spec registry")
-            elif resp.status_code >= 400:
-                raise RegistryError(f"pinging registry {self.host}: {_error_detail(resp)}")
-        finally:
-            resp.close()
+        what = f"pinging registry {self.host}"
+        resp = self._send_with_retry(lambda: self.client.build_request("GET", url), what=what)
+        if resp.status_code == 401:
+            self._on_challenge(resp)
+        elif resp.status_code == 404:
+            raise http_error(f"registry {self.host}", resp, "/v2/ not found: not a distribution-spec registry")
+        elif resp.status_code >= 400:
+            raise http_error(what, resp)
         self._pinged = True
 
     # ------------------------------------------------------------- requests
 
-    def _backoff(self, attempt: int, resp: httpx.Response | None = None) -> None:
-        delay = min(0.2 * (2 ** attempt), 5.0) * (0.75 + random.random() / 2)
-        if resp is not None and resp.status_code == 429:
-            try:
-                delay = max(delay, min(float(resp.headers.get("Retry-After", "0")), 30.0))
-            except ValueError:
-                pass
-        time.sleep(delay)
+    @staticmethod
+    def _sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+    def _delay(self, attempt: int, resp: httpx.Response | None = None) -> float | None:
+        """How long to wait before try ``attempt + 1``; None: the server asks for too long."""
+        delay: float = min(0.2 * (2 ** attempt), 5.0) * (0.75 + random.random() / 2)
+        if resp is not None:
+            after = retry_after(resp.headers.get("Retry-After", ""))
+            if after is not None:
+                if after > MAX_RETRY_AFTER:
+                    return None
+                delay = after
+        return delay
+
+    def _backoff(self, attempt: int) -> None:
+        delay = self._delay(attempt)
+        assert delay is not None
+        self._sleep(delay)
 
     def _send_with_retry(self, build: Callable[[], httpx.Request], *, what: str,
-                         stream: bool = False) -> httpx.Response:
-        """Send, retrying transport errors and 5xx/429 with backoff."""
+                         stream: bool = False, limit: int = MAX_BODY) -> httpx.Response:
+        """Send, retrying transport errors, 429 and 5xx with exponential backoff.
+
+        A ``Retry-After`` (seconds or an HTTP-date) on a retried answer is
+        waited for instead, up to MAX_RETRY_AFTER; a longer one ends the
+        retries.  Without ``stream`` the body is read here, refused past
+        ``limit`` bytes (an error answer's is cut at MAX_ERROR_BODY), and the
+        response returned already read.
+        """
         import httpx
 
         attempt = 0
@@ -365,30 +545,42 @@ class RegistryClient:
                                         "use --tls-verify=false to skip verification") from e
                 raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
             if resp.status_code in _RETRY_STATUS and attempt < self.retry_times:
-                resp.close()
-                self._backoff(attempt, resp)
-                attempt += 1
-                continue
+                delay = self._delay(attempt, resp)
+                if delay is not None:
+                    _drain(resp)
+                    self._sleep(delay)
+                    attempt += 1
+                    continue
             for w in resp.headers.get_list("Warning"):
                 if w.startswith("299"):
                     self.warnings.add(w)
-            if not stream:
-                try:
-                    resp.read()
-                except httpx.TransportError as e:
-                    resp.close()
-                    if attempt < self.retry_times:
-                        self._backoff(attempt)
-                        attempt += 1
-                        continue
-                    raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
-            return resp
+            if stream:
+                return resp
+            try:
+                if resp.status_code >= 400:
+                    body = read_limited(resp, MAX_ERROR_BODY, what, truncate=True)
+                else:
+                    body = read_limited(resp, limit, what)
+            except httpx.TransportError as e:
+                if attempt < self.retry_times:
+                    self._backoff(attempt)
+                    attempt += 1
+                    continue
+                raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
+            finally:
+                resp.close()
+            return _read_response(resp, body)
 
     def request(self, method: str, url: str, *, scopes: tuple[str, ...], what: str,
                 headers: dict[str, str] | None = None,
                 content: Callable[[], bytes | Iterable[bytes]] | None = None,
-                stream: bool = False, follow_redirects: bool = True) -> httpx.Response:
-        """One API call with auth, retry and redirects; ``content`` is a body factory (replayable)."""
+                stream: bool = False, follow_redirects: bool = True,
+                limit: int = MAX_BODY) -> httpx.Response:
+        """One API call with auth, retry and redirects; ``content`` is a body factory (replayable).
+
+        Without ``stream`` the answer comes back read, its body bounded by
+        ``limit``; with it the caller reads (bounded) and closes.
+        """
         self.ping()
         if not url.startswith(("http://", "https://")):
             url = self.url(url)
@@ -405,30 +597,30 @@ class RegistryClient:
             def build(m: str = method, t: str = target, h: dict[str, str] = hdrs) -> httpx.Request:
                 return self.client.build_request(m, t, headers=h, content=content() if content else None)
 
-            resp = self._send_with_retry(build, what=what, stream=stream)
-            if resp.status_code == 401 and self._same_origin(target) and not refreshed:
-                retry = self._on_challenge(resp)
-                resp.close()
+            resp = self._send_with_retry(build, what=what, stream=stream, limit=limit)
+            if resp.status_code == 401:
+                retry = self._same_origin(target) and not refreshed and self._on_challenge(resp)
+                if not retry:
+                    try:
+                        raise http_error(what, resp, f"unauthorized; {self._who()}")
+                    finally:
+                        resp.close()
+                _drain(resp)
                 refreshed = True
-                if retry:
-                    if self._auth_scheme == "bearer":
-                        self._auth_header(scopes, refresh=True, stale=hdrs.get("Authorization"))
-                    continue
-                raise RegistryError(f"{what}: unauthorized: {self._who()}")
+                if self._auth_scheme == "bearer":
+                    self._auth_header(scopes, refresh=True, stale=hdrs.get("Authorization"))
+                continue
             if resp.status_code in (301, 302, 303, 307, 308) and follow_redirects and method in ("GET", "HEAD"):
                 loc = resp.headers.get("Location")
-                resp.close()
+                _drain(resp)
                 redirects += 1
                 if not loc or redirects > 10:
-                    raise RegistryError(f"{what}: too many or empty redirects")
+                    raise RegistryError(f"{what}: too many or empty redirects", status=resp.status_code)
                 target = urljoin(target, loc)
                 if urlsplit(target).scheme not in ("http", "https"):
-                    raise RegistryError(f"{what}: redirect to unsupported URL {target!r}")
+                    raise RegistryError(f"{what}: redirect to unsupported URL {_printable(target, 200)!r}",
+                                        status=resp.status_code)
                 continue
-            if resp.status_code == 401:
-                detail = _error_detail(resp)
-                resp.close()
-                raise RegistryError(f"{what}: unauthorized ({detail}); {self._who()}")
             return resp
 
     def _who(self) -> str:
@@ -454,24 +646,16 @@ class RegistryClient:
                             headers={"Accept": ", ".join(accept)})
         try:
             if resp.status_code == 404:
-                raise RegistryError(f"{what}: manifest unknown ({_error_detail(resp)})")
+                raise http_error(what, resp, "manifest unknown")
             if resp.status_code != 200:
-                raise RegistryError(f"{what}: {_error_detail(resp)}")
-            declared = resp.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_size:
-                raise RegistryError(f"{what}: manifest of {declared} bytes exceeds the {max_size}-byte limit")
-            buf = bytearray()
-            for chunk in resp.iter_raw():
-                buf += chunk
-                if len(buf) > max_size:
-                    raise RegistryError(f"{what}: manifest exceeds the {max_size}-byte limit")
+                raise http_error(what, resp)
+            data = read_limited(resp, max_size, what, "manifest")
             media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
             header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
         except _transport_errors() as e:
             raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
         finally:
             resp.close()
-        data = bytes(buf)
         if ":" in reference:
             alg = reference.split(":", 1)[0]
             got = digest_of(data, alg)
@@ -495,12 +679,13 @@ class RegistryClient:
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
-            raise RegistryError(f"{what}: HTTP {resp.status_code}")
+            raise http_error(what, resp)
         digest = resp.headers.get("Docker-Content-Digest", "")
         if not digest:
             return None
         length = resp.headers.get("Content-Length", "")
-        return digest, resp.headers.get("Content-Type", "").split(";")[0].strip(), int(length) if length.isdigit() else -1
+        size = _number(length)
+        return digest, resp.headers.get("Content-Type", "").split(";")[0].strip(), -1 if size is None else size
 
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> httpx.Response:
         digest = digest_of(data)
@@ -509,7 +694,7 @@ class RegistryClient:
                             scopes=self._scope(repo, "pull,push"), what=what,
                             headers={"Content-Type": media_type}, content=lambda: data)
         if resp.status_code not in (200, 201, 202):
-            raise RegistryError(f"{what}: {_error_detail(resp)}")
+            raise http_error(what, resp)
         got = resp.headers.get("Docker-Content-Digest", "")
         if got.startswith("sha256:") and got != digest:
             raise RegistryError(f"{what}: registry stored it as {got}, not {digest}")
@@ -520,11 +705,11 @@ class RegistryClient:
         resp = self.request("DELETE", f"/v2/{repo}/manifests/{digest}",
                             scopes=self._scope(repo, "delete"), what=what)
         if resp.status_code == 404:
-            raise RegistryError(f"{what}: manifest unknown")
-        if resp.status_code in (400, 405) and resp.status_code != 404:
-            raise RegistryError(f"{what}: deletion is disabled on this registry ({_error_detail(resp)})")
+            raise http_error(what, resp, "manifest unknown")
+        if resp.status_code in (400, 405):
+            raise http_error(what, resp, "deletion is disabled on this registry")
         if resp.status_code not in (200, 202, 204):
-            raise RegistryError(f"{what}: {_error_detail(resp)}")
+            raise http_error(what, resp)
 
     # ---------------------------------------------------------------- blobs
 
@@ -534,10 +719,11 @@ class RegistryClient:
         resp = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scopes=self._scope(repo), what=what)
         if resp.status_code == 200:
             length = resp.headers.get("Content-Length", "")
-            return int(length) if length.isdigit() else -1
+            size = _number(length)
+            return -1 if size is None else size
         if resp.status_code == 404:
             return None
-        raise RegistryError(f"{what}: HTTP {resp.status_code}")
+        raise http_error(what, resp)
 
     def fetch_blob(self, repo: str, digest: str, size: int | None, out: Sink,
                    progress: Callable[[int], None] | None = None) -> None:
@@ -549,6 +735,8 @@ class RegistryClient:
         import httpx
 
         what = f"fetching blob {digest} from {self.host}/{repo}"
+        if size is None or size < 0:
+            raise RegistryError(f"{what}: the descriptor has no size to bound the download by")
         v = Verifier(digest, size, what)
         attempts = 0
         while True:
@@ -558,21 +746,22 @@ class RegistryClient:
                                 what=what, headers=headers, stream=True)
             try:
                 if resp.status_code == 404:
-                    raise RegistryError(f"{what}: blob unknown ({_error_detail(resp)})")
+                    raise http_error(what, resp, "blob unknown")
                 if offset and resp.status_code == 206:
                     cr = resp.headers.get("Content-Range", "")
                     if not cr.startswith(f"bytes {offset}-"):
-                        raise RegistryError(f"{what}: resumed download has Content-Range {cr!r}, expected from byte {offset}")
+                        raise RegistryError(f"{what}: resumed download has Content-Range {_printable(cr, 80)!r}, "
+                                            f"expected from byte {offset}", status=206)
                 elif resp.status_code == 200:
                     if offset:  # Range ignored: start again
                         out.reset()
                         v = Verifier(digest, size, what)
                 else:
-                    raise RegistryError(f"{what}: {_error_detail(resp)}")
-                declared = resp.headers.get("Content-Length", "")
-                if size is not None and size >= 0 and declared.isdigit() and \
-                        resp.status_code == 200 and int(declared) != size:
-                    raise RegistryError(f"{what}: registry announces {declared} bytes, descriptor says {size}")
+                    raise http_error(what, resp)
+                declared = _number(resp.headers.get("Content-Length"))
+                if resp.status_code == 200 and declared is not None and declared != size:
+                    raise RegistryError(f"{what}: registry announces {declared} bytes, descriptor says {size}",
+                                        status=200)
                 for chunk in resp.iter_raw():
                     v.update(chunk)
                     out.write(chunk)
@@ -619,12 +808,12 @@ class RegistryClient:
         resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", scopes=self._scope(repo, "pull,push"),
                             what=what, content=lambda: b"")
         if resp.status_code != 202:
-            raise RegistryError(f"{what}: starting upload: {_error_detail(resp)}")
+            raise http_error(what, resp, "starting upload")
         loc = resp.headers.get("Location")
         if not loc:
             raise RegistryError(f"{what}: registry started an upload without a Location")
         min_chunk = resp.headers.get("OCI-Chunk-Min-Length", "")
-        return self._abs(loc), int(min_chunk) if min_chunk.isdigit() else 0
+        return self._abs(loc), _number(min_chunk) or 0
 
     @staticmethod
     def _with_query(url: str, **params: str) -> str:
@@ -649,7 +838,7 @@ class RegistryClient:
                                             headers={"Content-Type": "application/octet-stream",
                                                      "Content-Range": f"{offset}-{end}"})
                         if resp.status_code != 202:
-                            raise RegistryError(f"{what}: chunk {offset}-{end}: {_error_detail(resp)}")
+                            raise http_error(what, resp, f"chunk {offset}-{end}")
                         loc = resp.headers.get("Location")
                         if loc:
                             location = self._abs(loc)
@@ -673,7 +862,7 @@ class RegistryClient:
                                     content=body, headers={"Content-Type": "application/octet-stream",
                                                            "Content-Length": str(size)})
             if resp.status_code not in (201, 204):
-                raise RegistryError(f"{what}: {_error_detail(resp)}")
+                raise http_error(what, resp)
             got = resp.headers.get("Docker-Content-Digest", "")
             if got and got != digest and got.split(":")[0] == digest.split(":")[0]:
                 raise RegistryError(f"{what}: registry stored it as {got}")
@@ -689,18 +878,20 @@ class RegistryClient:
         url = f"/v2/{repo}/tags/list" + (f"?n={page_size}" if page_size else "")
         tags: list[str] = []
         seen = set()
+        total = 0
         for _ in range(100000):
-            resp = self.request("GET", url, scopes=self._scope(repo), what=what)
+            resp = self.request("GET", url, scopes=self._scope(repo), what=what, limit=MAX_TAGS_PAGE)
             if resp.status_code == 404:
-                raise RegistryError(f"{what}: repository unknown ({_error_detail(resp)})")
+                raise http_error(what, resp, "repository unknown")
             if resp.status_code != 200:
-                raise RegistryError(f"{what}: {_error_detail(resp)}")
-            if len(resp.content) > 64 * 1024 * 1024:
-                raise RegistryError(f"{what}: response too large")
+                raise http_error(what, resp)
+            total += len(resp.content)
+            if total > MAX_LIST_TOTAL:
+                raise RegistryError(f"{what}: the pages exceed the {MAX_LIST_TOTAL}-byte limit", status=200)
             try:
                 doc = jsonfast.loads(resp.content)
                 page = doc.get("tags") or []
-            except (ValueError, AttributeError) as e:
+            except (ValueError, AttributeError, RecursionError) as e:
                 raise RegistryError(f"{what}: invalid JSON response") from e
             if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
                 raise RegistryError(f"{what}: 'tags' is not a list of strings")
@@ -710,10 +901,10 @@ class RegistryClient:
                 return tags
             url = urljoin(self.url(url) if url.startswith("/") else url, nxt)
             if url in seen:
-                raise RegistryError(f"{what}: pagination loops on {nxt!r}")
+                raise RegistryError(f"{what}: pagination loops on {_printable(nxt, 200)!r}")
             seen.add(url)
             if not self._same_origin(url):
-                raise RegistryError(f"{what}: next page link points to another host: {nxt!r}")
+                raise RegistryError(f"{what}: next page link points to another host: {_printable(nxt, 200)!r}")
         raise RegistryError(f"{what}: too many pages")
 
     def referrers(self, repo: str, digest: str, artifact_type: str | None = None) -> dict[str, Any]:
@@ -724,20 +915,22 @@ class RegistryClient:
         if artifact_type:
             url += "?" + urlencode({"artifactType": artifact_type})
         manifests: list[Any] = []
+        total = 0
         for _ in range(1000):
             resp = self.request("GET", url, scopes=self._scope(repo), what=what,
-                                headers={"Accept": MT_OCI_INDEX})
+                                headers={"Accept": MT_OCI_INDEX}, limit=MAX_MANIFEST_SIZE)
             if resp.status_code == 404 and not manifests:
                 return self._referrers_from_tag(repo, digest, artifact_type)
             if resp.status_code != 200:
-                raise RegistryError(f"{what}: {_error_detail(resp)}")
-            if len(resp.content) > MAX_MANIFEST_SIZE:
-                raise RegistryError(f"{what}: response exceeds {MAX_MANIFEST_SIZE} bytes")
+                raise http_error(what, resp)
+            total += len(resp.content)
+            if total > MAX_LIST_TOTAL:
+                raise RegistryError(f"{what}: the pages exceed the {MAX_LIST_TOTAL}-byte limit", status=200)
             try:
                 doc = jsonfast.loads(resp.content)
                 page = doc["manifests"]
                 assert isinstance(page, list)
-            except (ValueError, KeyError, TypeError, AssertionError) as e:
+            except (ValueError, KeyError, TypeError, AssertionError, RecursionError) as e:
                 raise RegistryError(f"{what}: response is not an image index") from e
             manifests.extend(page)
             filtered = "artifacttype" in resp.headers.get("OCI-Filters-Applied", "").lower()

@@ -14,7 +14,9 @@ import os
 import socket
 import subprocess
 import tarfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,63 @@ class Registry:
 
     def ref(self, name: str) -> str:
         return f"docker://{self.host}/{name}"
+
+
+# ------------------------------------------------------- fake registries
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive) without a log line per request; ``reply`` sends a whole answer."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+    def reply(self, code: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class FakeServer:
+    """A ThreadingHTTPServer on 127.0.0.1 (a free port) serving ``handler`` on a daemon
+    thread, for the tests' own hostile or scripted registries."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def sha256_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def image_manifest(config: bytes, layers: list[bytes]) -> bytes:
+    """An OCI image manifest naming ``config`` and gzip ``layers`` by digest and size."""
+    return json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": sha256_of(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": sha256_of(b), "size": len(b)} for b in layers],
+    }).encode()
+
+
+EMPTY_CONFIG = json.dumps({"architecture": "amd64", "os": "linux",
+                           "rootfs": {"type": "layers", "diff_ids": []}}).encode()
 
 
 # ------------------------------------------------------------------ images
