@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import Bench, Results, Skip, fmt, machine_info, median, p90  # noqa: E402
 
-WORKLOADS = ("lifecycle", "api", "startup", "throughput", "memory", "unpack", "registry")
+WORKLOADS = ("lifecycle", "api", "startup", "throughput", "memory", "unpack", "registry", "containerd", "podman")
 TOOLS = ("ocipy", "runc", "crun", "umoci", "tar", "skopeo")
 
 
@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="directory the layers are made of (generated files when missing)")
     p.add_argument("--compressions", default="gzip,zstd")
     p.add_argument("--registry-iterations", type=int, help="pull/push samples (default 5, quick 2)")
+    p.add_argument("--engine-iterations", type=int, help="containerd/podman iterations (default 20, quick 3)")
+    p.add_argument("--calls-per", type=int, help="containers per engine run under the logging wrapper (default 5, quick 2)")
     p.add_argument("--runtimes", default="ocipy,runc,crun")
     p.add_argument("--output", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.md"))
     p.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     rc = 0
     try:
+        import via_engines
         import imaging
         import lifecycle
         import resources
@@ -154,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         if "registry" in only:
             r_its = args.registry_iterations or (2 if q else 5)
             plan.append(("registry", lambda: imaging.registry(b, args, r_its)))
+        e_its = args.engine_iterations or (3 if q else 20)
+        per = args.calls_per or (2 if q else 5)
+        if "containerd" in only:
+            plan.append(("containerd", lambda: via_engines.containerd(b, e_its, names, per)))
+        if "podman" in only:
+            plan.append(("podman", lambda: via_engines.podman(b, e_its, names, per)))
         for name, fn in plan:
             print(f"== {name}", file=sys.stderr, flush=True)
             w0 = time.monotonic()
