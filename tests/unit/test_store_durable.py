@@ -26,7 +26,7 @@ def test_short_writes_are_retried(tmp_path, monkeypatch):
         calls.append(1)
         return real_write(fd, bytes(data[:1]))
 
-    monkeypatch.setattr(os, "write", one_byte)
+    monkeypatch.setattr(store.posix, "write", one_byte)  # store writes through posix
     store.write_file(str(tmp_path / "state.json"), b'{"id": "x"}')
     monkeypatch.undo()
     assert (tmp_path / "state.json").read_bytes() == b'{"id": "x"}'
@@ -48,9 +48,9 @@ def test_a_failed_write_keeps_the_old_state_and_no_temp_file(tmp_path, monkeypat
         raise OSError(errno.EIO, "Input/output error")
 
     if failing == "write":
-        monkeypatch.setattr(os, "write", partial_then_enospc)
+        monkeypatch.setattr(store.posix, "write", partial_then_enospc)
     else:
-        monkeypatch.setattr(os, "fsync", fsync_fails)
+        monkeypatch.setattr(store.posix, "fsync", fsync_fails)
     with pytest.raises(KernelError) as info:
         store.write_file(str(path), b'{"new": "a longer document"}')
     monkeypatch.undo()
