@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--engine-iterations", type=int, help="containerd/podman iterations (default 20, quick 3)")
     p.add_argument("--calls-per", type=int, help="containers per engine run under the logging wrapper (default 5, quick 2)")
     p.add_argument("--runtimes", default="ocipy,runc,crun")
+    p.add_argument("--baseline", help="another ocipy launcher (e.g. an older checkout's .venv/bin/ocipy, in a "
+                                       "directory of its own: engines tell runtimes by name) timed alongside "
+                                       "as ocipy-base (give it in --runtimes)")
     p.add_argument("--output", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.md"))
     p.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (debugging)")
@@ -53,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def render(results: Results, info: dict[str, str], args: argparse.Namespace, elapsed: float) -> str:
-    peers = ["runc", "crun", "umoci", "tar", "skopeo"]
+    peers = ["ocipy-base", "runc", "crun", "umoci", "tar", "skopeo"]
     used = [t for t in ["ocipy", *peers] if any(r.samples.get(t) for r in results.rows)]
     used_peers = [t for t in used if t != "ocipy"]
     out = ["# ocipy benchmarks", ""]
@@ -118,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     its = args.iterations or (5 if q else 30)
     names = [n for n in args.runtimes.split(",") if n]
+    if args.baseline:
+        import common
+
+        common.BASELINE = os.path.abspath(args.baseline)
 
     # SIGTERM/SIGHUP behave like Ctrl-C: unwind through the cleanup
     def interrupt(signum: int, _frame: object) -> None:
@@ -130,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     rc = 0
     try:
-        import via_engines
         import imaging
         import lifecycle
         import resources
+        import via_engines
 
         plan = []
         if "lifecycle" in only:

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import common
 from common import REPO, Bench, Row, Skip, rotated, timed
 
 sys.path.insert(0, os.path.join(REPO, "tests", "interop"))
@@ -58,6 +59,8 @@ def _binaries(b: Bench, names: list[str]) -> dict[str, str]:
     for name in names:
         if name == "ocipy":
             out[name] = engines.OCIPY
+        elif name == "ocipy-base" and common.BASELINE:
+            out[name] = common.BASELINE
         elif name == "runc":
             out[name] = engines.RUNC
         elif name == "crun":
@@ -74,8 +77,9 @@ def _binaries(b: Bench, names: list[str]) -> dict[str, str]:
     return out
 
 
-def _logging_shim(b: Bench, name: str, real: str) -> tuple[str, str]:
-    d = b.path("shim", name)
+def _logging_shim(b: Bench, engine: str, name: str, real: str) -> tuple[str, str]:
+    """A wrapper named as the runtime, logging to a file of its own: (wrapper, log)."""
+    d = b.path("shim", engine, name)
     os.makedirs(d, exist_ok=True)
     path, log = os.path.join(d, name), os.path.join(d, "calls.log")
     with open(path, "w") as f:
@@ -192,7 +196,7 @@ def containerd(b: Bench, iterations: int, names: list[str], calls_per: int) -> N
     for name in ("ocipy", "runc"):
         if name not in binaries:
             continue
-        shim, logs[name] = _logging_shim(b, name, binaries[name])
+        shim, logs[name] = _logging_shim(b, "containerd", name, binaries[name])
         daemon.binaries.append(shim)
         for _ in range(calls_per):
             cid = b.cid(f"ctdl-{name}")
@@ -203,7 +207,7 @@ def containerd(b: Bench, iterations: int, names: list[str], calls_per: int) -> N
     for name in ("ocipy", "runc"):
         if name not in binaries:
             continue
-        shim = b.path("shim", name, name)
+        shim = b.path("shim", "containerd", name, name)
         for _ in range(calls_per):
             cid = b.cid(f"ctdm-{name}")
             timed(ctr("run", "-d", *run_args(shim), engines.IMAGE, cid, "sleep", "3600"), errlog=b.errlog)
@@ -212,6 +216,8 @@ def containerd(b: Bench, iterations: int, names: list[str], calls_per: int) -> N
             timed(ctr("tasks", "delete", "-f", cid), errlog=b.errlog)
             timed(ctr("containers", "delete", cid), errlog=b.errlog)
     _call_rows(b, "containerd", "ctr task cycle", calls_per, logs)
+    for log in logs.values():
+        os.unlink(log)
     daemon.stop()
     _leaks(b, "containerd", [daemon.runc_root(x) for x in daemon.binaries], str(daemon.base))
 
@@ -263,24 +269,22 @@ def podman(b: Bench, iterations: int, names: list[str], calls_per: int) -> None:
     for name in ("ocipy", "runc"):
         if name not in binaries:
             continue
-        shim, logs[name] = _logging_shim(b, name, binaries[name])
+        shim, logs[name] = _logging_shim(b, "podman", name, binaries[name])
         pm.binaries.append(shim)
         for _ in range(calls_per):
             timed(podman("run", "--rm", *opts, engines.IMAGE, "/bin/true", runtime=shim), env=env, errlog=b.errlog)
     _call_rows(b, "podman", "`podman run --rm`", calls_per, logs)
-    for name in list(logs):
-        os.unlink(logs[name])
-        shim = b.path("shim", name, name)
+    for name, log in logs.items():
+        shim = b.path("shim", "podman", name, name)
         cid = b.cid(f"pml-{name}")
         timed(podman("run", "-d", "--name", cid, *opts, engines.IMAGE, "sleep", "3600", runtime=shim),
               env=env, errlog=b.errlog)  # fmt: skip
-        os.unlink(logs[name])  # only the execs
+        os.unlink(log)  # from here on, only the execs
         for _ in range(calls_per):
             timed(podman("exec", cid, "/bin/true"), env=env, errlog=b.errlog)
-        os.rename(logs[name], logs[name] + ".exec")
+        os.rename(log, log + ".exec")
         timed(podman("rm", "-f", "-t", "0", cid), env=env, errlog=b.errlog, check=False)
-        logs[name] += ".exec"
-    _call_rows(b, "podman", "`podman exec`", calls_per, logs)
+    _call_rows(b, "podman", "`podman exec`", calls_per, {name: log + ".exec" for name, log in logs.items()})
     pm.teardown()
     _leaks(b, "podman", [], str(pm.base))
 
