@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import Bench, Results, Skip, fmt, machine_info, median, p90  # noqa: E402
 
-WORKLOADS = ("lifecycle", "api", "startup", "throughput", "memory", "unpack", "registry", "containerd", "podman")
+WORKLOADS = ("lifecycle", "api", "startup", "floor", "throughput", "memory", "unpack", "registry", "containerd", "podman")
 TOOLS = ("ocipy", "runc", "crun", "umoci", "tar", "skopeo")
 
 
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def render(results: Results, info: dict[str, str], args: argparse.Namespace, elapsed: float) -> str:
-    peers = ["ocipy-base", "runc", "crun", "umoci", "tar", "skopeo"]
+    peers = ["ocipy-base", "runc", "crun", "python", "umoci", "tar", "skopeo"]
     used = [t for t in ["ocipy", *peers] if any(r.samples.get(t) for r in results.rows)]
     used_peers = [t for t in used if t != "ocipy"]
     out = ["# ocipy benchmarks", ""]
@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             plan.append(("api", lambda: lifecycle.api_vs_crun(b, its)))
         if "startup" in only:
             plan.append(("startup", lambda: lifecycle.startup(b, its, names)))
+        if "floor" in only:
+            plan.append(("floor", lambda: lifecycle.floor(b, its, names)))
         if "throughput" in only:
             ns = [int(x) for x in (args.concurrency or ("1,5" if q else "1,10,50")).split(",")]
             rounds = args.throughput_rounds or (1 if q else 3)
