@@ -208,3 +208,19 @@ def test_numbers_at_the_edges_are_accepted():
         c["process"]["oomScoreAdj"] = -1000
 
     validate_config(_with(edit))
+
+
+def test_only_the_records_on_the_way_skip_fsync(tmp_path, monkeypatch):
+    # Container.save(sync=False): create's intermediate records; every other write is synced
+    synced = []
+    real_fsync = store.posix.fsync
+    monkeypatch.setattr(store.posix, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    (tmp_path / "c1").mkdir()
+    container = store.Container(str(tmp_path), "c1", {"id": "c1"})
+    container.save(sync=False)
+    assert synced == [] and (tmp_path / "c1" / "state.json").read_bytes() == b'{"id":"c1"}'
+    container.data["pid"] = 7
+    container.save()
+    store.write_file(str(tmp_path / "pid"), b"7")
+    assert len(synced) == 2
+    assert sorted(p.name for p in (tmp_path / "c1").iterdir()) == ["state.json"]

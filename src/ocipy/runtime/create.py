@@ -205,7 +205,7 @@ def create(
             direct = can_clone_init(ctx)
             if manager is not None:
                 container.data["cgroup"] = manager.to_state()  # with what it will make ("planned")
-                container.save()  # before any mkdir: `delete -f` finds them
+                container.save(sync=False)  # before any mkdir: `delete -f` finds them
                 # Cloned directly, the init needs only its cgroup2 directory at
                 # birth: the rest is made while it mounts (see clone_init).
                 direct = direct and manager.create_unified()
@@ -213,7 +213,7 @@ def create(
                     manager.create()
                 container.data["cgroup"] = manager.to_state()
                 ctx.cgroup_manager = manager
-            container.save()  # early, so `delete -f` can clean up if we are killed
+            container.save(sync=False)  # early, so `delete -f` can clean up if we are killed
 
             if console_socket is not None:
                 console_fd = fds.own(_connect_console(console_socket))
@@ -319,7 +319,7 @@ def _init_born(init_pid: int, linux: dict[str, Any], container: store.Container)
     give it its network devices."""
     container.data["pid"] = init_pid
     container.data["pid_start"] = store.process_start_time(init_pid)
-    container.save()
+    container.save(sync=False)  # a record on the way (see Container.save); the last one is synced
     if linux.get("netDevices"):
         from ocipy.linux import netdev
 

@@ -200,17 +200,23 @@ class Container:
             state["annotations"] = annotations
         return state
 
-    def save(self) -> None:
+    def save(self, sync: bool = True) -> None:
         """Write state.json: whole, synced, then renamed into place; on any
-        failure the old state.json stays as it was and the error is raised."""
-        write_file(_join(self.dir, STATE_FILE), jsonfast.dumps(self.data).encode())
+        failure the old state.json stays as it was and the error is raised.
+
+        `sync=False` for the records create makes on the way (what a `delete -f`
+        needs if the runtime is killed mid-create): the next command reads
+        them from the page cache, and a power loss that could lose them takes
+        the processes and cgroups they describe with it.  Each fsync is
+        ~0.5 ms here, more on a busy disk (bench/FINDINGS.md); runc syncs none."""
+        write_file(_join(self.dir, STATE_FILE), jsonfast.dumps(self.data).encode(), sync=sync)
 
 
-def write_file(path: str, payload: bytes, mode: int = 0o600) -> None:
+def write_file(path: str, payload: bytes, mode: int = 0o600, sync: bool = True) -> None:
     """Replace `path` with `payload` atomically: temp file, every byte written
-    (a short write is retried, ENOSPC raised), fsync, rename.  The temp file is
-    removed on failure.  0600 by default: the saved config holds the process
-    environment, which may hold secrets."""
+    (a short write is retried, ENOSPC raised), fsync (unless `sync` is false),
+    rename.  The temp file is removed on failure.  0600 by default: the saved
+    config holds the process environment, which may hold secrets."""
     head, _, tail = path.rpartition("/")
     tmp = f"{head}/.{tail}.tmp" if head or path.startswith("/") else f".{tail}.tmp"
     try:
@@ -222,7 +228,8 @@ def write_file(path: str, payload: bytes, mode: int = 0o600) -> None:
                 if written <= 0:  # cannot happen for a regular file; never loop forever
                     raise OSError(5, "short write")
                 view = view[written:]
-            posix.fsync(fd)
+            if sync:
+                posix.fsync(fd)
         finally:
             posix.close(fd)
         posix.rename(tmp, path)
