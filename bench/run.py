@@ -81,7 +81,7 @@ def render(results: Results, info: dict[str, str], args: argparse.Namespace, ela
             ratio = r.ratio(p)
             cells.append(f"{ratio:.2f}×" if ratio is not None else "")
         if r.target:
-            cells.append(f"{'≥' if r.higher_is_better else '≤'} {r.target[1] if not r.higher_is_better else 1 / r.target[1]:.2g}× {r.target[0]}")
+            cells.append(f"{'≥' if r.higher_is_better else '≤'} {r.target[1] if not r.higher_is_better else 1 / r.target[1]:.3g}× {r.target[0]}")
         else:
             cells.append("")
         cells.append(r.verdict())

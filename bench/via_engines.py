@@ -137,7 +137,7 @@ def _call_rows(b: Bench, engine: str, what: str, per: int, logs: dict[str, str])
             totals.setdefault(name, []).append(sum(v) / per)
     b.results.add(Row(f"{engine} calls", "all runtime calls, per container", "ms",
                       {name: [sum(v)] for name, v in totals.items()},
-                      note=f"the sum of the calls above over {per} × {what}, ÷ {per}"))  # fmt: skip
+                      note=f"every call above, summed over {per} × {what}, ÷ {per} (a mean: tails count)"))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- containerd
