@@ -105,7 +105,11 @@ def load(name: str, directory: str | None = None) -> tuple[int, bool, list[str],
 
 def store(name: str, flags: int, notify: bool, skipped: list[str], program: bytes,
           directory: str | None = None) -> None:  # fmt: skip
-    """Write an entry (whole, then renamed into place); any failure leaves no entry and is not an error."""
+    """Write an entry (whole, then renamed into place); any failure leaves no entry and is not an error.
+
+    Two creates storing the same entry at once share write_file's temp name and
+    may publish a mix of both: its digest then fails, it is not used, and the
+    next create compiles and writes it again."""
     from ocipy import jsonfast
 
     directory = directory or DIR
