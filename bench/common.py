@@ -24,6 +24,8 @@ from typing import Any
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_PY = os.path.join(REPO, ".venv", "bin", "python")
 OCIPY = os.path.join(REPO, ".venv", "bin", "ocipy")
+# --baseline: another ocipy (an older checkout's launcher) timed alongside as "ocipy-base"
+BASELINE: str | None = None
 
 # crun 1.8.1 refuses the hybrid cgroup layout while cgroup2 is mounted at
 # /sys/fs/cgroup/unified: every crun command runs in a private mount namespace
@@ -262,6 +264,8 @@ def runtimes(b: Bench, names: Iterable[str]) -> list[Runtime]:
         os.makedirs(root, exist_ok=True)
         if name == "ocipy":
             out.append(Runtime(name, [OCIPY, "--root", root], root))
+        elif name == "ocipy-base" and BASELINE:
+            out.append(Runtime(name, [BASELINE, "--root", root], root))
         elif name == "runc":
             out.append(Runtime(name, ["runc", "--root", root], root))
         elif name == "crun":

@@ -182,7 +182,7 @@ def startup(b: Bench, iterations: int, names: list[str]) -> None:
     for i in range(iterations + 1):
         for rt in rotated(rts, i):
             # --version needs no cgroups: crun runs without its wrapper here
-            bare = [OCIPY] if rt.name == "ocipy" else [rt.name]
+            bare = [rt.prefix[0]] if rt.name.startswith("ocipy") else [rt.name]
             v = timed([*bare, "--version"]).seconds * MS
             s = timed(rt.argv("state", ids[rt.name]), errlog=b.errlog).seconds * MS
             if i:
@@ -193,6 +193,53 @@ def startup(b: Bench, iterations: int, names: list[str]) -> None:
     for rt in rts:
         timed(rt.argv("delete", "-f", ids[rt.name]), check=False)
     leak_check(b, rts, "startup")
+
+
+def floor(b: Bench, iterations: int, names: list[str]) -> None:
+    """The commands an engine makes several times per container against the interpreter's own start.
+
+    `python -IS -c pass` (the venv's interpreter, no site, nothing imported) is
+    the floor of any CPython command on this machine; each iteration times it
+    between the commands: state and start of a created container, kill of a
+    running one, delete of the stopped one, and the `delete --force` of a
+    container that is gone, which containerd's shim makes after every delete.
+    """
+    rootfs = make_rootfs(b)
+    sleep_b = write_bundle(b.path("bundles", "sleep"), rootfs, ["/bin/sleep", "3600"], b.tag)
+    rts = runtimes(b, names)
+    for rt in rts:
+        b.on_cleanup(f"{rt.name} containers", lambda rt=rt: force_delete_all(rt, b))
+    ops = ("state", "start", "kill", "delete", "delete -f (gone)")
+    samples: dict[str, dict[str, list[float]]] = {op: {rt.name: [] for rt in rts} for op in ops}
+    bare: list[float] = []
+    for i in range(iterations + 1):
+        for rt in rotated(rts, i):
+            cid = b.cid("fl")
+            timed(rt.argv("create", "--bundle", sleep_b, cid), errlog=b.errlog)
+            t = {"state": timed(rt.argv("state", cid), errlog=b.errlog).seconds}
+            p = timed([VENV_PY, "-IS", "-c", "pass"]).seconds
+            t["start"] = timed(rt.argv("start", cid), errlog=b.errlog).seconds
+            t["kill"] = timed(rt.argv("kill", cid, "KILL"), errlog=b.errlog).seconds
+            _wait_stopped(rt, cid, b)
+            t["delete"] = timed(rt.argv("delete", cid), errlog=b.errlog).seconds
+            t["delete -f (gone)"] = timed(rt.argv("delete", "--force", cid), errlog=b.errlog).seconds
+            if i:
+                bare.append(p * MS)
+                for op, v in t.items():
+                    samples[op][rt.name].append(v * MS)
+    for op in ops:
+        row = dict(samples[op], python=bare)
+        b.results.add(Row("floor", op, "ms", row, target=("python", 1.15),
+                          note="python = `python -IS -c pass`, timed between the commands"))  # fmt: skip
+    leak_check(b, rts, "floor")
+
+
+def _wait_stopped(rt: Runtime, cid: str, b: Bench) -> None:
+    for _ in range(500):
+        out = timed(rt.argv("state", cid), capture=True, errlog=b.errlog).out
+        if json.loads(out or b"{}").get("status") == "stopped":
+            return
+    raise RuntimeError(f"{rt.name}: {cid} did not stop after SIGKILL")
 
 
 if __name__ == "__main__":

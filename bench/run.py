@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import Bench, Results, Skip, fmt, machine_info, median, p90  # noqa: E402
 
-WORKLOADS = ("lifecycle", "api", "startup", "throughput", "memory", "unpack", "registry")
+WORKLOADS = ("lifecycle", "api", "startup", "floor", "throughput", "memory", "unpack", "registry", "containerd", "podman")
 TOOLS = ("ocipy", "runc", "crun", "umoci", "tar", "skopeo")
 
 
@@ -43,7 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="directory the layers are made of (generated files when missing)")
     p.add_argument("--compressions", default="gzip,zstd")
     p.add_argument("--registry-iterations", type=int, help="pull/push samples (default 5, quick 2)")
+    p.add_argument("--engine-iterations", type=int, help="containerd/podman iterations (default 20, quick 3)")
+    p.add_argument("--calls-per", type=int, help="containers per engine run under the logging wrapper (default 5, quick 2)")
     p.add_argument("--runtimes", default="ocipy,runc,crun")
+    p.add_argument("--baseline", help="another ocipy launcher (e.g. an older checkout's .venv/bin/ocipy, in a "
+                                       "directory of its own: engines tell runtimes by name) timed alongside "
+                                       "as ocipy-base (give it in --runtimes)")
     p.add_argument("--output", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.md"))
     p.add_argument("--tmp", help="parent of the temp dir (default: $TMPDIR or /tmp)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (debugging)")
@@ -51,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def render(results: Results, info: dict[str, str], args: argparse.Namespace, elapsed: float) -> str:
-    peers = ["runc", "crun", "umoci", "tar", "skopeo"]
+    peers = ["ocipy-base", "runc", "crun", "python", "umoci", "tar", "skopeo"]
     used = [t for t in ["ocipy", *peers] if any(r.samples.get(t) for r in results.rows)]
     used_peers = [t for t in used if t != "ocipy"]
     out = ["# ocipy benchmarks", ""]
@@ -76,7 +81,7 @@ def render(results: Results, info: dict[str, str], args: argparse.Namespace, ela
             ratio = r.ratio(p)
             cells.append(f"{ratio:.2f}×" if ratio is not None else "")
         if r.target:
-            cells.append(f"{'≥' if r.higher_is_better else '≤'} {r.target[1] if not r.higher_is_better else 1 / r.target[1]:.2g}× {r.target[0]}")
+            cells.append(f"{'≥' if r.higher_is_better else '≤'} {r.target[1] if not r.higher_is_better else 1 / r.target[1]:.3g}× {r.target[0]}")
         else:
             cells.append("")
         cells.append(r.verdict())
@@ -116,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     its = args.iterations or (5 if q else 30)
     names = [n for n in args.runtimes.split(",") if n]
+    if args.baseline:
+        import common
+
+        common.BASELINE = os.path.abspath(args.baseline)
 
     # SIGTERM/SIGHUP behave like Ctrl-C: unwind through the cleanup
     def interrupt(signum: int, _frame: object) -> None:
@@ -131,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         import imaging
         import lifecycle
         import resources
+        import via_engines
 
         plan = []
         if "lifecycle" in only:
@@ -139,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             plan.append(("api", lambda: lifecycle.api_vs_crun(b, its)))
         if "startup" in only:
             plan.append(("startup", lambda: lifecycle.startup(b, its, names)))
+        if "floor" in only:
+            plan.append(("floor", lambda: lifecycle.floor(b, its, names)))
         if "throughput" in only:
             ns = [int(x) for x in (args.concurrency or ("1,5" if q else "1,10,50")).split(",")]
             rounds = args.throughput_rounds or (1 if q else 3)
@@ -154,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         if "registry" in only:
             r_its = args.registry_iterations or (2 if q else 5)
             plan.append(("registry", lambda: imaging.registry(b, args, r_its)))
+        e_its = args.engine_iterations or (3 if q else 20)
+        per = args.calls_per or (2 if q else 5)
+        if "containerd" in only:
+            plan.append(("containerd", lambda: via_engines.containerd(b, e_its, names, per)))
+        if "podman" in only:
+            plan.append(("podman", lambda: via_engines.podman(b, e_its, names, per)))
         for name, fn in plan:
             print(f"== {name}", file=sys.stderr, flush=True)
             w0 = time.monotonic()

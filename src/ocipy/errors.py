@@ -46,13 +46,13 @@ class KernelError(OcipyError):
     """A system call failed: names the operation, the path and the errno."""
 
     def __init__(self, op: str, path: str | None, err: int) -> None:
-        import os
+        import posix
 
         self.op = op
         self.path = path
         self.errno = err
         where = f" {path}" if path else ""
-        super().__init__(f"{op}{where}: {os.strerror(err)} (errno {err})")
+        super().__init__(f"{op}{where}: {posix.strerror(err)} (errno {err})")
 
 
 class HookError(OcipyError):

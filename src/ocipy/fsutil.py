@@ -4,38 +4,43 @@ rename into place only after the caller's checks passed, then (optionally)
 fsync of the directory so the rename survives a crash.
 
 Used by the runtime's state files, the image layout (blobs, index.json),
-archives and bundles.  Imports nothing but ``os`` (no ``tempfile``): the
-runtime's hot path loads it.
+archives and bundles.  Imports nothing but the builtin ``posix`` (not even
+``os``, ~0.9 ms, nor ``tempfile``): the runtime's hot path loads it.
 """
 
 from __future__ import annotations
 
-import os
+import posix
 
 TMP_PREFIX = ".ocipy-tmp-"
+
+
+def _dirname(path: str) -> str:
+    head = path.rpartition("/")[0]
+    return head if head else ("/" if path.startswith("/") else ".")
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """Write every byte of `data` to `fd`; a write that makes no progress raises EIO."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = posix.write(fd, view)
         if written <= 0:  # cannot happen for a regular file; never loop forever
             raise OSError(5, "short write")
         view = view[written:]
 
 
 def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
-        os.fsync(fd)
+        posix.fsync(fd)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _unlink_quietly(path: str) -> None:
     try:
-        os.unlink(path)
+        posix.unlink(path)
     except OSError:
         pass
 
@@ -53,11 +58,11 @@ class AtomicFile:
     """
 
     def __init__(self, directory: str, mode: int = 0o644, prefix: str = TMP_PREFIX) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC
         while True:
-            self.tmp = os.path.join(directory, prefix + os.urandom(6).hex())
+            self.tmp = f"{directory.rstrip('/')}/{prefix}{posix.urandom(6).hex()}"
             try:
-                self.fd: int = os.open(self.tmp, flags, 0o600)
+                self.fd: int = posix.open(self.tmp, flags, 0o600)
                 break
             except FileExistsError:
                 continue
@@ -77,20 +82,20 @@ class AtomicFile:
     def commit(self, target: str, *, sync: bool = True, sync_dir: bool = True) -> None:
         try:
             if sync:
-                os.fsync(self.fd)
-            os.fchmod(self.fd, self.mode)
-            os.close(self.fd)
+                posix.fsync(self.fd)
+            posix.fchmod(self.fd, self.mode)
+            posix.close(self.fd)
             self.fd = -1
-            os.rename(self.tmp, target)
+            posix.rename(self.tmp, target)
             self.done = True
             if sync_dir:
-                fsync_dir(os.path.dirname(target) or ".")
+                fsync_dir(_dirname(target))
         finally:
             self.abort()
 
     def abort(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            posix.close(self.fd)
             self.fd = -1
         if not self.done:
             _unlink_quietly(self.tmp)
@@ -107,8 +112,7 @@ def write_file(path: str, payload: bytes, mode: int = 0o600, *, sync_dir: bool =
                prefix: str | None = None) -> None:
     """Replace `path` with `payload` atomically (see :class:`AtomicFile`); the old
     file stays as it was on any failure, and the temp file is removed."""
-    directory = os.path.dirname(path) or "."
-    f = AtomicFile(directory, mode, prefix if prefix is not None else f".{os.path.basename(path)}.")
+    f = AtomicFile(_dirname(path), mode, prefix if prefix is not None else f".{path.rpartition('/')[2]}.")
     with f:
         f.write(payload)
         f.commit(path, sync_dir=sync_dir)

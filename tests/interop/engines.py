@@ -190,6 +190,7 @@ class Containerd:
         self.runtime_config = runtime_config
         self.cri = cri
         self.proc: subprocess.Popen[bytes] | None = None
+        self.binaries = [OCIPY, RUNC]  # the runtimes whose leftover containers stop() deletes
 
     def config_text(self) -> str:
         disabled = "" if self.cri else 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
@@ -269,7 +270,7 @@ class Containerd:
                         self.proc.kill()
                         self.proc.wait()
             kill_pids(pids_matching(SHIM, "-address", str(self.socket)))
-            for binary in (OCIPY, RUNC):  # containers the shims left behind
+            for binary in self.binaries:  # containers the shims left behind
                 top = self.runc_root(binary)  # the shim adds the namespace: TOP/NS/ID
                 for ns in os.listdir(top) if os.path.isdir(top) else []:
                     root = os.path.join(top, ns)
@@ -310,6 +311,7 @@ class Podman:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.conf = base / "containers.conf"
+        self.binaries = [OCIPY, RUNC]  # the runtimes whose leftover containers teardown() deletes
 
     def setup(self) -> None:
         for d in ("root", "runroot", "tmp"):
@@ -342,7 +344,7 @@ class Podman:
         finally:
             kill_pids([p for p in pids_matching("conmon") if _cmdline_has(p, str(self.base))])
             for cid in ids:  # podman passes no --root: the runtimes' default state dirs
-                for binary in (OCIPY, RUNC):
+                for binary in self.binaries:
                     subprocess.run([binary, "delete", "-f", cid], capture_output=True, timeout=30)
             remove_empty_cgroups("libpod_parent")
             remove_tree(self.base)

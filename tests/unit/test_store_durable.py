@@ -26,7 +26,7 @@ def test_short_writes_are_retried(tmp_path, monkeypatch):
         calls.append(1)
         return real_write(fd, bytes(data[:1]))
 
-    monkeypatch.setattr(os, "write", one_byte)
+    monkeypatch.setattr(store.posix, "write", one_byte)  # store writes through posix
     store.write_file(str(tmp_path / "state.json"), b'{"id": "x"}')
     monkeypatch.undo()
     assert (tmp_path / "state.json").read_bytes() == b'{"id": "x"}'
@@ -48,9 +48,9 @@ def test_a_failed_write_keeps_the_old_state_and_no_temp_file(tmp_path, monkeypat
         raise OSError(errno.EIO, "Input/output error")
 
     if failing == "write":
-        monkeypatch.setattr(os, "write", partial_then_enospc)
+        monkeypatch.setattr(store.posix, "write", partial_then_enospc)
     else:
-        monkeypatch.setattr(os, "fsync", fsync_fails)
+        monkeypatch.setattr(store.posix, "fsync", fsync_fails)
     with pytest.raises(KernelError) as info:
         store.write_file(str(path), b'{"new": "a longer document"}')
     monkeypatch.undo()
@@ -208,3 +208,19 @@ def test_numbers_at_the_edges_are_accepted():
         c["process"]["oomScoreAdj"] = -1000
 
     validate_config(_with(edit))
+
+
+def test_every_record_is_synced(tmp_path, monkeypatch):
+    # create's records on the way too: `delete -f` trusts them after a killed create
+    synced = []
+    real_fsync = store.posix.fsync
+    monkeypatch.setattr(store.posix, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    (tmp_path / "c1").mkdir()
+    container = store.Container(str(tmp_path), "c1", {"id": "c1"})
+    container.save()
+    assert len(synced) == 1 and (tmp_path / "c1" / "state.json").read_bytes() == b'{"id":"c1"}'
+    container.data["pid"] = 7
+    container.save()
+    store.write_file(str(tmp_path / "pid"), b"7")
+    assert len(synced) == 3
+    assert sorted(p.name for p in (tmp_path / "c1").iterdir()) == ["state.json"]

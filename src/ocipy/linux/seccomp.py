@@ -495,7 +495,7 @@ class Filter:
 
     needs_notify: bool
 
-    def __init__(self, ctx: int, needs_notify: bool, skipped: list[str]) -> None:
+    def __init__(self, ctx: int | None, needs_notify: bool, skipped: list[str]) -> None:
         self._ctx: int | None = ctx
         self.needs_notify = needs_notify
         self.skipped = skipped
@@ -523,13 +523,13 @@ class Filter:
         Needs no file access.  See the module docstring for when to call it
         (before dropping capabilities unless no_new_privs is set).
         """
-        lib = _library()
-        ctx = self._context()
-        if self._raw_flags is not None and self._raw_prog is not None:
+        if self._raw_flags is not None and self._raw_prog is not None:  # no context when from the cache
             prog = _SockFprog(len(self._raw_prog) // 8, ctypes.addressof(self._raw_prog))
             ret = _sys_seccomp(self._raw_flags, ctypes.addressof(prog))
             _check(ret, "seccomp(SECCOMP_SET_MODE_FILTER)")
             return ret if self.needs_notify else None
+        lib = _library()
+        ctx = self._context()
         _check(lib.seccomp_load(ctx), "seccomp_load")
         if not self.needs_notify:
             return None
@@ -641,13 +641,18 @@ def _enosys_stub(lib: ctypes.CDLL, plan: _Plan) -> bytes:
     return bytes(out)
 
 
-def prepare(seccomp: dict[str, Any]) -> Filter:
+def prepare(seccomp: dict[str, Any], cache: bool = False) -> Filter:
     """Validate linux.seccomp and build its libseccomp filter (not loaded yet).
 
     Call before pivot_root: this opens libseccomp.so.2 from the host.
     Raises ConfigError naming the offending field for unknown actions,
     operators, architectures and flags, or ones this libseccomp/kernel cannot
     apply; syscall names unknown to the library are skipped (as runc does).
+
+    With `cache` (the runtime's create and exec), a program compiled earlier
+    for the same profile, library and kernel is used (see seccomp_cache.py);
+    the validation above runs all the same.  Such a filter has no libseccomp
+    context (it cannot be exported).
     """
     plan = _plan(seccomp)
     lib = _library()
@@ -665,6 +670,19 @@ def prepare(seccomp: dict[str, Any]) -> Filter:
         if need > api:
             raise too_old(f"{_FIELD}.syscalls[{rule.index}].action", rule.action_name, need)
 
+    name = ""
+    if cache:
+        from ocipy.linux import seccomp_cache
+
+        name = seccomp_cache.key(seccomp, _LIBNAME, version, api)
+        hit = seccomp_cache.load(name)
+        if hit is not None:
+            flags, needs_notify, known_skipped, program = hit
+            flt = Filter(None, needs_notify, known_skipped)
+            flt._raw_flags = flags
+            flt._raw_prog = ctypes.create_string_buffer(program, len(program))
+            _c()  # libc's syscall() resolved now, in the parent
+            return flt
     ctx = lib.seccomp_init(plan.default_action)
     if not ctx:
         raise KernelError("seccomp_init", None, ctypes.get_errno() or 22)
@@ -736,6 +754,10 @@ def prepare(seccomp: dict[str, Any]) -> Filter:
             if "SECCOMP_FILTER_FLAG_SPEC_ALLOW" in names:
                 raw_flags |= _KFLAG_SPEC_ALLOW
             flt._use_raw_load(raw_flags | (_KFLAG_NEW_LISTENER if plan.needs_notify else 0), stub)
+            if name and flt._raw_prog is not None:  # only raw-loaded programs are kept
+                from ocipy.linux import seccomp_cache
+
+                seccomp_cache.store(name, flt._raw_flags or 0, plan.needs_notify, skipped, flt._raw_prog.raw)
         ok = True
         return flt
     finally:

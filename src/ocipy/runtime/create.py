@@ -166,7 +166,7 @@ def create(
     if linux.get("seccomp"):
         from ocipy.linux import seccomp
 
-        ctx.seccomp_filter = seccomp.prepare(linux["seccomp"])
+        ctx.seccomp_filter = seccomp.prepare(linux["seccomp"], cache=True)
     fds = FdOwner()  # every fd made for the children, closed on every error path
     bootstrap_pid = init_pid = 0
     manager = None

@@ -243,7 +243,7 @@ def _preload(ctx: _ExecContext, linux: dict[str, Any], container: store.Containe
     if linux.get("seccomp"):
         from ocipy.linux import seccomp
 
-        ctx.seccomp_filter = seccomp.prepare(linux["seccomp"])
+        ctx.seccomp_filter = seccomp.prepare(linux["seccomp"], cache=True)
 
 
 def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:

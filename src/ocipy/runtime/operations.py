@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import posix  # not os, on the start/kill/delete path: see store.py
 
 from ocipy import log
 from ocipy.errors import ContainerNotFound, HookError, InvalidState, NotRunning, OcipyError
@@ -78,7 +78,7 @@ def _release_init(container: store.Container) -> None:
     import select
 
     try:
-        fd = os.open(container.exec_fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(container.exec_fifo, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     except FileNotFoundError:
         raise InvalidState("cannot start an already running container") from None
     try:
@@ -87,7 +87,7 @@ def _release_init(container: store.Container) -> None:
         while True:
             if poller.poll(100):
                 try:
-                    data = os.read(fd, 1)
+                    data = posix.read(fd, 1)
                 except BlockingIOError:
                     continue
                 if data:
@@ -97,8 +97,8 @@ def _release_init(container: store.Container) -> None:
             elif not container.init_alive():
                 raise OcipyError("container init exited before start")
     finally:
-        os.close(fd)
-    os.unlink(container.exec_fifo)
+        posix.close(fd)
+    posix.unlink(container.exec_fifo)
 
 
 def _manager(container: store.Container) -> Any:
@@ -130,7 +130,7 @@ def kill(root: str, container_id: str, sig: str | int = "SIGTERM", all_processes
         manager.kill_all(signum)
         return
     try:
-        os.kill(container.pid, signum)
+        posix.kill(container.pid, signum)
     except ProcessLookupError:
         raise NotRunning(container_id) from None
 
@@ -145,7 +145,7 @@ def _kill_and_wait(container: store.Container) -> None:
     pid = container.pid
     if pid > 0 and container.init_alive():
         try:
-            os.kill(pid, SIGKILL)
+            posix.kill(pid, SIGKILL)
         except ProcessLookupError:
             pass
         store.wait_gone(pid, container.data.get("pid_start"))
@@ -223,15 +223,15 @@ def wait_exit(pid: int) -> int:
     """Wait for our child `pid`; return its exit status, 128+N for a signal death."""
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
+            _, status = posix.waitpid(pid, 0)
         except ChildProcessError:
             return 255
         except InterruptedError:
             continue
-        if os.WIFEXITED(status):
-            return os.WEXITSTATUS(status)
-        if os.WIFSIGNALED(status):
-            return 128 + os.WTERMSIG(status)
+        if posix.WIFEXITED(status):
+            return posix.WEXITSTATUS(status)
+        if posix.WIFSIGNALED(status):
+            return 128 + posix.WTERMSIG(status)
 
 
 def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
@@ -270,7 +270,7 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep
 
     def forward(signum: int, _frame: Any) -> None:
         try:
-            os.kill(pid, signum)
+            posix.kill(pid, signum)
         except ProcessLookupError:
             pass
 
@@ -292,6 +292,8 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep
 
 
 def _wants_terminal(bundle: str) -> bool:
+    import os
+
     from ocipy.runtime.create import load_config
 
     return bool((load_config(os.path.abspath(bundle)).get("process") or {}).get("terminal"))

@@ -720,13 +720,9 @@ class Manager:
             delay = min(delay * 2, 0.05)
 
     def is_frozen(self) -> bool:
-        d = self._v1("freezer")
-        if d:
-            return (_read(os.path.join(d, "freezer.state")) or "").strip() == "FROZEN"
-        d2 = self._v2()
-        if d2:
-            return (_read(os.path.join(d2, "cgroup.freeze")) or "").strip() == "1"
-        return False
+        from ocipy.linux.freezer import is_frozen
+
+        return is_frozen(self._paths)
 
     def kill_all(self, sig: int) -> None:
         """Signal every process: freeze, signal, thaw (as runc does for kill --all / delete -f)."""
