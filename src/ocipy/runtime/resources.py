@@ -140,8 +140,10 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> dict[str,
 
     # A copy: the parse folds keys in place, and the caller's document is theirs.
     patch = jsonfast.loads(jsonfast.dumps(resources)) if isinstance(resources, dict) else resources
+    if isinstance(patch, dict):
+        for key in [k for k in patch if isinstance(k, str) and fold_key(k) == "devices"]:
+            del patch[key]  # device rules are not updated (runc neither), nor checked
     parse_resources(patch)  # every field checked before the state is touched
-    patch.pop("devices", None)
     with store.locked(root, container_id) as container:
         if not container.data:
             raise ContainerNotFound(container_id)
