@@ -25,7 +25,7 @@ import pytest
 
 from ocipy.errors import OcipyError
 from ocipy.linux import seccomp
-from ocipy.spec.config import parse_seccomp
+from ocipy.spec.seccomp import parse_seccomp
 
 pytestmark = [
     pytest.mark.integration,

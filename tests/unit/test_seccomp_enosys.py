@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ocipy.linux import seccomp
-from ocipy.spec.config import parse_seccomp
+from ocipy.spec.seccomp import parse_seccomp
 
 try:
     seccomp._library()

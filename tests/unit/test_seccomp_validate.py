@@ -15,7 +15,7 @@ import pytest
 
 from ocipy.errors import ConfigError
 from ocipy.linux import seccomp
-from ocipy.spec.config import parse_seccomp
+from ocipy.spec.seccomp import parse_seccomp
 
 needs_lib = pytest.mark.skipif(not os.path.exists("/usr/lib/x86_64-linux-gnu/libseccomp.so.2")
                                and not os.path.exists("/lib/x86_64-linux-gnu/libseccomp.so.2"),

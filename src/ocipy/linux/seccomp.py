@@ -57,7 +57,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ocipy.spec.config import SeccompPlan, SeccompRule
+    from ocipy.spec.seccomp import SeccompPlan, SeccompRule
 
 
 # ---------------------------------------------------------------------------

@@ -23,7 +23,8 @@ TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
-    from ocipy.spec.config import IdMapping, Linux, Namespace, SeccompPlan
+    from ocipy.spec.config import IdMapping, Linux, Namespace
+    from ocipy.spec.seccomp import SeccompPlan
 
 
 def load_config(bundle: str) -> Config:
