@@ -474,49 +474,56 @@ class Manager:
     def set(self, resources: Resources, devices: bool = True) -> None:
         """Write linux.resources into the existing directories (create and update use this)."""
         from ocipy.errors import ConfigError
-        from ocipy.linux.cgroups import v1, v2
         from ocipy.spec.config import W
 
         needed = controllers_needed(resources)
         v2dir = self._v2()
         v2_enabled = set(((_read(os.path.join(v2dir, "cgroup.controllers")) if v2dir else "") or "").split())
 
-        def where(c: str) -> tuple[str, str]:
+        def where(c: str) -> tuple[str, Any]:
+            """The controller's directory and its writers' module (imported only
+            when something is written: most creates set no limit)."""
             d = self._v1(c)
             if d:
-                return "v1", d
+                from ocipy.linux.cgroups import v1
+
+                return d, v1
             v2n = V2_NAME.get(c)
             if v2dir and v2n and v2n in v2_enabled:
-                return "v2", v2dir
+                from ocipy.linux.cgroups import v2
+
+                return v2dir, v2
             raise ConfigError(f"{W}.{FIELD[c]}", f"the {c} cgroup controller is not available for this container")
 
         if "memory" in needed and resources.memory is not None:
-            kind, d = where("memory")
-            (v1.set_memory if kind == "v1" else v2.set_memory)(d, resources.memory)
+            d, mod = where("memory")
+            mod.set_memory(d, resources.memory)
         cpu = resources.cpu
         if "cpuset" in needed and cpu is not None:
-            kind, d = where("cpuset")
-            (v1.set_cpuset if kind == "v1" else v2.set_cpuset)(d, cpu)
+            d, mod = where("cpuset")
+            mod.set_cpuset(d, cpu)
         if "cpu" in needed and cpu is not None:
-            kind, d = where("cpu")
-            (v1.set_cpu if kind == "v1" else v2.set_cpu)(d, cpu)
+            d, mod = where("cpu")
+            mod.set_cpu(d, cpu)
         if "pids" in needed:
-            kind, d = where("pids")
-            (v1.set_pids if kind == "v1" else v2.set_pids)(d, resources.pids_limit)
+            d, mod = where("pids")
+            mod.set_pids(d, resources.pids_limit)
         if "blkio" in needed and resources.block_io is not None:
-            kind, d = where("blkio")
-            (v1.set_blkio if kind == "v1" else v2.set_io)(d, resources.block_io)
+            d, mod = where("blkio")
+            mod.set_blkio(d, resources.block_io)
         if "hugetlb" in needed:
-            kind, d = where("hugetlb")
-            (v1.set_hugetlb if kind == "v1" else v2.set_hugetlb)(d, resources.hugepage_limits)
+            d, mod = where("hugetlb")
+            mod.set_hugetlb(d, resources.hugepage_limits)
         net = resources.network
         if "net_cls" in needed and net is not None:
-            v1.set_net_cls(where("net_cls")[1], net)
+            d, mod = where("net_cls")
+            mod.set_net_cls(d, net)
         if "net_prio" in needed and net is not None:
-            v1.set_net_prio(where("net_prio")[1], net)
+            d, mod = where("net_prio")
+            mod.set_net_prio(d, net)
         if "rdma" in needed:
-            kind, d = where("rdma")
-            v1.set_rdma(d, resources.rdma)
+            d, mod = where("rdma")
+            mod.set_rdma(d, resources.rdma)
         unified = resources.unified
         if unified:
             if self.mode != "v2":
@@ -528,6 +535,8 @@ class Manager:
                 check_unified(unified, lay)
             if not v2dir:
                 raise ConfigError(f"{W}.unified", "cgroup v2 is not mounted on this host")
+            from ocipy.linux.cgroups import v2
+
             v2.set_unified(v2dir, unified, v2_enabled)
         if devices and resources.devices is not None:
             self._set_devices(resources.devices)

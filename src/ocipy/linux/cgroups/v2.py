@@ -143,6 +143,9 @@ def set_io(d: str, bio: BlockIO) -> None:
             write(d, "io.max", f"{tdev.major}:{tdev.minor} {knob}={'max' if rate == 0 else rate}")
 
 
+set_blkio = set_io  # the v1 name, which Manager.set calls for either version
+
+
 def set_hugetlb(d: str, pages: list[tuple[str, int]]) -> None:
     set_hugetlb_limits(d, pages, "max")
 
