@@ -20,7 +20,7 @@ import pytest
 
 from ocipy.errors import OcipyError
 from ocipy.linux import cgroups
-from ocipy.spec.config import parse_device_rules, parse_resources
+from ocipy.spec.resources import Resources, parse_device_rules, parse_resources
 from support.helpers import parsed_config  # tests/ is on sys.path (conftest.py)
 
 pytestmark = [
@@ -44,7 +44,7 @@ class Env:
 
     def manager(self, config: dict[str, Any]) -> cgroups.Manager:
         linux = parsed_config(config).linux
-        m = cgroups.manager(linux.resources, linux.cgroups_path, "test")
+        m = cgroups.manager(linux.resources or Resources(), linux.cgroups_path, "test")
         self.managers.append(m)
         return m
 

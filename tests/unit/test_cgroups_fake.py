@@ -20,7 +20,7 @@ from ocipy.errors import ConfigError, KernelError, OcipyError
 from ocipy.linux import cgroups
 from ocipy.linux.cgroups import devices, ebpf, v2
 from ocipy.runtime.resources import merge_resources
-from ocipy.spec.config import Memory, Rule, parse_device_rules, parse_resources
+from ocipy.spec.resources import Memory, Resources, Rule, parse_device_rules, parse_resources
 from support.helpers import parsed_config  # tests/ is on sys.path (conftest.py)
 
 V1_FILES: dict[str, dict[str, str]] = {
@@ -120,7 +120,7 @@ def cfg(resources: dict[str, Any] | None = None, path: str | None = "/ctr", **li
 def manager(config: dict[str, Any], container_id: str, **kw: Any) -> cgroups.Manager:
     """The Manager create makes: from the typed pieces of the parsed config."""
     linux = parsed_config(config).linux
-    return cgroups.manager(linux.resources, linux.cgroups_path, container_id, **kw)
+    return cgroups.manager(linux.resources or Resources(), linux.cgroups_path, container_id, **kw)
 
 
 def memory(doc: dict[str, Any]) -> Memory:

@@ -113,7 +113,7 @@ def test_every_section_is_typed():
 
 def test_resources_are_typed():
     r = spec.parse(full()).linux.resources
-    assert r.memory is not None and (r.memory.limit, r.memory.swap, r.memory.disable_oom_killer) == (1 << 30, 2 << 30, False)
+    assert r is not None and r.memory is not None and (r.memory.limit, r.memory.swap, r.memory.disable_oom_killer) == (1 << 30, 2 << 30, False)
     assert r.memory.reservation is None and r.memory.any_set()
     assert r.cpu is not None and (r.cpu.shares, r.cpu.quota, r.cpu.period, r.cpu.cpus, r.cpu.mems) == (512, 50000, 100000, "0-1", "0")
     assert r.pids_limit == 64
@@ -126,8 +126,11 @@ def test_resources_are_typed():
     assert r.rdma == {"mlx5_0": (3, None)}
     assert r.devices == [(False, "a", -1, -1, "rwm"), (True, "c", 1, 3, "rwm")]
     assert r.unified == {"memory.high": "max"}
-    empty = spec.parse({"ociVersion": "1.0.0", "root": {"path": "r"}}).linux.resources
-    assert empty.memory is None and empty.devices is None and empty.unified == {}
+    assert spec.parse({"ociVersion": "1.0.0", "root": {"path": "r"}}).linux.resources is None
+    empty = spec.parse({"ociVersion": "1.0.0", "root": {"path": "r"}, "linux": {"resources": {}}}).linux.resources
+    assert empty is not None and empty.memory is None and empty.devices is None and empty.unified == {}
+    # exec reads a saved config again without its limits (and without importing their parse)
+    assert spec.parse(full(), resources=False).linux.resources is None
 
 
 def test_seccomp_plan():
@@ -253,8 +256,9 @@ def test_keys_match_case_insensitively_as_go_decodes_them():
     assert parsed.process is not None and parsed.process.no_new_privileges and parsed.process.user.uid == 1000
     assert parsed.process.scheduler is not None
     assert parsed.linux.namespaces[1].path == "/proc/1/ns/net"
-    assert parsed.linux.resources.cpu is not None and parsed.linux.resources.cpu.cpus == "0"
-    assert parsed.linux.resources.memory is not None and parsed.linux.resources.memory.limit == 4096
+    res = parsed.linux.resources
+    assert res is not None and res.cpu is not None and res.cpu.cpus == "0"
+    assert res.memory is not None and res.memory.limit == 4096
     assert parsed.linux.seccomp is not None and parsed.linux.seccomp.rules[0].action_name == "SCMP_ACT_LOG"
     assert parsed.mounts[0].destination == "/proc" and parsed.hooks.of("prestart")[0].path == "/bin/x"
     # renamed in place: the dict saved in state.json reads with the spec's spelling
@@ -286,8 +290,9 @@ def test_unknown_keys_are_ignored_and_map_keys_kept_as_written():
     before = copy.deepcopy(c)
     parsed = spec.parse(c)
     assert parsed.annotations == {"Org.Example/Key": "v"}
-    assert parsed.linux.resources.unified == {"Memory.High": "1"} and parsed.linux.resources.rdma == {"MLX5_0": (3, None)}
-    assert parsed.linux.resources.cpu is not None and parsed.linux.resources.cpu.shares == 512
+    res = parsed.linux.resources
+    assert res is not None and res.unified == {"Memory.High": "1"} and res.rdma == {"MLX5_0": (3, None)}
+    assert res.cpu is not None and res.cpu.shares == 512
     # unknown keys stay in the saved dict as written; only the rdma limits' field names were folded
     before["linux"]["resources"]["rdma"] = {"MLX5_0": {"hcaHandles": 3}}
     assert c == before
@@ -295,7 +300,7 @@ def test_unknown_keys_are_ignored_and_map_keys_kept_as_written():
 
 def test_parsing_needs_no_heavy_imports():
     """The parse is on every create and exec: plain classes, no dataclasses/typing/enum/re."""
-    code = ("import sys; from ocipy.spec import config; "
+    code = ("import sys; from ocipy.spec import config, resources, seccomp; "
             "print(sorted(m for m in ('dataclasses', 'typing', 'enum', 're') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(Path(spec.__file__).resolve().parents[2])}).stdout

@@ -113,8 +113,9 @@ def _write_id_maps(pid: int, linux: Linux) -> None:
 
 def cgroup_manager(linux: Linux, container_id: str, systemd: bool) -> Any:
     from ocipy.linux import cgroups
+    from ocipy.spec.resources import Resources
 
-    return cgroups.manager(linux.resources, linux.cgroups_path, container_id, systemd)
+    return cgroups.manager(linux.resources or Resources(), linux.cgroups_path, container_id, systemd)
 
 
 def create(

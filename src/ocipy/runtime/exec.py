@@ -99,7 +99,7 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
         raise NotRunning(container_id)
     if proc.terminal and console_socket is None and detach:
         raise OcipyError("cannot allocate tty if ocipy will detach without setting console socket")
-    linux = parse(container.config).linux  # the saved config.json, typed again
+    linux = parse(container.config, resources=False).linux  # the saved config.json, typed again
 
     ctx = _ExecContext()
     ctx.process = proc

@@ -135,8 +135,8 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> dict[str,
     ignored.  Device rules are not touched (runc neither).  Returns the new
     resources."""
     from ocipy import jsonfast
-    from ocipy.spec.config import parse_resources
     from ocipy.spec.keys import fold_key
+    from ocipy.spec.resources import parse_resources
 
     # A copy: the parse folds keys in place, and the caller's document is theirs.
     patch = jsonfast.loads(jsonfast.dumps(resources)) if isinstance(resources, dict) else resources

@@ -306,7 +306,7 @@ def _derived_cgroup(container_id: str) -> dict[str, Any] | None:
     Only those that exist are recorded as ours (their parents are not)."""
     try:
         from ocipy.linux import cgroups
-        from ocipy.spec.config import Resources
+        from ocipy.spec.resources import Resources
 
         state = cgroups.manager(Resources(), "", container_id).to_state()
     except (OcipyError, OSError, ImportError):

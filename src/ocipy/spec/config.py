@@ -10,7 +10,7 @@ and read into a slotted object that knows its JSON path for messages
 
 The rest of the runtime reads only these objects: create and init the
 `Config`, exec a `Process` (`parse_process`, exec -p process.json), the
-cgroup manager a `Resources` (`parse_resources`, also update's), the
+cgroup manager a `Resources` (spec/resources.py, also update's), the
 seccomp filter a `SeccompPlan` (spec/seccomp.py), the hooks `Hook` lists.  Checks that need
 the host (a namespace path, a cgroup controller, libseccomp's API level)
 stay where the host is asked.
@@ -22,7 +22,7 @@ dataclasses, typing or enum imports.
 from __future__ import annotations
 
 from ocipy.errors import ConfigError
-from ocipy.spec.keys import fold
+from ocipy.spec.keys import fold, names
 from ocipy.spec.runtime import (
     CAPABILITIES,
     CAPABILITY_SETS,
@@ -44,6 +44,7 @@ TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocipy.spec.resources import Resources
     from ocipy.spec.seccomp import SeccompPlan
 
 # --- value checks (the wording of each section's messages is kept as tools and tests read it) --------
@@ -110,10 +111,6 @@ def check_oci_version(version: Any) -> None:
     # 0.x configs (the spec's own example is 0.5.0-dev) read as 1.x; a 2.x may mean anything.
     if int(parts[0]) > SUPPORTED_MAJOR:
         raise ConfigError("ociVersion", f"version {version} is not supported (this runtime handles up to 1.x)")
-
-
-def _names(*names: str) -> frozenset[str]:
-    return frozenset(names)
 
 
 # --- the objects -------------------------------------------------------------------------------------
@@ -284,7 +281,7 @@ class Linux:
         self.devices: list[Device] = []
         self.net_devices: dict[str, str] = {}  # host name -> name in the container
         self.cgroups_path = ""
-        self.resources = Resources()
+        self.resources: Resources | None = None  # spec/resources.py; None: not given
         self.sysctl: dict[str, str] = {}
         self.seccomp: SeccompPlan | None = None  # spec/seccomp.py
         self.masked_paths: list[str] = []
@@ -305,13 +302,16 @@ class Linux:
 
 # --- parsing -----------------------------------------------------------------------------------------
 
-_CONFIG = _names("ociVersion", "root", "mounts", "process", "hostname", "domainname", "hooks", "annotations",
+_CONFIG = names("ociVersion", "root", "mounts", "process", "hostname", "domainname", "hooks", "annotations",
                  "linux")  # fmt: skip
-_ROOT = _names("path", "readonly")
+_ROOT = names("path", "readonly")
 
 
-def parse(raw: Any) -> Config:
-    """config.json (the decoded JSON) as a `Config`; raises ConfigError naming the field."""
+def parse(raw: Any, *, resources: bool = True) -> Config:
+    """config.json (the decoded JSON) as a `Config`; raises ConfigError naming the field.
+
+    resources=False leaves linux.resources unread (exec reads a saved config
+    again: it does not touch the cgroup limits, and need not import them)."""
     config = _obj(raw, "config.json", _CONFIG)
     out = Config(config)
     check_oci_version(config.get("ociVersion"))
@@ -330,7 +330,7 @@ def parse(raw: Any) -> Config:
     out.domainname = _optional(config, "domainname", str, "") or ""
     out.mounts = [_mount(m, i) for i, m in enumerate(_expect(config.get("mounts") or [], list, "mounts"))]
     out.hooks = parse_hooks(config.get("hooks"))
-    out.linux = _linux(config.get("linux") or {}, out.domainname)
+    out.linux = _linux(config.get("linux") or {}, out.domainname, resources)
     annotations = _expect(config.get("annotations") or {}, dict, "annotations")
     for key, value in annotations.items():
         _expect(value, str, f"annotations.{key}")
@@ -338,16 +338,16 @@ def parse(raw: Any) -> Config:
     return out
 
 
-_PROCESS = _names("terminal", "consoleSize", "cwd", "env", "args", "commandLine", "rlimits", "apparmorProfile",
+_PROCESS = names("terminal", "consoleSize", "cwd", "env", "args", "commandLine", "rlimits", "apparmorProfile",
                   "capabilities", "noNewPrivileges", "oomScoreAdj", "scheduler", "selinuxLabel", "ioPriority",
                   "execCPUAffinity", "user")  # fmt: skip
-_USER = _names("uid", "gid", "umask", "additionalGids", "username")
+_USER = names("uid", "gid", "umask", "additionalGids", "username")
 _CAPS = frozenset(CAPABILITY_SETS)
-_RLIMIT = _names("type", "soft", "hard")
-_SIZE = _names("height", "width")
-_SCHED = _names("policy", "nice", "priority", "flags", "runtime", "deadline", "period")
-_IOPRIO = _names("class", "priority")
-_AFFINITY = _names("initial", "final")
+_RLIMIT = names("type", "soft", "hard")
+_SIZE = names("height", "width")
+_SCHED = names("policy", "nice", "priority", "flags", "runtime", "deadline", "period")
+_IOPRIO = names("class", "priority")
+_AFFINITY = names("initial", "final")
 
 
 def parse_process(value: Any, field: str = "process") -> Process:
@@ -470,8 +470,8 @@ def _capabilities(value: Any, field: str) -> Capabilities:
     return out
 
 
-_MOUNT = _names("destination", "type", "source", "options", "uidMappings", "gidMappings")
-_ID_MAP = _names("containerID", "hostID", "size")
+_MOUNT = names("destination", "type", "source", "options", "uidMappings", "gidMappings")
+_ID_MAP = names("containerID", "hostID", "size")
 
 
 def _mount(value: Any, i: int) -> MountEntry:
@@ -512,7 +512,7 @@ def _id_mappings(obj: dict[str, Any], key: str, where: str) -> list[IdMapping]:
 
 
 _HOOKS = frozenset(HOOK_KINDS)
-_HOOK = _names("path", "args", "env", "timeout")
+_HOOK = names("path", "args", "env", "timeout")
 
 
 def parse_hooks(value: Any) -> Hooks:
@@ -542,20 +542,20 @@ def parse_hooks(value: Any) -> Hooks:
     return out
 
 
-_LINUX = _names("namespaces", "uidMappings", "gidMappings", "timeOffsets", "devices", "netDevices", "cgroupsPath",
+_LINUX = names("namespaces", "uidMappings", "gidMappings", "timeOffsets", "devices", "netDevices", "cgroupsPath",
                 "rootfsPropagation", "resources", "intelRdt", "sysctl", "seccomp", "maskedPaths", "readonlyPaths",
                 "mountLabel", "personality", "memoryPolicy")  # fmt: skip
-_NAMESPACE = _names("type", "path")
-_DEVICE = _names("type", "path", "major", "minor", "fileMode", "uid", "gid")
-_NET_DEVICE = _names("name")
-_OFFSET = _names("secs", "nanosecs")
-_INTEL_RDT = _names("closID", "l3CacheSchema", "memBwSchema", "schemata", "enableMonitoring")
-_PERSONALITY = _names("domain", "flags")
-_MEMPOLICY = _names("mode", "nodes", "flags")
+_NAMESPACE = names("type", "path")
+_DEVICE = names("type", "path", "major", "minor", "fileMode", "uid", "gid")
+_NET_DEVICE = names("name")
+_OFFSET = names("secs", "nanosecs")
+_INTEL_RDT = names("closID", "l3CacheSchema", "memBwSchema", "schemata", "enableMonitoring")
+_PERSONALITY = names("domain", "flags")
+_MEMPOLICY = names("mode", "nodes", "flags")
 _PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
 
 
-def _linux(value: Any, domainname: str) -> Linux:
+def _linux(value: Any, domainname: str, resources: bool) -> Linux:
     linux = _obj(value, "linux", _LINUX)
     out = Linux()
     seen: set[str] = set()
@@ -601,7 +601,9 @@ def _linux(value: Any, domainname: str) -> Linux:
         if not any(p and p != "." for p in cgroups_path.split("/")):
             raise ConfigError("linux.cgroupsPath", f"{cgroups_path!r} names the root cgroup")
     out.cgroups_path = cgroups_path
-    if _optional(linux, "resources", dict, "linux") is not None:
+    if _optional(linux, "resources", dict, "linux") is not None and resources:
+        from ocipy.spec.resources import parse_resources
+
         out.resources = parse_resources(linux["resources"])
     if _optional(linux, "seccomp", dict, "linux"):  # an empty object: no filter
         from ocipy.spec.seccomp import parse_seccomp  # only with a filter: the import is not free
@@ -665,384 +667,3 @@ def _device(value: Any, where: str) -> Device:
         _expect(dev.get("minor"), int, f"{where}.minor")
     return Device(path, kind, dev.get("major", 0), dev.get("minor", 0), dev.get("fileMode"),
                   dev.get("uid", 0), dev.get("gid", 0))  # fmt: skip
-
-
-# --- linux.resources -----------------------------------------------------------------------------------
-# Its own wording ("must be an integer, not ...", "is out of range"), as before the one pass.
-
-RESOURCES = "linux.resources"
-W = RESOURCES
-INT64_MAX = (1 << 63) - 1
-UINT64_MAX = (1 << 64) - 1
-UINT32_MAX = (1 << 32) - 1
-
-
-def want_int(obj: dict[str, Any], key: str, where: str, lo: int | None = None, hi: int | None = None) -> int | None:
-    """obj[key] as an int within [lo, hi], None if absent; ConfigError otherwise."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}.{key}", f"must be an integer, not {value!r}")
-    assert isinstance(value, int)
-    if lo is not None and value < lo:
-        raise ConfigError(f"{where}.{key}", f"{value} is out of range (minimum {lo})")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{where}.{key}", f"{value} is out of range (maximum {hi})")
-    return value
-
-
-def _want_bool(obj: dict[str, Any], key: str, where: str) -> bool | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key}", f"must be true or false, not {value!r}")
-    return value
-
-
-def _want(obj: dict[str, Any], key: str, where: str, kind: type, names: frozenset[str] | None = None) -> Any:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, kind):
-        raise ConfigError(f"{where}.{key}", f"must be {'an object' if kind is dict else 'an array'}, "
-                                            f"not {type(value).__name__}")  # fmt: skip
-    return fold(value, names) if names is not None and isinstance(value, dict) else value
-
-
-class Memory:
-    __slots__ = ("limit", "reservation", "swap", "kernel", "kernel_tcp", "swappiness", "disable_oom_killer",
-                 "use_hierarchy", "check_before_update")  # fmt: skip
-
-    def __init__(self) -> None:
-        self.limit: int | None = None
-        self.reservation: int | None = None
-        self.swap: int | None = None
-        self.kernel: int | None = None
-        self.kernel_tcp: int | None = None
-        self.swappiness: int | None = None
-        self.disable_oom_killer: bool | None = None
-        self.use_hierarchy: bool | None = None
-        self.check_before_update: bool | None = None
-
-    def any_set(self) -> bool:
-        return any(getattr(self, name) is not None for name in Memory.__slots__)
-
-
-class Cpu:
-    __slots__ = ("shares", "quota", "burst", "period", "realtime_runtime", "realtime_period", "cpus", "mems", "idle")
-
-    def __init__(self) -> None:
-        self.shares: int | None = None
-        self.quota: int | None = None
-        self.burst: int | None = None
-        self.period: int | None = None
-        self.realtime_runtime: int | None = None
-        self.realtime_period: int | None = None
-        self.idle: int | None = None
-        self.cpus = ""
-        self.mems = ""
-
-
-class WeightDevice:
-    __slots__ = ("major", "minor", "weight", "leaf_weight")
-
-    def __init__(self, major: int, minor: int, weight: int | None, leaf_weight: int | None) -> None:
-        self.major, self.minor, self.weight, self.leaf_weight = major, minor, weight, leaf_weight
-
-
-class ThrottleDevice:
-    __slots__ = ("major", "minor", "rate")
-
-    def __init__(self, major: int, minor: int, rate: int) -> None:
-        self.major, self.minor, self.rate = major, minor, rate
-
-
-class BlockIO:
-    __slots__ = ("weight", "leaf_weight", "weight_device", "throttle")
-
-    def __init__(self) -> None:
-        self.weight: int | None = None
-        self.leaf_weight: int | None = None
-        self.weight_device: list[WeightDevice] = []
-        self.throttle: dict[str, list[ThrottleDevice]] = {}  # "throttleReadBpsDevice", ... -> devices
-
-    def any_set(self) -> bool:
-        return self.weight is not None or self.leaf_weight is not None or bool(self.weight_device) or any(
-            self.throttle.values())
-
-
-class Network:
-    __slots__ = ("class_id", "priorities")
-
-    def __init__(self) -> None:
-        self.class_id: int | None = None
-        self.priorities: list[tuple[str, int]] = []
-
-
-Rule = tuple[bool, str, int, int, str]  # a device rule: (allow, type a/c/b, major, minor, access); -1 = any
-
-
-class Resources:
-    """linux.resources (also `update`'s document); None/empty where unset."""
-
-    __slots__ = ("memory", "cpu", "pids_limit", "block_io", "hugepage_limits", "network", "rdma", "devices",
-                 "unified")  # fmt: skip
-
-    def __init__(self) -> None:
-        self.memory: Memory | None = None
-        self.cpu: Cpu | None = None
-        self.pids_limit: int | None = None
-        self.block_io: BlockIO | None = None
-        self.hugepage_limits: list[tuple[str, int]] = []  # (page size like "2MB", limit)
-        self.network: Network | None = None
-        self.rdma: dict[str, tuple[int | None, int | None]] = {}  # device -> (hcaHandles, hcaObjects)
-        self.devices: list[Rule] | None = None  # None: not given
-        self.unified: dict[str, str] = {}
-
-
-_RESOURCES = _names("devices", "memory", "cpu", "pids", "blockIO", "hugepageLimits", "network", "rdma", "unified")
-_MEMORY = _names("limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness", "disableOOMKiller",
-                 "useHierarchy", "checkBeforeUpdate")  # fmt: skip
-_CPU = _names("shares", "quota", "burst", "period", "realtimeRuntime", "realtimePeriod", "cpus", "mems", "idle")
-_PIDS = _names("limit")
-_BLKIO = _names("weight", "leafWeight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
-                "throttleReadIOPSDevice", "throttleWriteIOPSDevice")  # fmt: skip
-_THROTTLES = ("throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOPSDevice", "throttleWriteIOPSDevice")
-_WEIGHT_DEVICE = _names("major", "minor", "weight", "leafWeight")
-_DEV_RATE = _names("major", "minor", "rate")
-_HUGEPAGE = _names("pageSize", "limit")
-_NETWORK = _names("classID", "priorities")
-_PRIORITY = _names("name", "priority")
-_RDMA = _names("hcaHandles", "hcaObjects")
-_DEVICE_RULE = _names("allow", "type", "major", "minor", "access")
-
-
-def parse_resources(value: Any, where: str = W) -> Resources:
-    """linux.resources: keys folded in place, every value checked (no kernel needed)."""
-    if not isinstance(value, dict):
-        raise ConfigError(where, f"must be an object, not {type(value).__name__}")
-    res = fold(value, _RESOURCES)
-    out = Resources()
-    mem = _want(res, "memory", where, dict, _MEMORY)
-    if mem is not None:
-        out.memory = _memory(mem, f"{where}.memory")
-    cpu = _want(res, "cpu", where, dict, _CPU)
-    if cpu is not None:
-        out.cpu = _cpu(cpu, f"{where}.cpu")
-    pids = _want(res, "pids", where, dict, _PIDS)
-    if pids is not None:
-        # config-linux.md: -1 means no limit; 0 is a valid limit
-        out.pids_limit = want_int(pids, "limit", f"{where}.pids", -1, INT64_MAX)
-    bio = _want(res, "blockIO", where, dict, _BLKIO)
-    if bio is not None:
-        out.block_io = _block_io(bio, f"{where}.blockIO")
-    for i, entry in enumerate(_want(res, "hugepageLimits", where, list) or []):
-        w = f"{where}.hugepageLimits[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(w, "must be an object")
-        fold(entry, _HUGEPAGE)
-        size = entry.get("pageSize")
-        if not isinstance(size, str) or split_page_size(size) is None:
-            raise ConfigError(f"{w}.pageSize", f"{size!r} is not a size like '2MB' or '1GB'")
-        limit = want_int(entry, "limit", w, 0, UINT64_MAX)
-        if limit is None:
-            raise ConfigError(f"{w}.limit", "is required")
-        out.hugepage_limits.append((size, limit))
-    net = _want(res, "network", where, dict, _NETWORK)
-    if net is not None:
-        out.network = _network(net, f"{where}.network")
-    for dev, limits in (_want(res, "rdma", where, dict) or {}).items():
-        w = f"{where}.rdma[{dev!r}]"
-        if not isinstance(limits, dict) or not _is_iface(dev):
-            raise ConfigError(w, "must be an object keyed by a device name")
-        fold(limits, _RDMA)
-        a = want_int(limits, "hcaHandles", w, 0, UINT32_MAX)
-        b = want_int(limits, "hcaObjects", w, 0, UINT32_MAX)
-        if a is None and b is None:
-            raise ConfigError(w, "needs hcaHandles or hcaObjects")
-        out.rdma[dev] = (a, b)
-    devices = _want(res, "devices", where, list)
-    if devices is not None:
-        out.devices = parse_device_rules(devices, f"{where}.devices")
-    unified = _want(res, "unified", where, dict)
-    for k, v in (unified or {}).items():
-        w = f"{where}.unified[{k!r}]"
-        if not isinstance(v, str):
-            raise ConfigError(w, f"value must be a string, not {v!r}")
-        if not k or "/" in k or k.startswith(".") or "\0" in k or "." not in k:
-            raise ConfigError(w, "must name a file of the cgroup directory (like 'memory.high')")
-    out.unified = unified or {}
-    return out
-
-
-def _memory(mem: dict[str, Any], w: str) -> Memory:
-    out = Memory()
-    out.limit = limit = want_int(mem, "limit", w, -1, INT64_MAX)
-    out.reservation = want_int(mem, "reservation", w, -1, INT64_MAX)
-    out.swap = swap = want_int(mem, "swap", w, -1, INT64_MAX)
-    out.kernel = want_int(mem, "kernel", w, -1, INT64_MAX)
-    out.kernel_tcp = want_int(mem, "kernelTCP", w, -1, INT64_MAX)
-    sw = mem.get("swappiness")
-    # swappiness is uint64 in the spec; runc treats -1 as "unset"
-    if sw is not None and sw != -1:
-        want_int(mem, "swappiness", w, 0, 100)
-    out.swappiness = sw
-    out.disable_oom_killer = _want_bool(mem, "disableOOMKiller", w)
-    out.use_hierarchy = _want_bool(mem, "useHierarchy", w)
-    out.check_before_update = _want_bool(mem, "checkBeforeUpdate", w)
-    if limit and swap and limit > 0 and 0 < swap < limit:
-        raise ConfigError(f"{w}.swap", f"memory+swap limit {swap} must be >= the memory limit {limit}")
-    return out
-
-
-def _cpu(cpu: dict[str, Any], w: str) -> Cpu:
-    out = Cpu()
-    out.shares = shares = want_int(cpu, "shares", w, 0, 262144)
-    if shares is not None and 0 < shares < 2:
-        raise ConfigError(f"{w}.shares", f"{shares} is out of range (minimum 2)")
-    out.quota = quota = want_int(cpu, "quota", w, -1, INT64_MAX)
-    out.period = period = want_int(cpu, "period", w, 0, 1_000_000)
-    if period is not None and 0 < period < 1000:
-        raise ConfigError(f"{w}.period", f"{period} is out of range (1000..1000000 microseconds)")
-    out.burst = burst = want_int(cpu, "burst", w, 0, INT64_MAX)
-    # config-linux.md: a positive quota MUST be no smaller than burst
-    if burst and quota is not None and quota > 0 and burst > quota:
-        raise ConfigError(f"{w}.burst", f"{burst} must not be larger than quota {quota}")
-    if burst and (quota is None or quota <= 0):
-        raise ConfigError(f"{w}.burst", "needs a positive quota")
-    out.realtime_runtime = want_int(cpu, "realtimeRuntime", w, -1, INT64_MAX)
-    out.realtime_period = want_int(cpu, "realtimePeriod", w, 0, INT64_MAX)
-    out.idle = want_int(cpu, "idle", w, 0, 1)
-    for key in ("cpus", "mems"):
-        v = cpu.get(key)
-        if v is None or v == "":
-            continue
-        if not isinstance(v, str) or parse_id_list(v) is None:
-            raise ConfigError(f"{w}.{key}", f"{v!r} is not a list like '0-3,7'")
-        setattr(out, key, v)
-    return out
-
-
-def _block_io(bio: dict[str, Any], w: str) -> BlockIO:
-    out = BlockIO()
-    out.weight = weight = want_int(bio, "weight", w, 0, 1000)
-    if weight and weight < 10:
-        raise ConfigError(f"{w}.weight", f"{weight} is out of range (10..1000)")
-    out.leaf_weight = leaf = want_int(bio, "leafWeight", w, 0, 1000)
-    if leaf and leaf < 10:
-        raise ConfigError(f"{w}.leafWeight", f"{leaf} is out of range (10..1000)")
-    for i, dev in enumerate(_want(bio, "weightDevice", w, list) or []):
-        where = f"{w}.weightDevice[{i}]"
-        if not isinstance(dev, dict):
-            raise ConfigError(where, "must be an object")
-        fold(dev, _WEIGHT_DEVICE)
-        major, minor = _major_minor(dev, where)
-        wt = want_int(dev, "weight", where, 0, 1000)
-        lw = want_int(dev, "leafWeight", where, 0, 1000)
-        if wt is None and lw is None:
-            raise ConfigError(where, "needs weight or leafWeight")
-        for name, val in (("weight", wt), ("leafWeight", lw)):
-            if val and val < 10:
-                raise ConfigError(f"{where}.{name}", f"{val} is out of range (10..1000)")
-        out.weight_device.append(WeightDevice(major, minor, wt, lw))
-    for key in _THROTTLES:
-        devs = []
-        for i, dev in enumerate(_want(bio, key, w, list) or []):
-            where = f"{w}.{key}[{i}]"
-            if not isinstance(dev, dict):
-                raise ConfigError(where, "must be an object")
-            fold(dev, _DEV_RATE)
-            major, minor = _major_minor(dev, where)
-            rate = want_int(dev, "rate", where, 0, UINT64_MAX)
-            if rate is None:
-                raise ConfigError(f"{where}.rate", "is required")
-            devs.append(ThrottleDevice(major, minor, rate))
-        if devs:
-            out.throttle[key] = devs
-    return out
-
-
-def _major_minor(dev: dict[str, Any], where: str) -> tuple[int, int]:
-    out = []
-    for k in ("major", "minor"):
-        value = want_int(dev, k, where, 0, UINT32_MAX)
-        if value is None:
-            raise ConfigError(f"{where}.{k}", "is required")
-        out.append(value)
-    return out[0], out[1]
-
-
-def _network(net: dict[str, Any], w: str) -> Network:
-    out = Network()
-    out.class_id = want_int(net, "classID", w, 0, UINT32_MAX)
-    for i, p in enumerate(_want(net, "priorities", w, list) or []):
-        where = f"{w}.priorities[{i}]"
-        if not isinstance(p, dict):
-            raise ConfigError(where, "must be an object")
-        fold(p, _PRIORITY)
-        name = p.get("name")
-        if not isinstance(name, str) or not _is_iface(name):
-            raise ConfigError(f"{where}.name", f"{name!r} is not an interface name")
-        priority = want_int(p, "priority", where, 0, UINT32_MAX)
-        if priority is None:
-            raise ConfigError(f"{where}.priority", "is required")
-        out.priorities.append((name, priority))
-    return out
-
-
-def parse_device_rules(entries: list[Any], where: str = f"{W}.devices") -> list[Rule]:
-    """linux.resources.devices as rules, in order (config-linux.md "Allowed Device list")."""
-    rules: list[Rule] = []
-    for i, e in enumerate(entries):
-        w = f"{where}[{i}]"
-        if not isinstance(e, dict):
-            raise ConfigError(w, "must be an object")
-        fold(e, _DEVICE_RULE)
-        allow = e.get("allow")
-        if not isinstance(allow, bool):
-            raise ConfigError(f"{w}.allow", "is required and must be true or false")
-        typ = e.get("type") or "a"
-        if typ not in ("a", "c", "b", "u", "p"):
-            raise ConfigError(f"{w}.type", f"{typ!r} is not a, c or b")
-        if typ in ("u", "p"):  # unbuffered char device / fifo: the kernel's "c" class
-            typ = "c"
-        nums = []
-        for k in ("major", "minor"):
-            v = e.get(k)
-            if v is None:
-                nums.append(-1)
-            elif isinstance(v, bool) or not isinstance(v, int) or v < -1 or v > 0xFFFFFFFF:
-                raise ConfigError(f"{w}.{k}", f"{v!r} is not a device number")
-            else:
-                nums.append(v)
-        access = e.get("access")
-        if access is None or access == "":
-            access = "rwm"
-        if not isinstance(access, str):
-            raise ConfigError(f"{w}.access", f"must be a string of r, w and m, not {access!r}")
-        # As runc: letters other than r, w and m are ignored ("rwa" is "rw"), but
-        # a string with none of them grants or denies nothing and is refused.
-        access = "".join(ch for ch in "rwm" if ch in access)
-        if not access:
-            raise ConfigError(f"{w}.access", f"{e.get('access')!r} has none of r, w and m")
-        rules.append((allow, typ, nums[0], nums[1], access))
-    return rules
-
-
-# Hand-written matchers: `re` costs ~7 ms of every create's start-up.
-
-
-def split_page_size(size: str) -> tuple[str, str] | None:
-    """"2MB" -> ("2", "M"); None if it is not NUMBER[KMGT]B."""
-    if not size.endswith("B"):
-        return None
-    body = size[:-1]
-    unit = body[-1:] if body[-1:] in ("K", "M", "G", "T") else ""
-    number = body[: len(body) - len(unit)]
-    return (number, unit) if number.isdigit() and number.isascii() else None
-
-
-def _is_iface(name: str) -> bool:
-    return 1 <= len(name) <= 15 and not any(c.isspace() or c in "/:" for c in name)

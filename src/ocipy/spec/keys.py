@@ -28,6 +28,11 @@ def fold_key(key: str) -> str:
     return key.lower().replace("\u017f", "s")
 
 
+def names(*spellings: str) -> frozenset[str]:
+    """An object's field names as the spec spells them, for `fold`."""
+    return frozenset(spellings)
+
+
 _FOLDED: dict[int, dict[str, str]] = {}
 
 

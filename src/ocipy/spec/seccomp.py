@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 _SECCOMP = "linux.seccomp"
 _SECCOMP_KEYS = frozenset(("defaultAction", "defaultErrnoRet", "architectures", "flags", "listenerPath",
-                       "listenerMetadata", "syscalls"))  # fmt: skip
+                           "listenerMetadata", "syscalls"))  # fmt: skip
 _SYSCALL = frozenset(("names", "action", "errnoRet", "args"))
 _ARG = frozenset(("index", "value", "valueTwo", "op"))
 _EPERM = 1

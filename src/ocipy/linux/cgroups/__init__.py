@@ -29,7 +29,7 @@ TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
-    from ocipy.spec.config import Resources
+    from ocipy.spec.resources import Resources
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 
@@ -205,7 +205,7 @@ def check_unified(unified: dict[str, str] | None, layout: Layout) -> None:
     controllers that only the hybrid host's cgroup2 hierarchy has (hugetlb here)
     stay usable (config-linux.md "Unified": the runtime "MUST generate an error
     when the configuration refers to a cgroup controller that is not present")."""
-    from ocipy.spec.config import W
+    from ocipy.spec.resources import W
 
     if not unified or layout.mode == "v2":
         return
@@ -228,7 +228,7 @@ def manager(resources: Resources, cgroups_path: str, container_id: str, systemd:
     `root` and `self_cgroup` (the text of /proc/self/cgroup) are for tests."""
     from ocipy.errors import ConfigError
     from ocipy.linux.cgroups.devices import config_rules
-    from ocipy.spec.config import W
+    from ocipy.spec.resources import W
 
     inner = _inner_path(cgroups_path, container_id, systemd)
     needed = controllers_needed(resources)
@@ -474,7 +474,7 @@ class Manager:
     def set(self, resources: Resources, devices: bool = True) -> None:
         """Write linux.resources into the existing directories (create and update use this)."""
         from ocipy.errors import ConfigError
-        from ocipy.spec.config import W
+        from ocipy.spec.resources import W
 
         needed = controllers_needed(resources)
         v2dir = self._v2()

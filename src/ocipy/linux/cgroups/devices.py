@@ -20,7 +20,7 @@ what ``linux.resources.devices`` says (runc's "device cgroup deny" test).
 
 from __future__ import annotations
 
-from ocipy.spec.config import Rule
+from ocipy.spec.resources import Rule
 
 # runc's default allow list (libcontainer/specconv AllowedDevices), appended after the
 # config's rules: mknod of anything, the standard character devices, ptys, tun.

@@ -23,7 +23,7 @@ TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
-    from ocipy.spec.config import BlockIO, Cpu, Memory, Network
+    from ocipy.spec.resources import BlockIO, Cpu, Memory, Network
 
 
 def _limit(v: int) -> str:
