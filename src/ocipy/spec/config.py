@@ -11,9 +11,9 @@ and read into a slotted object that knows its JSON path for messages
 The rest of the runtime reads only these objects: create and init the
 `Config`, exec a `Process` (`parse_process`, exec -p process.json), the
 cgroup manager a `Resources` (spec/resources.py, also update's), the
-seccomp filter a `SeccompPlan` (spec/seccomp.py), the hooks `Hook` lists.  Checks that need
-the host (a namespace path, a cgroup controller, libseccomp's API level)
-stay where the host is asked.
+seccomp filter a `SeccompPlan` (spec/seccomp.py), the hooks `Hook` lists.
+Checks that need the host (a namespace path, a cgroup controller,
+libseccomp's API level) stay where the host is asked.
 
 Plain classes and dict walking: this runs on every create and exec, so no
 dataclasses, typing or enum imports.
@@ -55,8 +55,8 @@ _JSON_NAMES = {"str": "string", "int": "integer", "dict": "object", "list": "arr
 def _expect(value: Any, kind: type | tuple[type, ...], field: str) -> Any:
     # bool is an int in Python; JSON true must not pass as a number.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise ConfigError(field, f"expected {_JSON_NAMES.get(names, names)}, got {type(value).__name__}")
+        label = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConfigError(field, f"expected {_JSON_NAMES.get(label, label)}, got {type(value).__name__}")
     return value
 
 

@@ -19,14 +19,13 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-RESOURCES = "linux.resources"
-W = RESOURCES
+W = "linux.resources"  # the section's path, for messages
 INT64_MAX = (1 << 63) - 1
 UINT64_MAX = (1 << 64) - 1
 UINT32_MAX = (1 << 32) - 1
 
 
-def want_int(obj: dict[str, Any], key: str, where: str, lo: int | None = None, hi: int | None = None) -> int | None:
+def _int(obj: dict[str, Any], key: str, where: str, lo: int | None = None, hi: int | None = None) -> int | None:
     """obj[key] as an int within [lo, hi], None if absent; ConfigError otherwise."""
     value = obj.get(key)
     if value is None:
@@ -183,7 +182,7 @@ def parse_resources(value: Any, where: str = W) -> Resources:
     pids = _want(res, "pids", where, dict, _PIDS)
     if pids is not None:
         # config-linux.md: -1 means no limit; 0 is a valid limit
-        out.pids_limit = want_int(pids, "limit", f"{where}.pids", -1, INT64_MAX)
+        out.pids_limit = _int(pids, "limit", f"{where}.pids", -1, INT64_MAX)
     bio = _want(res, "blockIO", where, dict, _BLKIO)
     if bio is not None:
         out.block_io = _block_io(bio, f"{where}.blockIO")
@@ -195,7 +194,7 @@ def parse_resources(value: Any, where: str = W) -> Resources:
         size = entry.get("pageSize")
         if not isinstance(size, str) or split_page_size(size) is None:
             raise ConfigError(f"{w}.pageSize", f"{size!r} is not a size like '2MB' or '1GB'")
-        limit = want_int(entry, "limit", w, 0, UINT64_MAX)
+        limit = _int(entry, "limit", w, 0, UINT64_MAX)
         if limit is None:
             raise ConfigError(f"{w}.limit", "is required")
         out.hugepage_limits.append((size, limit))
@@ -207,8 +206,8 @@ def parse_resources(value: Any, where: str = W) -> Resources:
         if not isinstance(limits, dict) or not _is_iface(dev):
             raise ConfigError(w, "must be an object keyed by a device name")
         fold(limits, _RDMA)
-        a = want_int(limits, "hcaHandles", w, 0, UINT32_MAX)
-        b = want_int(limits, "hcaObjects", w, 0, UINT32_MAX)
+        a = _int(limits, "hcaHandles", w, 0, UINT32_MAX)
+        b = _int(limits, "hcaObjects", w, 0, UINT32_MAX)
         if a is None and b is None:
             raise ConfigError(w, "needs hcaHandles or hcaObjects")
         out.rdma[dev] = (a, b)
@@ -228,15 +227,15 @@ def parse_resources(value: Any, where: str = W) -> Resources:
 
 def _memory(mem: dict[str, Any], w: str) -> Memory:
     out = Memory()
-    out.limit = limit = want_int(mem, "limit", w, -1, INT64_MAX)
-    out.reservation = want_int(mem, "reservation", w, -1, INT64_MAX)
-    out.swap = swap = want_int(mem, "swap", w, -1, INT64_MAX)
-    out.kernel = want_int(mem, "kernel", w, -1, INT64_MAX)
-    out.kernel_tcp = want_int(mem, "kernelTCP", w, -1, INT64_MAX)
+    out.limit = limit = _int(mem, "limit", w, -1, INT64_MAX)
+    out.reservation = _int(mem, "reservation", w, -1, INT64_MAX)
+    out.swap = swap = _int(mem, "swap", w, -1, INT64_MAX)
+    out.kernel = _int(mem, "kernel", w, -1, INT64_MAX)
+    out.kernel_tcp = _int(mem, "kernelTCP", w, -1, INT64_MAX)
     sw = mem.get("swappiness")
     # swappiness is uint64 in the spec; runc treats -1 as "unset"
     if sw is not None and sw != -1:
-        want_int(mem, "swappiness", w, 0, 100)
+        _int(mem, "swappiness", w, 0, 100)
     out.swappiness = sw
     out.disable_oom_killer = _want_bool(mem, "disableOOMKiller", w)
     out.use_hierarchy = _want_bool(mem, "useHierarchy", w)
@@ -248,22 +247,22 @@ def _memory(mem: dict[str, Any], w: str) -> Memory:
 
 def _cpu(cpu: dict[str, Any], w: str) -> Cpu:
     out = Cpu()
-    out.shares = shares = want_int(cpu, "shares", w, 0, 262144)
+    out.shares = shares = _int(cpu, "shares", w, 0, 262144)
     if shares is not None and 0 < shares < 2:
         raise ConfigError(f"{w}.shares", f"{shares} is out of range (minimum 2)")
-    out.quota = quota = want_int(cpu, "quota", w, -1, INT64_MAX)
-    out.period = period = want_int(cpu, "period", w, 0, 1_000_000)
+    out.quota = quota = _int(cpu, "quota", w, -1, INT64_MAX)
+    out.period = period = _int(cpu, "period", w, 0, 1_000_000)
     if period is not None and 0 < period < 1000:
         raise ConfigError(f"{w}.period", f"{period} is out of range (1000..1000000 microseconds)")
-    out.burst = burst = want_int(cpu, "burst", w, 0, INT64_MAX)
+    out.burst = burst = _int(cpu, "burst", w, 0, INT64_MAX)
     # config-linux.md: a positive quota MUST be no smaller than burst
     if burst and quota is not None and quota > 0 and burst > quota:
         raise ConfigError(f"{w}.burst", f"{burst} must not be larger than quota {quota}")
     if burst and (quota is None or quota <= 0):
         raise ConfigError(f"{w}.burst", "needs a positive quota")
-    out.realtime_runtime = want_int(cpu, "realtimeRuntime", w, -1, INT64_MAX)
-    out.realtime_period = want_int(cpu, "realtimePeriod", w, 0, INT64_MAX)
-    out.idle = want_int(cpu, "idle", w, 0, 1)
+    out.realtime_runtime = _int(cpu, "realtimeRuntime", w, -1, INT64_MAX)
+    out.realtime_period = _int(cpu, "realtimePeriod", w, 0, INT64_MAX)
+    out.idle = _int(cpu, "idle", w, 0, 1)
     for key in ("cpus", "mems"):
         v = cpu.get(key)
         if v is None or v == "":
@@ -276,10 +275,10 @@ def _cpu(cpu: dict[str, Any], w: str) -> Cpu:
 
 def _block_io(bio: dict[str, Any], w: str) -> BlockIO:
     out = BlockIO()
-    out.weight = weight = want_int(bio, "weight", w, 0, 1000)
+    out.weight = weight = _int(bio, "weight", w, 0, 1000)
     if weight and weight < 10:
         raise ConfigError(f"{w}.weight", f"{weight} is out of range (10..1000)")
-    out.leaf_weight = leaf = want_int(bio, "leafWeight", w, 0, 1000)
+    out.leaf_weight = leaf = _int(bio, "leafWeight", w, 0, 1000)
     if leaf and leaf < 10:
         raise ConfigError(f"{w}.leafWeight", f"{leaf} is out of range (10..1000)")
     for i, dev in enumerate(_want(bio, "weightDevice", w, list) or []):
@@ -288,8 +287,8 @@ def _block_io(bio: dict[str, Any], w: str) -> BlockIO:
             raise ConfigError(where, "must be an object")
         fold(dev, _WEIGHT_DEVICE)
         major, minor = _major_minor(dev, where)
-        wt = want_int(dev, "weight", where, 0, 1000)
-        lw = want_int(dev, "leafWeight", where, 0, 1000)
+        wt = _int(dev, "weight", where, 0, 1000)
+        lw = _int(dev, "leafWeight", where, 0, 1000)
         if wt is None and lw is None:
             raise ConfigError(where, "needs weight or leafWeight")
         for name, val in (("weight", wt), ("leafWeight", lw)):
@@ -304,7 +303,7 @@ def _block_io(bio: dict[str, Any], w: str) -> BlockIO:
                 raise ConfigError(where, "must be an object")
             fold(dev, _DEV_RATE)
             major, minor = _major_minor(dev, where)
-            rate = want_int(dev, "rate", where, 0, UINT64_MAX)
+            rate = _int(dev, "rate", where, 0, UINT64_MAX)
             if rate is None:
                 raise ConfigError(f"{where}.rate", "is required")
             devs.append(ThrottleDevice(major, minor, rate))
@@ -316,7 +315,7 @@ def _block_io(bio: dict[str, Any], w: str) -> BlockIO:
 def _major_minor(dev: dict[str, Any], where: str) -> tuple[int, int]:
     out = []
     for k in ("major", "minor"):
-        value = want_int(dev, k, where, 0, UINT32_MAX)
+        value = _int(dev, k, where, 0, UINT32_MAX)
         if value is None:
             raise ConfigError(f"{where}.{k}", "is required")
         out.append(value)
@@ -325,7 +324,7 @@ def _major_minor(dev: dict[str, Any], where: str) -> tuple[int, int]:
 
 def _network(net: dict[str, Any], w: str) -> Network:
     out = Network()
-    out.class_id = want_int(net, "classID", w, 0, UINT32_MAX)
+    out.class_id = _int(net, "classID", w, 0, UINT32_MAX)
     for i, p in enumerate(_want(net, "priorities", w, list) or []):
         where = f"{w}.priorities[{i}]"
         if not isinstance(p, dict):
@@ -334,7 +333,7 @@ def _network(net: dict[str, Any], w: str) -> Network:
         name = p.get("name")
         if not isinstance(name, str) or not _is_iface(name):
             raise ConfigError(f"{where}.name", f"{name!r} is not an interface name")
-        priority = want_int(p, "priority", where, 0, UINT32_MAX)
+        priority = _int(p, "priority", where, 0, UINT32_MAX)
         if priority is None:
             raise ConfigError(f"{where}.priority", "is required")
         out.priorities.append((name, priority))
