@@ -11,10 +11,12 @@ are (config.md "Extensibility": unknown properties are ignored), and so are
 the keys of free-form maps (annotations, sysctl, ...), which the parse never
 folds.
 
-Pure dict work: on the path of every create, so no imports.
+Pure dict work: on the path of every create, so no imports but the error.
 """
 
 from __future__ import annotations
+
+from ocipy.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -58,3 +60,11 @@ def fold(obj: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
         # Go decodes a second, differently cased key into the same field: objects merge
         obj[name] = {**old, **item} if isinstance(old, dict) and isinstance(item, dict) else item
     return obj
+
+
+def fold_entry(value: Any, field: str, names: frozenset[str]) -> dict[str, Any]:
+    """An entry of an array of objects (linux.resources, linux.seccomp): checked
+    to be an object, in those sections' wording, and its keys folded."""
+    if not isinstance(value, dict):
+        raise ConfigError(field, "must be an object")
+    return fold(value, names)

@@ -11,7 +11,7 @@ range"), which tools and tests read.
 from __future__ import annotations
 
 from ocipy.errors import ConfigError
-from ocipy.spec.keys import fold, names
+from ocipy.spec.keys import fold, fold_entry, names
 from ocipy.spec.runtime import parse_id_list
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
@@ -188,9 +188,7 @@ def parse_resources(value: Any, where: str = W) -> Resources:
         out.block_io = _block_io(bio, f"{where}.blockIO")
     for i, entry in enumerate(_want(res, "hugepageLimits", where, list) or []):
         w = f"{where}.hugepageLimits[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(w, "must be an object")
-        fold(entry, _HUGEPAGE)
+        entry = fold_entry(entry, w, _HUGEPAGE)
         size = entry.get("pageSize")
         if not isinstance(size, str) or split_page_size(size) is None:
             raise ConfigError(f"{w}.pageSize", f"{size!r} is not a size like '2MB' or '1GB'")
@@ -283,9 +281,7 @@ def _block_io(bio: dict[str, Any], w: str) -> BlockIO:
         raise ConfigError(f"{w}.leafWeight", f"{leaf} is out of range (10..1000)")
     for i, dev in enumerate(_want(bio, "weightDevice", w, list) or []):
         where = f"{w}.weightDevice[{i}]"
-        if not isinstance(dev, dict):
-            raise ConfigError(where, "must be an object")
-        fold(dev, _WEIGHT_DEVICE)
+        dev = fold_entry(dev, where, _WEIGHT_DEVICE)
         major, minor = _major_minor(dev, where)
         wt = _int(dev, "weight", where, 0, 1000)
         lw = _int(dev, "leafWeight", where, 0, 1000)
@@ -299,9 +295,7 @@ def _block_io(bio: dict[str, Any], w: str) -> BlockIO:
         devs = []
         for i, dev in enumerate(_want(bio, key, w, list) or []):
             where = f"{w}.{key}[{i}]"
-            if not isinstance(dev, dict):
-                raise ConfigError(where, "must be an object")
-            fold(dev, _DEV_RATE)
+            dev = fold_entry(dev, where, _DEV_RATE)
             major, minor = _major_minor(dev, where)
             rate = _int(dev, "rate", where, 0, UINT64_MAX)
             if rate is None:
@@ -327,9 +321,7 @@ def _network(net: dict[str, Any], w: str) -> Network:
     out.class_id = _int(net, "classID", w, 0, UINT32_MAX)
     for i, p in enumerate(_want(net, "priorities", w, list) or []):
         where = f"{w}.priorities[{i}]"
-        if not isinstance(p, dict):
-            raise ConfigError(where, "must be an object")
-        fold(p, _PRIORITY)
+        p = fold_entry(p, where, _PRIORITY)
         name = p.get("name")
         if not isinstance(name, str) or not _is_iface(name):
             raise ConfigError(f"{where}.name", f"{name!r} is not an interface name")
@@ -345,9 +337,7 @@ def parse_device_rules(entries: list[Any], where: str = f"{W}.devices") -> list[
     rules: list[Rule] = []
     for i, e in enumerate(entries):
         w = f"{where}[{i}]"
-        if not isinstance(e, dict):
-            raise ConfigError(w, "must be an object")
-        fold(e, _DEVICE_RULE)
+        e = fold_entry(e, w, _DEVICE_RULE)
         allow = e.get("allow")
         if not isinstance(allow, bool):
             raise ConfigError(f"{w}.allow", "is required and must be true or false")

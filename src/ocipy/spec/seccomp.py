@@ -10,7 +10,7 @@ does not pay for importing it.
 from __future__ import annotations
 
 from ocipy.errors import ConfigError
-from ocipy.spec.keys import fold
+from ocipy.spec.keys import fold_entry
 from ocipy.spec.runtime import SECCOMP_ACTIONS, SECCOMP_ARCHS, SECCOMP_FLAGS, SECCOMP_OPERATORS
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
@@ -80,11 +80,23 @@ class SeccompPlan:
         self.listener_metadata = ""
 
 
+def _known_names(seccomp: dict[str, Any], key: str, known: dict[str, Any], what: str,
+                 hint: str) -> list[tuple[int, str]]:  # fmt: skip
+    """architectures or flags: (index, name) for names of `known`."""
+    value = seccomp.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{_SECCOMP}.{key}", "must be an array of strings")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or name not in known:
+            raise ConfigError(f"{_SECCOMP}.{key}[{i}]", f"unknown {what} {name!r}{hint}")
+    return list(enumerate(value))
+
+
 def parse_seccomp(value: Any) -> SeccompPlan:
     """Check every field of linux.seccomp; raise ConfigError naming the first bad one."""
-    if not isinstance(value, dict):
-        raise ConfigError(_SECCOMP, "must be an object")
-    seccomp = fold(value, _SECCOMP_KEYS)
+    seccomp = fold_entry(value, _SECCOMP, _SECCOMP_KEYS)
     plan = SeccompPlan()
     if "defaultAction" not in seccomp:
         raise ConfigError(f"{_SECCOMP}.defaultAction", "is required")
@@ -95,24 +107,8 @@ def parse_seccomp(value: Any) -> SeccompPlan:
         # As runc: the init process could not even tell its parent about the fd.
         raise ConfigError(f"{_SECCOMP}.defaultAction", "SCMP_ACT_NOTIFY cannot be used as the default action")
 
-    archs = seccomp.get("architectures")
-    if archs is not None:
-        if not isinstance(archs, list):
-            raise ConfigError(f"{_SECCOMP}.architectures", "must be an array of strings")
-        for i, arch in enumerate(archs):
-            if not isinstance(arch, str) or arch not in SECCOMP_ARCHS:
-                raise ConfigError(f"{_SECCOMP}.architectures[{i}]", f"unknown seccomp architecture {arch!r}")
-            plan.archs.append((i, arch))
-
-    flags = seccomp.get("flags")
-    if flags is not None:
-        if not isinstance(flags, list):
-            raise ConfigError(f"{_SECCOMP}.flags", "must be an array of strings")
-        for i, flag in enumerate(flags):
-            if not isinstance(flag, str) or flag not in SECCOMP_FLAGS:
-                raise ConfigError(f"{_SECCOMP}.flags[{i}]",
-                                  f"unknown seccomp flag {flag!r} (known: {', '.join(SECCOMP_FLAGS)})")
-            plan.flags.append((i, flag))
+    plan.archs = _known_names(seccomp, "architectures", SECCOMP_ARCHS, "seccomp architecture", "")
+    plan.flags = _known_names(seccomp, "flags", SECCOMP_FLAGS, "seccomp flag", f" (known: {', '.join(SECCOMP_FLAGS)})")
 
     for key in ("listenerPath", "listenerMetadata"):
         if key in seccomp and not isinstance(seccomp[key], str):
@@ -130,9 +126,7 @@ def parse_seccomp(value: Any) -> SeccompPlan:
         raise ConfigError(f"{_SECCOMP}.syscalls", "must be an array")
     for i, call in enumerate(syscalls):
         where = f"{_SECCOMP}.syscalls[{i}]"
-        if not isinstance(call, dict):
-            raise ConfigError(where, "must be an object")
-        fold(call, _SYSCALL)
+        call = fold_entry(call, where, _SYSCALL)
         names = call.get("names")
         if not isinstance(names, list) or not names:
             # config-linux.md: "`names` MUST contain at least one entry."
@@ -156,9 +150,7 @@ def parse_seccomp(value: Any) -> SeccompPlan:
                 raise ConfigError(f"{where}.args", "must be an array")
             for k, arg in enumerate(args):
                 aw = f"{where}.args[{k}]"
-                if not isinstance(arg, dict):
-                    raise ConfigError(aw, "must be an object")
-                fold(arg, _ARG)
+                arg = fold_entry(arg, aw, _ARG)
                 for req in ("index", "value", "op"):
                     if req not in arg:
                         raise ConfigError(f"{aw}.{req}", "is required")

@@ -495,35 +495,16 @@ class Manager:
                 return v2dir, v2
             raise ConfigError(f"{W}.{FIELD[c]}", f"the {c} cgroup controller is not available for this container")
 
-        if "memory" in needed and resources.memory is not None:
-            d, mod = where("memory")
-            mod.set_memory(d, resources.memory)
-        cpu = resources.cpu
-        if "cpuset" in needed and cpu is not None:
-            d, mod = where("cpuset")
-            mod.set_cpuset(d, cpu)
-        if "cpu" in needed and cpu is not None:
-            d, mod = where("cpu")
-            mod.set_cpu(d, cpu)
-        if "pids" in needed:
-            d, mod = where("pids")
-            mod.set_pids(d, resources.pids_limit)
-        if "blkio" in needed and resources.block_io is not None:
-            d, mod = where("blkio")
-            mod.set_blkio(d, resources.block_io)
-        if "hugetlb" in needed:
-            d, mod = where("hugetlb")
-            mod.set_hugetlb(d, resources.hugepage_limits)
-        net = resources.network
-        if "net_cls" in needed and net is not None:
-            d, mod = where("net_cls")
-            mod.set_net_cls(d, net)
-        if "net_prio" in needed and net is not None:
-            d, mod = where("net_prio")
-            mod.set_net_prio(d, net)
-        if "rdma" in needed:
-            d, mod = where("rdma")
-            mod.set_rdma(d, resources.rdma)
+        cpu, net = resources.cpu, resources.network
+        writes: tuple[tuple[str, str, object], ...] = (
+            ("memory", "set_memory", resources.memory), ("cpuset", "set_cpuset", cpu), ("cpu", "set_cpu", cpu),
+            ("pids", "set_pids", resources.pids_limit), ("blkio", "set_blkio", resources.block_io),
+            ("hugetlb", "set_hugetlb", resources.hugepage_limits), ("net_cls", "set_net_cls", net),
+            ("net_prio", "set_net_prio", net), ("rdma", "set_rdma", resources.rdma))  # fmt: skip
+        for controller, writer, value in writes:
+            if controller in needed and value is not None:
+                d, mod = where(controller)
+                getattr(mod, writer)(d, value)
         unified = resources.unified
         if unified:
             if self.mode != "v2":
