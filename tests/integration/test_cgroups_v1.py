@@ -20,6 +20,8 @@ import pytest
 
 from ocipy.errors import OcipyError
 from ocipy.linux import cgroups
+from ocipy.spec.resources import Resources, parse_device_rules, parse_resources
+from support.helpers import parsed_config  # tests/ is on sys.path (conftest.py)
 
 pytestmark = [
     pytest.mark.integration,
@@ -41,7 +43,8 @@ class Env:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def manager(self, config: dict[str, Any]) -> cgroups.Manager:
-        m = cgroups.manager(config, "test")
+        linux = parsed_config(config).linux
+        m = cgroups.manager(linux.resources or Resources(), linux.cgroups_path, "test")
         self.managers.append(m)
         return m
 
@@ -137,7 +140,7 @@ def test_create_apply_set_limits(env: Env) -> None:
     assert read(m, "cpuset", "cpuset.cpus") == "0"
     assert read(m, "pids", "pids.max") == "100"
     # update (what `ocipy update` does)
-    m.set({"memory": {"limit": 128 << 20}, "pids": {"limit": -1}, "cpu": {"quota": -1}})
+    m.set(parse_resources({"memory": {"limit": 128 << 20}, "pids": {"limit": -1}, "cpu": {"quota": -1}}))
     assert read(m, "memory", "memory.limit_in_bytes") == str(128 << 20)
     assert read(m, "pids", "pids.max") == "max"
     assert read(m, "cpu", "cpu.cfs_quota_us") == "-1"
@@ -152,7 +155,7 @@ def test_kernel_refused_value_names_file_and_value(env: Env) -> None:
     from ocipy.errors import KernelError
 
     with pytest.raises(KernelError, match=r"'500' to .*cpu.cfs_quota_us"):
-        m.set({"cpu": {"period": 1000, "quota": 500}})  # quota below 1ms: the kernel says EINVAL
+        m.set(parse_resources({"cpu": {"period": 1000, "quota": 500}}))  # quota below 1ms: the kernel says EINVAL
 
 
 def test_failed_create_leaves_nothing(env: Env) -> None:
@@ -296,7 +299,7 @@ def test_stats_of_a_real_process(env: Env) -> None:
 
 def test_ebpf_device_filter_on_real_cgroup2() -> None:
     """v2 devices: the eBPF program on a real cgroup2 directory (the unified mount)."""
-    from ocipy.linux.cgroups import devices, ebpf
+    from ocipy.linux.cgroups import ebpf
 
     lay = cgroups.Layout.detect()
     if lay.unified is None:
@@ -304,7 +307,7 @@ def test_ebpf_device_filter_on_real_cgroup2() -> None:
     d = os.path.join(lay.unified, f"ocipy-test-bpf-{uuid.uuid4().hex[:8]}")
     os.mkdir(d)
     try:
-        rules = devices.parse_rules([{"allow": False, "access": "rwm"},
+        rules = parse_device_rules([{"allow": False, "access": "rwm"},
                                      {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
                                      {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"}])
         ebpf.attach(d, rules)
@@ -317,7 +320,7 @@ def test_ebpf_device_filter_on_real_cgroup2() -> None:
         out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30).stdout.split()
         assert out == ["ok", "ok", "1", "1"]
         # replace (update): allow all but writes to /dev/null
-        ebpf.attach(d, devices.parse_rules([{"allow": True, "access": "rwm"},
+        ebpf.attach(d, parse_device_rules([{"allow": True, "access": "rwm"},
                                             {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}]))
         assert len(ebpf.attached(d)) == 1
         out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30).stdout.split()
@@ -406,7 +409,7 @@ def test_ebpf_default_rules_deny_what_is_not_listed() -> None:
     os.mkdir(d)
     tmp = f"/dev/shm/ocipy-kmsg-{uuid.uuid4().hex[:8]}"
     try:
-        ebpf.attach(d, devices.config_rules({}))
+        ebpf.attach(d, devices.config_rules(None))
         code = (f"import os\nopen('{d}/cgroup.procs', 'w').write(str(os.getpid()))\n"
                 f"os.mknod({tmp!r}, 0o600 | 0o020000, os.makedev(1, 11)); print('made')\n"
                 f"for p in ('/dev/null', {tmp!r}):\n"

@@ -17,11 +17,16 @@ from test_seccomp_filters import mkdir_probe, run_filtered
 
 from ocipy.errors import ConfigError
 from ocipy.linux import seccomp, seccomp_cache
+from ocipy.spec.seccomp import parse_seccomp
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loads filters without no_new_privs"),
 ]
+
+def prepare(doc: dict[str, Any], cache: bool = False) -> seccomp.Filter:
+    return seccomp.prepare(parse_seccomp(doc), cache=cache)
+
 
 def profile() -> dict[str, Any]:
     """Deny mkdir (EPERM by default action), allow what a forked Python child needs."""
@@ -40,12 +45,12 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_cached_program_is_the_compiled_one_and_confines(cache_dir: Path, tmp_path: Path) -> None:
-    fresh = seccomp.prepare(profile())
-    first = seccomp.prepare(profile(), cache=True)  # compiles and stores
+    fresh = prepare(profile())
+    first = prepare(profile(), cache=True)  # compiles and stores
     entries = os.listdir(cache_dir)
     assert len(entries) == 1 and oct(cache_dir.stat().st_mode & 0o777) == "0o700"
     assert oct((cache_dir / entries[0]).stat().st_mode & 0o777) == "0o600"
-    hit = seccomp.prepare(profile(), cache=True)
+    hit = prepare(profile(), cache=True)
     assert hit._ctx is None and first._ctx is not None  # from the file, not libseccomp
     assert hit._raw_prog is not None and fresh._raw_prog is not None
     assert hit._raw_prog.raw == fresh._raw_prog.raw and hit._raw_flags == fresh._raw_flags
@@ -68,25 +73,25 @@ def test_a_cached_program_is_the_compiled_one_and_confines(cache_dir: Path, tmp_
 
 
 def test_validation_runs_on_a_hit(cache_dir: Path) -> None:
-    seccomp.prepare(profile(), cache=True).release()
+    prepare(profile(), cache=True).release()
     bad = profile()
     bad["syscalls"][0]["action"] = "SCMP_ACT_NONSENSE"
     with pytest.raises(ConfigError, match="action"):
-        seccomp.prepare(bad, cache=True)
+        prepare(bad, cache=True)
 
 
 def test_another_profile_is_another_entry(cache_dir: Path) -> None:
-    seccomp.prepare(profile(), cache=True).release()
+    prepare(profile(), cache=True).release()
     other = profile()
     other["syscalls"][0]["names"] = other["syscalls"][0]["names"][:-1]
-    seccomp.prepare(other, cache=True).release()
+    prepare(other, cache=True).release()
     assert len(os.listdir(cache_dir)) == 2
 
 
 @pytest.mark.parametrize("attack", ["flipped byte", "truncated", "group-writable file", "open directory",
                                     "symlink", "foreign owner"])
 def test_an_unsound_entry_is_never_used(cache_dir: Path, tmp_path: Path, attack: str) -> None:
-    seccomp.prepare(profile(), cache=True).release()
+    prepare(profile(), cache=True).release()
     (entry,) = cache_dir.iterdir()
     good = entry.read_bytes()
     if attack == "flipped byte":
@@ -109,7 +114,7 @@ def test_an_unsound_entry_is_never_used(cache_dir: Path, tmp_path: Path, attack:
     else:
         os.chown(entry, 65534, 65534)
     assert seccomp_cache.load(entry.name) is None
-    again = seccomp.prepare(profile(), cache=True)
+    again = prepare(profile(), cache=True)
     try:
         assert again._ctx is not None  # compiled afresh
     finally:
@@ -120,7 +125,7 @@ def test_an_unsound_entry_is_never_used(cache_dir: Path, tmp_path: Path, attack:
 
 def test_no_cache_when_the_directory_cannot_be_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(seccomp_cache, "DIR", str(tmp_path / "no-such-parent" / "deeper" / "cache"))
-    flt = seccomp.prepare(profile(), cache=True)
+    flt = prepare(profile(), cache=True)
     try:
         assert flt._ctx is not None and flt._raw_prog is not None
     finally:

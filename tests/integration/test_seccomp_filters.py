@@ -25,6 +25,7 @@ import pytest
 
 from ocipy.errors import OcipyError
 from ocipy.linux import seccomp
+from ocipy.spec.seccomp import parse_seccomp
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,6 +38,11 @@ _libc.syscall.restype = ctypes.c_long
 SYS_getpid = 39
 SYS_personality = 135
 SYS_pidfd_getfd = 438
+
+
+def prepare(doc: Any) -> seccomp.Filter:
+    """linux.seccomp as create hands it to the filter builder: parsed first."""
+    return seccomp.prepare(parse_seccomp(doc))
 
 
 def raw_syscall(nr: int, *args: int) -> tuple[int, int]:
@@ -62,7 +68,7 @@ def run_filtered(config: dict[str, Any], body: Callable[[], Any],
 
     The result is None when the child died before reporting.
     """
-    flt = seccomp.prepare(config)
+    flt = prepare(config)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -305,7 +311,7 @@ def test_notify_listener_answers(tmp_path: Any) -> None:
     target = str(tmp_path / "d")
     cfg = allow(listenerPath=sock_path, listenerMetadata="MKDIR=answer",
                 syscalls=[{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}])
-    flt = seccomp.prepare(cfg)
+    flt = prepare(cfg)
     assert flt.needs_notify
     fdpipe_r, fdpipe_w = os.pipe()
     res_r, res_w = os.pipe()
@@ -434,7 +440,7 @@ def test_wait_killable_recv(tmp_path: Any, wait_killable: bool) -> None:
     target = str(tmp_path / "d")
     cfg = allow(listenerPath="/unused", flags=[flag] if wait_killable else [],
                 syscalls=[{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}])
-    flt = seccomp.prepare(cfg)
+    flt = prepare(cfg)
     fd_r, fd_w = os.pipe()
     res_r, res_w = os.pipe()
     pid = os.fork()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ocipy.spec.config import Config, parse
+
 REPO = Path(__file__).resolve().parent.parent.parent
 OCIPY = str(REPO / ".venv" / "bin" / "ocipy")
 IS_ROOT = os.geteuid() == 0
@@ -29,3 +31,8 @@ def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def parsed_config(partial: dict) -> Config:
+    """A config.json fragment (no ociVersion or root needed) through the one parse, as create reads it."""
+    return parse({"ociVersion": "1.0.2", "root": {"path": "rootfs"}, **partial})

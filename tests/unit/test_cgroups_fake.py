@@ -20,6 +20,8 @@ from ocipy.errors import ConfigError, KernelError, OcipyError
 from ocipy.linux import cgroups
 from ocipy.linux.cgroups import devices, ebpf, v2
 from ocipy.runtime.resources import merge_resources
+from ocipy.spec.resources import Memory, Resources, Rule, parse_device_rules, parse_resources
+from support.helpers import parsed_config  # tests/ is on sys.path (conftest.py)
 
 V1_FILES: dict[str, dict[str, str]] = {
     "cpu": {"cpu.shares": "1024", "cpu.cfs_quota_us": "-1", "cpu.cfs_period_us": "100000",
@@ -115,6 +117,22 @@ def cfg(resources: dict[str, Any] | None = None, path: str | None = "/ctr", **li
     return {"linux": lx}
 
 
+def manager(config: dict[str, Any], container_id: str, **kw: Any) -> cgroups.Manager:
+    """The Manager create makes: from the typed pieces of the parsed config."""
+    linux = parsed_config(config).linux
+    return cgroups.manager(linux.resources or Resources(), linux.cgroups_path, container_id, **kw)
+
+
+def memory(doc: dict[str, Any]) -> Memory:
+    out = parse_resources({"memory": doc}).memory
+    assert out is not None
+    return out
+
+
+def config_rules_of(resources: dict[str, Any]) -> list[Rule]:
+    return devices.config_rules(parse_resources(resources).devices)
+
+
 def rd(p: Path) -> str:
     return p.read_text().strip()
 
@@ -144,18 +162,18 @@ def test_detect_v1_v2_hybrid(tmp_path: Path) -> None:
 
 def test_absolute_path_is_under_each_mount_point(v1root: Path) -> None:
     # an absolute path MUST be taken relative to the cgroups mount point
-    m = cgroups.manager(cfg(path="/a/b"), "id", root=str(v1root), self_cgroup="4:memory:/elsewhere\n0::/\n")
+    m = manager(cfg(path="/a/b"), "id", root=str(v1root), self_cgroup="4:memory:/elsewhere\n0::/\n")
     assert m.paths()["memory"] == str(v1root / "memory/a/b")
     assert m.paths()["name=systemd"] == str(v1root / "systemd/a/b")
 
 
 def test_relative_and_default_paths_follow_own_cgroup(v1root: Path) -> None:
     own = "4:memory:/runtime/x\n3:cpu:/\n8:pids:/p\n"
-    m = cgroups.manager(cfg(path="a/b"), "id", root=str(v1root), self_cgroup=own)
+    m = manager(cfg(path="a/b"), "id", root=str(v1root), self_cgroup=own)
     assert m.paths()["memory"] == str(v1root / "memory/runtime/x/a/b")
     assert m.paths()["cpu"] == str(v1root / "cpu/a/b")
     assert m.paths()["pids"] == str(v1root / "pids/p/a/b")
-    m = cgroups.manager(cfg(path=None), "myid", root=str(v1root), self_cgroup=own)
+    m = manager(cfg(path=None), "myid", root=str(v1root), self_cgroup=own)
     assert m.paths()["memory"] == str(v1root / "memory/runtime/x/myid")
     assert m.paths()["freezer"] == str(v1root / "freezer/myid")
 
@@ -163,14 +181,14 @@ def test_relative_and_default_paths_follow_own_cgroup(v1root: Path) -> None:
 @pytest.mark.parametrize("bad", ["/a/../b", "../x", "a/..", "/", "//", "a\0b"])
 def test_bad_cgroups_path(v1root: Path, bad: str) -> None:
     with pytest.raises(ConfigError, match="linux.cgroupsPath"):
-        cgroups.manager(cfg(path=bad), "id", root=str(v1root))
+        manager(cfg(path=bad), "id", root=str(v1root))
 
 
 def test_systemd_driver_refused_clearly(v1root: Path) -> None:
     with pytest.raises(OcipyError, match="systemd"):
-        cgroups.manager(cfg(path="system.slice:ocipy:x"), "id", systemd=True, root=str(v1root))
+        manager(cfg(path="system.slice:ocipy:x"), "id", systemd=True, root=str(v1root))
     with pytest.raises(ConfigError, match="slice:prefix:name"):
-        cgroups.manager(cfg(path="/not/systemd"), "id", systemd=True, root=str(v1root))
+        manager(cfg(path="/not/systemd"), "id", systemd=True, root=str(v1root))
 
 
 # --- v1 values ------------------------------------------------------------------------
@@ -188,7 +206,7 @@ def test_v1_values_written(v1root: Path) -> None:
         "network": {"classID": 0x100001, "priorities": [{"name": "eth0", "priority": 5}]},
         "devices": [{"allow": False, "access": "rwm"}],
     }
-    m = cgroups.manager(cfg(res, linux_devices_unused=None), "c", root=str(v1root))
+    m = manager(cfg(res, linux_devices_unused=None), "c", root=str(v1root))
     m.create()
     p = {k: Path(v) for k, v in m.paths().items()}
     assert rd(p["memory"] / "memory.limit_in_bytes") == str(64 << 20)
@@ -222,7 +240,7 @@ def test_v1_values_written(v1root: Path) -> None:
 
 
 def test_v1_pids_unlimited_and_memory_unlimited(v1root: Path) -> None:
-    m = cgroups.manager(cfg({"pids": {"limit": -1}, "memory": {"limit": -1}}), "c", root=str(v1root))
+    m = manager(cfg({"pids": {"limit": -1}, "memory": {"limit": -1}}), "c", root=str(v1root))
     m.create()
     assert rd(Path(m.paths()["pids"]) / "pids.max") == "max"
     assert rd(Path(m.paths()["memory"]) / "memory.limit_in_bytes") == "-1"
@@ -231,7 +249,7 @@ def test_v1_pids_unlimited_and_memory_unlimited(v1root: Path) -> None:
 
 def test_new_cpuset_copies_parent(v1root: Path) -> None:
     (v1root / "cpuset" / "cpuset.cpus").write_text("0-3")
-    m = cgroups.manager(cfg({}, path="/x/y"), "c", root=str(v1root))
+    m = manager(cfg({}, path="/x/y"), "c", root=str(v1root))
     # make the copied value empty, as the kernel does for a new v1 cpuset
     real_mkdir = os.mkdir
 
@@ -254,7 +272,7 @@ def test_new_cpuset_copies_parent(v1root: Path) -> None:
 def test_preexisting_dirs_stay(v1root: Path) -> None:
     for c in V1_FILES:
         _fill(v1root / c / "outer", V1_FILES[c])
-    m = cgroups.manager(cfg({"pids": {"limit": 5}}, path="/outer/inner"), "c", root=str(v1root))
+    m = manager(cfg({"pids": {"limit": 5}}, path="/outer/inner"), "c", root=str(v1root))
     m.create()
     assert all(d.endswith("/outer/inner") for d in m.to_state()["created"])
     m2 = cgroups.from_state(json.loads(json.dumps(m.to_state())))
@@ -285,7 +303,7 @@ def test_preexisting_dirs_stay(v1root: Path) -> None:
 ])
 def test_bad_values_are_config_errors(v1root: Path, res: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError) as e:
-        cgroups.manager(cfg(res), "c", root=str(v1root)).create()
+        manager(cfg(res), "c", root=str(v1root)).create()
     assert e.value.field.startswith(field)
     assert not (v1root / "memory" / "ctr").exists()
 
@@ -294,7 +312,7 @@ def test_kernel_refusal_names_file_and_value_and_cleans_up(v1root: Path) -> None
     # cpu.shares replaced by a directory: the write fails like a refused value
     (v1root / "cpu" / "cpu.shares").unlink()
     (v1root / "cpu" / "cpu.shares").mkdir()
-    m = cgroups.manager(cfg({"memory": {"limit": 1 << 20}, "cpu": {"shares": 512}}, path="/a/b"), "c",
+    m = manager(cfg({"memory": {"limit": 1 << 20}, "cpu": {"shares": 512}}, path="/a/b"), "c",
                         root=str(v1root))
     with pytest.raises(KernelError) as e:
         m.create()
@@ -306,9 +324,9 @@ def test_kernel_refusal_names_file_and_value_and_cleans_up(v1root: Path) -> None
 def test_unavailable_controller_is_an_error(v1root: Path) -> None:
     shutil.rmtree(v1root / "net_cls")
     with pytest.raises(ConfigError, match="net_cls"):
-        cgroups.manager(cfg({"network": {"classID": 1}}), "c", root=str(v1root))
+        manager(cfg({"network": {"classID": 1}}), "c", root=str(v1root))
     with pytest.raises(ConfigError, match=r"^invalid configuration: linux.resources.unified.*: cannot use unified on cgroup v1"):
-        cgroups.manager(cfg({"unified": {"memory.high": "1"}}), "c", root=str(v1root))
+        manager(cfg({"unified": {"memory.high": "1"}}), "c", root=str(v1root))
 
 
 # --- v2 ---------------------------------------------------------------------------------
@@ -322,7 +340,7 @@ def test_v2_values_written(v2root: Path) -> None:
         "hugepageLimits": [{"pageSize": "2MB", "limit": 2 << 20}],
         "unified": {"memory.high": "50000000"},
     }
-    m = cgroups.manager(cfg(res), "c", root=str(v2root))
+    m = manager(cfg(res), "c", root=str(v2root))
     assert m.mode == "v2" and list(m.paths()) == [""]
     rules_seen: list[Any] = []
     mp = pytest.MonkeyPatch()
@@ -355,7 +373,7 @@ def test_v2_unconvertible_values(v2root: Path) -> None:
                        ({"cpu": {"realtimeRuntime": 5}}, "realtimeRuntime"),
                        ({"blockIO": {"leafWeight": 100}}, "leafWeight"),
                        ({"memory": {"swap": 100}}, "swap")):
-        m = cgroups.manager(cfg(res), "c", root=str(v2root))
+        m = manager(cfg(res), "c", root=str(v2root))
         mp = pytest.MonkeyPatch()
         mp.setattr(ebpf, "attach", lambda d, rules: None)
         try:
@@ -368,14 +386,14 @@ def test_v2_unconvertible_values(v2root: Path) -> None:
 
 def test_v2_unified_unknown_controller(v2root: Path) -> None:
     # config-linux.md "Unified": MUST error for a controller that is not present
-    m = cgroups.manager(cfg({"unified": {"nosuch.max": "1"}}), "c", root=str(v2root))
+    m = manager(cfg({"unified": {"nosuch.max": "1"}}), "c", root=str(v2root))
     with pytest.raises(ConfigError, match="nosuch"):
         m.create()
     assert not (v2root / "ctr").exists()
 
 
 def test_v2_freeze_kill_and_stats(v2root: Path) -> None:
-    m = cgroups.manager(cfg({}), "c", root=str(v2root))
+    m = manager(cfg({}), "c", root=str(v2root))
     mp = pytest.MonkeyPatch()
     mp.setattr(ebpf, "attach", lambda d, rules: None)
     try:
@@ -407,7 +425,7 @@ def test_v2_freeze_kill_and_stats(v2root: Path) -> None:
 
 
 def test_v1_stats_shape(v1root: Path) -> None:
-    m = cgroups.manager(cfg({}), "c", root=str(v1root))
+    m = manager(cfg({}), "c", root=str(v1root))
     m.create()
     st = m.stats()
     for key in ("cpu", "cpuset", "memory", "pids", "blkio", "hugetlb"):
@@ -425,20 +443,20 @@ def test_v1_stats_shape(v1root: Path) -> None:
 # --- devices ------------------------------------------------------------------------------
 
 def test_device_rules_reduce_like_v1() -> None:
-    rules = devices.parse_rules([{"allow": False, "access": "rwm"},
+    rules = parse_device_rules([{"allow": False, "access": "rwm"},
                                  {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
                                  {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "m"},
                                  {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}])
     assert devices.reduce(rules) == (False, [(True, "c", 1, 3, "rm")])
     # "a" with numbers cannot be written to v1 as such: it becomes c and b rules
-    assert devices.reduce(devices.parse_rules([{"allow": True, "type": "a", "major": 8, "access": "r"}])) == \
+    assert devices.reduce(parse_device_rules([{"allow": True, "type": "a", "major": 8, "access": "r"}])) == \
         (False, [(True, "c", 8, -1, "r"), (True, "b", 8, -1, "r")])
-    assert devices.reduce(devices.parse_rules([{"allow": True, "access": "rwm"},
+    assert devices.reduce(parse_device_rules([{"allow": True, "access": "rwm"},
                                                {"allow": False, "type": "a", "major": 8, "access": "r"}])) == \
         (True, [(False, "c", 8, -1, "r"), (False, "b", 8, -1, "r")])
     defaults = devices.default_device_rules()
     assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in defaults
-    rules = devices.config_rules({"devices": [{"allow": False, "access": "rwm"},
+    rules = config_rules_of({"devices": [{"allow": False, "access": "rwm"},
                                               {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"}]})
     default_allow, exc = devices.reduce(rules)
     assert not default_allow and (True, "c", 10, 229, "rw") in exc and (True, "c", 5, 2, "rwm") in exc
@@ -453,17 +471,17 @@ DEFAULT_V1_LIST = ("c *:* m\nb *:* m\nc 1:3 rwm\nc 1:8 rwm\nc 1:7 rwm\nc 5:0 rwm
 def test_devices_start_from_deny_all(res: dict[str, Any]) -> None:
     """No linux.resources.devices, or only allow rules: everything but the default list
     (and what is allowed) is denied -- no 'a *:* rwm' (runc's default deny)."""
-    default_allow, exc = devices.reduce(devices.config_rules(res))
+    default_allow, exc = devices.reduce(config_rules_of(res))
     assert default_allow is False
     assert {(t, ma, mi) for _, t, ma, mi, _ in exc} >= {("c", 1, 3), ("c", 136, -1), ("c", -1, -1), ("b", -1, -1)}
     assert ("c", 1, 11) not in {(t, ma, mi) for _, t, ma, mi, _ in exc} or res.get("devices")
     assert all(acc == "m" for _, t, ma, _, acc in exc if ma == -1 and t in "cb")  # only mknod for wildcards
-    assert devices.v1_transitions("a *:* rwm", devices.config_rules(res))[0] == ("devices.deny", "a")
+    assert devices.v1_transitions("a *:* rwm", config_rules_of(res))[0] == ("devices.deny", "a")
 
 
 def test_linux_devices_get_no_rule_of_their_own(v1root: Path) -> None:
     """runc's "device cgroup deny": a linux.devices node is created, but the rules decide access."""
-    m = cgroups.manager(cfg({"devices": [{"allow": False, "access": "rwm"}]},
+    m = manager(cfg({"devices": [{"allow": False, "access": "rwm"}]},
                             devices=[{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]),
                         "c", root=str(v1root))
     m.create()
@@ -478,16 +496,16 @@ def test_device_access_strings_as_runc(access: str | None, want: str) -> None:
     entry: dict[str, Any] = {"allow": True, "type": "c", "major": 1, "minor": 3}
     if access is not None:
         entry["access"] = access
-    assert devices.parse_rules([entry]) == [(True, "c", 1, 3, want)]
+    assert parse_device_rules([entry]) == [(True, "c", 1, 3, want)]
 
 
 def test_v1_minimal_transitions() -> None:
-    rules = devices.config_rules({"devices": [{"allow": False, "access": "rwm"},
+    rules = config_rules_of({"devices": [{"allow": False, "access": "rwm"},
                                               {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "rwa"}]})
     # re-applying the same rules writes nothing: no deny-all window for a running container
     assert devices.v1_transitions(DEFAULT_V1_LIST, rules) == []
     # a change writes only the difference, allows before denies
-    more = devices.config_rules({"devices": [{"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"}]})
+    more = config_rules_of({"devices": [{"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"}]})
     assert devices.v1_transitions(DEFAULT_V1_LIST, more) == [("devices.allow", "c 1:11 r")]
     fewer = list(more) + [(False, "c", 1, 3, "w"), (True, "b", 8, 0, "r")]
     assert devices.v1_transitions(DEFAULT_V1_LIST, fewer) == [
@@ -500,7 +518,7 @@ def test_v1_minimal_transitions() -> None:
 
 
 def test_ebpf_program_shape() -> None:
-    prog = ebpf.program(devices.parse_rules([{"allow": False, "access": "rwm"},
+    prog = ebpf.program(parse_device_rules([{"allow": False, "access": "rwm"},
                                               {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]))
     assert len(prog) % 8 == 0
     # 6 loads, one block of 3 checks + 2 (return), default return 2
@@ -556,18 +574,18 @@ def test_keys_match_case_insensitively_and_unknown_ones_are_ignored(v1root: Path
     res = {"CPU": {"Cpus": "0-1", "MEMS": "0", "shareZ": 1}, "Memory": {"Limit": 1 << 20},
            "memroy": {"limit": 5}, "pids": {"limit": 3, "extra": True}, "x-vendor": [1, 2]}
     config = {"linux": {"Resources": res, "CgroupsPath": "/ctr"}}
-    m = cgroups.manager(config, "c", root=str(v1root))
+    m = manager(config, "c", root=str(v1root))
     m.create()
     assert rd(v1root / "cpuset/ctr/cpuset.cpus") == "0-1" and rd(v1root / "cpuset/ctr/cpuset.mems") == "0"
     assert rd(v1root / "memory/ctr/memory.limit_in_bytes") == str(1 << 20)
     assert rd(v1root / "pids/ctr/pids.max") == "3"
     assert rd(v1root / "cpu/ctr/cpu.shares") == "1024"  # "shareZ" is no field
     m.destroy()
-    from ocipy.linux.cgroups.validate import canonical
-
     # data keys stay as written; an exact match wins; a repeated object merges as Go's does
-    assert canonical({"unified": {"Memory.High": "1"}, "rdma": {"MLX5_0": {"HCAHandles": 3}},
-                      "cpu": {"shares": 2}, "Cpu": {"quota": 1000}}) == {
+    doc = {"unified": {"Memory.High": "1"}, "rdma": {"MLX5_0": {"HCAHandles": 3}}, "cpu": {"shares": 2},
+           "Cpu": {"quota": 1000}}
+    parse_resources(doc)
+    assert doc == {
         "unified": {"Memory.High": "1"}, "rdma": {"MLX5_0": {"hcaHandles": 3}},
         "cpu": {"shares": 2, "quota": 1000}}
 
@@ -586,14 +604,14 @@ def test_unified_on_v1_or_hybrid_is_an_invalid_configuration(v1root: Path) -> No
     root = _hybrid(v1root)
     (root / "hugetlb").rename(root / "hugetlb-gone")  # hugetlb only in cgroup2, as on this host
     with pytest.raises(ConfigError, match=r"^invalid configuration: linux.resources.unified.*: cannot use unified on cgroup v1") as e:
-        cgroups.manager(cfg({"unified": {"memory.min": "131072"}}), "c", root=str(root))
+        manager(cfg({"unified": {"memory.min": "131072"}}), "c", root=str(root))
     assert "memory" in str(e.value)
     assert not (root / "memory" / "ctr").exists()
-    m = cgroups.manager(cfg({"unified": {"hugetlb.2MB.max": "4194304"}}), "c", root=str(root))
+    m = manager(cfg({"unified": {"hugetlb.2MB.max": "4194304"}}), "c", root=str(root))
     m.create()
     assert rd(root / "unified/ctr/hugetlb.2MB.max") == "4194304"
     with pytest.raises(ConfigError, match="invalid configuration"):
-        m.set({"unified": {"memory.high": "1"}})  # update -r takes the same check
+        m.set(parse_resources({"unified": {"memory.high": "1"}}))  # update -r takes the same check
     m.destroy()
 
 
@@ -614,15 +632,15 @@ def test_v1_memory_and_swap_written_in_a_valid_order(v1root: Path, monkeypatch: 
     monkeypatch.setattr(v1, "write", record)
     (d / "memory.limit_in_bytes").write_text(str(50 << 20))
     (d / "memory.memsw.limit_in_bytes").write_text(str(92 << 20))
-    v1.set_memory(str(d), {"limit": -1})  # runc update --memory -1: memsw is lifted too, first
+    v1.set_memory(str(d), memory({"limit": -1}))  # runc update --memory -1: memsw is lifted too, first
     assert writes == [("memory.memsw.limit_in_bytes", "-1"), ("memory.limit_in_bytes", "-1")]
     writes.clear()
     (d / "memory.limit_in_bytes").write_text(str(64 << 20))
-    v1.set_memory(str(d), {"limit": 30 << 20, "swap": 50 << 20})  # memory 64M > new memsw 50M
+    v1.set_memory(str(d), memory({"limit": 30 << 20, "swap": 50 << 20}))  # memory 64M > new memsw 50M
     assert writes == [("memory.limit_in_bytes", str(30 << 20)), ("memory.memsw.limit_in_bytes", str(50 << 20))]
     writes.clear()
     (d / "memory.limit_in_bytes").write_text(str(30 << 20))
-    v1.set_memory(str(d), {"limit": 60 << 20, "swap": 80 << 20})
+    v1.set_memory(str(d), memory({"limit": 60 << 20, "swap": 80 << 20}))
     assert writes == [("memory.memsw.limit_in_bytes", str(80 << 20)), ("memory.limit_in_bytes", str(60 << 20))]
 
 
@@ -632,7 +650,7 @@ def test_preexisting_cpuset_parents_get_cpus_and_mems(v1root: Path) -> None:
     """A pod's parent made by someone else with empty cpuset.cpus/mems: filled from its
     parent, or no task could join the container's cpuset (ENOSPC)."""
     _fill(v1root / "cpuset/pod", {"cpuset.cpus": "", "cpuset.mems": ""})
-    m = cgroups.manager(cfg({}, path="/pod/ctr"), "c", root=str(v1root))
+    m = manager(cfg({}, path="/pod/ctr"), "c", root=str(v1root))
     m.create()
     assert rd(v1root / "cpuset/pod/cpuset.cpus") == "0-3" and rd(v1root / "cpuset/pod/cpuset.mems") == "0"
     m.destroy()
@@ -643,13 +661,13 @@ def test_non_empty_cgroup_warns_and_frozen_one_is_refused(v1root: Path, capsys: 
     for c in V1_FILES:
         _fill(v1root / c / "ctr", V1_FILES[c])
     (v1root / "freezer/ctr/cgroup.procs").write_text("4242\n")
-    m = cgroups.manager(cfg({}), "c", root=str(v1root))
+    m = manager(cfg({}), "c", root=str(v1root))
     m.create()
     assert "container's cgroup is not empty: 1 process(es) found" in capsys.readouterr().err
     assert m.owned
     (v1root / "freezer/ctr/cgroup.procs").write_text("")
     (v1root / "freezer/ctr/freezer.state").write_text("FROZEN")
-    m2 = cgroups.manager(cfg({}, path="/ctr/sub"), "c", root=str(v1root))
+    m2 = manager(cfg({}, path="/ctr/sub"), "c", root=str(v1root))
     (v1root / "freezer/ctr/sub").mkdir()
     (v1root / "freezer/ctr/sub/freezer.state").write_text("FROZEN")
     with pytest.raises(OcipyError, match="container's cgroup unexpectedly frozen"):
@@ -665,7 +683,7 @@ def test_delete_removes_a_preexisting_container_cgroup_and_its_children(v1root: 
     delete, even when they were there before; parents it did not make stay."""
     for c in V1_FILES:
         _fill(v1root / c / "pod" / "ctr", V1_FILES[c])
-    m = cgroups.manager(cfg({}, path="/pod/ctr"), "c", root=str(v1root))
+    m = manager(cfg({}, path="/pod/ctr"), "c", root=str(v1root))
     m.create()
     assert m.to_state()["created"] == [] and m.to_state()["owned"] is True
     (v1root / "memory/pod/ctr/foo").mkdir()  # a sub-cgroup made by the container
@@ -677,7 +695,7 @@ def test_delete_removes_a_preexisting_container_cgroup_and_its_children(v1root: 
 # --- stats: runc's key order -------------------------------------------------------------------
 
 def test_stats_keys_in_runc_order(v1root: Path) -> None:
-    m = cgroups.manager(cfg({}), "c", root=str(v1root))
+    m = manager(cfg({}), "c", root=str(v1root))
     m.create()
     st = m.stats()
     assert list(st) == ["cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt", "network_interfaces"]
@@ -696,7 +714,7 @@ def test_stats_keys_in_runc_order(v1root: Path) -> None:
 def test_exec_sub_cgroups_and_v2_init_fallback(v2root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rules_seen: list[Any] = []
     monkeypatch.setattr(ebpf, "attach", lambda d, rules: rules_seen.append(devices.reduce(rules)))
-    m = cgroups.manager(cfg({}), "c", root=str(v2root))
+    m = manager(cfg({}), "c", root=str(v2root))
     m.create()
     assert rules_seen and rules_seen[0][0] is False  # v2 too: the device program starts from deny all
     base = m.paths()[""]
@@ -719,7 +737,7 @@ def test_exec_sub_cgroups_and_v2_init_fallback(v2root: Path, monkeypatch: pytest
 
 
 def test_exec_sub_cgroups_v1_controllers(v1root: Path) -> None:
-    m = cgroups.manager(cfg({}), "c", root=str(v1root))
+    m = manager(cfg({}), "c", root=str(v1root))
     m.create()
     for c in ("memory", "cpu", "cpuacct"):
         (v1root / c / "ctr/sub").mkdir()
@@ -740,10 +758,10 @@ def test_exec_sub_cgroups_v1_controllers(v1root: Path) -> None:
 def test_a_parent_we_made_is_removed_only_when_empty(v1root: Path) -> None:
     """Two containers under one new parent: the first one's failure (or delete) must not
     remove the second one's cgroups, which now live below the parent it made."""
-    first = cgroups.manager(cfg({}, path="/pod/a"), "a", root=str(v1root))
+    first = manager(cfg({}, path="/pod/a"), "a", root=str(v1root))
     first.create()
     assert str(v1root / "memory/pod") in first.created
-    second = cgroups.manager(cfg({}, path="/pod/b"), "b", root=str(v1root))
+    second = manager(cfg({}, path="/pod/b"), "b", root=str(v1root))
     second.create()
     first.destroy()
     assert (v1root / "memory/pod/b").is_dir() and not (v1root / "memory/pod/a").exists()
@@ -758,7 +776,7 @@ def test_planned_directories_are_removed_after_a_killed_create(v1root: Path) -> 
     (paths planned from the config and the id) lets delete -f remove what was made."""
     for c in V1_FILES:
         _fill(v1root / c / "pod", V1_FILES[c])
-    m = cgroups.manager(cfg({"pids": {"limit": 5}}, path="/pod/new/ctr"), "c", root=str(v1root))
+    m = manager(cfg({"pids": {"limit": 5}}, path="/pod/new/ctr"), "c", root=str(v1root))
     early = json.loads(json.dumps(m.to_state()))  # what create.py saves before making anything
     assert str(v1root / "memory/pod/new") in early["planned"] and str(v1root / "memory/pod") not in early["planned"]
     m.create()  # ... and then the runtime is killed: `created` never reaches the state

@@ -19,6 +19,7 @@ import pytest
 
 from ocipy.runtime import handshake, init
 from ocipy.runtime.handshake import Channel, FdOwner, Msg
+from support.helpers import parsed_config  # tests/ is on sys.path (conftest.py)
 
 NAMES = [name for name, _needs, _fn in init.INIT_STEPS]
 
@@ -86,8 +87,8 @@ def test_process_steps_call_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     fifo = tmp_path / "fifo-stand-in"
     fifo.write_text("")
     ctx = init.InitContext()
-    ctx.config = {"process": {"args": ["true"], "noNewPrivileges": nnp},
-                  "hooks": {"startContainer": [{"path": "/bin/true"}]}}
+    ctx.config = parsed_config({"process": {"args": ["true"], "cwd": "/", "noNewPrivileges": nnp},
+                                "hooks": {"startContainer": [{"path": "/bin/true"}]}})
     ctx.seccomp_filter = Filter()
     ctx.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     ch = Channel(os.open(os.devnull, os.O_RDONLY), w_fd)
@@ -153,7 +154,9 @@ def test_child_side_imports_are_preloaded() -> None:
         "import sys, json\n"
         f"sys.path.insert(0, {str(src)!r})\n"
         "from ocipy.runtime import init\n"
-        "cfg = {'mounts': [{'type': 'cgroup'}], 'hooks': {'startContainer': [{}]}}\n"
+        "from ocipy.spec.config import parse\n"
+        "cfg = parse({'ociVersion': '1.0.2', 'root': {'path': 'r'}, 'mounts': [{'destination': '/c', 'type': 'cgroup'}],"
+        " 'hooks': {'startContainer': [{'path': '/x'}]}})\n"
         "init.preload(cfg, True)\n"
         "wanted = json.loads(sys.stdin.read())\n"
         "missing = []\n"

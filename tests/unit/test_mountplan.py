@@ -16,7 +16,9 @@ import pytest
 from ocipy.errors import ConfigError
 from ocipy.runtime import mountplan as mp
 from ocipy.runtime import rootfs
+from ocipy.spec.config import Linux, parse
 from ocipy.spec.runtime import default_spec
+from support.helpers import parsed_config
 from support.kernel import RecordingKernel  # tests/ is on sys.path (conftest.py)
 
 RDONLY, NOSUID, NODEV, NOEXEC, SYNCHRONOUS, REMOUNT, MANDLOCK, DIRSYNC = 1, 2, 4, 8, 0x10, 0x20, 0x40, 0x80
@@ -52,7 +54,7 @@ RECURSIVE_OPTIONS = {  # option -> (attr_set, attr_clr) for mount_setattr(AT_REC
 
 
 def plan_of(*entries: dict, bundle: str = "/b") -> mp.Plan:
-    return mp.plan({"mounts": list(entries)}, bundle)
+    return mp.plan(parsed_config({"mounts": list(entries)}).mounts, bundle)
 
 
 def test_every_option_is_known():
@@ -143,16 +145,16 @@ def test_destinations_and_sources():
 
 
 def test_idmap_is_kept_on_the_mount():
-    m = mp.parse_mounts({"mounts": [{"destination": "/m", "source": "/s", "options": ["rbind", "ridmap"]}]}, "/b")[0]
+    m = mp.parse_mounts(parsed_config({"mounts": [{"destination": "/m", "source": "/s", "options": ["rbind", "ridmap"]}]}).mounts, "/b")[0]
     assert m.options.idmap and m.options.recursive_idmap and m.is_bind
     with pytest.raises(ConfigError, match=r"mounts\[0\]\.options"):
-        mp.idmap_mappings(m, {})  # config.md: no mappings anywhere MUST be an error
+        mp.idmap_mappings(m, Linux())  # config.md: no mappings anywhere MUST be an error
 
 
 def test_the_plan_is_pure_and_cheap():
     config = default_spec()
     before = repr(config)
-    p = mp.plan(config, "/nonexistent/bundle")  # no filesystem access: the bundle need not exist
+    p = mp.plan(parse(config).mounts, "/nonexistent/bundle")  # no filesystem access: the bundle need not exist
     assert repr(config) == before and len(p.steps) == len(config["mounts"])
 
 
@@ -172,10 +174,11 @@ def root(tmp_path: Path):
 def run_plan(root: tuple[Path, int], config: dict, bundle: str = "/b", **kw) -> RecordingKernel:
     path, fd = root
     k = RecordingKernel(str(path), **kw)
-    p = mp.plan(config, bundle)
+    parsed = parsed_config(config)
+    p = mp.plan(parsed.mounts, bundle)
     for ops in p.steps:
         rootfs.execute(fd, ops, {}, k)
-    rootfs.create_devices(fd, config, False, p.dev_bound, k)
+    rootfs.create_devices(fd, parsed.linux.devices, False, p.dev_bound, k)
     rootfs.execute(fd, p.deferred, {}, k)
     return k
 
@@ -281,7 +284,7 @@ def test_proc_or_sys_on_a_non_directory_is_refused(root, dest, fstype, kind):
         target.write_text("")
     k = RecordingKernel(str(path))
     with pytest.raises(ConfigError, match="must be mounted on ordinary directory"):
-        rootfs.execute(root[1], mp.plan({"mounts": [{"destination": dest, "type": fstype, "source": fstype}]}, "/b").ops(), {}, k)
+        rootfs.execute(root[1], plan_of({"destination": dest, "type": fstype, "source": fstype}).ops(), {}, k)
     assert k.mounts() == []
 
 
@@ -305,9 +308,9 @@ def test_parent_opened_trees_are_moved_and_made_slaves(root, tmp_path):
     src.mkdir(parents=True)
     config = {"mounts": [{"destination": "/m", "source": str(src), "options": ["rbind", "ro"]},
                          {"destination": "/t", "type": "tmpfs"}]}  # fmt: skip
-    p = mp.plan(config, "/b")
+    p = mp.plan(parsed_config(config).mounts, "/b")
     k = RecordingKernel(str(root[0]))
-    trees = rootfs.prepare_mount_sources(p, {}, userns=True, k=k)
+    trees = rootfs.prepare_mount_sources(p, Linux(), userns=True, k=k)
     try:
         assert list(trees) == [0] and k.calls == [("open_tree", str(src), 1 | 0o2000000 | 0x8000)]
         for ops in p.steps:
@@ -319,7 +322,7 @@ def test_parent_opened_trees_are_moved_and_made_slaves(root, tmp_path):
                           ("mount", None, "/m", None, REMOUNT | BIND | RDONLY, None),
                           ("mount", "tmpfs", "/t", "tmpfs", 0, None)]  # fmt: skip
     # without a user namespace nothing is opened in the parent
-    assert rootfs.prepare_mount_sources(p, {}, userns=False, k=RecordingKernel(str(root[0]))) == {}
+    assert rootfs.prepare_mount_sources(p, Linux(), userns=False, k=RecordingKernel(str(root[0]))) == {}
 
 
 def test_no_pivot_finds_the_hosts_proc_and_sysfs():
@@ -382,7 +385,8 @@ def test_the_parent_imports_what_the_cgroup_mount_needs():
     import sys
 
     code = ("import sys; from ocipy.runtime import rootfs; from ocipy.spec.runtime import default_spec; "
-            "rootfs.mount_plan(default_spec(), '/b'); print('ocipy.linux.cgroups.mount' in sys.modules)")  # fmt: skip
+            "from ocipy.spec.config import parse; "
+            "rootfs.mount_plan(parse(default_spec()).mounts, '/b'); print('ocipy.linux.cgroups.mount' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"
 

@@ -15,12 +15,13 @@ from ocipy.errors import ConfigError, OcipyError
 from ocipy.runtime.operations import parse_signal
 from ocipy.runtime.rootfs import MountOptions, clean_path
 from ocipy.runtime.store import check_id
-from ocipy.spec.runtime import default_spec, unified_cgroup_host, validate_config
+from ocipy.spec.config import parse as parse_config
+from ocipy.spec.runtime import default_spec, unified_cgroup_host
 
 
 def test_default_spec_is_valid_and_like_runcs():
     spec = default_spec()
-    assert validate_config(spec) is spec
+    assert parse_config(spec).raw is spec
     assert spec["process"]["args"] == ["sh"] and spec["root"] == {"path": "rootfs", "readonly": True}
     assert [m["destination"] for m in spec["mounts"]] == ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"]
     # as newer runc: a cgroup namespace by default only on a cgroup v2 host
@@ -30,7 +31,7 @@ def test_default_spec_is_valid_and_like_runcs():
 
 def test_rootless_spec_maps_the_current_user():
     spec = default_spec(rootless=True)
-    validate_config(spec)
+    parse_config(spec)
     assert {"type": "user"} in spec["linux"]["namespaces"]
     assert not any(ns["type"] == "network" for ns in spec["linux"]["namespaces"])
     assert spec["linux"]["uidMappings"][0]["containerID"] == 0
@@ -87,7 +88,7 @@ def test_invalid_fields_are_named(edit, field):
     config = copy.deepcopy(default_spec())
     edit(config)
     with pytest.raises(ConfigError) as info:
-        validate_config(config)
+        parse_config(config)
     assert info.value.field == field
 
 
@@ -125,13 +126,13 @@ def test_validation_never_crashes(value):
     config = copy.deepcopy(default_spec())
     config["process"]["user"] = value
     try:
-        validate_config(config)
+        parse_config(config)
     except ConfigError:
         pass
     config = copy.deepcopy(default_spec())
     config["linux"]["namespaces"] = value
     try:
-        validate_config(config)
+        parse_config(config)
     except ConfigError:
         pass
 
@@ -196,7 +197,7 @@ def test_the_specs_own_test_configs():
     if not base.exists():
         pytest.skip(f"runtime-spec test configs not found at {base}")
     for path in sorted(base.glob("*.json")):
-        validate_config(json.loads(path.read_text()))
+        parse_config(json.loads(path.read_text()))
 
 
 @pytest.mark.parametrize("schema_name", ["features-schema.json", "state-schema.json"])

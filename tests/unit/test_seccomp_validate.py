@@ -15,10 +15,16 @@ import pytest
 
 from ocipy.errors import ConfigError
 from ocipy.linux import seccomp
+from ocipy.spec.seccomp import parse_seccomp
 
 needs_lib = pytest.mark.skipif(not os.path.exists("/usr/lib/x86_64-linux-gnu/libseccomp.so.2")
                                and not os.path.exists("/lib/x86_64-linux-gnu/libseccomp.so.2"),
                                reason="libseccomp.so.2 not installed")
+
+
+def prepare(doc: Any) -> seccomp.Filter:
+    """linux.seccomp as create hands it to the filter builder: parsed first."""
+    return seccomp.prepare(parse_seccomp(doc))
 
 
 def cfg(**kw: Any) -> dict[str, Any]:
@@ -93,19 +99,19 @@ def field_of(exc: pytest.ExceptionInfo[ConfigError]) -> str:
 ])
 def test_bad_field_is_named(config: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError) as exc:
-        seccomp.validate(config)
+        parse_seccomp(config)
     assert field_of(exc) == field
     assert field in str(exc.value)
 
 
 def test_not_an_object() -> None:
     with pytest.raises(ConfigError) as exc:
-        seccomp.validate(["SCMP_ACT_ALLOW"])
+        parse_seccomp(["SCMP_ACT_ALLOW"])
     assert field_of(exc) == "linux.seccomp"
 
 
 def test_valid_config_passes() -> None:
-    seccomp.validate(cfg(
+    parse_seccomp(cfg(
         defaultAction="SCMP_ACT_ERRNO", defaultErrnoRet=38,
         architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
         flags=["SECCOMP_FILTER_FLAG_LOG"],
@@ -121,7 +127,7 @@ def test_valid_config_passes() -> None:
 @needs_lib
 def test_prepare_reports_the_field() -> None:
     with pytest.raises(ConfigError) as exc:
-        seccomp.prepare(cfg(syscalls=[{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"},
+        prepare(cfg(syscalls=[{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"},
                                       {"names": ["mkdir"], "action": "SCMP_ACT_FOO"}]))
     assert field_of(exc) == "linux.seccomp.syscalls[1].action"
 
@@ -129,7 +135,7 @@ def test_prepare_reports_the_field() -> None:
 @needs_lib
 def test_unknown_syscall_names_are_skipped() -> None:
     # As runc: a name libseccomp does not know for this arch is ignored, not an error.
-    with seccomp.prepare(cfg(syscalls=[{"names": ["no_such_syscall_xyz", "mkdir", "another_fake"],
+    with prepare(cfg(syscalls=[{"names": ["no_such_syscall_xyz", "mkdir", "another_fake"],
                                         "action": "SCMP_ACT_ERRNO"}])) as flt:
         assert flt.skipped == ["no_such_syscall_xyz", "another_fake"]
         assert not flt.needs_notify
@@ -141,7 +147,7 @@ def test_unknown_syscall_names_are_skipped() -> None:
 @needs_lib
 def test_rule_equal_to_default_is_skipped() -> None:
     # runc skips rules whose action equals the default (libseccomp refuses them).
-    with seccomp.prepare(cfg(defaultAction="SCMP_ACT_ERRNO",
+    with prepare(cfg(defaultAction="SCMP_ACT_ERRNO",
                              syscalls=[{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"},
                                        {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 2}])) as flt:
         pfc = flt.export_pfc()
@@ -151,7 +157,7 @@ def test_rule_equal_to_default_is_skipped() -> None:
 
 @needs_lib
 def test_architectures_are_added() -> None:
-    with seccomp.prepare(cfg(architectures=["SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64"],
+    with prepare(cfg(architectures=["SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64"],
                              syscalls=[{"names": ["mkdirat"], "action": "SCMP_ACT_ERRNO"}])) as flt:
         pfc = flt.export_pfc()
     for arch in ("x86_64", "x86", "x32", "aarch64"):
@@ -165,7 +171,7 @@ def test_unsupported_flag_is_an_error_naming_the_field() -> None:
     if not unsupported:
         pytest.skip("every known flag is supported by this libseccomp")
     with pytest.raises(ConfigError) as exc:
-        seccomp.prepare(cfg(flags=["SECCOMP_FILTER_FLAG_LOG", unsupported[0]]))
+        prepare(cfg(flags=["SECCOMP_FILTER_FLAG_LOG", unsupported[0]]))
     assert field_of(exc) == "linux.seccomp.flags[1]"
     assert "libseccomp" in str(exc.value)
 
@@ -179,7 +185,7 @@ def test_wait_killable_needs_kernel_support(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(seccomp, "_kernel_has_wait_killable", lambda: False)
     assert "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" not in seccomp.features()["supportedFlags"]
     with pytest.raises(ConfigError) as exc:
-        seccomp.prepare(cfg(flags=["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"], listenerPath="/x",
+        prepare(cfg(flags=["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"], listenerPath="/x",
                             syscalls=[{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]))
     assert field_of(exc) == "linux.seccomp.flags[0]"
 
@@ -195,22 +201,22 @@ def test_features_are_truthful() -> None:
     # "The runtime MUST recognize the elements in this array").
     for arch in feats["archs"]:
         try:
-            seccomp.prepare(cfg(architectures=[arch])).release()
+            prepare(cfg(architectures=[arch])).release()
         except ConfigError as err:
             # Recognized, but libseccomp cannot mix byte orders in one filter
             # (runc fails the same way): a clear error naming the field.
             assert err.field == "linux.seccomp.architectures[0]"
             assert "byte order" in str(err)
     for flag in feats["supportedFlags"]:
-        seccomp.prepare(cfg(flags=[flag])).release()
+        prepare(cfg(flags=[flag])).release()
     for action in feats["actions"]:
         extra = {"listenerPath": "/x"} if action == "SCMP_ACT_NOTIFY" else {}
-        seccomp.prepare(cfg(defaultAction="SCMP_ACT_ERRNO",
+        prepare(cfg(defaultAction="SCMP_ACT_ERRNO",
                             syscalls=[{"names": ["mkdir"], "action": action}], **extra)).release()
     # Archs this library cannot resolve are left out, not advertised.
     for arch in set(seccomp.ARCHS) - set(feats["archs"]):
         with pytest.raises(ConfigError) as unsupported:
-            seccomp.prepare(cfg(architectures=[arch]))
+            prepare(cfg(architectures=[arch]))
         assert field_of(unsupported) == "linux.seccomp.architectures[0]"
 
 

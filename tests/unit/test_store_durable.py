@@ -13,7 +13,8 @@ from ocipy import jsonfast
 from ocipy.errors import ConfigError, KernelError, OcipyError
 from ocipy.runtime import store
 from ocipy.runtime.operations import list_states, parse_signal
-from ocipy.spec.runtime import default_spec, validate_config
+from ocipy.spec.config import parse
+from ocipy.spec.runtime import default_spec
 
 # --- state.json is written whole or not at all --------------------------------------
 
@@ -196,7 +197,7 @@ def _with(edit):
 )
 def test_numbers_out_of_range_name_the_field(edit, field):
     with pytest.raises(ConfigError) as info:
-        validate_config(_with(edit))
+        parse(_with(edit))
     assert info.value.field == field
     assert field in str(info.value) and "\n" not in str(info.value) and len(str(info.value)) < 200
 
@@ -207,7 +208,7 @@ def test_numbers_at_the_edges_are_accepted():
         c["process"]["rlimits"][0].update(soft=2**64 - 1, hard=2**64 - 1)  # RLIM_INFINITY
         c["process"]["oomScoreAdj"] = -1000
 
-    validate_config(_with(edit))
+    parse(_with(edit))
 
 
 def test_every_record_is_synced(tmp_path, monkeypatch):

@@ -6,6 +6,10 @@ from ocipy.errors import KernelError
 from ocipy.linux import syscalls
 from ocipy.spec.runtime import CAPABILITIES
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocipy.spec.config import Capabilities
+
 
 def last_cap() -> int:
     try:
@@ -35,18 +39,14 @@ def drop_bounding(keep: list[str] | None, top: int) -> None:
                     raise
 
 
-def apply(caps: dict[str, list[str]] | None, top: int) -> None:
+def apply(caps: Capabilities, top: int) -> None:
     """Set the process capabilities after setuid (which ran with PR_SET_KEEPCAPS).
 
     Capabilities absent from the config are empty sets, as runc does.
     """
-    caps = caps or {}
-    effective = _mask(caps.get("effective"))
-    permitted = _mask(caps.get("permitted"))
-    inheritable = _mask(caps.get("inheritable"))
-    syscalls.capset(effective, permitted, inheritable)
+    syscalls.capset(_mask(caps.effective), _mask(caps.permitted), _mask(caps.inheritable))
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
-    for name in caps.get("ambient") or []:
+    for name in caps.ambient:
         cap = CAPABILITIES[name.upper()]
         if cap <= top:
             # Raising an ambient cap needs it in permitted and inheritable;

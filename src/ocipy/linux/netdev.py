@@ -15,7 +15,7 @@ from ocipy.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    pass
 
 
 def _run(argv: list[str], field: str) -> str:
@@ -51,18 +51,18 @@ def _links_in(netns: str, field: str) -> set[str]:
     return {link["ifname"] for link in json.loads(out or "[]")}
 
 
-def move_devices(net_devices: dict[str, Any], pid: int, has_own_netns: bool) -> None:
-    """Move each device into the network namespace of `pid`, keep its addresses, set it up."""
+def move_devices(net_devices: dict[str, str], pid: int, has_own_netns: bool) -> None:
+    """Move each device (host name -> name in the container) into the network
+    namespace of `pid`, keep its addresses, set it up."""
     if not net_devices:
         return
     if not has_own_netns:
         raise ConfigError("linux.netDevices", "moving network devices needs the container's own network namespace")
     netns = f"/proc/{pid}/ns/net"
-    for host_name, spec in net_devices.items():
+    for host_name, new_name in net_devices.items():
         field = f"linux.netDevices.{host_name}"
         if not os.path.exists(f"/sys/class/net/{host_name}"):
             raise ConfigError(field, f"there is no network device {host_name!r} on the host")
-        new_name = (spec or {}).get("name") or host_name
         addresses = _permanent_global_addresses(host_name, field)
         before = _links_in(netns, field) if "%d" in new_name else set()
         _run(["ip", "link", "set", "dev", host_name, "netns", str(pid), "name", new_name], field)

@@ -8,10 +8,11 @@ called through ctypes; no hand-written BPF).  The module imports only
 How the runtime uses it (the order runc uses, libcontainer/standard_init_linux.go)
 -------------------------------------------------------------------------------
 
-1. ``flt = prepare(config["linux"]["seccomp"])`` in the container's init
-   process, BEFORE ``pivot_root``: it validates the whole object (raising
-   :class:`~ocipy.errors.ConfigError` naming the bad field), opens
-   libseccomp.so and builds the filter context in memory.  Nothing is
+1. ``flt = prepare(config.linux.seccomp)`` (the plan the one parse of
+   config.json made, spec/config.parse_seccomp) in the runtime, BEFORE the
+   container's ``pivot_root``: it checks what this libseccomp and kernel
+   support (raising :class:`~ocipy.errors.ConfigError` naming the field),
+   opens libseccomp.so and builds the filter context in memory.  Nothing is
    enforced yet.
 2. When ``process.noNewPrivileges`` is **false**: call ``flt.load()`` BEFORE
    dropping capabilities and before setuid/setgid.  Without no_new_privs the
@@ -50,10 +51,13 @@ import ctypes
 import os
 
 from ocipy.errors import ConfigError, KernelError, OcipyError
+from ocipy.spec.runtime import SECCOMP_ACTIONS, SECCOMP_ARCHS, SECCOMP_FLAGS, SECCOMP_OPERATORS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from ocipy.spec.seccomp import SeccompPlan, SeccompRule
 
 
 # ---------------------------------------------------------------------------
@@ -69,58 +73,11 @@ ACT_LOG = 0x7FFC0000
 ACT_NOTIFY = 0x7FC00000
 ACT_ALLOW = 0x7FFF0000
 
-# name -> (base value, takes errnoRet, minimum libseccomp API level)
-ACTIONS: dict[str, tuple[int, bool, int]] = {
-    "SCMP_ACT_KILL": (ACT_KILL_THREAD, False, 1),
-    "SCMP_ACT_KILL_THREAD": (ACT_KILL_THREAD, False, 1),
-    "SCMP_ACT_KILL_PROCESS": (ACT_KILL_PROCESS, False, 3),
-    "SCMP_ACT_TRAP": (ACT_TRAP, False, 1),
-    "SCMP_ACT_ERRNO": (ACT_ERRNO, True, 1),
-    "SCMP_ACT_TRACE": (ACT_TRACE, True, 1),
-    "SCMP_ACT_ALLOW": (ACT_ALLOW, False, 1),
-    "SCMP_ACT_LOG": (ACT_LOG, False, 3),
-    # runc requires API level 6 (libseccomp >= 2.5.0, Linux >= 5.7) for notify,
-    # so that TSYNC and a listener can be combined.
-    "SCMP_ACT_NOTIFY": (ACT_NOTIFY, False, 6),
-}
-
-# enum scmp_compare
-OPERATORS: dict[str, int] = {
-    "SCMP_CMP_NE": 1,
-    "SCMP_CMP_LT": 2,
-    "SCMP_CMP_LE": 3,
-    "SCMP_CMP_EQ": 4,
-    "SCMP_CMP_GE": 5,
-    "SCMP_CMP_GT": 6,
-    "SCMP_CMP_MASKED_EQ": 7,
-}
-
-# runtime-spec SCMP_ARCH_* -> libseccomp's architecture name (seccomp_arch_resolve_name)
-ARCHS: dict[str, str] = {
-    "SCMP_ARCH_X86": "x86",
-    "SCMP_ARCH_X86_64": "x86_64",
-    "SCMP_ARCH_X32": "x32",
-    "SCMP_ARCH_ARM": "arm",
-    "SCMP_ARCH_AARCH64": "aarch64",
-    "SCMP_ARCH_MIPS": "mips",
-    "SCMP_ARCH_MIPS64": "mips64",
-    "SCMP_ARCH_MIPS64N32": "mips64n32",
-    "SCMP_ARCH_MIPSEL": "mipsel",
-    "SCMP_ARCH_MIPSEL64": "mipsel64",
-    "SCMP_ARCH_MIPSEL64N32": "mipsel64n32",
-    "SCMP_ARCH_PPC": "ppc",
-    "SCMP_ARCH_PPC64": "ppc64",
-    "SCMP_ARCH_PPC64LE": "ppc64le",
-    "SCMP_ARCH_S390": "s390",
-    "SCMP_ARCH_S390X": "s390x",
-    "SCMP_ARCH_PARISC": "parisc",
-    "SCMP_ARCH_PARISC64": "parisc64",
-    "SCMP_ARCH_RISCV64": "riscv64",
-    "SCMP_ARCH_LOONGARCH64": "loongarch64",
-    "SCMP_ARCH_M68K": "m68k",
-    "SCMP_ARCH_SH": "sh",
-    "SCMP_ARCH_SHEB": "sheb",
-}
+# The names and values config.json uses are spec vocabulary (one table, spec/runtime.py).
+ACTIONS = SECCOMP_ACTIONS
+OPERATORS = SECCOMP_OPERATORS
+ARCHS = SECCOMP_ARCHS
+FLAGS = SECCOMP_FLAGS
 
 # enum scmp_filter_attr
 _ATTR_ACT_DEFAULT = 1
@@ -131,19 +88,8 @@ _ATTR_CTL_SSB = 7
 _ATTR_CTL_OPTIMIZE = 8
 _ATTR_CTL_WAITKILL = 10
 
-# flag name -> (libseccomp attribute, minimum API level)
-FLAGS: dict[str, tuple[int, int]] = {
-    "SECCOMP_FILTER_FLAG_TSYNC": (_ATTR_CTL_TSYNC, 2),
-    "SECCOMP_FILTER_FLAG_LOG": (_ATTR_CTL_LOG, 3),
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": (_ATTR_CTL_SSB, 4),
-    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (_ATTR_CTL_WAITKILL, 7),
-}
-
 SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
-_EPERM = 1
 _NR_SCMP_ERROR = -1
-_MAX_ARGS = 6
-_U64 = (1 << 64) - 1
 
 # ---------------------------------------------------------------------------
 # libseccomp through ctypes, loaded on first use
@@ -318,161 +264,7 @@ def syscall_name(nr: int, arch: int = 0) -> str | None:
     return name
 
 
-# ---------------------------------------------------------------------------
-# Validation: a plan built from the config, no library needed
-# ---------------------------------------------------------------------------
-
 _FIELD = "linux.seccomp"
-
-
-def _uint(value: object, field: str, limit: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > limit:
-        raise ConfigError(field, f"must be an integer from 0 to {limit}, got {value!r}")
-    return value
-
-
-def _action(name: object, errno_ret: object, field: str, errno_field: str) -> tuple[str, int]:
-    """(name, libseccomp action value) for an action name and optional errnoRet."""
-    if not isinstance(name, str):
-        raise ConfigError(field, f"must be a string, got {name!r}")
-    if name not in ACTIONS:
-        raise ConfigError(field, f"unknown seccomp action {name!r} (known: {', '.join(sorted(ACTIONS))})")
-    base, takes_errno, _ = ACTIONS[name]
-    if not takes_errno:
-        if errno_ret is not None:
-            # config-linux.md: "When the action doesn't support an errno, the
-            # runtime MUST print and error and fail."
-            raise ConfigError(errno_field, f"action {name} does not take an errno; only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do")
-        return name, base
-    # The kernel keeps 16 bits of data in the filter's return value.
-    err = _EPERM if errno_ret is None else _uint(errno_ret, errno_field, 0xFFFF)
-    return name, base | (err & 0xFFFF)
-
-
-class _Rule:
-    __slots__ = ("index", "name", "action", "action_name", "args")
-
-    def __init__(self, index: int, name: str, action: int, action_name: str,
-                 args: list[tuple[int, int, int, int]]) -> None:
-        self.index = index
-        self.name = name
-        self.action = action
-        self.action_name = action_name
-        self.args = args  # (arg index, op, datum_a, datum_b)
-
-
-class _Plan:
-    __slots__ = ("default_action", "default_name", "archs", "flags", "rules", "needs_notify")
-
-    def __init__(self) -> None:
-        self.default_action = ACT_ALLOW
-        self.default_name = "SCMP_ACT_ALLOW"
-        self.archs: list[tuple[int, str]] = []  # (index in config, SCMP_ARCH_* name)
-        self.flags: list[tuple[int, str]] = []
-        self.rules: list[_Rule] = []
-        self.needs_notify = False
-
-
-def _plan(seccomp: object) -> _Plan:
-    """Check every field of linux.seccomp; raise ConfigError naming the first bad one."""
-    if not isinstance(seccomp, dict):
-        raise ConfigError(_FIELD, "must be an object")
-    plan = _Plan()
-    if "defaultAction" not in seccomp:
-        raise ConfigError(f"{_FIELD}.defaultAction", "is required")
-    plan.default_name, plan.default_action = _action(
-        seccomp["defaultAction"], seccomp.get("defaultErrnoRet"),
-        f"{_FIELD}.defaultAction", f"{_FIELD}.defaultErrnoRet")
-    if plan.default_name == "SCMP_ACT_NOTIFY":
-        # As runc: the init process could not even tell its parent about the fd.
-        raise ConfigError(f"{_FIELD}.defaultAction", "SCMP_ACT_NOTIFY cannot be used as the default action")
-
-    archs = seccomp.get("architectures")
-    if archs is not None:
-        if not isinstance(archs, list):
-            raise ConfigError(f"{_FIELD}.architectures", "must be an array of strings")
-        for i, arch in enumerate(archs):
-            if not isinstance(arch, str) or arch not in ARCHS:
-                raise ConfigError(f"{_FIELD}.architectures[{i}]", f"unknown seccomp architecture {arch!r}")
-            plan.archs.append((i, arch))
-
-    flags = seccomp.get("flags")
-    if flags is not None:
-        if not isinstance(flags, list):
-            raise ConfigError(f"{_FIELD}.flags", "must be an array of strings")
-        for i, flag in enumerate(flags):
-            if not isinstance(flag, str) or flag not in FLAGS:
-                raise ConfigError(f"{_FIELD}.flags[{i}]", f"unknown seccomp flag {flag!r} (known: {', '.join(FLAGS)})")
-            plan.flags.append((i, flag))
-
-    for key in ("listenerPath", "listenerMetadata"):
-        if key in seccomp and not isinstance(seccomp[key], str):
-            raise ConfigError(f"{_FIELD}.{key}", "must be a string")
-    if seccomp.get("listenerMetadata") and not seccomp.get("listenerPath"):
-        # config-linux.md: listenerMetadata "MUST NOT be set if listenerPath is not set".
-        raise ConfigError(f"{_FIELD}.listenerMetadata", "must not be set without listenerPath")
-
-    syscalls = seccomp.get("syscalls")
-    if syscalls is None:
-        syscalls = []
-    if not isinstance(syscalls, list):
-        raise ConfigError(f"{_FIELD}.syscalls", "must be an array")
-    for i, call in enumerate(syscalls):
-        where = f"{_FIELD}.syscalls[{i}]"
-        if not isinstance(call, dict):
-            raise ConfigError(where, "must be an object")
-        names = call.get("names")
-        if not isinstance(names, list) or not names:
-            # config-linux.md: "`names` MUST contain at least one entry."
-            raise ConfigError(f"{where}.names", "must be a non-empty array of syscall names")
-        for j, name in enumerate(names):
-            if not isinstance(name, str) or not name:
-                raise ConfigError(f"{where}.names[{j}]", f"must be a non-empty string, got {name!r}")
-        if "action" not in call:
-            raise ConfigError(f"{where}.action", "is required")
-        action_name, action = _action(call["action"], call.get("errnoRet"), f"{where}.action", f"{where}.errnoRet")
-        if action_name == "SCMP_ACT_NOTIFY":
-            plan.needs_notify = True
-            if "write" in names:
-                # runc: the init process writes the notify fd number to its
-                # parent after loading; a notified write would hang it forever.
-                raise ConfigError(f"{where}.names", "SCMP_ACT_NOTIFY cannot be used for the write syscall")
-        args = call.get("args")
-        cmps: list[tuple[int, int, int, int]] = []
-        if args is not None:
-            if not isinstance(args, list):
-                raise ConfigError(f"{where}.args", "must be an array")
-            for k, arg in enumerate(args):
-                aw = f"{where}.args[{k}]"
-                if not isinstance(arg, dict):
-                    raise ConfigError(aw, "must be an object")
-                for req in ("index", "value", "op"):
-                    if req not in arg:
-                        raise ConfigError(f"{aw}.{req}", "is required")
-                index = _uint(arg["index"], f"{aw}.index", _MAX_ARGS - 1)
-                value = _uint(arg["value"], f"{aw}.value", _U64)
-                value2 = _uint(arg.get("valueTwo", 0), f"{aw}.valueTwo", _U64)
-                op = arg["op"]
-                if not isinstance(op, str) or op not in OPERATORS:
-                    raise ConfigError(f"{aw}.op", f"unknown seccomp operator {op!r} (known: {', '.join(OPERATORS)})")
-                cmps.append((index, OPERATORS[op], value, value2))
-        for name in names:
-            plan.rules.append(_Rule(i, name, action, action_name, cmps))
-        if action_name == "SCMP_ACT_NOTIFY" and not seccomp.get("listenerPath"):
-            # runc fails too ("seccomp listenerPath is not set"): with no agent
-            # the notified syscalls would block the container forever.
-            raise ConfigError(f"{_FIELD}.listenerPath",
-                              f"must be set: {where}.action is SCMP_ACT_NOTIFY")
-    return plan
-
-
-def validate(seccomp: object) -> None:
-    """Check linux.seccomp without libseccomp (names, types, ranges).
-
-    :func:`prepare` does this too, and also checks what the library and the
-    kernel support (architectures, flags, actions).
-    """
-    _plan(seccomp)
 
 
 # ---------------------------------------------------------------------------
@@ -571,7 +363,7 @@ class Filter:
         self.release()
 
 
-def _add_rule(lib: ctypes.CDLL, ctx: int, nr: int, rule: _Rule, cmps: list[tuple[int, int, int, int]]) -> None:
+def _add_rule(lib: ctypes.CDLL, ctx: int, nr: int, rule: SeccompRule, cmps: list[tuple[int, int, int, int]]) -> None:
     arr = (_ArgCmp * max(len(cmps), 1))()
     for n, (index, op, a, b) in enumerate(cmps):
         arr[n].arg, arr[n].op, arr[n].datum_a, arr[n].datum_b = index, op, a, b
@@ -588,7 +380,7 @@ _RET_ERRNO = 0x00050000
 _BPF_LD_W_ABS, _BPF_JEQ, _BPF_JGT, _BPF_JSET, _BPF_JA, _BPF_RET = 0x20, 0x15, 0x25, 0x45, 0x05, 0x06
 
 
-def _enosys_stub(lib: ctypes.CDLL, plan: _Plan) -> bytes:
+def _enosys_stub(lib: ctypes.CDLL, plan: SeccompPlan) -> bytes:
     """BPF put before libseccomp's program: a syscall newer than every one
     the profile names gets ENOSYS, not the default action.
 
@@ -641,20 +433,20 @@ def _enosys_stub(lib: ctypes.CDLL, plan: _Plan) -> bytes:
     return bytes(out)
 
 
-def prepare(seccomp: dict[str, Any], cache: bool = False) -> Filter:
-    """Validate linux.seccomp and build its libseccomp filter (not loaded yet).
+def prepare(plan: SeccompPlan, cache: bool = False) -> Filter:
+    """Build the libseccomp filter of linux.seccomp (checked by the parse,
+    spec/config.parse_seccomp); not loaded yet.
 
     Call before pivot_root: this opens libseccomp.so.2 from the host.
-    Raises ConfigError naming the offending field for unknown actions,
-    operators, architectures and flags, or ones this libseccomp/kernel cannot
-    apply; syscall names unknown to the library are skipped (as runc does).
+    Raises ConfigError naming the field for architectures, flags and actions
+    this libseccomp/kernel cannot apply; syscall names unknown to the library
+    are skipped (as runc does).
 
     With `cache` (the runtime's create and exec), a program compiled earlier
     for the same profile, library and kernel is used (see seccomp_cache.py);
-    the validation above runs all the same.  Such a filter has no libseccomp
+    the checks above run all the same.  Such a filter has no libseccomp
     context (it cannot be exported).
     """
-    plan = _plan(seccomp)
     lib = _library()
     api = int(lib.seccomp_api_get())
     version = library_version()
@@ -674,7 +466,7 @@ def prepare(seccomp: dict[str, Any], cache: bool = False) -> Filter:
     if cache:
         from ocipy.linux import seccomp_cache
 
-        name = seccomp_cache.key(seccomp, _LIBNAME, version, api)
+        name = seccomp_cache.key(plan.source, _LIBNAME, version, api)
         hit = seccomp_cache.load(name)
         if hit is not None:
             flags, needs_notify, known_skipped, program = hit

@@ -16,14 +16,19 @@ from ocipy.errors import ConfigError, KernelError, OcipyError
 from ocipy.runtime import store
 from ocipy.runtime.handshake import Channel, FdOwner, Msg, pipes
 from ocipy.runtime.init import InitContext
-from ocipy.spec.runtime import NAMESPACES, validate_config
+from ocipy.spec.config import Config, parse
+from ocipy.spec.runtime import NAMESPACES
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocipy.spec.config import IdMapping, Linux, Namespace
+    from ocipy.spec.seccomp import SeccompPlan
 
-def load_config(bundle: str) -> dict[str, Any]:
+
+def load_config(bundle: str) -> Config:
+    """The bundle's config.json, parsed (spec/config.py); ConfigError names a bad field."""
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
@@ -42,7 +47,7 @@ def load_config(bundle: str) -> dict[str, Any]:
         field = find_nul(config)
         if field:
             raise ConfigError(field, "contains a NUL character")
-    return validate_config(config)
+    return parse(config)
 
 
 def check_preserve_fds(count: int) -> None:
@@ -58,32 +63,31 @@ def rfc3339_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{nanos:09d}Z"
 
 
-def _open_namespace_paths(linux: dict[str, Any]) -> tuple[list[tuple[str, int]], int]:
+def _open_namespace_paths(namespaces: list[Namespace]) -> tuple[list[tuple[str, int]], int]:
     """Open every namespace `path` and check it is a namespace of that type."""
     import fcntl
 
     joins: list[tuple[str, int]] = []
     new_flags = 0
     try:
-        for i, ns in enumerate(linux.get("namespaces") or []):
-            flag = NAMESPACES[ns["type"]][0]
-            path = ns.get("path")
+        for ns in namespaces:
+            flag, path = ns.flag, ns.path
             if not path:
                 new_flags |= flag
                 continue
-            field = f"linux.namespaces[{i}].path"
+            field = f"linux.namespaces[{ns.index}].path"
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
                 raise ConfigError(field, f"{path}: {e.strerror}") from None
-            joins.append((ns["type"], fd))
+            joins.append((ns.type, fd))
             try:
                 actual = fcntl.ioctl(fd, 0xB703)  # NS_GET_NSTYPE
             except OSError:
                 raise ConfigError(field, f"{path} is not a namespace") from None
             if actual != flag:
                 kind = next((k for k, (f, _) in NAMESPACES.items() if f == actual), hex(actual))
-                raise ConfigError(field, f"{path} is a {kind} namespace, not {ns['type']}")
+                raise ConfigError(field, f"{path} is a {kind} namespace, not {ns.type}")
     except BaseException:
         for _, fd in joins:
             os.close(fd)
@@ -93,9 +97,11 @@ def _open_namespace_paths(linux: dict[str, Any]) -> tuple[list[tuple[str, int]],
     return joins, new_flags
 
 
-def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
-    for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
-        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or [])
+def _write_id_maps(pid: int, linux: Linux) -> None:
+    maps: tuple[tuple[str, str, list[IdMapping]], ...] = (
+        ("uidMappings", "uid_map", linux.uid_mappings), ("gidMappings", "gid_map", linux.gid_mappings))
+    for key, name, mappings in maps:
+        lines = "".join(m.line() for m in mappings)
         if not lines:
             continue
         try:
@@ -105,10 +111,11 @@ def _write_id_maps(pid: int, linux: dict[str, Any]) -> None:
             raise ConfigError(f"linux.{key}", f"writing {name}: {e.strerror}") from None
 
 
-def cgroup_manager(config: dict[str, Any], container_id: str, systemd: bool) -> Any:
+def cgroup_manager(linux: Linux, container_id: str, systemd: bool) -> Any:
     from ocipy.linux import cgroups
+    from ocipy.spec.resources import Resources
 
-    return cgroups.manager(config, container_id, systemd)
+    return cgroups.manager(linux.resources or Resources(), linux.cgroups_path, container_id, systemd)
 
 
 def create(
@@ -129,20 +136,18 @@ def create(
     check_preserve_fds(preserve_fds)
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
-    process = config.get("process")
+    process = config.process
     if process is None:
         raise ConfigError("process", "is required to create a container")
-    root_path = config["root"]["path"]
-    rootfs = os.path.normpath(os.path.join(bundle, root_path))
+    rootfs = os.path.normpath(os.path.join(bundle, config.root_path))
     if not os.path.isdir(rootfs):
         raise ConfigError("root.path", f"rootfs {rootfs} does not exist or is not a directory")
-    linux = config.get("linux") or {}
-    ns_types = {ns["type"] for ns in linux.get("namespaces") or []}
-    if process.get("terminal") and console_socket is None and console_fd is None:
+    linux = config.linux
+    if process.terminal and console_socket is None and console_fd is None:
         raise OcipyError("cannot allocate tty if ocipy will detach without setting console socket")
-    if not process.get("terminal") and console_socket is not None:
+    if not process.terminal and console_socket is not None:
         raise OcipyError("cannot use console socket if ocipy will not allocate tty")
-    if (config.get("hostname") or config.get("domainname")) and "uts" not in ns_types:
+    if (config.hostname or config.domainname) and "uts" not in linux.ns_types:
         # config.md: setting hostname without a UTS namespace MUST be an error
         raise ConfigError("hostname", "needs a new uts namespace")
     # Socket activation: fds passed to us by systemd go on to the container (runc does the same).
@@ -153,26 +158,25 @@ def create(
     from ocipy.runtime.init import preload
     from ocipy.runtime.rootfs import check_sysctl_namespaces, mount_plan, prepare_mount_sources
 
-    if linux.get("sysctl"):
+    if linux.sysctl:
         check_sysctl_namespaces(linux)
 
     ctx = InitContext()
     ctx.config, ctx.bundle, ctx.rootfs = config, bundle, rootfs
     ctx.new_keyring = not no_new_keyring
     ctx.no_pivot, ctx.extra_fds, ctx.listen_env = no_pivot, extra_fds, listen_fds > 0
-    hooks = config.get("hooks") or {}
-    ctx.parent_hooks = bool(hooks.get("prestart") or hooks.get("createRuntime"))
-    preload(config, bool(process.get("terminal")))
-    if linux.get("seccomp"):
+    ctx.parent_hooks = bool(config.hooks.of("prestart") or config.hooks.of("createRuntime"))
+    preload(config, process.terminal)
+    if linux.seccomp is not None:
         from ocipy.linux import seccomp
 
-        ctx.seccomp_filter = seccomp.prepare(linux["seccomp"], cache=True)
+        ctx.seccomp_filter = seccomp.prepare(linux.seccomp, cache=True)
     fds = FdOwner()  # every fd made for the children, closed on every error path
     bootstrap_pid = init_pid = 0
     manager = None
     data: dict[str, Any] = {}  # the container's state, for the cleanup below
     try:
-        ns_fds, new_flags = _open_namespace_paths(linux)
+        ns_fds, new_flags = _open_namespace_paths(linux.namespaces)
         for _, fd in ns_fds:
             fds.own(fd)
         ctx.ns_fds = ns_fds
@@ -191,17 +195,17 @@ def create(
                 "bundle": bundle,
                 "rootfs": rootfs,
                 "owner": _owner(),
-                "config": config,
+                "config": config.raw,  # as written (keys folded); exec and update parse it again
                 "preserve_fds": extra_fds,
             }
             data = container.data
             ctx.state = {
-                "ociVersion": config["ociVersion"], "id": container_id, "status": "creating",
-                "bundle": bundle, "annotations": config.get("annotations") or {},
+                "ociVersion": config.oci_version, "id": container_id, "status": "creating",
+                "bundle": bundle, "annotations": config.annotations,
             }  # fmt: skip
             from ocipy.runtime.init import bootstrap, can_clone_init, clone_init, fork_bootstrap
 
-            manager = cgroup_manager(config, container_id, systemd_cgroup)
+            manager = cgroup_manager(linux, container_id, systemd_cgroup)
             direct = can_clone_init(ctx)
             if manager is not None:
                 container.data["cgroup"] = manager.to_state()  # with what it will make ("planned")
@@ -218,7 +222,7 @@ def create(
             if console_socket is not None:
                 console_fd = fds.own(_connect_console(console_socket))
             ctx.console_fd = console_fd
-            ctx.mount_plan = mount_plan(config, bundle)
+            ctx.mount_plan = mount_plan(config.mounts, bundle)
             userns = ctx.new_userns or any(t == "user" for t, _ in ctx.ns_fds)
             ctx.idmap_trees = prepare_mount_sources(ctx.mount_plan, linux, userns)
             for fd in ctx.idmap_trees.values():
@@ -279,7 +283,7 @@ def create(
         raise
 
 
-def _converse(parent: Channel, bootstrap_pid: int, init_pid: int, linux: dict[str, Any], ctx: InitContext,
+def _converse(parent: Channel, bootstrap_pid: int, init_pid: int, linux: Linux, ctx: InitContext,
               container: store.Container) -> int:  # fmt: skip
     """Answer the children until the init reports "ready"; return the init's pid."""
     from ocipy.runtime import hooks
@@ -300,31 +304,32 @@ def _converse(parent: Channel, bootstrap_pid: int, init_pid: int, linux: dict[st
             _init_born(init_pid, linux, container)
             parent.send(Msg.INIT_GO)
         elif word == Msg.SECCOMP:
-            forward_notify_fd(init_pid, int(rest), linux, dict(ctx.state, pid=init_pid))
+            assert linux.seccomp is not None
+            forward_notify_fd(init_pid, int(rest), linux.seccomp, dict(ctx.state, pid=init_pid))
             parent.send(Msg.SECCOMP_DONE)
         elif word == Msg.HOOKS:
             state = dict(ctx.state, pid=init_pid)
-            cfg = ctx.config.get("hooks") or {}
+            cfg = ctx.config.hooks
             # runtime.md steps 3-4: a failing hook fails create
-            hooks.run_hooks("prestart", cfg.get("prestart"), state)
-            hooks.run_hooks("createRuntime", cfg.get("createRuntime"), state)
+            hooks.run_hooks("prestart", cfg.of("prestart"), state)
+            hooks.run_hooks("createRuntime", cfg.of("createRuntime"), state)
             parent.send(Msg.HOOKS_DONE)
         elif word == Msg.READY:
             log.debug(f"init: closing the pipe to signal completion (init {init_pid} is ready)")
             return init_pid
 
 
-def _init_born(init_pid: int, linux: dict[str, Any], container: store.Container) -> None:
+def _init_born(init_pid: int, linux: Linux, container: store.Container) -> None:
     """Record the init (so that `delete -f` finds it if we are killed) and
     give it its network devices."""
     container.data["pid"] = init_pid
     container.data["pid_start"] = store.process_start_time(init_pid)
     container.save()
-    if linux.get("netDevices"):
+    if linux.net_devices:
         from ocipy.linux import netdev
 
-        own_netns = any(ns["type"] == "network" and not ns.get("path") for ns in linux.get("namespaces") or [])
-        netdev.move_devices(linux["netDevices"], init_pid, own_netns)
+        netns = linux.namespace("network")
+        netdev.move_devices(linux.net_devices, init_pid, netns is not None and not netns.path)
 
 
 def _kill_children(bootstrap_pid: int, init_pid: int) -> None:
@@ -358,14 +363,13 @@ def _connect_console(path: str) -> int:
     return sock.detach()
 
 
-def forward_notify_fd(pid: int, child_fd: int, linux: dict[str, Any], state: dict[str, Any]) -> None:
+def forward_notify_fd(pid: int, child_fd: int, plan: SeccompPlan, state: dict[str, Any]) -> None:
     """Copy the child's seccomp notify fd and send it to linux.seccomp.listenerPath, as runc does."""
     from ocipy.linux import seccomp, syscalls
 
     fd = syscalls.pidfd_getfd(pid, child_fd)
     try:
-        seccomp.send_listener(linux["seccomp"]["listenerPath"], fd, state,
-                              linux["seccomp"].get("listenerMetadata", ""))  # fmt: skip
+        seccomp.send_listener(plan.listener_path, fd, state, plan.listener_metadata)
     finally:
         os.close(fd)
 

@@ -18,7 +18,8 @@ from ocipy.linux import syscalls as sc
 from ocipy.runtime import store
 from ocipy.runtime.handshake import Channel, FdOwner, Msg, pipes
 from ocipy.runtime.init import enter_container, fork_bootstrap, hand_over_notify_fd, report_error
-from ocipy.spec.runtime import NAMESPACES, find_nul, validate_process
+from ocipy.spec.config import Linux, Process, parse, parse_process
+from ocipy.spec.runtime import NAMESPACES, find_nul
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 def build_process(config: dict[str, Any], args: list[str], *, env: list[str] | None = None,
                   cwd: str | None = None, user: str | None = None, additional_gids: list[int] | None = None,
                   caps: list[str] | None = None, no_new_privs: bool = False, tty: bool = False) -> dict[str, Any]:  # fmt: skip
-    """runc's exec without --process: the container's process with these changes."""
+    """runc's exec without --process: the container's process (the saved config.json
+    dict) with these changes, as a process.json document for `exec_process`."""
     from ocipy.errors import ConfigError
 
     # Shallow copies of what changes below (`copy.deepcopy` costs an import on the exec path).
@@ -61,9 +63,9 @@ def build_process(config: dict[str, Any], args: list[str], *, env: list[str] | N
 
 class _ExecContext:
     def __init__(self) -> None:
-        self.process: dict[str, Any] = {}
+        self.process = Process()
         self.seccomp_filter: Any = None
-        self.linux: dict[str, Any] = {}
+        self.linux = Linux()
         self.manager: Any = None
         self.cgroup_self_join = False
         self.ns_fds: list[tuple[str, int]] = []
@@ -83,7 +85,7 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
     create_mod.check_preserve_fds(preserve_fds)
     from ocipy.runtime.operations import _manager, wait_exit
 
-    validate_process(process, "process")
+    proc = parse_process(process)
     nul = find_nul(process, "process")
     if nul:
         raise ConfigError(nul, "contains a NUL character")
@@ -95,17 +97,16 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
         raise InvalidState("cannot exec in a stopped container")  # runc's wording
     if status not in (store.CREATED, store.RUNNING, store.PAUSED):
         raise NotRunning(container_id)
-    if process.get("terminal") and console_socket is None and detach:
+    if proc.terminal and console_socket is None and detach:
         raise OcipyError("cannot allocate tty if ocipy will detach without setting console socket")
-    config = container.config
-    linux = config.get("linux") or {}
+    linux = parse(container.config, resources=False).linux  # the saved config.json, typed again
 
     ctx = _ExecContext()
-    ctx.process = process
+    ctx.process = proc
     ctx.linux = linux
-    _preload(ctx, linux, container)
+    _preload(ctx, linux)
     ctx.extra_fds = preserve_fds
-    ns_types = [ns["type"] for ns in linux.get("namespaces") or []]
+    ns_types = [ns.type for ns in linux.namespaces]
     ns_types.sort(key=lambda t: (t != "user", t == "mount"))
     proxy = None
     bootstrap_pid = pid = 0
@@ -119,7 +120,7 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
             except OSError as e:
                 raise OcipyError(f"container {container_id}: cannot open its {ns_type} namespace: {e.strerror}") from None
             ctx.ns_fds.append((ns_type, fd))
-        if process.get("terminal"):
+        if proc.terminal:
             if console_socket is not None:
                 ctx.console_fd = fds.own(create_mod._connect_console(console_socket))
             else:
@@ -153,7 +154,7 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
             if manager is not None and not ctx.cgroup_self_join:
                 manager.join(bootstrap_pid)
             parent.send(Msg.GO)
-            pid = _await_exec(parent, bootstrap_pid, container)
+            pid = _await_exec(parent, bootstrap_pid, container, linux)
         except BaseException:
             create_mod._kill_children(bootstrap_pid, pid)
             if proxy is not None:
@@ -183,7 +184,7 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
             proxy.close()
 
 
-def _await_exec(parent: Channel, bootstrap_pid: int, container: store.Container) -> int:
+def _await_exec(parent: Channel, bootstrap_pid: int, container: store.Container, linux: Linux) -> int:
     from ocipy.runtime.create import forward_notify_fd
 
     pid = 0
@@ -208,8 +209,8 @@ def _await_exec(parent: Channel, bootstrap_pid: int, container: store.Container)
             pid = int(rest)
             os.waitpid(bootstrap_pid, 0)
         elif word == Msg.SECCOMP:
-            linux = container.config.get("linux") or {}
-            forward_notify_fd(pid, int(rest), linux, dict(container.oci_state(), pid=pid))
+            assert linux.seccomp is not None
+            forward_notify_fd(pid, int(rest), linux.seccomp, dict(container.oci_state(), pid=pid))
             parent.send(Msg.SECCOMP_DONE)
     if not pid:
         raise OcipyError("exec failed: the process did not start")
@@ -233,17 +234,17 @@ def _bootstrap(ctx: _ExecContext) -> NoReturn:
         report_error(ch, e)
 
 
-def _preload(ctx: _ExecContext, linux: dict[str, Any], container: store.Container) -> None:
+def _preload(ctx: _ExecContext, linux: Linux) -> None:
     """Load now what the child needs: after setns(user, mnt) the host's files are out of reach."""
     from ocipy.runtime.init import preload_process, preload_terminal
 
     preload_process()
-    if ctx.process.get("terminal"):
+    if ctx.process.terminal:
         preload_terminal()
-    if linux.get("seccomp"):
+    if linux.seccomp is not None:
         from ocipy.linux import seccomp
 
-        ctx.seccomp_filter = seccomp.prepare(linux["seccomp"], cache=True)
+        ctx.seccomp_filter = seccomp.prepare(linux.seccomp, cache=True)
 
 
 def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:
@@ -253,8 +254,8 @@ def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:
 
     process = ctx.process
     log.debug(f"child process in init(): pid {os.getpid()} in the container")
-    nnp = bool(process.get("noNewPrivileges"))
-    cwd = process.get("cwd") or "/"
+    nnp = process.no_new_privileges
+    cwd = process.cwd
 
     def notify(fd: int) -> None:
         hand_over_notify_fd(ch, fd)
@@ -262,12 +263,12 @@ def _exec_child(ctx: _ExecContext, ch: Channel) -> NoReturn:
     if ctx.console_fd is not None:
         proc_mod.setup_terminal(ctx.console_fd, process)
     proc_mod.set_oom_score_adj(process)
-    proc_mod.set_rlimits(process.get("rlimits"))
+    proc_mod.set_rlimits(process.rlimits)
     proc_mod.set_scheduling(process, ctx.linux)
     proc_mod.apply_lsm_labels(process)
     env = proc_mod.env_dict(process)
     if "HOME" not in env:
-        env["HOME"] = proc_mod.home_of((process.get("user") or {}).get("uid", 0))
+        env["HOME"] = proc_mod.home_of(process.user.uid)
     executable = proc_mod.find_executable(process, env)
     log.debug(f"setns_init: about to exec {executable}")  # before the seccomp filter
     cwd_done = proc_mod.chdir_as_root(cwd)

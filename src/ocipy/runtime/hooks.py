@@ -15,13 +15,15 @@ TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocipy.spec.config import Hook
 
-def hook_env(hook: dict[str, Any]) -> dict[str, str]:
+
+def hook_env(hook: Hook) -> dict[str, str]:
     """The hook's environment: its `env` when given, else the runtime's own (runc's behaviour)."""
-    if "env" not in hook or hook["env"] is None:
+    if hook.env is None:
         return dict(os.environ)
     env = {}
-    for item in hook["env"]:
+    for item in hook.env:
         key, _, value = item.partition("=")
         env[key] = value
     return env
@@ -36,7 +38,7 @@ def _describe_status(returncode: int) -> str:
     return f"signal: {name.lower()}"
 
 
-def run_hooks(kind: str, hooks: list[dict[str, Any]] | None, state: dict[str, Any], cwd: str | None = None) -> None:
+def run_hooks(kind: str, hooks: list[Hook], state: dict[str, Any], cwd: str | None = None) -> None:
     """Run every hook of `kind` in order (in `cwd` when given); the first failure raises HookError."""
     if not hooks:
         return
@@ -46,9 +48,7 @@ def run_hooks(kind: str, hooks: list[dict[str, Any]] | None, state: dict[str, An
 
     payload = jsonfast.dumps(state).encode()
     for i, hook in enumerate(hooks):
-        path = hook["path"]
-        args = hook.get("args") or [path]
-        timeout = hook.get("timeout")
+        path, args, timeout = hook.path, hook.args, hook.timeout
         where = f"error running hook: {kind} hook #{i} ({path})"
         try:
             proc = subprocess.Popen(

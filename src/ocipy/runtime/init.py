@@ -45,12 +45,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, NoReturn
 
+    from ocipy.spec.config import Config, Hooks, Linux, Process
+
 
 class InitContext:
     """Everything the children need, prepared by the parent before fork."""
 
     def __init__(self) -> None:
-        self.config: dict[str, Any] = {}
+        self.config: Config  # parsed by create (spec/config.py)
         self.bundle = ""
         self.rootfs = ""
         self.state: dict[str, Any] = {}
@@ -69,7 +71,7 @@ class InitContext:
         self.seccomp_filter: Any = None  # built by the parent (libseccomp is loaded there)
         self.cgroup_self_join = False  # the bootstrap moves itself into the v1 cgroups
         self.idmap_trees: dict[int, int] = {}  # mount index -> detached tree (parent-made: idmap, userns sources)
-        self.mount_plan: Any = None  # rootfs.mount_plan(config, bundle), made by the parent
+        self.mount_plan: Any = None  # rootfs.mount_plan(config.mounts, bundle), made by the parent
         self.parent_hooks = False  # prestart/createRuntime hooks run by the parent
         self.cgroups_pending = False  # cloned directly: "init-go", then join v1, when needed
         # The parent's fds the children must not keep: the state dir lock (a
@@ -90,7 +92,7 @@ def preload_process() -> None:
     process._cap_top()
 
 
-def preload(config: dict[str, Any], terminal: bool) -> None:
+def preload(config: Config, terminal: bool) -> None:
     """Import now, in the parent, everything the children use.
 
     After unshare(user) the children may no longer read the host's Python
@@ -104,10 +106,9 @@ def preload(config: dict[str, Any], terminal: bool) -> None:
     from ocipy.linux.cgroups import common  # noqa: F401  # Manager.join_self_v1
     from ocipy.runtime import hooks, rootfs  # noqa: F401
 
-    if any(m.get("type") == "cgroup" for m in config.get("mounts") or []):
+    if any(m.type == "cgroup" for m in config.mounts):
         from ocipy.linux.cgroups import mount  # noqa: F401  # rootfs._mount_cgroup
-    hook_cfg = config.get("hooks") or {}
-    if hook_cfg.get("createContainer") or hook_cfg.get("startContainer"):
+    if config.hooks.of("createContainer") or config.hooks.of("startContainer"):
         import subprocess  # noqa: F401
     if terminal:
         preload_terminal()
@@ -248,7 +249,7 @@ def bootstrap(ctx: InitContext) -> NoReturn:
             os.setresuid(0, 0, 0)
         if ctx.new_ns_flags:
             sc.unshare(ctx.new_ns_flags)
-        offsets = (ctx.config.get("linux") or {}).get("timeOffsets")
+        offsets = ctx.config.linux.time_offsets
         if offsets and ctx.new_ns_flags & NAMESPACES["time"][0]:
             _write_time_offsets(offsets)
         pid = os.fork()
@@ -271,11 +272,9 @@ def hand_over_notify_fd(ch: Channel, fd: int) -> None:
     os.close(fd)
 
 
-def _write_time_offsets(offsets: dict[str, Any]) -> None:
+def _write_time_offsets(offsets: dict[str, tuple[int, int]]) -> None:
     lines = "".join(
-        f"{clock} {int(v.get('secs', 0))} {int(v.get('nanosecs', 0))}\n"
-        for clock, v in offsets.items()
-        if clock in ("monotonic", "boottime")
+        f"{clock} {secs} {nanosecs}\n" for clock, (secs, nanosecs) in offsets.items() if clock in ("monotonic", "boottime")
     )
     with open("/proc/self/timens_offsets", "w") as f:
         f.write(lines)
@@ -304,13 +303,14 @@ class _Run:
 
     def __init__(self, ctx: InitContext, ch: Channel) -> None:
         config = ctx.config
+        assert config.process is not None  # create refuses a config without one
         self.ctx, self.ch, self.config = ctx, ch, config
-        self.linux: dict[str, Any] = config.get("linux") or {}
-        self.proc: dict[str, Any] = config["process"]
-        self.hooks: dict[str, Any] = config.get("hooks") or {}
-        self.ns_types = {ns["type"] for ns in self.linux.get("namespaces") or []}
-        self.nnp = bool(self.proc.get("noNewPrivileges"))
-        self.cwd: str = self.proc.get("cwd") or "/"
+        self.linux: Linux = config.linux
+        self.proc: Process = config.process
+        self.hooks: Hooks = config.hooks
+        self.ns_types = self.linux.ns_types
+        self.nnp = self.proc.no_new_privileges
+        self.cwd: str = self.proc.cwd
         self.cwd_done = False
         self.proc_fd_dir = -1
         self.env: dict[str, str] = {}
@@ -333,10 +333,10 @@ def _join_cgroups(ctx: InitContext, ch: Channel) -> None:
 
 def _hostname(r: _Run) -> None:
     if "uts" in r.ns_types:
-        if r.config.get("hostname"):
-            sc.sethostname(r.config["hostname"])
-        if r.config.get("domainname"):
-            sc.setdomainname(r.config["domainname"])
+        if r.config.hostname:
+            sc.sethostname(r.config.hostname)
+        if r.config.domainname:
+            sc.setdomainname(r.config.domainname)
 
 
 def _mounts(r: _Run) -> None:
@@ -345,20 +345,19 @@ def _mounts(r: _Run) -> None:
     ctx = r.ctx
     if "mount" not in r.ns_types:
         return
-    config = r.config
-    rootfs.set_root_propagation(config, ctx.rootfs)
+    rootfs.set_root_propagation(r.linux.rootfs_propagation, ctx.rootfs)
     rootfs.bind_rootfs(ctx.rootfs)
     root_fd = os.open(ctx.rootfs, sc.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         mount_ctx = {"cgroup_manager": ctx.cgroup_manager, "cgroupns": "cgroup" in r.ns_types,
                      "trees": ctx.idmap_trees}  # fmt: skip
-        plan = ctx.mount_plan or rootfs.mount_plan(config, ctx.bundle)
+        plan = ctx.mount_plan or rootfs.mount_plan(r.config.mounts, ctx.bundle)
         for m, ops in zip(plan.mounts, plan.steps, strict=True):
             if m.type == "cgroup":
                 _join_cgroups(ctx, r.ch)
             rootfs.execute(root_fd, ops, mount_ctx)
         _join_cgroups(ctx, r.ch)  # mknod under the container's device rules
-        rootfs.create_devices(root_fd, config, "user" in r.ns_types, plan.dev_bound)
+        rootfs.create_devices(root_fd, r.linux.devices, "user" in r.ns_types, plan.dev_bound)
         os.close(rootfs.make_path(root_fd, r.cwd, True))  # runc creates a missing cwd
         rootfs.execute(root_fd, plan.deferred, mount_ctx)  # a read-only /dev once its nodes are made
     finally:
@@ -379,9 +378,9 @@ def _create_container_hooks(r: _Run) -> None:
     from ocipy.runtime import hooks
 
     r.container_state = dict(r.ctx.state, pid=os.getpid())
-    if r.hooks.get("createContainer"):
+    if r.hooks.of("createContainer"):
         # runc runs them from the rootfs (its hooks write ./lib/...), still in the host's root
-        hooks.run_hooks("createContainer", r.hooks["createContainer"], r.container_state, cwd=r.ctx.rootfs)
+        hooks.run_hooks("createContainer", r.hooks.of("createContainer"), r.container_state, cwd=r.ctx.rootfs)
 
 
 def _keep_proc_fd(r: _Run) -> None:
@@ -419,7 +418,7 @@ def _pivot_root(r: _Run) -> None:
 def _sysctl(r: _Run) -> None:
     from ocipy.runtime import rootfs
 
-    rootfs.write_sysctls(r.linux.get("sysctl") or {})
+    rootfs.write_sysctls(r.linux.sysctl)
 
 
 def _protect_paths(r: _Run) -> None:
@@ -427,13 +426,13 @@ def _protect_paths(r: _Run) -> None:
 
     if "mount" not in r.ns_types:
         return
-    for path in r.linux.get("readonlyPaths") or []:
+    for path in r.linux.readonly_paths:
         rootfs.readonly_path(path)
-    for path in r.linux.get("maskedPaths") or []:
-        rootfs.mask_path(path, r.linux.get("mountLabel"))
-    if (r.config.get("root") or {}).get("readonly"):
+    for path in r.linux.masked_paths:
+        rootfs.mask_path(path, r.linux.mount_label or None)
+    if r.config.root_readonly:
         rootfs.readonly_root()
-    rootfs.finish_root_propagation(r.config)  # last: an unbindable tree refuses the binds above
+    rootfs.finish_root_propagation(r.linux.rootfs_propagation)  # last: an unbindable tree refuses the binds above
 
 
 def _terminal(r: _Run) -> None:
@@ -447,7 +446,7 @@ def _process_settings(r: _Run) -> None:
     from ocipy.runtime import process
 
     process.set_oom_score_adj(r.proc)
-    process.set_rlimits(r.proc.get("rlimits"))
+    process.set_rlimits(r.proc.rlimits)
     process.set_scheduling(r.proc, r.linux)
     process.apply_lsm_labels(r.proc)
 
@@ -467,7 +466,7 @@ def _environment(r: _Run) -> None:
 
     env = process.env_dict(r.proc)
     if "HOME" not in env:
-        env["HOME"] = process.home_of((r.proc.get("user") or {}).get("uid", 0))
+        env["HOME"] = process.home_of(r.proc.user.uid)
     if r.ctx.listen_env:
         env["LISTEN_FDS"] = str(r.ctx.extra_fds)
         env["LISTEN_PID"] = "1"
@@ -547,8 +546,8 @@ def _exec_fifo(r: _Run) -> None:
 def _start_container_hooks(r: _Run) -> None:
     from ocipy.runtime import hooks
 
-    if r.hooks.get("startContainer"):
-        hooks.run_hooks("startContainer", r.hooks["startContainer"], dict(r.container_state, status="created"))
+    if r.hooks.of("startContainer"):
+        hooks.run_hooks("startContainer", r.hooks.of("startContainer"), dict(r.container_state, status="created"))
 
 
 def _execve(r: _Run) -> None:

@@ -1,7 +1,8 @@
 """config.json `mounts` as typed entries, and the pure plan of what to do with them.
 
-`parse_mounts` reads the validated config's mounts once into small slotted
-`Mount` objects (each keeps its field name, ``mounts[3]``, for messages);
+`parse_mounts` turns the parsed config's mounts (spec/config.py `MountEntry`)
+into small slotted `Mount` objects with their options sorted for the kernel
+(each keeps its field name, ``mounts[3]``, for messages);
 `plan_mount` turns one into the list of operations the kernel is asked for,
 without touching the filesystem.  `rootfs.execute` runs a plan through the
 kernel seam (`ocipy.linux.syscalls`, or a recording fake in the unit tests).
@@ -30,6 +31,10 @@ import os
 
 from ocipy.errors import ConfigError
 from ocipy.linux import syscalls as sc
+
+TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
+if TYPE_CHECKING:
+    from ocipy.spec.config import IdMapping, Linux, MountEntry
 
 # option -> (clear?, flag) for mount(2) flags (config.md "Mount options").
 FLAGS: dict[str, tuple[bool, int]] = {
@@ -128,8 +133,8 @@ class Mount:
     __slots__ = ("index", "field", "destination", "type", "source", "options", "uid_mappings", "gid_mappings")
 
     def __init__(self, index: int, destination: str, mtype: str, source: str, options: MountOptions,
-                 uid_mappings: list[dict[str, int]] | None = None,
-                 gid_mappings: list[dict[str, int]] | None = None) -> None:  # fmt: skip
+                 uid_mappings: list[IdMapping] | None = None,
+                 gid_mappings: list[IdMapping] | None = None) -> None:  # fmt: skip
         self.index = index
         self.field = f"mounts[{index}]"
         self.destination = destination
@@ -152,28 +157,26 @@ def clean_path(path: str) -> str:
     return os.path.normpath("/" + path.lstrip("/"))
 
 
-def parse_mounts(config: dict[str, object], bundle: str) -> list[Mount]:
-    """config.json's (validated) mounts as `Mount`s.
+def parse_mounts(entries: list[MountEntry], bundle: str) -> list[Mount]:
+    """config.json's (parsed) mounts as `Mount`s.
 
     config.md: a relative `destination` is relative to "/" (runc's reading);
     a relative bind `source` is relative to the bundle; a mount with the
     `bind` or `rbind` option, or of type "bind", is a bind mount.
     """
     out: list[Mount] = []
-    entries = config.get("mounts") or []
-    assert isinstance(entries, list)
-    for i, entry in enumerate(entries):
-        dest = entry["destination"]
+    for entry in entries:
+        dest = entry.destination
         if not dest.startswith("/"):
             dest = "/" + dest
-        opts = MountOptions(entry.get("options") or [])
-        mtype = entry.get("type") or ("bind" if opts.is_bind else "")
+        opts = MountOptions(entry.options)
+        mtype = entry.type or ("bind" if opts.is_bind else "")
         if mtype == "bind":
             opts.flags |= sc.MS_BIND
-        source = entry.get("source") or ""
+        source = entry.source
         if opts.is_bind and not source.startswith("/"):
             source = os.path.join(bundle, source)
-        out.append(Mount(i, dest, mtype, source, opts, entry.get("uidMappings"), entry.get("gidMappings")))
+        out.append(Mount(entry.index, dest, mtype, source, opts, entry.uid_mappings, entry.gid_mappings))
     return out
 
 
@@ -311,16 +314,15 @@ class Plan:
         return [op for ops in self.steps for op in ops] + self.deferred
 
 
-def plan(config: dict[str, object], bundle: str) -> Plan:
-    return Plan(parse_mounts(config, bundle))
+def plan(mounts: list[MountEntry], bundle: str) -> Plan:
+    return Plan(parse_mounts(mounts, bundle))
 
 
-def idmap_mappings(m: Mount, linux: dict[str, object]) -> tuple[list[dict[str, int]], list[dict[str, int]]]:
+def idmap_mappings(m: Mount, linux: Linux) -> tuple[list[IdMapping], list[IdMapping]]:
     """The mappings of an idmap/ridmap mount: its own, else the container's."""
-    uids = m.uid_mappings or linux.get("uidMappings")
-    gids = m.gid_mappings or linux.get("gidMappings")
+    uids = m.uid_mappings or linux.uid_mappings
+    gids = m.gid_mappings or linux.gid_mappings
     if not uids or not gids:
         # config.md: no mappings for the mount and none for the container MUST be an error
         raise ConfigError(f"{m.field}.options", "idmap needs uidMappings/gidMappings (on the mount or the container)")
-    assert isinstance(uids, list) and isinstance(gids, list)
     return uids, gids

@@ -61,12 +61,13 @@ def start(root: str, container_id: str) -> None:
     with store.locked(root, container_id) as container:
         lifecycle.refuse_start(container_id, container.status)
         _release_init(container)
-        hooks_cfg = container.config.get("hooks") or {}
-        if hooks_cfg.get("poststart"):
+        hooks_cfg = container.config.get("hooks")
+        if hooks_cfg and hooks_cfg.get("poststart"):
             from ocipy.runtime import hooks
+            from ocipy.spec.config import parse_hooks
 
             try:
-                hooks.run_hooks("poststart", hooks_cfg["poststart"], container.oci_state())
+                hooks.run_hooks("poststart", parse_hooks(hooks_cfg).of("poststart"), container.oci_state())
             except HookError:
                 # runtime.md step 9: error, stop the container, continue at step 12
                 _kill_and_wait(container)
@@ -193,14 +194,15 @@ def _destroy(container: store.Container) -> None:
             manager.destroy()
         except (OcipyError, OSError) as e:
             log.warning(f"removing cgroups of {container.id}: {e}")
-    poststop = (container.config.get("hooks") or {}).get("poststop")
+    hooks_cfg = container.config.get("hooks")
     state = container.oci_state()
     store.remove_dir(container.dir)
-    if poststop:
+    if hooks_cfg and hooks_cfg.get("poststop"):
         from ocipy.runtime import hooks
+        from ocipy.spec.config import parse_hooks
 
         try:
-            hooks.run_hooks("poststop", poststop, dict(state, status=STOPPED))
+            hooks.run_hooks("poststop", parse_hooks(hooks_cfg).of("poststop"), dict(state, status=STOPPED))
         except HookError as e:
             log.warning(str(e))  # runtime.md step 13: poststop failures only warn
 
@@ -296,4 +298,5 @@ def _wants_terminal(bundle: str) -> bool:
 
     from ocipy.runtime.create import load_config
 
-    return bool((load_config(os.path.abspath(bundle)).get("process") or {}).get("terminal"))
+    process = load_config(os.path.abspath(bundle)).process
+    return process is not None and process.terminal

@@ -12,27 +12,29 @@ import os
 from ocipy.errors import ConfigError, KernelError, OcipyError
 from ocipy.linux import exe_guard  # module level: it makes its memfd before pivot_root
 from ocipy.linux import syscalls as sc
-from ocipy.spec.runtime import DEFAULT_PATH, RLIMITS
+from ocipy.spec.runtime import DEFAULT_PATH
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocipy.spec.config import Linux, Process, Rlimit
 
-def env_dict(process: dict[str, Any]) -> dict[str, str]:
+
+def env_dict(process: Process) -> dict[str, str]:
     env: dict[str, str] = {}
-    for item in process.get("env") or []:
+    for item in process.env:
         key, sep, value = item.partition("=")
         if key:
             env[key] = value if sep else ""
     return env
 
 
-def find_executable(process: dict[str, Any], env: dict[str, str]) -> str:
+def find_executable(process: Process, env: dict[str, str]) -> str:
     """Resolve args[0] inside the container (after pivot_root) as execvp would."""
-    name = process["args"][0]
+    name = process.args[0]
     if "/" in name:
-        path = name if name.startswith("/") else os.path.join(process.get("cwd") or "/", name)
+        path = name if name.startswith("/") else os.path.join(process.cwd, name)
         if not os.path.exists(path):
             raise OcipyError(f'exec: "{name}": stat {name}: no such file or directory')
         return path
@@ -56,18 +58,18 @@ def home_of(uid: int) -> str:
     return "/"
 
 
-def set_rlimits(rlimits: list[dict[str, Any]] | None) -> None:
+def set_rlimits(rlimits: list[Rlimit]) -> None:
     import resource
 
-    for i, rl in enumerate(rlimits or []):
+    for i, rl in enumerate(rlimits):
         try:
-            resource.setrlimit(RLIMITS[rl["type"]], (rl["soft"], rl["hard"]))
+            resource.setrlimit(rl.resource, (rl.soft, rl.hard))
         except (ValueError, OSError) as e:
-            raise ConfigError(f"process.rlimits[{i}]", f"setrlimit {rl['type']} soft={rl['soft']} hard={rl['hard']}: {e}") from None
+            raise ConfigError(f"process.rlimits[{i}]", f"setrlimit {rl.type} soft={rl.soft} hard={rl.hard}: {e}") from None
 
 
-def set_oom_score_adj(process: dict[str, Any]) -> None:
-    value = process.get("oomScoreAdj")
+def set_oom_score_adj(process: Process) -> None:
+    value = process.oom_score_adj
     if value is None:
         return  # config.md: if not set, the runtime MUST NOT change it
     try:
@@ -77,49 +79,40 @@ def set_oom_score_adj(process: dict[str, Any]) -> None:
         raise ConfigError("process.oomScoreAdj", f"{value}: {e.strerror}") from None
 
 
-def set_scheduling(process: dict[str, Any], linux: dict[str, Any]) -> None:
+def set_scheduling(process: Process, linux: Linux) -> None:
     """process.scheduler, process.ioPriority, linux.personality and linux.memoryPolicy (before caps are dropped)."""
-    from ocipy.spec.runtime import IOPRIO_CLASSES, PERSONALITY_DOMAINS, SCHED_FLAGS, SCHED_POLICIES
-
-    sched = process.get("scheduler")
-    if sched:
-        flags = 0
-        for name in sched.get("flags") or []:
-            flags |= SCHED_FLAGS[name]
+    sched = process.scheduler
+    if sched is not None:
         try:
-            sc.sched_setattr(SCHED_POLICIES[sched["policy"]], flags, sched.get("nice", 0), sched.get("priority", 0),
-                             sched.get("runtime", 0), sched.get("deadline", 0), sched.get("period", 0))  # fmt: skip
+            sc.sched_setattr(sched.policy, sched.flags, sched.nice, sched.priority, sched.runtime, sched.deadline,
+                             sched.period)  # fmt: skip
         except KernelError as e:
-            raise ConfigError("process.scheduler", f"{sched['policy']}: {os.strerror(e.errno)}") from None
-    io = process.get("ioPriority")
-    if io:
+            raise ConfigError("process.scheduler", f"{sched.policy_name}: {os.strerror(e.errno)}") from None
+    if process.io_priority is not None:
+        name, klass, priority = process.io_priority
         try:
-            sc.ioprio_set_process(IOPRIO_CLASSES[io["class"]], io["priority"])
+            sc.ioprio_set_process(klass, priority)
         except KernelError as e:
-            raise ConfigError("process.ioPriority", f"{io['class']}/{io['priority']}: {os.strerror(e.errno)}") from None
-    persona = linux.get("personality")
-    if persona:
-        sc.personality(PERSONALITY_DOMAINS[persona["domain"]])
-    policy = linux.get("memoryPolicy")
-    if policy:
-        from ocipy.spec.runtime import MEMPOLICY_FLAGS, MEMPOLICY_MODES, parse_id_list
+            raise ConfigError("process.ioPriority", f"{name}/{priority}: {os.strerror(e.errno)}") from None
+    if linux.personality is not None:
+        sc.personality(linux.personality)
+    policy = linux.memory_policy
+    if policy is not None:
+        from ocipy.spec.runtime import parse_id_list
 
-        mode = MEMPOLICY_MODES[policy["mode"]]
-        for flag in policy.get("flags") or []:
-            mode |= MEMPOLICY_FLAGS[flag]
         try:
-            sc.set_mempolicy(mode, parse_id_list(policy["nodes"]) or [] if policy.get("nodes") else [])
+            sc.set_mempolicy(policy.mode, parse_id_list(policy.nodes) or [] if policy.nodes else [])
         except KernelError as e:
-            raise ConfigError("linux.memoryPolicy", f"{policy['mode']} nodes={policy.get('nodes', '')!r}: {os.strerror(e.errno)}") from None
+            raise ConfigError("linux.memoryPolicy", f"{policy.mode_name} nodes={policy.nodes!r}: {os.strerror(e.errno)}") from None
 
 
-def apply_lsm_labels(process: dict[str, Any]) -> None:
+def apply_lsm_labels(process: Process) -> None:
     """process.apparmorProfile and process.selinuxLabel take effect at execve, as with runc.
 
     Without the LSM in the kernel a label cannot be honoured: that is an
     error, never a silent downgrade.
     """
-    profile = process.get("apparmorProfile")
+    profile = process.apparmor_profile
     if profile:
         for path in ("/proc/thread-self/attr/apparmor/exec", "/proc/self/attr/exec"):
             try:
@@ -130,7 +123,7 @@ def apply_lsm_labels(process: dict[str, Any]) -> None:
                 failure = e.strerror
         else:
             raise ConfigError("process.apparmorProfile", f"cannot apply profile {profile!r}: {failure} (is AppArmor enabled?)")
-    label = process.get("selinuxLabel")
+    label = process.selinux_label
     if label:
         if not os.path.isdir("/sys/fs/selinux") and not os.path.exists("/proc/self/attr/current"):
             raise ConfigError("process.selinuxLabel", "an SELinux label is set, but SELinux is disabled or not supported")
@@ -141,7 +134,7 @@ def apply_lsm_labels(process: dict[str, Any]) -> None:
             raise ConfigError("process.selinuxLabel", f"cannot apply {label!r}: {e.strerror}") from None
 
 
-def setup_terminal(console_fd: int, process: dict[str, Any]) -> None:
+def setup_terminal(console_fd: int, process: Process) -> None:
     """Make a pty, send its master over the console socket, and use its slave for stdio."""
     import fcntl
     import socket
@@ -150,11 +143,10 @@ def setup_terminal(console_fd: int, process: dict[str, Any]) -> None:
 
     master, slave = os.openpty()
     try:
-        user = process.get("user") or {}
-        os.fchown(slave, user.get("uid", 0), -1)
-        size = process.get("consoleSize")
-        if size:
-            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
+        os.fchown(slave, process.user.uid, -1)
+        if process.console_size is not None:
+            height, width = process.console_size
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
         sock = socket.socket(fileno=console_fd)
         try:
             socket.send_fds(sock, [b"/dev/ptmx"], [master])
@@ -180,22 +172,22 @@ def reset_signals(keep_sigpipe: bool = False) -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def change_user(process: dict[str, Any], cap_top: int) -> None:
+def change_user(process: Process, cap_top: int) -> None:
     """Groups, gid, uid, then the capability sets (keepcaps bridges setuid)."""
     from ocipy.linux import caps
 
-    user = process.get("user") or {}
-    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    user = process.user
+    uid, gid = user.uid, user.gid
     # No `capabilities` object at all: leave them alone, as runc does (root keeps its set).
-    capabilities = process.get("capabilities")
+    capabilities = process.capabilities
     if capabilities is not None:
-        caps.drop_bounding(capabilities.get("bounding"), cap_top)
+        caps.drop_bounding(capabilities.bounding, cap_top)
         sc.prctl(sc.PR_SET_KEEPCAPS, 1)
     try:
-        os.setgroups(list(user.get("additionalGids") or []))
+        os.setgroups(list(user.additional_gids))
     except PermissionError:
         # setgroups is denied in a user namespace with setgroups=deny; runc tolerates that
-        if user.get("additionalGids"):
+        if user.additional_gids:
             raise
     try:
         os.setresgid(gid, gid, gid)
@@ -268,11 +260,11 @@ def load_seccomp(seccomp_filter: Any, on_notify_fd: Any) -> None:
         on_notify_fd(notify_fd)
 
 
-def prepare_exec(process: dict[str, Any], extra_fds: int) -> None:
+def prepare_exec(process: Process, extra_fds: int) -> None:
     """What execve needs that a seccomp profile may deny, done before the filter:
     the umask, the signal dispositions, and every fd but 0-2 and the
     preserved ones marked close-on-exec (CVE-2024-21626 class)."""
-    umask = (process.get("user") or {}).get("umask")
+    umask = process.user.umask
     os.umask(umask if umask is not None else 0o022)
     reset_signals(keep_sigpipe=True)  # SIGPIPE last: startContainer hooks may not read their stdin
     sc.close_range(3 + extra_fds, 0xFFFFFFFF, sc.CLOSE_RANGE_CLOEXEC)
@@ -283,7 +275,7 @@ def check_executable(executable: str) -> None:
     exe_guard.precheck(executable)
 
 
-def exec_now(process: dict[str, Any], executable: str, env: dict[str, str]) -> None:
+def exec_now(process: Process, executable: str, env: dict[str, str]) -> None:
     """Replace this process with the user's program. Never returns.
 
     Runs under the seccomp filter: only rt_sigaction and execveat (execve
@@ -291,7 +283,7 @@ def exec_now(process: dict[str, Any], executable: str, env: dict[str, str]) -> N
     import _signal as signal
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    exe_guard.execve(executable, process["args"], env)  # via a sealed memfd (CVE-2019-5736 class)
+    exe_guard.execve(executable, process.args, env)  # via a sealed memfd (CVE-2019-5736 class)
 
 
 _CAP_TOP: list[int] = []

@@ -134,30 +134,32 @@ def update(root: str, container_id: str, resources: dict[str, Any]) -> dict[str,
     as runc's JSON decoding matches them (``CPU`` is ``cpu``), unknown ones
     ignored.  Device rules are not touched (runc neither).  Returns the new
     resources."""
-    from ocipy.errors import ConfigError
-    from ocipy.linux.cgroups import config_resources
-    from ocipy.linux.cgroups.validate import W, canonical, validate
+    from ocipy import jsonfast
     from ocipy.spec.keys import fold_key
+    from ocipy.spec.resources import parse_resources
 
-    if not isinstance(resources, dict):
-        raise ConfigError(W, f"must be an object, not {type(resources).__name__}")
-    patch = canonical(resources)
-    assert isinstance(patch, dict)
-    patch.pop("devices", None)
-    validate(patch)
+    # A copy: the parse folds keys in place, and the caller's document is theirs.
+    patch = jsonfast.loads(jsonfast.dumps(resources)) if isinstance(resources, dict) else resources
+    if isinstance(patch, dict):
+        for key in [k for k in patch if isinstance(k, str) and fold_key(k) == "devices"]:
+            del patch[key]  # device rules are not updated (runc neither), nor checked
+    parse_resources(patch)  # every field checked before the state is touched
     with store.locked(root, container_id) as container:
         if not container.data:
             raise ContainerNotFound(container_id)
         lifecycle.refuse_update(container_id, container.status)
         config = dict(container.config)
         linux = dict(config.get("linux") or {})
-        current = config_resources(config)
+        # What create saved (a state from before the one parse may spell it differently).
+        saved = next((v for k, v in linux.items() if fold_key(k) == "resources" and isinstance(v, dict)), {})
+        current = jsonfast.loads(jsonfast.dumps(saved))
+        parse_resources(current)
         merged = merge_resources(current, patch)
         mem = patch.get("memory")
         if isinstance(mem, dict) and mem.get("limit") == -1 and not mem.get("swap"):
             merged["memory"]["swap"] = -1  # lifted with the memory limit (see v1.set_memory)
-        validate(merged)
-        _manager(container).set(patch)
+        parse_resources(merged)
+        _manager(container).set(parse_resources(patch))
         for key in [k for k in linux if k != "resources" and fold_key(k) == "resources"]:
             del linux[key]  # the differently cased spelling, now merged in
         linux["resources"] = merged

@@ -31,6 +31,7 @@ from ocipy.runtime.mountplan import (
     SetAttr,
     clean_path,
 )
+from ocipy.spec.config import Device
 
 __all__ = ["MountOptions", "clean_path"]  # re-exported: mountplan's, named here before
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
     from ocipy.linux.syscalls import Kernel
     from ocipy.runtime.mountplan import Op, Plan
+    from ocipy.spec.config import IdMapping, Linux, MountEntry
 
 # --- resolving paths inside the rootfs -------------------------------------
 
@@ -110,7 +112,7 @@ def fd_path(fd: int) -> str:
 # --- the steps ---------------------------------------------------------------
 
 
-def set_root_propagation(config: dict[str, Any], rootfs: str | None = None, k: Kernel = sc) -> None:
+def set_root_propagation(propagation: str, rootfs: str | None = None, k: Kernel = sc) -> None:
     """Keep the container's mounts from propagating back to the host.
 
     linux.rootfsPropagation private/slave applies here; shared and unbindable
@@ -123,8 +125,7 @@ def set_root_propagation(config: dict[str, Any], rootfs: str | None = None, k: K
     mount made in the container would appear on the host.  Make that one
     private, as runc does (an rslave/rprivate "/" has no shared mount left).
     """
-    prop = (config.get("linux") or {}).get("rootfsPropagation") or "rslave"
-    flags = PROPAGATION[prop]
+    flags = PROPAGATION[propagation or "rslave"]
     early = sc.MS_SLAVE | sc.MS_REC if flags & (sc.MS_SHARED | sc.MS_UNBINDABLE) else flags
     k.mount(None, "/", None, early)
     if rootfs and not early & sc.MS_REC:
@@ -152,11 +153,10 @@ def bind_rootfs(rootfs: str, k: Kernel = sc) -> None:
     k.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
 
 
-def finish_root_propagation(config: dict[str, Any], k: Kernel = sc) -> None:
-    """After pivot_root: a shared or unbindable rootfsPropagation on the new root (as runc does)."""
-    prop = (config.get("linux") or {}).get("rootfsPropagation")
-    if prop in ("shared", "rshared", "unbindable", "runbindable"):
-        k.mount(None, "/", None, PROPAGATION[prop])
+def finish_root_propagation(propagation: str, k: Kernel = sc) -> None:
+    """After pivot_root: a shared or unbindable linux.rootfsPropagation on the new root (as runc does)."""
+    if propagation in ("shared", "rshared", "unbindable", "runbindable"):
+        k.mount(None, "/", None, PROPAGATION[propagation])
 
 
 def remount_bind(target: str, flags: int, clear: int = 0, k: Kernel = sc) -> None:
@@ -166,14 +166,14 @@ def remount_bind(target: str, flags: int, clear: int = 0, k: Kernel = sc) -> Non
     k.mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | flags)
 
 
-def mount_plan(config: dict[str, Any], bundle: str) -> Plan:
-    """The config's mounts, parsed and planned (pure: see runtime/mountplan.py).
+def mount_plan(mounts: list[MountEntry], bundle: str) -> Plan:
+    """The config's mounts planned (pure: see runtime/mountplan.py).
 
     Called by the parent: what executing the plan will import is imported
     here, while the runtime's files can still be read (a mapped root in a
     user namespace may not reach them, and after pivot_root nothing can).
     """
-    plan = mountplan.plan(config, bundle)
+    plan = mountplan.plan(mounts, bundle)
     if any(m.type == "cgroup" and not m.is_bind for m in plan.mounts):
         import ocipy.linux.cgroups.mount  # noqa: F401
     return plan
@@ -286,7 +286,7 @@ def _check_dir(root_fd: int, dest: str, field: str, fstype: str) -> None:
         raise ConfigError(f"{field}.destination", f"{dest}: filesystem {fstype!r} must be mounted on ordinary directory")
 
 
-def prepare_mount_sources(plan: Plan, linux: dict[str, Any], userns: bool, k: Kernel = sc) -> dict[int, int]:
+def prepare_mount_sources(plan: Plan, linux: Linux, userns: bool, k: Kernel = sc) -> dict[int, int]:
     """Trees the parent opens for the init: {mount index: tree fd}.
 
     - config.md `idmap`/`ridmap`: detached, idmapped clones of the bind
@@ -331,7 +331,7 @@ def prepare_mount_sources(plan: Plan, linux: dict[str, Any], userns: bool, k: Ke
     return trees
 
 
-def _user_namespace_with(uids: list[dict[str, int]], gids: list[dict[str, int]], field: str) -> int:
+def _user_namespace_with(uids: list[IdMapping], gids: list[IdMapping], field: str) -> int:
     """An fd of a new user namespace with these mappings (held by a short-lived child)."""
     ready_r, ready_w = os.pipe()
     hold_r, hold_w = os.pipe()
@@ -352,7 +352,7 @@ def _user_namespace_with(uids: list[dict[str, int]], gids: list[dict[str, int]],
             raise OcipyError(f"{field}: could not make a user namespace for the idmapping")
         for name, maps in (("uid_map", uids), ("gid_map", gids)):
             with open(f"/proc/{pid}/{name}", "w") as f:
-                f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
+                f.write("".join(m.line() for m in maps))
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_r)
@@ -376,24 +376,24 @@ def _mount_cgroup(fd: int, readonly: bool, ctx: dict[str, Any], k: Kernel) -> bo
 # --- /dev ----------------------------------------------------------------------
 
 DEFAULT_DEVICES = [
-    {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666},
-    {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o666},
-    {"path": "/dev/full", "type": "c", "major": 1, "minor": 7, "fileMode": 0o666},
-    {"path": "/dev/random", "type": "c", "major": 1, "minor": 8, "fileMode": 0o666},
-    {"path": "/dev/urandom", "type": "c", "major": 1, "minor": 9, "fileMode": 0o666},
-    {"path": "/dev/tty", "type": "c", "major": 5, "minor": 0, "fileMode": 0o666},
+    Device("/dev/null", "c", 1, 3, 0o666),
+    Device("/dev/zero", "c", 1, 5, 0o666),
+    Device("/dev/full", "c", 1, 7, 0o666),
+    Device("/dev/random", "c", 1, 8, 0o666),
+    Device("/dev/urandom", "c", 1, 9, 0o666),
+    Device("/dev/tty", "c", 5, 0, 0o666),
 ]
 
 
-def create_devices(root_fd: int, config: dict[str, Any], in_userns: bool, dev_bound: bool, k: Kernel = sc) -> None:
+def create_devices(root_fd: int, devices: list[Device], in_userns: bool, dev_bound: bool, k: Kernel = sc) -> None:
     """The default devices, then linux.devices; in a user namespace, bind the host's node.
 
     `dev_bound`: /dev is a bind mount (the host's nodes are there already).
     """
     if not dev_bound:
         for dev in DEFAULT_DEVICES:
-            _create_device(root_fd, dev, in_userns, f"default device {dev['path']}", k)
-    for i, dev in enumerate((config.get("linux") or {}).get("devices") or []):
+            _create_device(root_fd, dev, in_userns, f"default device {dev.path}", k)
+    for i, dev in enumerate(devices):
         _create_device(root_fd, dev, in_userns, f"linux.devices[{i}]", k)
     if not dev_bound:
         _dev_symlinks(root_fd, k)
@@ -402,22 +402,22 @@ def create_devices(root_fd: int, config: dict[str, Any], in_userns: bool, dev_bo
 _DEV_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
-def _create_device(root_fd: int, dev: dict[str, Any], in_userns: bool, field: str, k: Kernel) -> None:
+def _create_device(root_fd: int, dev: Device, in_userns: bool, field: str, k: Kernel) -> None:
     # Anywhere in the rootfs, as runc allows (config-linux.md names no
     # directory); resolved inside the root like every other path.
-    path = clean_path(dev["path"])
+    path = clean_path(dev.path)
     parent, name = os.path.split(path)
     if not name:
-        raise ConfigError(f"{field}.path", f"{dev['path']!r} is not a valid device path")
+        raise ConfigError(f"{field}.path", f"{dev.path!r} is not a valid device path")
     parent_fd = make_path(root_fd, parent, True)
     try:
         dir_fd = os.open(fd_path(parent_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     finally:
         os.close(parent_fd)
     try:
-        mode = (dev.get("fileMode") or 0o666) & 0o7777
-        kind = _DEV_TYPES[dev["type"]]
-        rdev = os.makedev(dev.get("major", 0), dev.get("minor", 0))
+        mode = (dev.file_mode or 0o666) & 0o7777
+        kind = _DEV_TYPES[dev.type]
+        rdev = os.makedev(dev.major, dev.minor)
         try:
             os.unlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
@@ -435,7 +435,7 @@ def _create_device(root_fd: int, dev: dict[str, Any], in_userns: bool, field: st
                 os.close(fd)
             return
         k.mknod(dir_fd, name, kind | mode, rdev, path)
-        k.chown(dir_fd, name, dev.get("uid", 0), dev.get("gid", 0), path)
+        k.chown(dir_fd, name, dev.uid, dev.gid, path)
     finally:
         os.close(dir_fd)
 
@@ -553,13 +553,13 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-def check_sysctl_namespaces(linux: dict[str, Any]) -> None:
+def check_sysctl_namespaces(linux: Linux) -> None:
     """linux.sysctl with a namespace joined by `path`: refuse it when that is
     the runtime's own (the host's) namespace, whose values a write would change."""
     from ocipy.spec.runtime import sysctl_namespace
 
-    paths = {ns["type"]: ns.get("path") for ns in linux.get("namespaces") or []}
-    for key in linux.get("sysctl") or {}:
+    paths = {ns.type: ns.path for ns in linux.namespaces}
+    for key in linux.sysctl:
         kind = sysctl_namespace(key)
         path = paths.get(kind or "")
         if not path:

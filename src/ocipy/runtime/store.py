@@ -317,8 +317,9 @@ def _derived_cgroup(container_id: str) -> dict[str, Any] | None:
     Only those that exist are recorded as ours (their parents are not)."""
     try:
         from ocipy.linux import cgroups
+        from ocipy.spec.resources import Resources
 
-        state = cgroups.manager({}, container_id).to_state()
+        state = cgroups.manager(Resources(), "", container_id).to_state()
     except (OcipyError, OSError, ImportError):
         return None
     state["created"] = [d for d in dict.fromkeys(state["paths"].values()) if _isdir(d)]

@@ -29,6 +29,8 @@ TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocipy.spec.resources import Resources
+
 DEFAULT_ROOT = "/sys/fs/cgroup"
 
 V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
@@ -140,43 +142,39 @@ def own_cgroups(layout: Layout, self_cgroup: str | None = None) -> dict[str, str
     return out
 
 
-def get_field(obj: object, name: str) -> Any:
-    """obj[name], the key matched as runc's JSON decoding matches it (an exact
-    match first, else case-insensitively): ``linux.Resources`` is ``linux.resources``."""
-    if not isinstance(obj, dict):
-        return None
-    if name in obj:
-        return obj[name]
-    from ocipy.spec.keys import fold_key
-
-    want = fold_key(name)
-    for key, value in obj.items():
-        if isinstance(key, str) and fold_key(key) == want:
-            return value
-    return None
-
-
-def config_resources(config: dict[str, Any]) -> dict[str, Any]:
-    """linux.resources with canonical keys (see validate.canonical); {} if unset."""
-    from ocipy.errors import ConfigError
-    from ocipy.linux.cgroups.validate import W, canonical
-
-    res = get_field(get_field(config, "linux"), "resources")
-    if res is None:
-        return {}
-    if not isinstance(res, dict):
-        raise ConfigError(W, f"must be an object, not {type(res).__name__}")
-    out = canonical(res)
-    assert isinstance(out, dict)
-    return out
+def controllers_needed(resources: Resources) -> set[str]:
+    """The (v1-named) controllers that `resources` sets."""
+    need: set[str] = set()
+    if resources.memory is not None and resources.memory.any_set():
+        need.add("memory")
+    cpu = resources.cpu
+    if cpu is not None:
+        if any(v is not None for v in (cpu.shares, cpu.quota, cpu.period, cpu.burst, cpu.realtime_runtime,
+                                       cpu.realtime_period, cpu.idle)):  # fmt: skip
+            need.add("cpu")
+        if cpu.cpus or cpu.mems:
+            need.add("cpuset")
+    if resources.pids_limit is not None:
+        need.add("pids")
+    if resources.block_io is not None and resources.block_io.any_set():
+        need.add("blkio")
+    if resources.hugepage_limits:
+        need.add("hugetlb")
+    net = resources.network
+    if net is not None:
+        if net.class_id is not None:
+            need.add("net_cls")
+        if net.priorities:
+            need.add("net_prio")
+    if resources.rdma:
+        need.add("rdma")
+    return need
 
 
-def _inner_path(config: dict[str, Any], container_id: str, systemd: bool) -> str:
+def _inner_path(path: str, container_id: str, systemd: bool) -> str:
+    """linux.cgroupsPath (checked by the parse) as the path below each hierarchy's base."""
     from ocipy.errors import ConfigError, OcipyError
 
-    path = get_field(get_field(config, "linux"), "cgroupsPath")
-    if path is not None and not isinstance(path, str):
-        raise ConfigError("linux.cgroupsPath", f"must be a string, not {type(path).__name__}")
     if systemd:
         if path and len(path.split(":")) != 3:
             raise ConfigError("linux.cgroupsPath",
@@ -188,13 +186,7 @@ def _inner_path(config: dict[str, Any], container_id: str, systemd: bool) -> str
                          "run without --systemd-cgroup")
     if not path:
         path = container_id
-    if "\0" in path or "\n" in path:
-        raise ConfigError("linux.cgroupsPath", f"{path!r} contains a NUL or newline")
     parts = [p for p in path.split("/") if p and p != "."]
-    if ".." in parts:
-        raise ConfigError("linux.cgroupsPath", f"{path!r} must not contain '..'")
-    if not parts:
-        raise ConfigError("linux.cgroupsPath", f"{path!r} names the root cgroup")
     return ("/" if path.startswith("/") else "") + "/".join(parts)
 
 
@@ -213,7 +205,7 @@ def check_unified(unified: dict[str, str] | None, layout: Layout) -> None:
     controllers that only the hybrid host's cgroup2 hierarchy has (hugetlb here)
     stay usable (config-linux.md "Unified": the runtime "MUST generate an error
     when the configuration refers to a cgroup controller that is not present")."""
-    from ocipy.linux.cgroups.validate import W
+    from ocipy.spec.resources import W
 
     if not unified or layout.mode == "v2":
         return
@@ -228,24 +220,24 @@ def check_unified(unified: dict[str, str] | None, layout: Layout) -> None:
                                          f"is not in this {layout.mode} host's cgroup2 hierarchy ({layout.unified})")
 
 
-def manager(config: dict[str, Any], container_id: str, systemd: bool = False, *,
+def manager(resources: Resources, cgroups_path: str, container_id: str, systemd: bool = False, *,
             root: str | None = None, self_cgroup: str | None = None) -> Manager:
-    """A Manager for a new container (nothing is created until :meth:`Manager.create`).
+    """A Manager for a new container (nothing is created until :meth:`Manager.create`):
+    its linux.resources (parsed, spec/config.py) and linux.cgroupsPath.
 
     `root` and `self_cgroup` (the text of /proc/self/cgroup) are for tests."""
     from ocipy.errors import ConfigError
     from ocipy.linux.cgroups.devices import config_rules
-    from ocipy.linux.cgroups.validate import W, controllers_needed
+    from ocipy.spec.resources import W
 
-    inner = _inner_path(config, container_id, systemd)
-    resources = config_resources(config)
-    needed = controllers_needed(resources)  # validates
-    rules = config_rules(resources)
+    inner = _inner_path(cgroups_path, container_id, systemd)
+    needed = controllers_needed(resources)
+    rules = config_rules(resources.devices)
     layout = Layout.detect(root or DEFAULT_ROOT)
     for c in sorted(needed | {"devices"}):
         if not layout.available(c):
             raise ConfigError(f"{W}.{FIELD[c]}", f"the {c} cgroup controller is not available on this host")
-    check_unified(resources.get("unified"), layout)
+    check_unified(resources.unified, layout)
     own = own_cgroups(layout, self_cgroup) if not inner.startswith("/") else {}
     paths: dict[str, str] = {}
     mounts: dict[str, str] = {}
@@ -292,7 +284,7 @@ class Manager:
         self.planned: list[str] = [str(p) for p in data.get("planned") or []]
         # The container's own directories passed the fit check (see `destroy`).
         self.owned = data.get("owned") is True
-        self._resources: dict[str, Any] = {}
+        self._resources: Resources | None = None
         self._rules: list[tuple[bool, str, int, int, str]] | None = None
         self._needed: set[str] = set()
 
@@ -374,9 +366,8 @@ class Manager:
 
     def apply_resources(self) -> None:
         """linux.resources but the device rules (`create` writes those)."""
-        res = dict(self._resources)
-        res.pop("devices", None)
-        self.set(res)
+        if self._resources is not None:
+            self.set(self._resources, devices=False)
 
     def _check_fit(self) -> None:
         """config-linux.md "Control groups": a runtime MAY check whether the
@@ -409,7 +400,7 @@ class Manager:
             v2 = V2_NAME.get(c)
             if v2:
                 want.append(v2)
-        for key in (self._resources.get("unified") or {}):
+        for key in (self._resources.unified if self._resources is not None else {}):
             c = key.split(".", 1)[0]
             if c != "cgroup" and c not in want:
                 want.append(c)
@@ -465,7 +456,8 @@ class Manager:
         available = set((read_opt(parent, "cgroup.controllers") or "").split())
         enabled = set((read_opt(parent, "cgroup.subtree_control") or "").split())
         required = {V2_NAME.get(c) or c for c in self._needed if c not in self._paths}
-        required |= {k.split(".", 1)[0] for k in (self._resources.get("unified") or {})} - {"cgroup"}
+        unified = self._resources.unified if self._resources is not None else {}
+        required |= {k.split(".", 1)[0] for k in unified} - {"cgroup"}
         for c in controllers:
             if c in enabled:
                 continue
@@ -479,54 +471,41 @@ class Manager:
                 if c in required:
                     raise
 
-    def set(self, resources: dict[str, Any]) -> None:
+    def set(self, resources: Resources, devices: bool = True) -> None:
         """Write linux.resources into the existing directories (create and update use this)."""
         from ocipy.errors import ConfigError
-        from ocipy.linux.cgroups import v1, v2
-        from ocipy.linux.cgroups.validate import W, controllers_needed
+        from ocipy.spec.resources import W
 
         needed = controllers_needed(resources)
         v2dir = self._v2()
         v2_enabled = set(((_read(os.path.join(v2dir, "cgroup.controllers")) if v2dir else "") or "").split())
 
-        def where(c: str) -> tuple[str, str]:
+        def where(c: str) -> tuple[str, Any]:
+            """The controller's directory and its writers' module (imported only
+            when something is written: most creates set no limit)."""
             d = self._v1(c)
             if d:
-                return "v1", d
+                from ocipy.linux.cgroups import v1
+
+                return d, v1
             v2n = V2_NAME.get(c)
             if v2dir and v2n and v2n in v2_enabled:
-                return "v2", v2dir
+                from ocipy.linux.cgroups import v2
+
+                return v2dir, v2
             raise ConfigError(f"{W}.{FIELD[c]}", f"the {c} cgroup controller is not available for this container")
 
-        mem = resources.get("memory")
-        if "memory" in needed:
-            kind, d = where("memory")
-            (v1.set_memory if kind == "v1" else v2.set_memory)(d, mem or {})
-        cpu = resources.get("cpu") or {}
-        if "cpuset" in needed:
-            kind, d = where("cpuset")
-            (v1.set_cpuset if kind == "v1" else v2.set_cpuset)(d, cpu)
-        if "cpu" in needed:
-            kind, d = where("cpu")
-            (v1.set_cpu if kind == "v1" else v2.set_cpu)(d, cpu)
-        if "pids" in needed:
-            kind, d = where("pids")
-            (v1.set_pids if kind == "v1" else v2.set_pids)(d, resources.get("pids") or {})
-        if "blkio" in needed:
-            kind, d = where("blkio")
-            (v1.set_blkio if kind == "v1" else v2.set_io)(d, resources.get("blockIO") or {})
-        if "hugetlb" in needed:
-            kind, d = where("hugetlb")
-            (v1.set_hugetlb if kind == "v1" else v2.set_hugetlb)(d, resources.get("hugepageLimits") or [])
-        net = resources.get("network") or {}
-        if "net_cls" in needed:
-            v1.set_net_cls(where("net_cls")[1], net)
-        if "net_prio" in needed:
-            v1.set_net_prio(where("net_prio")[1], net)
-        if "rdma" in needed:
-            kind, d = where("rdma")
-            v1.set_rdma(d, resources.get("rdma") or {})
-        unified = resources.get("unified")
+        cpu, net = resources.cpu, resources.network
+        writes: tuple[tuple[str, str, object], ...] = (
+            ("memory", "set_memory", resources.memory), ("cpuset", "set_cpuset", cpu), ("cpu", "set_cpu", cpu),
+            ("pids", "set_pids", resources.pids_limit), ("blkio", "set_blkio", resources.block_io),
+            ("hugetlb", "set_hugetlb", resources.hugepage_limits), ("net_cls", "set_net_cls", net),
+            ("net_prio", "set_net_prio", net), ("rdma", "set_rdma", resources.rdma))  # fmt: skip
+        for controller, writer, value in writes:
+            if controller in needed and value is not None:
+                d, mod = where(controller)
+                getattr(mod, writer)(d, value)
+        unified = resources.unified
         if unified:
             if self.mode != "v2":
                 lay = Layout(self.root)
@@ -537,11 +516,11 @@ class Manager:
                 check_unified(unified, lay)
             if not v2dir:
                 raise ConfigError(f"{W}.unified", "cgroup v2 is not mounted on this host")
-            v2.set_unified(v2dir, unified, v2_enabled)
-        if resources.get("devices") is not None:
-            from ocipy.linux.cgroups.devices import parse_rules
+            from ocipy.linux.cgroups import v2
 
-            self._set_devices(parse_rules(resources["devices"]))
+            v2.set_unified(v2dir, unified, v2_enabled)
+        if devices and resources.devices is not None:
+            self._set_devices(resources.devices)
 
     def _set_devices(self, rules: list[tuple[bool, str, int, int, str]]) -> None:
         from ocipy.linux.cgroups import devices

@@ -1,4 +1,4 @@
-"""Device access rules: parsing, runc's default allow list, and the v1 emulation.
+"""Device access rules: runc's default allow list, and the v1 emulation (the rules are parsed by spec/config.py).
 
 A rule is a tuple ``(allow, type, major, minor, access)`` with type one of
 ``a c b``, major/minor ``-1`` for the wildcard, access a subset of ``rwm``.
@@ -20,9 +20,7 @@ what ``linux.resources.devices`` says (runc's "device cgroup deny" test).
 
 from __future__ import annotations
 
-from ocipy.errors import ConfigError
-
-Rule = tuple[bool, str, int, int, str]
+from ocipy.spec.resources import Rule
 
 # runc's default allow list (libcontainer/specconv AllowedDevices), appended after the
 # config's rules: mknod of anything, the standard character devices, ptys, tun.
@@ -58,53 +56,16 @@ def default_device_rules() -> list[dict[str, object]]:
     return out
 
 
-def parse_rules(entries: list[object], where: str = "linux.resources.devices") -> list[Rule]:
-    rules: list[Rule] = []
-    for i, e in enumerate(entries):
-        w = f"{where}[{i}]"
-        if not isinstance(e, dict):
-            raise ConfigError(w, "must be an object")
-        allow = e.get("allow")
-        if not isinstance(allow, bool):
-            raise ConfigError(f"{w}.allow", "is required and must be true or false")
-        typ = e.get("type") or "a"
-        if typ not in ("a", "c", "b", "u", "p"):
-            raise ConfigError(f"{w}.type", f"{typ!r} is not a, c or b")
-        if typ in ("u", "p"):  # unbuffered char device / fifo: the kernel's "c" class
-            typ = "c"
-        nums = []
-        for k in ("major", "minor"):
-            v = e.get(k)
-            if v is None:
-                nums.append(-1)
-            elif isinstance(v, bool) or not isinstance(v, int) or v < -1 or v > 0xFFFFFFFF:
-                raise ConfigError(f"{w}.{k}", f"{v!r} is not a device number")
-            else:
-                nums.append(v)
-        access = e.get("access")
-        if access is None or access == "":
-            access = "rwm"
-        if not isinstance(access, str):
-            raise ConfigError(f"{w}.access", f"must be a string of r, w and m, not {access!r}")
-        # As runc: letters other than r, w and m are ignored ("rwa" is "rw"), but
-        # a string with none of them grants or denies nothing and is refused.
-        access = "".join(ch for ch in "rwm" if ch in access)
-        if not access:
-            raise ConfigError(f"{w}.access", f"{e.get('access')!r} has none of r, w and m")
-        rules.append((allow, typ, nums[0], nums[1], access))
-    return rules
-
-
-def config_rules(resources: dict[str, object]) -> list[Rule]:
+def config_rules(rules: list[Rule] | None) -> list[Rule]:
     """The device rules a container gets, in order, as runc builds them: deny
-    all (where :func:`reduce` starts), linux.resources.devices, then the
-    defaults.  `resources` is linux.resources with canonical keys.
+    all (where :func:`reduce` starts), linux.resources.devices (parsed:
+    spec/config.parse_device_rules), then the defaults.
 
     linux.devices adds no rule: a node the rules deny is created but cannot
     be opened (runc 1.1 does the same; see docs/compat.md)."""
-    rules = parse_rules(list(resources.get("devices") or []))  # type: ignore[call-overload]
-    rules.extend(DEFAULT_RULES)
-    return rules
+    out = list(rules or [])
+    out.extend(DEFAULT_RULES)
+    return out
 
 
 def _expand(rule: Rule) -> list[Rule]:

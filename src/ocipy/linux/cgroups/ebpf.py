@@ -23,7 +23,8 @@ import os
 import struct
 
 from ocipy.errors import KernelError
-from ocipy.linux.cgroups.devices import Rule, reduce
+from ocipy.linux.cgroups.devices import reduce
+from ocipy.spec.resources import Rule
 
 _NR_BPF = 321  # x86_64; aarch64 is 280
 if os.uname().machine == "aarch64":

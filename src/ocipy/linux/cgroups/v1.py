@@ -2,7 +2,7 @@
 
 `dirs` maps a controller name (memory, cpu, cpuset, ...) to the container's
 directory in that controller's hierarchy.  Validation already happened
-(validate.py); here the kernel may still refuse a value, which is reported
+(the parse, spec/config.py); here the kernel may still refuse a value, which is reported
 naming the file and the value.
 """
 
@@ -23,15 +23,17 @@ TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocipy.spec.resources import BlockIO, Cpu, Memory, Network
+
 
 def _limit(v: int) -> str:
     return "-1" if v == -1 else str(v)
 
 
-def set_memory(d: str, mem: dict[str, Any]) -> None:
-    limit = mem.get("limit") or 0
-    swap = mem.get("swap") or 0
-    if mem.get("checkBeforeUpdate") and limit > 0:
+def set_memory(d: str, mem: Memory) -> None:
+    limit = mem.limit or 0
+    swap = mem.swap or 0
+    if mem.check_before_update and limit > 0:
         usage = read_int(d, "memory.usage_in_bytes")
         if limit < usage:
             raise ConfigError("linux.resources.memory.limit",
@@ -59,63 +61,63 @@ def set_memory(d: str, mem: dict[str, Any]) -> None:
         write(d, "memory.limit_in_bytes", _limit(limit))
     elif swap:
         write(d, "memory.memsw.limit_in_bytes", _limit(swap))
-    if mem.get("reservation"):
-        write(d, "memory.soft_limit_in_bytes", _limit(mem["reservation"]))
+    if mem.reservation:
+        write(d, "memory.soft_limit_in_bytes", _limit(mem.reservation))
     # kernel / kernelTCP: only where the kernel has the files (kmem limits are gone
     # from cgroup v1 since Linux 5.16's deprecation; writes are then accepted but ignored)
-    if mem.get("kernel"):
+    if mem.kernel:
         if not exists(d, "memory.kmem.limit_in_bytes"):
             raise ConfigError("linux.resources.memory.kernel", "kernel memory limits are not supported by this kernel")
-        write(d, "memory.kmem.limit_in_bytes", _limit(mem["kernel"]))
-    if mem.get("kernelTCP"):
+        write(d, "memory.kmem.limit_in_bytes", _limit(mem.kernel))
+    if mem.kernel_tcp:
         if not exists(d, "memory.kmem.tcp.limit_in_bytes"):
             raise ConfigError("linux.resources.memory.kernelTCP", "kernel TCP memory limits are not supported by this kernel")
-        write(d, "memory.kmem.tcp.limit_in_bytes", _limit(mem["kernelTCP"]))
-    sw = mem.get("swappiness")
+        write(d, "memory.kmem.tcp.limit_in_bytes", _limit(mem.kernel_tcp))
+    sw = mem.swappiness
     if sw is not None and sw != -1:
         write(d, "memory.swappiness", sw)
-    if mem.get("disableOOMKiller"):
+    if mem.disable_oom_killer:
         write(d, "memory.oom_control", "1")
-    uh = mem.get("useHierarchy")
+    uh = mem.use_hierarchy
     if uh is not None:
         current_uh = (read_opt(d, "memory.use_hierarchy") or "").strip()
         if current_uh != ("1" if uh else "0"):
             write(d, "memory.use_hierarchy", "1" if uh else "0")
 
 
-def set_cpu(d: str, cpu: dict[str, Any]) -> None:
-    shares = cpu.get("shares")
+def set_cpu(d: str, cpu: Cpu) -> None:
+    shares = cpu.shares
     if shares:
         write(d, "cpu.shares", shares)
         got = read_int(d, "cpu.shares")
         if got != shares:
             raise ConfigError("linux.resources.cpu.shares", f"the kernel set {got} instead of {shares}")
-    period, quota = cpu.get("period"), cpu.get("quota")
+    period, quota = cpu.period, cpu.quota
     # The kernel checks quota against period: write in an order that is valid at each step,
     # falling back to the other order (as runc does).
-    pairs = []
+    pairs: list[tuple[str, int]] = []
     if period:
         pairs.append(("cpu.cfs_period_us", period))
     if quota:
         pairs.append(("cpu.cfs_quota_us", quota))
     _write_pair(d, pairs)
-    if cpu.get("burst") is not None and exists(d, "cpu.cfs_burst_us"):
-        write(d, "cpu.cfs_burst_us", cpu["burst"])
-    elif cpu.get("burst"):
+    if cpu.burst is not None and exists(d, "cpu.cfs_burst_us"):
+        write(d, "cpu.cfs_burst_us", cpu.burst)
+    elif cpu.burst:
         raise ConfigError("linux.resources.cpu.burst", "cpu.cfs_burst_us is not supported by this kernel")
-    rt = []
-    if cpu.get("realtimePeriod"):
-        rt.append(("cpu.rt_period_us", cpu["realtimePeriod"]))
-    if cpu.get("realtimeRuntime"):
-        rt.append(("cpu.rt_runtime_us", cpu["realtimeRuntime"]))
+    rt: list[tuple[str, int]] = []
+    if cpu.realtime_period:
+        rt.append(("cpu.rt_period_us", cpu.realtime_period))
+    if cpu.realtime_runtime:
+        rt.append(("cpu.rt_runtime_us", cpu.realtime_runtime))
     if rt and not exists(d, rt[0][0]):
         raise ConfigError("linux.resources.cpu.realtimeRuntime",
                           "realtime scheduling groups are not supported by this kernel (CONFIG_RT_GROUP_SCHED)")
     _write_pair(d, rt)
-    if cpu.get("idle") is not None:
+    if cpu.idle is not None:
         if not exists(d, "cpu.idle"):
             raise ConfigError("linux.resources.cpu.idle", "cpu.idle is not supported by this kernel")
-        write(d, "cpu.idle", cpu["idle"])
+        write(d, "cpu.idle", cpu.idle)
 
 
 def _write_pair(d: str, pairs: list[tuple[str, int]]) -> None:
@@ -131,11 +133,11 @@ def _write_pair(d: str, pairs: list[tuple[str, int]]) -> None:
             write(d, name, value)
 
 
-def set_cpuset(d: str, cpu: dict[str, Any]) -> None:
-    if cpu.get("cpus"):
-        write(d, "cpuset.cpus", cpu["cpus"])
-    if cpu.get("mems"):
-        write(d, "cpuset.mems", cpu["mems"])
+def set_cpuset(d: str, cpu: Cpu) -> None:
+    if cpu.cpus:
+        write(d, "cpuset.cpus", cpu.cpus)
+    if cpu.mems:
+        write(d, "cpuset.mems", cpu.mems)
 
 
 def init_cpuset(d: str, parent: str) -> None:
@@ -147,37 +149,36 @@ def init_cpuset(d: str, parent: str) -> None:
                 write(d, name, value)
 
 
-def set_pids(d: str, pids: dict[str, Any]) -> None:
-    limit = pids.get("limit")
+def set_pids(d: str, limit: int | None) -> None:
     if limit is not None:
         write(d, "pids.max", "max" if limit < 0 else limit)
 
 
-def set_blkio(d: str, bio: dict[str, Any]) -> None:
+def set_blkio(d: str, bio: BlockIO) -> None:
     # Kernels without CFQ have only the BFQ weight files (blkio.bfq.weight).
     weight_file = "blkio.weight" if exists(d, "blkio.weight") else "blkio.bfq.weight"
     wdev_file = "blkio.weight_device" if exists(d, "blkio.weight_device") else "blkio.bfq.weight_device"
-    if bio.get("weight"):
+    if bio.weight:
         _need(d, weight_file, "linux.resources.blockIO.weight")
-        write(d, weight_file, bio["weight"])
-    if bio.get("leafWeight"):
+        write(d, weight_file, bio.weight)
+    if bio.leaf_weight:
         _need(d, "blkio.leaf_weight", "linux.resources.blockIO.leafWeight")
-        write(d, "blkio.leaf_weight", bio["leafWeight"])
-    for i, dev in enumerate(bio.get("weightDevice") or []):
+        write(d, "blkio.leaf_weight", bio.leaf_weight)
+    for i, dev in enumerate(bio.weight_device):
         where = f"linux.resources.blockIO.weightDevice[{i}]"
-        if dev.get("weight") is not None:
+        if dev.weight is not None:
             _need(d, wdev_file, where)
-            write(d, wdev_file, f"{dev['major']}:{dev['minor']} {dev['weight']}")
-        if dev.get("leafWeight") is not None:
+            write(d, wdev_file, f"{dev.major}:{dev.minor} {dev.weight}")
+        if dev.leaf_weight is not None:
             _need(d, "blkio.leaf_weight_device", where)
-            write(d, "blkio.leaf_weight_device", f"{dev['major']}:{dev['minor']} {dev['leafWeight']}")
+            write(d, "blkio.leaf_weight_device", f"{dev.major}:{dev.minor} {dev.leaf_weight}")
     for key, name in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
                       ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
                       ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
                       ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
-        for i, dev in enumerate(bio.get(key) or []):
+        for i, tdev in enumerate(bio.throttle.get(key) or []):
             _need(d, name, f"linux.resources.blockIO.{key}[{i}]")
-            write(d, name, f"{dev['major']}:{dev['minor']} {dev['rate']}")
+            write(d, name, f"{tdev.major}:{tdev.minor} {tdev.rate}")
 
 
 def _need(d: str, name: str, field: str) -> None:
@@ -185,27 +186,27 @@ def _need(d: str, name: str, field: str) -> None:
         raise ConfigError(field, f"not supported by this kernel's blkio controller (no {name})")
 
 
-def set_hugetlb(d: str, pages: list[dict[str, Any]]) -> None:
+def set_hugetlb(d: str, pages: list[tuple[str, int]]) -> None:
     set_hugetlb_limits(d, pages, "limit_in_bytes")
 
 
-def set_net_cls(d: str, net: dict[str, Any]) -> None:
-    if net.get("classID") is not None:
-        write(d, "net_cls.classid", net["classID"])
+def set_net_cls(d: str, net: Network) -> None:
+    if net.class_id is not None:
+        write(d, "net_cls.classid", net.class_id)
 
 
-def set_net_prio(d: str, net: dict[str, Any]) -> None:
-    for p in net.get("priorities") or []:
-        write(d, "net_prio.ifpriomap", f"{p['name']} {p['priority']}")
+def set_net_prio(d: str, net: Network) -> None:
+    for name, priority in net.priorities:
+        write(d, "net_prio.ifpriomap", f"{name} {priority}")
 
 
-def set_rdma(d: str, rdma: dict[str, Any]) -> None:
-    for dev, lim in rdma.items():
+def set_rdma(d: str, rdma: dict[str, tuple[int | None, int | None]]) -> None:
+    for dev, (handles, objects) in rdma.items():
         parts = [dev]
-        if lim.get("hcaHandles") is not None:
-            parts.append(f"hca_handle={lim['hcaHandles']}")
-        if lim.get("hcaObjects") is not None:
-            parts.append(f"hca_object={lim['hcaObjects']}")
+        if handles is not None:
+            parts.append(f"hca_handle={handles}")
+        if objects is not None:
+            parts.append(f"hca_object={objects}")
         write(d, "rdma.max", " ".join(parts))
 
 

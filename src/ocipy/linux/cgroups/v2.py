@@ -21,6 +21,8 @@ TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocipy.spec.resources import BlockIO, Cpu, Memory
+
 
 def _max(v: int) -> str:
     return "max" if v == -1 else str(v)
@@ -53,19 +55,19 @@ def swap_value(swap: int, limit: int) -> int | None:
     return swap - limit
 
 
-def set_memory(d: str, mem: dict[str, Any]) -> None:
+def set_memory(d: str, mem: Memory) -> None:
     w = "linux.resources.memory"
-    limit = mem.get("limit") or 0
-    swap = mem.get("swap") or 0
-    if mem.get("swappiness") not in (None, -1):
+    limit = mem.limit or 0
+    swap = mem.swap or 0
+    if mem.swappiness not in (None, -1):
         raise ConfigError(f"{w}.swappiness", "not supported on cgroup v2")
-    if mem.get("disableOOMKiller"):
+    if mem.disable_oom_killer:
         raise ConfigError(f"{w}.disableOOMKiller", "the OOM killer cannot be disabled on cgroup v2")
-    if mem.get("useHierarchy") is False:
+    if mem.use_hierarchy is False:
         raise ConfigError(f"{w}.useHierarchy", "cgroup v2 is always hierarchical")
     # kernel / kernelTCP: cgroup v2 has no separate kernel memory limits; runc ignores them.
     sv = swap_value(swap, limit)
-    if mem.get("checkBeforeUpdate") and limit > 0:
+    if mem.check_before_update and limit > 0:
         usage = read_int(d, "memory.current")
         if limit < usage:
             raise ConfigError(f"{w}.limit", f"{limit} is below the current usage {usage} (checkBeforeUpdate)")
@@ -77,17 +79,17 @@ def set_memory(d: str, mem: dict[str, Any]) -> None:
             write(d, "memory.swap.max", _max(sv))
     if limit:
         write(d, "memory.max", _max(limit))
-    if mem.get("reservation"):
-        write(d, "memory.low", _max(mem["reservation"]))
+    if mem.reservation:
+        write(d, "memory.low", _max(mem.reservation))
 
 
-def set_cpu(d: str, cpu: dict[str, Any]) -> None:
+def set_cpu(d: str, cpu: Cpu) -> None:
     w = "linux.resources.cpu"
-    if cpu.get("realtimeRuntime") or cpu.get("realtimePeriod"):
+    if cpu.realtime_runtime or cpu.realtime_period:
         raise ConfigError(f"{w}.realtimeRuntime", "realtime scheduling limits are not supported on cgroup v2")
-    if cpu.get("shares"):
-        write(d, "cpu.weight", shares_to_weight(cpu["shares"]))
-    quota, period = cpu.get("quota"), cpu.get("period")
+    if cpu.shares:
+        write(d, "cpu.weight", shares_to_weight(cpu.shares))
+    quota, period = cpu.quota, cpu.period
     if quota or period:
         q = "max" if not quota or quota < 0 else str(quota)
         if not period:
@@ -97,55 +99,58 @@ def set_cpu(d: str, cpu: dict[str, Any]) -> None:
             current = (read_opt(d, "cpu.max") or "max").split()
             q = current[0] if current else "max"
         write(d, "cpu.max", f"{q} {period}")
-    if cpu.get("burst") is not None:
-        write(d, "cpu.max.burst", cpu["burst"])
-    if cpu.get("idle") is not None:
-        write(d, "cpu.idle", cpu["idle"])
+    if cpu.burst is not None:
+        write(d, "cpu.max.burst", cpu.burst)
+    if cpu.idle is not None:
+        write(d, "cpu.idle", cpu.idle)
 
 
-def set_cpuset(d: str, cpu: dict[str, Any]) -> None:
-    if cpu.get("cpus"):
-        write(d, "cpuset.cpus", cpu["cpus"])
-    if cpu.get("mems"):
-        write(d, "cpuset.mems", cpu["mems"])
+def set_cpuset(d: str, cpu: Cpu) -> None:
+    if cpu.cpus:
+        write(d, "cpuset.cpus", cpu.cpus)
+    if cpu.mems:
+        write(d, "cpuset.mems", cpu.mems)
 
 
-def set_pids(d: str, pids: dict[str, Any]) -> None:
-    if pids.get("limit") is not None:
-        write(d, "pids.max", "max" if pids["limit"] < 0 else pids["limit"])
+def set_pids(d: str, limit: int | None) -> None:
+    if limit is not None:
+        write(d, "pids.max", "max" if limit < 0 else limit)
 
 
-def set_io(d: str, bio: dict[str, Any]) -> None:
+def set_io(d: str, bio: BlockIO) -> None:
     w = "linux.resources.blockIO"
-    if bio.get("leafWeight"):
+    if bio.leaf_weight:
         raise ConfigError(f"{w}.leafWeight", "not supported on cgroup v2")
     bfq = exists(d, "io.bfq.weight")
-    if bio.get("weight"):
+    if bio.weight:
         if bfq:
-            write(d, "io.bfq.weight", bio["weight"])
+            write(d, "io.bfq.weight", bio.weight)
         else:
-            write(d, "io.weight", f"default {blkio_to_io_weight(bio['weight'])}")
-    for i, dev in enumerate(bio.get("weightDevice") or []):
-        if dev.get("leafWeight"):
+            write(d, "io.weight", f"default {blkio_to_io_weight(bio.weight)}")
+    for i, dev in enumerate(bio.weight_device):
+        if dev.leaf_weight:
             raise ConfigError(f"{w}.weightDevice[{i}].leafWeight", "not supported on cgroup v2")
-        if dev.get("weight") is None:
+        if dev.weight is None:
             continue
         if bfq:
-            write(d, "io.bfq.weight", f"{dev['major']}:{dev['minor']} {dev['weight']}")
+            write(d, "io.bfq.weight", f"{dev.major}:{dev.minor} {dev.weight}")
         else:
-            write(d, "io.weight", f"{dev['major']}:{dev['minor']} {blkio_to_io_weight(dev['weight'])}")
+            write(d, "io.weight", f"{dev.major}:{dev.minor} {blkio_to_io_weight(dev.weight)}")
     for key, knob in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
                       ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
-        for dev in bio.get(key) or []:
-            rate = dev["rate"]
-            write(d, "io.max", f"{dev['major']}:{dev['minor']} {knob}={'max' if rate == 0 else rate}")
+        for tdev in bio.throttle.get(key) or []:
+            rate = tdev.rate
+            write(d, "io.max", f"{tdev.major}:{tdev.minor} {knob}={'max' if rate == 0 else rate}")
 
 
-def set_hugetlb(d: str, pages: list[dict[str, Any]]) -> None:
+set_blkio = set_io  # the v1 name, which Manager.set calls for either version
+
+
+def set_hugetlb(d: str, pages: list[tuple[str, int]]) -> None:
     set_hugetlb_limits(d, pages, "max")
 
 
-def set_rdma(d: str, rdma: dict[str, Any]) -> None:
+def set_rdma(d: str, rdma: dict[str, tuple[int | None, int | None]]) -> None:
     from ocipy.linux.cgroups import v1
 
     v1.set_rdma(d, rdma)
