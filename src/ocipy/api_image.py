@@ -126,7 +126,7 @@ def validate(ref: str) -> list[str]:
     Returns the digests checked.
     """
     from ocipy.image import archive, refs
-    from ocipy.image.layer import open_layer_stream
+    from ocipy.image.layers.stream import open_layer_stream
     from ocipy.image.store import VerifyingReader
     from ocipy.spec import image as spec
 
@@ -203,7 +203,7 @@ def unpack(ref: str, bundle: str, platform: str | None = None, max_size: int | N
 
     `max_size` caps the expanded bytes (default 32 GiB or $OCIPY_MAX_UNPACK_SIZE).
     """
-    from ocipy.image.layer import ApplyOptions
+    from ocipy.image.layers.apply import ApplyOptions
     from ocipy.image.unpack import unpack as _unpack
 
     with _source(ref) as (layout, top):

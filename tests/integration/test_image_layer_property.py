@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocipy.errors import ImageError
-from ocipy.image.layer import Applier, ApplyOptions, LayerStream
+from ocipy.image.layers.apply import Applier, ApplyOptions
+from ocipy.image.layers.stream import LayerStream
 from support.helpers import IS_ROOT
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root: ownership and device nodes")

@@ -132,7 +132,7 @@ def _dump(doc: Any) -> None:
 def run_image(argv: list[str], opts: Any) -> int:
     """Dispatch ``ocipy image COMMAND …`` (called by ocipy.cli.main)."""
     from ocipy import api_image as img
-    from ocipy.image.layer import parse_size
+    from ocipy.image.layers.stream import parse_size
 
     args = _parser().parse_args(_glue_values(argv))
     cmd = args.subcommand

@@ -238,7 +238,7 @@ def import_docker_archive(path: str, ref: str | None, dst: Layout, dst_tag: str,
                           compression: str = "gzip") -> dict[str, Any]:
     """Copy an image of a `docker save` archive into `dst` as `dst_tag`."""
     from ocipy.image.build import set_tag
-    from ocipy.image.layer import LayerWriter
+    from ocipy.image.layers.write import LayerWriter
 
     try:
         tf = tarfile.open(path, "r:*")
@@ -321,7 +321,7 @@ def docker_archive_image(tf: tarfile.TarFile, path: str, ref: str | None) -> tup
 def export_docker_archive(src: Layout, desc: dict[str, Any], path: str, ref: str | None,
                           platform: dict[str, str] | None = None) -> None:
     """Write image `desc` of `src` in the `docker save` format at `path`."""
-    from ocipy.image.layer import open_layer_stream
+    from ocipy.image.layers.stream import open_layer_stream
 
     with src.lock(shared=True):
         mdesc, manifest = src.resolve_image(desc, platform)
