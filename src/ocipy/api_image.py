@@ -289,11 +289,10 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, root: str |
     container's state).
     """
     import json
-    import shutil
     import tempfile
     import uuid
 
-    from ocipy import api
+    from ocipy import api, fstree
 
     base = workdir or os.environ.get("OCIPY_IMAGE_RUN_DIR") or "/var/tmp"
     os.makedirs(base, exist_ok=True)
@@ -310,4 +309,4 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, root: str |
         return api.run(cid, bundle, root, False, keep=not rm)
     finally:
         if rm:
-            shutil.rmtree(holder, ignore_errors=True)
+            fstree.remove_quietly(holder)  # an unpacked rootfs: any depth
