@@ -216,3 +216,21 @@ def test_failed_unpack_after_read_only_directories_leaves_nothing(scene: Scene) 
     assert not ok and "nosuchuser" in err, err
     scene.check_untouched()
     assert not scene.bundle.exists()
+
+
+def test_hostile_layer_property_holds_as_nobody() -> None:
+    # test_image_layer_property.py's hypothesis run, as nobody (deferred directory modes,
+    # no chown): the sentinel next to the rootfs belongs to nobody, so only ocipy stops a change
+    here = Path(__file__).resolve().parent
+    base = Path(tempfile.mkdtemp(prefix="ocipy-prop-", dir="/tmp"))
+    try:
+        os.chown(base, NOBODY, NOBODY)
+        proc = subprocess.run(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             str(here.parents[1] / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             f"--basetemp={base / 'pytest'}", str(here / "test_image_layer_property.py")],
+            capture_output=True, text=True, timeout=600, cwd=base, env={**os.environ, "HOME": str(base)})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert "1 passed" in proc.stdout
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=False)
