@@ -9,6 +9,11 @@ in such a directory fd names one component and never follows it.
 Resolved parent directories are cached (tar entries come grouped by
 directory); the cache is dropped whenever a directory or symlink is removed,
 so a cached fd never stands for a path whose meaning changed.
+
+Where openat2 is missing (Linux < 5.6, or a seccomp profile that refuses it)
+:func:`resolve_in_root` does the same resolution in userspace: one component
+at a time with ``O_PATH|O_NOFOLLOW``, symlink targets read as strings and
+resolved again from the root's fd, ``..`` never above the root.
 """
 
 from __future__ import annotations
@@ -29,6 +34,69 @@ DIR_PATH = O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _IN_ROOT = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 CACHE_MAX = 512  # cached directory fds (a non-root user's default limit is 1024 fds)
+MAX_SYMLINKS = 40  # as the kernel's path walk
+
+
+def _kernel_resolves(root_fd: int) -> bool:
+    """Whether openat2(RESOLVE_IN_ROOT) works here (ENOSYS: old kernel; EPERM: seccomp)."""
+    try:
+        os.close(syscalls.openat2(root_fd, ".", DIR_PATH, 0, _IN_ROOT))
+    except KernelError as e:
+        if e.errno in (errno.ENOSYS, errno.EPERM):
+            return False
+        raise
+    return True
+
+
+def resolve_in_root(root_fd: int, path: str, flags: int) -> int:
+    """openat2(root_fd, path, flags, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS) for directories, in userspace.
+
+    Every component is opened O_PATH|O_NOFOLLOW below the previous one, so the
+    kernel never follows a link; a symlink's target is resolved from the root
+    (absolute) or from its directory (relative), and ``..`` stops at the root.
+    """
+    assert flags & os.O_DIRECTORY
+    todo = [c for c in reversed(path.split("/")) if c and c != "."]
+    stack = [os.dup(root_fd)]  # the directories from the root down to where we are
+    links = 0
+    try:
+        while todo:
+            name = todo.pop()
+            if name == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                continue
+            try:
+                fd = os.open(name, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
+            except OSError as e:
+                raise KernelError("openat", path, e.errno or errno.EIO) from None
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISLNK(mode):
+                os.close(fd)
+                if not todo and flags & os.O_NOFOLLOW:
+                    raise KernelError("openat", path, errno.ENOTDIR)  # as open(O_DIRECTORY|O_NOFOLLOW)
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise KernelError("openat", path, errno.ELOOP)
+                target = os.readlink(name, dir_fd=stack[-1])
+                if target.startswith("/"):
+                    while len(stack) > 1:
+                        os.close(stack.pop())
+                todo.extend(c for c in reversed(target.split("/")) if c and c != ".")
+                continue
+            if not stat.S_ISDIR(mode):
+                os.close(fd)
+                raise KernelError("openat", path, errno.ENOTDIR)
+            stack.append(fd)
+        if flags & O_PATH:
+            return os.dup(stack[-1])
+        try:
+            return os.open(".", (flags & ~os.O_NOFOLLOW) | os.O_CLOEXEC, dir_fd=stack[-1])
+        except OSError as e:
+            raise KernelError("openat", path, e.errno or errno.EIO) from None
+    finally:
+        for fd in stack:
+            os.close(fd)
 
 
 class RootDirs:
@@ -40,6 +108,7 @@ class RootDirs:
 
     def __init__(self, rootfs: str, barrier: Callable[[], None]) -> None:
         self.root_fd = os.open(rootfs, DIR_PATH)
+        self.in_kernel = _kernel_resolves(self.root_fd)
         self.barrier = barrier
         self.what = "layer"
         self.cache: dict[str, int] = {}
@@ -85,14 +154,10 @@ class RootDirs:
     # -- resolution --------------------------------------------------------------------
 
     def open(self, path: str, flags: int = DIR_PATH) -> int:
-        """An fd of `path` (flags as for open), resolved by the kernel inside the root."""
-        try:
+        """An fd of directory `path` (flags as for open), resolved inside the root."""
+        if self.in_kernel:
             return syscalls.openat2(self.root_fd, path or ".", flags, 0, _IN_ROOT)
-        except KernelError as e:
-            if e.errno == errno.ENOSYS:
-                raise ImageError(f"{self.what}: openat2(2) is not available (Linux 5.6 or later is "
-                                 "needed to unpack layers safely)") from None
-            raise
+        return resolve_in_root(self.root_fd, path, flags)
 
     def parent(self, parts: list[str], create: bool = True) -> int:
         """A cached O_PATH fd of the directory holding parts[-1] (created if missing)."""
