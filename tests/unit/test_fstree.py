@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,18 @@ def make_deep(root: Path, depth: int = DEPTH) -> None:
     os.close(fd)
 
 
-def test_walk_visits_every_level_with_few_fds(tmp_path: Path) -> None:
+@pytest.fixture
+def deep_tmp() -> Iterator[Path]:
+    # not tmp_path: pytest later removes old temp dirs recursively, which fails on deep trees
+    path = Path(tempfile.mkdtemp(prefix="ocipy-fstree-"))
+    try:
+        yield path
+    finally:
+        subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+def test_walk_visits_every_level_with_few_fds(deep_tmp: Path) -> None:
+    tmp_path = deep_tmp
     assert sys.getrecursionlimit() < DEPTH
     make_deep(tmp_path)
     seen: list[str] = []
@@ -52,7 +66,8 @@ def test_walk_visits_every_level_with_few_fds(tmp_path: Path) -> None:
     assert len(os.listdir("/proc/self/fd")) == before  # nothing leaked
 
 
-def test_rmtree_removes_a_deep_tree(tmp_path: Path) -> None:
+def test_rmtree_removes_a_deep_tree(deep_tmp: Path) -> None:
+    tmp_path = deep_tmp
     (tmp_path / "x").mkdir()
     make_deep(tmp_path / "x")
     fstree.rmtree(str(tmp_path / "x"))
@@ -91,7 +106,8 @@ def test_rmtree_fix_perms_empties_read_only_dirs(tmp_path: Path) -> None:
     assert not tree.exists()
 
 
-def test_open_beneath_refuses_symlinks_and_takes_long_paths(tmp_path: Path) -> None:
+def test_open_beneath_refuses_symlinks_and_takes_long_paths(deep_tmp: Path) -> None:
+    tmp_path = deep_tmp
     from ocipy.errors import KernelError
 
     make_deep(tmp_path, 2500)  # "d/…/d" is 4,999 bytes: longer than PATH_MAX
