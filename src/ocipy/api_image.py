@@ -130,7 +130,7 @@ def validate(ref: str, options: Any = None) -> list[str]:
     """
     from ocipy.content import reference
     from ocipy.content.walk import walk
-    from ocipy.image.layer import open_layer_stream
+    from ocipy.image.layers.stream import open_layer_stream
     from ocipy.spec import image as spec
 
     r = reference.parse(ref)
@@ -212,7 +212,7 @@ def unpack(ref: str, bundle: str, platform: str | None = None, max_size: int | N
 
     `max_size` caps the expanded bytes (default 32 GiB or $OCIPY_MAX_UNPACK_SIZE).
     """
-    from ocipy.image.layer import ApplyOptions
+    from ocipy.image.layers.apply import ApplyOptions
     from ocipy.image.unpack import unpack as _unpack
 
     with _source(ref, options) as (image, top):
@@ -298,11 +298,10 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, root: str |
     container's state).
     """
     import json
-    import shutil
     import tempfile
     import uuid
 
-    from ocipy import api, fsutil
+    from ocipy import api, fstree, fsutil
 
     base = workdir or os.environ.get("OCIPY_IMAGE_RUN_DIR") or "/var/tmp"
     os.makedirs(base, exist_ok=True)
@@ -317,4 +316,4 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, root: str |
         return api.run(cid, bundle, root, False, keep=not rm)
     finally:
         if rm:
-            shutil.rmtree(holder, ignore_errors=True)
+            fstree.remove_quietly(holder)  # an unpacked rootfs: any depth

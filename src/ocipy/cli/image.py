@@ -162,7 +162,7 @@ def _dump(doc: Any) -> None:
 def run_image(argv: list[str], opts: Any) -> int:
     """Dispatch ``ocipy image COMMAND …`` (called by ocipy.cli.main)."""
     from ocipy import api_image as img
-    from ocipy.image.layer import parse_size
+    from ocipy.image.layers.stream import parse_size
 
     if argv and argv[0] in _SKOPEO:
         from ocipy.cli import registry

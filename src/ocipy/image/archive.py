@@ -216,7 +216,7 @@ def docker_archive_image(tf: tarfile.TarFile, path: str, ref: str | None) -> tup
 def export_docker_archive(src: Layout, desc: dict[str, Any], path: str, ref: str | None,
                           platform: dict[str, str] | None = None) -> None:
     """Write image `desc` of `src` in the `docker save` format at `path`."""
-    from ocipy.image.layer import open_layer_stream
+    from ocipy.image.layers.stream import open_layer_stream
 
     with src.lock(shared=True):
         mdesc, manifest = src.resolve_image(desc, platform)

@@ -12,7 +12,7 @@ import stat
 from typing import Any
 
 from ocipy.errors import ImageError
-from ocipy.image.layer import LayerWriter
+from ocipy.image.layers.write import LayerWriter
 from ocipy.image.store import Layout
 from ocipy.spec import image as spec
 
@@ -231,49 +231,13 @@ def add_layer(layout: Layout, tag: str, path: str, compression: str = "gzip",
 # repack
 
 
-def _changed(old: list[Any], new: list[Any]) -> bool:
-    # [st_mode, uid, gid, size, mtime_ns, ctime_ns, ino, link]; ctime catches content edits
-    return old != new
-
-
-def diff_tree(rootfs: str, recorded: dict[str, list[Any]], masked: list[str]) -> tuple[list[str], list[str]]:
-    """(added or modified paths, deleted paths) of rootfs against the recorded tree."""
-    from ocipy.image.unpack import scan_tree
-
-    current = scan_tree(rootfs)
-
-    def is_masked(path: str) -> bool:
-        return any(path == m or path.startswith(m + "/") for m in masked)
-
-    changed = [p for p, meta in current.items()
-               if not is_masked(p) and (p not in recorded or _changed(recorded[p], meta))]
-    deleted = []
-    for p in recorded:
-        if p in current or is_masked(p):
-            continue
-        parent = p.rpartition("/")[0]
-        if parent and (parent not in current or not stat.S_ISDIR(current[parent][0])):
-            continue  # the parent went away or is no longer a directory: one whiteout covers it
-        if parent and parent in recorded and parent not in current:
-            continue
-        deleted.append(p)
-    # ancestors of changed paths must be in the layer too, so the tar recreates them in order
-    need = set(changed)
-    for p in list(changed):
-        while "/" in p:
-            p = p.rpartition("/")[0]
-            if p in need:
-                break
-            need.add(p)
-    return sorted(need), sorted(deleted)
-
-
 def repack(layout: Layout, tag: str, bundle: str, compression: str = "gzip",
            history: str | None = None, mask_volumes: bool = True) -> dict[str, Any]:
     """A new image `tag`: the bundle's base image plus a layer with the rootfs's changes."""
     import json
 
-    from ocipy.image.unpack import BUNDLE_META, BUNDLE_MTREE, scan_tree, write_json
+    from ocipy.image.layers.diff import add_changes, scan_tree
+    from ocipy.image.unpack import BUNDLE_META, BUNDLE_MTREE, write_json
 
     bundle = os.path.abspath(bundle)
     rootfs = os.path.join(bundle, "rootfs")
@@ -297,13 +261,9 @@ def repack(layout: Layout, tag: str, bundle: str, compression: str = "gzip",
             vols = (config.get("config") or {}).get("Volumes") or {}
             # conversion.md: "data in these paths SHOULD NOT be included in the new image"
             masked = [v.strip("/") for v in vols if v.strip("/")]
-        changed, deleted = diff_tree(rootfs, recorded, masked)
         writer = LayerWriter(layout, compression)
         try:
-            for p in deleted:
-                writer.add_whiteout(p)  # layer.md: whiteouts SHOULD come before siblings
-            for p in changed:
-                writer.add_path(os.path.join(rootfs, p), p)
+            add_changes(writer, rootfs, recorded, masked)
             desc, diff_id = writer.finish()
         except BaseException:
             writer.abort()

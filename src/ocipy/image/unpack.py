@@ -25,9 +25,11 @@ import stat
 from typing import Any
 
 from ocipy.errors import ImageError, KernelError
-from ocipy.image.layer import Applier, ApplyOptions, open_layer_stream
+from ocipy.image.layers import compression
+from ocipy.image.layers.apply import Applier, ApplyOptions
+from ocipy.image.layers.diff import scan_tree
+from ocipy.image.layers.stream import LayerStream
 from ocipy.image.store import Layout
-from ocipy.spec import image as spec
 from ocipy.spec.digest import VerifyingReader
 
 BUNDLE_META = "ocipy-image.json"
@@ -43,17 +45,15 @@ def apply_layers(layout: Layout, manifest: dict[str, Any], config: dict[str, Any
     if len(layers) != len(diff_ids):
         raise ImageError(f"config: rootfs.diff_ids has {len(diff_ids)} entries but the manifest "
                          f"has {len(layers)} layers")
-    with Applier(rootfs, options) as applier:
+    with Applier(rootfs, options) as applier:  # finish()es on the way out
         for i, desc in enumerate(layers):
             what = f"layer {desc['digest']}"
-            stream_type = desc["mediaType"]
-            if stream_type not in spec.LAYER_COMPRESSION:
-                # manifest.md: unknown layer media types must not be parsed; for unpacking
-                # there is nothing sensible to do but refuse
-                raise ImageError(f"{what}: unknown layer media type {stream_type!r}")
+            # manifest.md: unknown layer media types must not be parsed; for unpacking
+            # there is nothing sensible to do but refuse (before the blob is opened)
+            codec = compression.for_media_type(desc["mediaType"], what)
             with layout.open_blob(desc["digest"]) as raw:
                 verifier = VerifyingReader(raw, desc["digest"], desc.get("size"), "layer")
-                stream = open_layer_stream(verifier, stream_type, what, applier.budget)
+                stream = LayerStream(verifier, codec, what, applier.budget)
                 applier.apply(stream, what)
                 stream.drain()
                 verifier.finish()
@@ -196,31 +196,6 @@ def runtime_config(image_config: dict[str, Any], rootfs: str) -> dict[str, Any]:
     return rc
 
 
-# ---------------------------------------------------------------------------
-# the mtree-like record
-
-
-def scan_tree(rootfs: str) -> dict[str, list[Any]]:
-    """path -> [st_mode, uid, gid, size, mtime_ns, ctime_ns, ino, symlink target or None]."""
-    out: dict[str, list[Any]] = {}
-
-    def walk(dirpath: str, rel: str) -> None:
-        with os.scandir(dirpath) as it:
-            entries = list(it)
-        for e in entries:
-            st = e.stat(follow_symlinks=False)
-            path = f"{rel}/{e.name}" if rel else e.name
-            mode = st.st_mode
-            out[path] = [mode, st.st_uid, st.st_gid, st.st_size if stat.S_ISREG(mode) else 0,
-                         st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-                         os.readlink(e.path) if stat.S_ISLNK(mode) else None]
-            if stat.S_ISDIR(mode):
-                walk(e.path, path)
-
-    walk(rootfs, "")
-    return out
-
-
 def write_json(path: str, doc: Any, mode: int = 0o644) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     with os.fdopen(fd, "w") as f:
@@ -233,8 +208,9 @@ def unpack(layout: Layout, manifest_desc: dict[str, Any], bundle: str,
 
     `bundle` must not exist (or be an empty directory).  Returns the runtime config.
     """
-    import shutil
     import tempfile
+
+    from ocipy import fstree
 
     bundle = os.path.abspath(bundle)
     if os.path.lexists(bundle):
@@ -262,6 +238,6 @@ def unpack(layout: Layout, manifest_desc: dict[str, Any], bundle: str,
                 os.rmdir(bundle)
             os.rename(tmp, bundle)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            fstree.remove_quietly(tmp)  # any depth; a non-root user's 0500 dirs included
             raise
     return rc

@@ -343,9 +343,9 @@ def remove_dir(path: str) -> None:
     except FileNotFoundError:
         pass
     except OSError:
-        import shutil  # something unexpected inside: fall back to the general tool
+        from ocipy import fstree  # something unexpected inside: remove whatever it is
 
-        shutil.rmtree(path, ignore_errors=True)
+        fstree.remove_quietly(path)
 
 
 class locked:
