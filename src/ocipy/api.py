@@ -1,31 +1,403 @@
-"""The public Python API of the ocipy runtime.
+"""The public Python API of the ocipy runtime: containers without a daemon.
 
-The CLI is a thin layer over these functions; a Python program can use them
-directly to run containers without a daemon and without spawning a CLI::
+A Python program runs containers in-process with it; the ``ocipy`` CLI is a
+thin layer over the same functions::
 
     from ocipy import api
-    api.create("web", "/path/to/bundle", root="/run/ocipy")
-    api.start("web", root="/run/ocipy")
-    print(api.state("web", root="/run/ocipy")["status"])
-    api.kill("web", "TERM", root="/run/ocipy")
-    api.delete("web", root="/run/ocipy", force=True)
 
-    status = api.run("job", "/path/to/bundle")   # foreground: exit status
+    result = api.run("job", "/path/to/bundle", root="/tmp/state", capture=True)
+    print(result.exit_code, result.stdout)
 
-Every function raises :class:`ocipy.errors.OcipyError` (or a subclass) with
-a one-line message on failure; imports are lazy so ``import ocipy.api`` is
-cheap.  Image and registry functions live in ``ocipy.api_image`` and
-``ocipy.api_registry``.
+    with api.create("web", "/path/to/bundle", root="/tmp/state") as c:
+        c.start()
+        r = c.exec(["sh", "-c", "echo hi; exit 3"], capture=True)
+        assert (r.exit_code, r.stdout) == (3, b"hi\\n")
+        c.kill("KILL")
+        c.wait()
+    # deleted here, also when the block raised
+
+Every function raises :class:`ocipy.errors.OcipyError` (or a subclass, see
+:mod:`ocipy.errors`) with a one-line message.  ``root`` (the state
+directory, ``/run/ocipy`` by default) is keyword-only everywhere.  Imports
+are lazy: ``import ocipy.api`` costs well under a millisecond.
+
+The calling process becomes a child subreaper (``PR_SET_CHILD_SUBREAPER``)
+when it creates a container or runs a process in one: the container's init
+and exec'd processes are then its children, so that :meth:`Container.wait`
+and :meth:`Container.exec` learn their exit status and nothing is left as a
+zombie.  Image and registry functions are in ``ocipy.api_image`` and
+``ocipy.api_registry``; an asyncio face is in :mod:`ocipy.aio`.
+See docs/api.md for a tutorial and the reference.
 """
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Generator, Iterator
+    from typing import Any, Literal, overload
 
+    from ocipy.runtime import store as _store_mod
+
+__all__ = [
+    "DEFAULT_ROOT", "DEVNULL", "PIPE", "Container", "Process", "Result", "Stream", "containers", "create",
+    "delete", "events", "exec", "exec_stream", "features", "get", "kill", "list_containers", "pause", "processes",
+    "resume", "run", "run_stream", "spawn", "spec", "start", "state", "stats", "update",
+]  # fmt: skip
 
 DEFAULT_ROOT = "/run/ocipy"
+PIPE = -1  # stdin/stdout/stderr=PIPE: a pipe between the caller and the container's process
+DEVNULL = -2  # stdin/stdout/stderr=DEVNULL: /dev/null
+
+_subreaper = False  # set once this process is the subreaper of what the API starts
+
+
+def _adopt() -> None:
+    """Become the subreaper of our descendants: a container's init forked by a
+    bootstrap (user namespace, or a caller with threads) and exec'd processes
+    are then our children, to wait for and to reap."""
+    global _subreaper
+    if not _subreaper:
+        from ocipy.linux import syscalls as sc
+
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        _subreaper = True
+
+
+class Result:
+    """What a process that ran to its end left: ``exit_code`` (128+N when
+    killed by signal N), ``stdout`` and ``stderr`` (bytes; None when not
+    captured; with a terminal both streams are in ``stdout``) and ``pid``.
+
+    Unpacks as ``exit_code, stdout, stderr = result``."""
+
+    __slots__ = ("exit_code", "stdout", "stderr", "pid")
+
+    def __init__(self, exit_code: int, stdout: bytes | None = None, stderr: bytes | None = None, pid: int = 0) -> None:
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+        self.pid = pid
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.exit_code, self.stdout, self.stderr))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Result):
+            return (self.exit_code, self.stdout, self.stderr) == (other.exit_code, other.stdout, other.stderr)
+        if isinstance(other, tuple):
+            return (self.exit_code, self.stdout, self.stderr) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Result(exit_code={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+
+
+class Stream:
+    """The output of a running process, chunk by chunk: iterate for
+    ``(name, data)`` pairs, ``name`` being ``"stdout"`` or ``"stderr"``.
+    Once the iteration ends, :attr:`exit_code` holds the exit status.
+
+    Leaving early (``break``, :meth:`close`, or the ``with`` block) kills the
+    process (SIGKILL) and collects it; a run's container is deleted."""
+
+    def __init__(self, pid: int, plan: Any, on_end: Any = None) -> None:
+        from ocipy import _stdio
+
+        self.pid = pid
+        self.exit_code: int | None = None
+        self._plan = plan
+        self._on_end = on_end
+        outputs = plan.outputs()
+        self.streams = frozenset(outputs.values())  # the names this stream yields
+        self._chunks: Generator[tuple[str, bytes], None, None] | None = _stdio.chunks(pid, outputs)
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> tuple[str, bytes]:
+        if self._chunks is None:
+            raise StopIteration
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            self._finish(kill=False)
+            raise
+        except BaseException:
+            self._finish(kill=True)
+            raise
+
+    def _finish(self, kill: bool) -> None:
+        from ocipy import _stdio
+
+        if self._chunks is None:
+            return
+        chunks, self._chunks = self._chunks, None
+        chunks.close()
+        try:
+            if kill:
+                try:
+                    os.kill(self.pid, 9)
+                except ProcessLookupError:
+                    pass
+            self.exit_code = _stdio.wait(self.pid)
+        finally:
+            self._plan.close()
+            if self._on_end is not None:
+                self._on_end()
+
+    def close(self) -> None:
+        """Stop reading: kill the process if it still runs, and collect it."""
+        self._finish(kill=True)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_chunks", None) is not None:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - nothing can be reported from a finaliser
+                pass
+
+
+class Process:
+    """A process started in a container by :meth:`Container.spawn`, running.
+
+    ``stdin`` (a writable fd), ``stdout`` and ``stderr`` (readable fds) are
+    set for the streams given as :data:`PIPE`; with ``tty=True`` ``master``
+    is the pty master fd (read the output, write the input, set the window
+    size).  They are the caller's to use; :meth:`close` (or the end of the
+    ``with`` block, which also waits) closes them.  :meth:`wait` collects
+    the process and returns its exit status."""
+
+    def __init__(self, pid: int, plan: Any) -> None:
+        self.pid = pid
+        self.exit_code: int | None = None
+        self._plan = plan
+        self.stdin: int | None = plan.parent.get("stdin")
+        self.stdout: int | None = plan.parent.get("stdout")
+        self.stderr: int | None = plan.parent.get("stderr")
+        self.master: int | None = plan.master
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to end; its exit status (TimeoutError after `timeout` s)."""
+        from ocipy import _stdio
+
+        self.exit_code = _stdio.wait(self.pid, timeout)
+        return self.exit_code
+
+    def poll(self) -> int | None:
+        """The exit status if the process has ended, else None."""
+        from ocipy import _stdio
+
+        try:
+            code = _stdio.reap(self.pid)
+        except ChildProcessError:
+            code = -1
+        if code is not None:
+            self.exit_code = code
+        return code
+
+    def kill(self, signal: str | int = "TERM") -> None:
+        from ocipy.runtime.operations import parse_signal
+
+        if self.exit_code is None:
+            try:
+                os.kill(self.pid, parse_signal(signal))
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        """Close the caller's ends of the pipes and the pty master."""
+        self._plan.close()
+        self.stdin = self.stdout = self.stderr = self.master = None
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None and self.exit_code is None:
+            self.kill("KILL")
+        if self.stdin is not None:
+            os.close(self.stdin)
+            self._plan.parent.pop("stdin", None)
+            self.stdin = None
+        try:
+            self.wait()
+        finally:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"Process(pid={self.pid}, exit_code={self.exit_code})"
+
+
+class Container:
+    """One container under a state root.
+
+    Get one from :func:`create`, :func:`run` with ``detach=True`` or by id
+    (:meth:`get`, :func:`list_containers`).  ``status`` and ``pid`` are read
+    afresh from the container's state each time; ``bundle``, ``created``,
+    ``rootfs``, ``owner`` and ``annotations`` are fixed at create.  As a
+    context manager the container is deleted (forcibly) when the block ends,
+    also when it raises.  Objects for different containers may be used from
+    different threads at once."""
+
+    def __init__(self, container_id: str, *, root: str | None = None,
+                 _loaded: _store_mod.Container | None = None) -> None:  # fmt: skip
+        self.id = container_id
+        self.root = root or DEFAULT_ROOT
+        self._loaded = _loaded
+
+    @classmethod
+    def get(cls, container_id: str, *, root: str | None = None) -> Container:
+        """The container with this id (ContainerNotFound if there is none)."""
+        c = cls(container_id, root=root)
+        c._load()
+        return c
+
+    def _load(self) -> _store_mod.Container:
+        from ocipy.runtime import store
+
+        self._loaded = store.load(self.root, self.id)
+        return self._loaded
+
+    def _known(self) -> _store_mod.Container:
+        return self._loaded if self._loaded is not None else self._load()
+
+    # --- attributes -------------------------------------------------------
+    @property
+    def status(self) -> str:
+        """creating, created, running, paused or stopped (ContainerNotFound once deleted)."""
+        return self._load().status
+
+    @property
+    def pid(self) -> int:
+        """The init's host pid while the container is alive, else 0."""
+        from ocipy.runtime import lifecycle
+
+        loaded = self._load()
+        return loaded.pid if lifecycle.is_alive(loaded.status) else 0
+
+    @property
+    def bundle(self) -> str:
+        return self._known().bundle
+
+    @property
+    def rootfs(self) -> str:
+        return str(self._known().data.get("rootfs", ""))
+
+    @property
+    def created(self) -> str:
+        """RFC 3339 time of the create, in UTC."""
+        return str(self._known().data.get("created", ""))
+
+    @property
+    def owner(self) -> str:
+        return str(self._known().data.get("owner", ""))
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self._known().config.get("annotations") or {})
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The container's config.json as saved (with the limits `update` set)."""
+        return self._load().config
+
+    def state(self, refresh: bool = True) -> dict[str, Any]:
+        """The runtime-spec state (ociVersion, id, pid, status, bundle, rootfs,
+        created, owner, annotations); `refresh=False` uses the state.json read
+        at lookup (the status is computed now either way)."""
+        return (self._load() if refresh else self._known()).oci_state()
+
+    # --- lifecycle --------------------------------------------------------
+    def start(self) -> None:
+        """Run the user program of a created container."""
+        start(self.id, root=self.root)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the container's init to exit; its exit status (128+N for
+        signal N).  -1 when the status cannot be known: the init is not a
+        child of this process (a container made by another process) or was
+        collected elsewhere.  TimeoutError after `timeout` seconds."""
+        from ocipy import _stdio
+        from ocipy.errors import InvalidState
+
+        loaded = self._known()
+        if not loaded.pid:
+            loaded = self._load()
+        if not loaded.pid:
+            raise InvalidState(f"container {self.id} has no init process yet")
+        start_time = loaded.data.get("pid_start")
+        return _stdio.wait(loaded.pid, timeout, start_time if isinstance(start_time, int) else None)
+
+    def kill(self, signal: str | int = "TERM", *, all: bool = False) -> None:  # noqa: A002 - runc's flag
+        """Send a signal (name or number) to the init, or with `all` to every process."""
+        kill(self.id, signal, root=self.root, all_processes=all)
+
+    def pause(self) -> None:
+        pause(self.id, root=self.root)
+
+    def resume(self) -> None:
+        resume(self.id, root=self.root)
+
+    def processes(self) -> list[int]:
+        """The host pids of the container's processes (``ocipy ps --format json``)."""
+        return processes(self.id, root=self.root)
+
+    def stats(self) -> dict[str, Any]:
+        """Resource statistics: the ``data`` of ``ocipy events --stats`` (cpu, memory, pids, blkio...)."""
+        return dict(stats(self.id, root=self.root)["data"])
+
+    def events(self, interval: float = 5.0) -> Iterator[dict[str, Any]]:
+        """``ocipy events``: a stats event every `interval` s and an oom event per OOM kill, until it stops."""
+        return events(self.id, interval, root=self.root)
+
+    def update(self, resources: dict[str, Any] | None = None, **limits: Any) -> dict[str, Any]:
+        """Change the limits (see :func:`update`); returns the new linux.resources."""
+        return update(self.id, resources, root=self.root, **limits)
+
+    def exec(self, args: list[str] | None = None, **options: Any) -> Result:
+        """Run a process in the container and wait for it (see :func:`exec`)."""
+        return exec(self.id, args, root=self.root, **options)
+
+    def exec_stream(self, args: list[str] | None = None, **options: Any) -> Stream:
+        """Run a process; iterate over its output (see :func:`exec_stream`)."""
+        return exec_stream(self.id, args, root=self.root, **options)
+
+    def spawn(self, args: list[str] | None = None, **options: Any) -> Process:
+        """Start a process and return at once (see :func:`spawn`)."""
+        return spawn(self.id, args, root=self.root, **options)
+
+    def delete(self, force: bool = False) -> None:
+        """Delete the container (stopped, or any status with `force`)."""
+        delete(self.id, root=self.root, force=force)
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        delete(self.id, root=self.root, force=True)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Container) and (self.root, self.id) == (other.root, other.id)
+
+    def __hash__(self) -> int:
+        return hash((self.root, self.id))
+
+    def __repr__(self) -> str:
+        return f"Container({self.id!r}, root={self.root!r})"
+
+
+# --- functions by id ------------------------------------------------------------
 
 
 def spec(rootless: bool = False) -> dict[str, Any]:
@@ -37,21 +409,69 @@ def spec(rootless: bool = False) -> dict[str, Any]:
 
 def create(container_id: str, bundle: str, *, root: str | None = None, console_socket: str | None = None,
            pid_file: str | None = None, no_pivot: bool = False, no_new_keyring: bool = False,
-           preserve_fds: int = 0, systemd_cgroup: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Create a container from a bundle; its process waits for :func:`start`.
+           preserve_fds: int = 0, systemd_cgroup: bool = False, stdin: Any = None, stdout: Any = None,
+           stderr: Any = None) -> Container:  # fmt: skip
+    """Create a container from a bundle; its process waits for :meth:`Container.start`.
 
-    Returns the container's state (runtime-spec ``state``), status ``created``.
-    Without a user or time namespace to set up (and from a caller with one
-    thread) the container's process is a child of the caller, as runc's init
-    is runc's: the caller may ``os.waitpid`` it, and :func:`delete` collects
-    it if the caller did not.
-    """
+    `stdin`, `stdout`, `stderr`: what the container's process gets as fds
+    0-2: None (the caller's own), an fd or a file object, :data:`DEVNULL`;
+    `stdin` may also be bytes (the data, then end of file).  To capture the
+    output use :func:`run` or :func:`run_stream`.  The other options are
+    ``ocipy create``'s flags."""
     from ocipy.runtime.create import create as _create
 
-    container = _create(root or DEFAULT_ROOT, container_id, bundle, console_socket=console_socket,
-                        pid_file=pid_file, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
-                        preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup)  # fmt: skip
-    return container.oci_state()
+    root = root or DEFAULT_ROOT
+    for name, value in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
+        if isinstance(value, int) and value == PIPE:
+            raise ValueError(f"create: {name}=PIPE has no reader: use run(capture=True) or run_stream()")
+    _adopt()
+    plan = None
+    if stdin is not None or stdout is not None or stderr is not None:
+        from ocipy import _stdio
+
+        plan = _stdio.Plan(stdin, stdout, stderr)
+    try:
+        loaded = _create(root, container_id, bundle, console_socket=console_socket, pid_file=pid_file,
+                         no_pivot=no_pivot, no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                         systemd_cgroup=systemd_cgroup, stdio=plan.stdio() if plan else None)  # fmt: skip
+    finally:
+        if plan is not None:
+            plan.close()
+    if "ocipy._stdio" in __import__("sys").modules:
+        from ocipy import _stdio
+
+        _stdio.started(loaded.pid)
+    return Container(container_id, root=root, _loaded=loaded)
+
+
+def get(container_id: str, *, root: str | None = None) -> Container:
+    """The container with this id (:class:`~ocipy.errors.ContainerNotFound` if there is none)."""
+    return Container.get(container_id, root=root)
+
+
+def list_containers(*, root: str | None = None) -> list[Container]:
+    """Every container under `root`, by id.
+
+    A container whose state.json cannot be read is left out with a warning
+    (logger ``ocipy.runtime``; runc's "load container ID: ..."): it never
+    hides the others."""
+    from ocipy import log
+    from ocipy.errors import OcipyError
+    from ocipy.runtime import store
+
+    root = root or DEFAULT_ROOT
+    found = []
+    for container_id in store.list_ids(root):
+        try:
+            found.append(Container(container_id, root=root, _loaded=store.load(root, container_id)))
+        except store.CorruptState as e:
+            log.warning(f"load container {container_id}: {e}")
+        except OcipyError:
+            continue  # removed meanwhile, or not a container directory
+    return found
+
+
+containers = list_containers
 
 
 def start(container_id: str, *, root: str | None = None) -> None:
@@ -68,28 +488,6 @@ def state(container_id: str, *, root: str | None = None) -> dict[str, Any]:
     return _state(root or DEFAULT_ROOT, container_id)
 
 
-def list_containers(*, root: str | None = None) -> list[dict[str, Any]]:
-    """The state of every container under `root`.
-
-    A container whose state.json cannot be read is left out with a warning
-    (runc's "load container ID: ..."): it never hides the others."""
-    from ocipy.errors import OcipyError
-    from ocipy.runtime import store
-
-    root = root or DEFAULT_ROOT
-    states = []
-    for container_id in store.list_ids(root):
-        try:
-            states.append(store.load(root, container_id).oci_state())
-        except store.CorruptState as e:
-            from ocipy.cli import log
-
-            log.warning(f"load container {container_id}: {e}")
-        except OcipyError:
-            continue  # removed meanwhile, or not a container directory
-    return states
-
-
 def kill(container_id: str, signal: str | int = "SIGTERM", *, root: str | None = None,
          all_processes: bool = False) -> None:  # fmt: skip
     """Send a signal (name or number) to the container's process, or to all its processes."""
@@ -102,14 +500,26 @@ def delete(container_id: str, *, root: str | None = None, force: bool = False) -
     """Delete a stopped container and everything create made; `force` kills it first
     (and succeeds when there is no such container, as runc's ``delete -f`` does).
 
-    The container's init is often the caller's own child (see :func:`create`):
-    it is always collected here, so a delete leaves no zombie behind, however
-    the init's death and the delete interleave."""
+    What the API started in this process is collected here (the init, exec'd
+    processes nobody waited for, and without a pid namespace what was left
+    in the container): a delete leaves no zombie behind."""
+    import sys
+
     from ocipy.errors import ContainerNotFound
     from ocipy.runtime.operations import delete as _delete
 
     root = root or DEFAULT_ROOT
-    pid, start_time = _init_of(root, container_id)
+    ours = _subreaper or "ocipy._stdio" in sys.modules  # this process started something in a container
+    pid, start_time, leftovers = _init_of(root, container_id, ours)
+    if ours and pid > 0 and start_time is not None:
+        from ocipy import _stdio
+        from ocipy.runtime import store
+
+        if store.process_start_time(pid) is None:  # exited: keep its status for a later wait()
+            try:
+                _stdio.reap(pid)
+            except ChildProcessError:
+                pass
     try:
         _delete(root, container_id, force)
     except ContainerNotFound:
@@ -118,10 +528,15 @@ def delete(container_id: str, *, root: str | None = None, force: bool = False) -
         return  # runc: `delete -f` of a container that does not exist succeeds (it is gone either way)
     if pid > 0:
         _collect(pid, start_time)
+    if ours:
+        from ocipy import _stdio
+
+        _stdio.reap_container((root, container_id), leftovers)
 
 
-def _init_of(root: str, container_id: str) -> tuple[int, int | None]:
-    """The init's pid and start time, if the container's state can be read."""
+def _init_of(root: str, container_id: str, leftovers: bool) -> tuple[int, int | None, list[int]]:
+    """The init's pid and start time, if the container's state can be read,
+    and (with `leftovers`, when it has no pid namespace) its processes."""
     from ocipy.errors import OcipyError
     from ocipy.runtime import store
 
@@ -130,9 +545,19 @@ def _init_of(root: str, container_id: str) -> tuple[int, int | None]:
     except store.CorruptState as e:
         container = e.container
     except OcipyError:
-        return 0, None
+        return 0, None, []
     start = container.data.get("pid_start")
-    return container.pid, start if isinstance(start, int) else None
+    pids: list[int] = []
+    namespaces = (container.config.get("linux") or {}).get("namespaces") or []
+    if leftovers and not any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces):
+        from ocipy.runtime.operations import _manager
+
+        try:
+            manager = _manager(container)
+            pids = [int(p) for p in manager.pids()] if manager is not None else []
+        except (OcipyError, OSError, ValueError):
+            pids = []
+    return container.pid, start if isinstance(start, int) else None, pids
 
 
 def _collect(pid: int, start_time: int | None) -> None:
@@ -146,21 +571,210 @@ def _collect(pid: int, start_time: int | None) -> None:
     store.reap(pid, start_time)
 
 
-def run(container_id: str, bundle: str, root: str | None = None, detach: bool = False, *,
-        keep: bool = False, pid_file: str | None = None, console_socket: str | None = None,
-        no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
-        systemd_cgroup: bool = False) -> int:  # fmt: skip
+if TYPE_CHECKING:
+
+    @overload
+    def run(container_id: str, bundle: str, *, root: str | None = None, capture: bool = False,
+            detach: Literal[False] = False, keep: bool = False, stdin: Any = None, stdout: Any = None,
+            stderr: Any = None, pid_file: str | None = None, console_socket: str | None = None,
+            no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+            systemd_cgroup: bool = False, forward_signals: bool = False) -> Result: ...  # fmt: skip
+
+    @overload
+    def run(container_id: str, bundle: str, *, root: str | None = None, capture: bool = False,
+            detach: Literal[True], keep: bool = False, stdin: Any = None, stdout: Any = None,
+            stderr: Any = None, pid_file: str | None = None, console_socket: str | None = None,
+            no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+            systemd_cgroup: bool = False, forward_signals: bool = False) -> Container: ...  # fmt: skip
+
+    @overload
+    def run(container_id: str, bundle: str, *, root: str | None = None, capture: bool = False,
+            detach: bool, keep: bool = False, stdin: Any = None, stdout: Any = None,
+            stderr: Any = None, pid_file: str | None = None, console_socket: str | None = None,
+            no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+            systemd_cgroup: bool = False, forward_signals: bool = False) -> Result | Container: ...  # fmt: skip
+
+
+def run(container_id: str, bundle: str, *, root: str | None = None, capture: bool = False, detach: bool = False,
+        keep: bool = False, stdin: Any = None, stdout: Any = None, stderr: Any = None,
+        pid_file: str | None = None, console_socket: str | None = None, no_pivot: bool = False,
+        no_new_keyring: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False,
+        forward_signals: bool = False) -> Result | Container:  # fmt: skip
     """Create and start a container.
 
-    In the foreground (``detach=False``) wait for it, delete it (unless
-    `keep`) and return its exit status (128+N when killed by signal N).
-    Detached, return 0 once it runs.
-    """
-    from ocipy.runtime.operations import run as _run
+    In the foreground (the default) wait for it, delete it (unless `keep`)
+    and return a :class:`Result`: ``exit_code`` (128+N when killed by signal
+    N), and with `capture` its ``stdout`` and ``stderr`` as bytes.  `stdin`
+    may be bytes (fed, then end of file), a file or an fd; `stdout` and
+    `stderr` an fd, a file, :data:`PIPE` (captured) or :data:`DEVNULL`.
+    With process.terminal and no `console_socket` the output comes through a
+    pty (in ``stdout``, or copied to the caller's terminal when not captured).
+    `forward_signals` (main thread only; the CLI's behaviour) passes SIGINT,
+    SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 on to the container.
 
-    return _run(root or DEFAULT_ROOT, container_id, bundle, detach=detach, keep=keep, pid_file=pid_file,
-                console_socket=console_socket, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
-                preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup)  # fmt: skip
+    With `detach`, return the running :class:`Container` at once."""
+    root = root or DEFAULT_ROOT
+    if detach:
+        if capture:
+            raise ValueError("run: capture=True needs the foreground (use run_stream, or exec on the container)")
+        c = create(container_id, bundle, root=root, console_socket=console_socket, pid_file=pid_file,
+                   no_pivot=no_pivot, no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                   systemd_cgroup=systemd_cgroup, stdin=stdin, stdout=stdout, stderr=stderr)  # fmt: skip
+        try:
+            c.start()
+        except BaseException:
+            delete(container_id, root=root, force=True)
+            raise
+        return c
+    if not capture and stdin is None and stdout is None and stderr is None:
+        from ocipy.runtime.operations import run as _run
+
+        _adopt()
+        code = _run(root, container_id, bundle, detach=False, keep=keep, pid_file=pid_file,
+                    console_socket=console_socket, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                    preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup,
+                    forward_signals=forward_signals)  # fmt: skip
+        return Result(code)
+    stream = run_stream(container_id, bundle, root=root, keep=keep, stdin=stdin,
+                        stdout=PIPE if capture and stdout is None else stdout,
+                        stderr=PIPE if capture and stderr is None else stderr, pid_file=pid_file,
+                        console_socket=console_socket, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                        preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup)  # fmt: skip
+    return _collect_stream(stream, capture)
+
+
+def _collect_stream(stream: Stream, capture: bool) -> Result:
+    out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    with stream:
+        for name, data in stream:
+            out[name].append(data)
+    assert stream.exit_code is not None
+    stdout = b"".join(out["stdout"]) if "stdout" in stream.streams else None
+    stderr = b"".join(out["stderr"]) if "stderr" in stream.streams else None
+    return Result(stream.exit_code, stdout, stderr, stream.pid)
+
+
+def run_stream(container_id: str, bundle: str, *, root: str | None = None, keep: bool = False,
+               stdin: Any = None, stdout: Any = PIPE, stderr: Any = PIPE, pid_file: str | None = None,
+               console_socket: str | None = None, no_pivot: bool = False, no_new_keyring: bool = False,
+               preserve_fds: int = 0, systemd_cgroup: bool = False) -> Stream:  # fmt: skip
+    """Create and start a container and stream its output: a :class:`Stream`
+    of ``(name, bytes)`` chunks as they come, whose ``exit_code`` is set when
+    the iteration ends.  The container is deleted then (unless `keep`), or
+    killed and deleted when the stream is closed early."""
+    from ocipy import _stdio
+    from ocipy.runtime.create import create as _create
+    from ocipy.runtime.operations import _wants_terminal
+
+    root = root or DEFAULT_ROOT
+    _adopt()
+    terminal = console_socket is None and _wants_terminal(bundle)
+    plan = _stdio.Plan(stdin, stdout, stderr, terminal=terminal)
+    created = False
+    try:
+        loaded = _create(root, container_id, bundle, console_socket=console_socket,
+                         console_fd=plan.console_child, pid_file=pid_file, no_pivot=no_pivot,
+                         no_new_keyring=no_new_keyring, preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup,
+                         stdio=plan.stdio())  # fmt: skip
+        created = True
+        _stdio.started(loaded.pid)
+        plan.spawned()
+        start(container_id, root=root)
+    except BaseException:
+        plan.close()
+        if created:
+            delete(container_id, root=root, force=True)
+        raise
+
+    def end() -> None:
+        if not keep:
+            delete(container_id, root=root, force=True)
+
+    return Stream(loaded.pid, plan, end)
+
+
+def pause(container_id: str, *, root: str | None = None) -> None:
+    """Freeze every process of the container."""
+    from ocipy.runtime import resources
+
+    resources.pause(root or DEFAULT_ROOT, container_id)
+
+
+def resume(container_id: str, *, root: str | None = None) -> None:
+    """Thaw a paused container."""
+    from ocipy.runtime import resources
+
+    resources.resume(root or DEFAULT_ROOT, container_id)
+
+
+def processes(container_id: str, *, root: str | None = None) -> list[int]:
+    """The host pids of every process in the container (its cgroup)."""
+    from ocipy.runtime import resources
+
+    return resources.ps(root or DEFAULT_ROOT, container_id)
+
+
+ps = processes
+
+
+def stats(container_id: str, *, root: str | None = None) -> dict[str, Any]:
+    """One runc stats event, ``{"type": "stats", "id": ID, "data": {...}}``, as ``ocipy events --stats``."""
+    from ocipy.runtime import resources
+
+    return resources.stats(root or DEFAULT_ROOT, container_id)
+
+
+def events(container_id: str, interval: float = 5.0, *, root: str | None = None) -> Iterator[dict[str, Any]]:
+    """runc's event stream: a stats event every `interval` s and ``{"type": "oom"}`` per OOM kill, until it stops."""
+    from ocipy.runtime import resources
+
+    return resources.events(root or DEFAULT_ROOT, container_id, interval)
+
+
+# update's keywords: (keyword, linux.resources section, key), as runc update's flags
+_LIMITS = (
+    ("memory", "memory", "limit"), ("memory_reservation", "memory", "reservation"), ("memory_swap", "memory", "swap"),
+    ("kernel_memory", "memory", "kernel"), ("kernel_memory_tcp", "memory", "kernelTCP"),
+    ("cpu_shares", "cpu", "shares"), ("cpu_quota", "cpu", "quota"), ("cpu_period", "cpu", "period"),
+    ("cpu_burst", "cpu", "burst"), ("cpu_rt_period", "cpu", "realtimePeriod"),
+    ("cpu_rt_runtime", "cpu", "realtimeRuntime"), ("cpu_idle", "cpu", "idle"), ("cpuset_cpus", "cpu", "cpus"),
+    ("cpuset_mems", "cpu", "mems"), ("pids_limit", "pids", "limit"), ("blkio_weight", "blockIO", "weight"),
+)  # fmt: skip
+
+
+def update(container_id: str, resources: dict[str, Any] | None = None, *, root: str | None = None,
+           **limits: Any) -> dict[str, Any]:  # fmt: skip
+    """Change a running container's limits (``ocipy update``); returns the new linux.resources.
+
+    `resources` is a linux.resources object (config.md); the keywords, as
+    update's flags, are applied over it: ``memory``, ``memory_reservation``,
+    ``memory_swap``, ``kernel_memory``, ``kernel_memory_tcp`` (bytes, -1 for
+    unlimited), ``cpu_shares``, ``cpu_quota``, ``cpu_period``, ``cpu_burst``,
+    ``cpu_rt_period``, ``cpu_rt_runtime``, ``cpu_idle``, ``pids_limit``,
+    ``blkio_weight`` (integers), ``cpuset_cpus``, ``cpuset_mems`` (strings
+    like ``"0-3"``).  ``l3_cache_schema`` and ``mem_bw_schema`` (Intel RDT)
+    are refused.  Only what is given is written; the rest is left as it is."""
+    from ocipy.errors import OcipyError
+    from ocipy.runtime import resources as _resources
+
+    res: dict[str, Any] = dict(resources) if resources else {}
+    if limits.pop("l3_cache_schema", None) is not None or limits.pop("mem_bw_schema", None) is not None:
+        raise OcipyError("Intel RDT is not supported by ocipy (--l3-cache-schema / --mem-bw-schema)")
+    for keyword, section, key in _LIMITS:
+        value = limits.pop(keyword, None)
+        if value is None:
+            continue
+        sec = res.get(section)
+        if sec is None:
+            sec = res[section] = {}
+        elif not isinstance(sec, dict):
+            raise OcipyError(f"update: {section} in the resources file must be an object")
+        else:
+            sec = res[section] = dict(sec)
+        sec[key] = value
+    if limits:
+        raise TypeError(f"update: unknown limit {sorted(limits)[0]!r}")
+    return _resources.update(root or DEFAULT_ROOT, container_id, res)
 
 
 def features() -> dict[str, Any]:
@@ -170,23 +784,133 @@ def features() -> dict[str, Any]:
     return _features()
 
 
-def exec(container_id: str, args: list[str] | None = None, *, root: str | None = None,
-         process: dict[str, Any] | None = None, env: list[str] | None = None, cwd: str | None = None,
-         user: str | None = None, tty: bool = False, detach: bool = False, pid_file: str | None = None,
-         console_socket: str | None = None, preserve_fds: int = 0, ignore_paused: bool = False) -> int:  # fmt: skip
-    """Run a process in a running container (``runc exec``).
+def _process(root: str, container_id: str, args: list[str] | None, process: dict[str, Any] | None, *,
+             env: list[str] | dict[str, str] | None, cwd: str | None, user: str | int | None,
+             additional_gids: list[int] | None, caps: list[str] | None, no_new_privs: bool, tty: bool,
+             apparmor: str | None, process_label: str | None) -> dict[str, Any]:  # fmt: skip
+    """exec's process: a full `process` object, or the container's process with these changes (as runc)."""
+    from ocipy.errors import OcipyError
 
-    Give either `args` (the container's process settings are the base, as
-    runc does) or a full `process` object.  Returns the exit status in the
-    foreground, 0 when detached.
-    """
+    if process is not None:
+        return process
+    if not args:
+        raise OcipyError("exec: no command given (args or --process)")
     from ocipy.runtime import exec as _exec
     from ocipy.runtime import store
 
+    if isinstance(env, dict):
+        env = [f"{k}={v}" for k, v in env.items()]
+    config = store.load(root, container_id).config
+    built = _exec.build_process(config, list(args), env=env, cwd=cwd, user=None if user is None else str(user),
+                                additional_gids=additional_gids, caps=caps, no_new_privs=no_new_privs, tty=tty)  # fmt: skip
+    if apparmor:
+        built["apparmorProfile"] = apparmor
+    if process_label:
+        built["selinuxLabel"] = process_label
+    return built
+
+
+def _spawn(container_id: str, args: list[str] | None, root: str | None, opts: dict[str, Any],
+           plan_args: tuple[Any, Any, Any], detach: bool = False) -> tuple[int, Any, str]:  # fmt: skip
+    """Start exec's process with pipes/pty per `plan_args`: (pid, plan, root)."""
+    from ocipy import _stdio
+    from ocipy.runtime.exec import spawn_process
+
     root = root or DEFAULT_ROOT
-    if process is None:
-        config = store.load(root, container_id).config
-        process = _exec.build_process(config, list(args or []), env=env, cwd=cwd, user=user, tty=tty)
-    return _exec.exec_process(root, container_id, process, detach=detach, pid_file=pid_file,
-                              console_socket=console_socket, preserve_fds=preserve_fds,
-                              ignore_paused=ignore_paused)  # fmt: skip
+    exec_opts = {k: opts.pop(k) for k in ("pid_file", "console_socket", "preserve_fds", "ignore_paused", "cgroup")
+                 if k in opts}  # fmt: skip
+    process = _process(root, container_id, args, opts.pop("process", None), env=opts.pop("env", None),
+                       cwd=opts.pop("cwd", None), user=opts.pop("user", None),
+                       additional_gids=opts.pop("additional_gids", None), caps=opts.pop("caps", None),
+                       no_new_privs=bool(opts.pop("no_new_privs", False)), tty=bool(opts.pop("tty", False)),
+                       apparmor=opts.pop("apparmor", None), process_label=opts.pop("process_label", None))  # fmt: skip
+    if opts:
+        raise TypeError(f"exec: unexpected keyword {sorted(opts)[0]!r}")
+    tty = bool(process.get("terminal"))
+    _adopt()
+    _stdio.reap_finished((root, container_id))
+    # detached, a terminal needs a console socket (the runtime's error says so)
+    plan = _stdio.Plan(*plan_args, terminal=tty and not detach and exec_opts.get("console_socket") is None)
+    try:
+        pid = spawn_process(root, container_id, process, detach=detach, adopt=True, stdio=plan.stdio(),
+                            console_fd=plan.console_child, **exec_opts)  # fmt: skip
+        _stdio.started(pid, (root, container_id))
+        plan.spawned()
+    except BaseException:
+        plan.close()
+        raise
+    return pid, plan, root
+
+
+def exec(container_id: str, args: list[str] | None = None, *, root: str | None = None, capture: bool = False,
+         stdin: Any = None, stdout: Any = None, stderr: Any = None, process: dict[str, Any] | None = None,
+         env: list[str] | dict[str, str] | None = None, cwd: str | None = None, user: str | int | None = None,
+         additional_gids: list[int] | None = None, caps: list[str] | None = None, no_new_privs: bool = False,
+         tty: bool = False, apparmor: str | None = None, process_label: str | None = None, detach: bool = False,
+         pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0,
+         ignore_paused: bool = False, cgroup: list[str] | None = None) -> Result:  # fmt: skip
+    """Run a process in a running container (``ocipy exec``) and wait for it.
+
+    Give `args` (the container's process settings are the base, as runc
+    does: `env` entries are added, `cwd`, `user` ("UID[:GID]"),
+    `additional_gids`, `caps` (added to bounding/effective/permitted),
+    `no_new_privs`, `tty`, `apparmor`, `process_label` change it) or a full
+    `process` object.  Returns a :class:`Result`: with `capture` the output
+    as bytes (with `tty`, both streams in ``stdout``).  `stdin` may be bytes
+    (fed, then end of file), a file or an fd.  Without `capture` and
+    redirections the process shares the caller's stdio (with `tty`, the
+    caller's terminal is copied through a pty, as the CLI does).  `detach`
+    returns at once (``Result(0, pid=PID)``): the process is collected at
+    :func:`delete`, or use :func:`spawn` to wait for it.  `cgroup`:
+    ``[CONTROLLER:]PATH`` sub-cgroups, `preserve_fds`, `pid_file`,
+    `console_socket`, `ignore_paused`: as the CLI's flags."""
+    opts: dict[str, Any] = {
+        "process": process, "env": env, "cwd": cwd, "user": user, "additional_gids": additional_gids, "caps": caps,
+        "no_new_privs": no_new_privs, "tty": tty, "apparmor": apparmor, "process_label": process_label,
+        "pid_file": pid_file, "console_socket": console_socket, "preserve_fds": preserve_fds,
+        "ignore_paused": ignore_paused, "cgroup": cgroup,
+    }  # fmt: skip
+    if capture:
+        stdout = PIPE if stdout is None else stdout
+        stderr = PIPE if stderr is None else stderr
+    plain = stdin is None and stdout is None and stderr is None
+    if detach:
+        if capture:
+            raise ValueError("exec: capture=True and detach=True: use spawn() to read a running process's output")
+        pid, plan, _ = _spawn(container_id, args, root, opts, (stdin, stdout, stderr), detach=True)
+        plan.close()
+        return Result(0, pid=pid)
+    if plain:
+        # the caller's stdio (the CLI's exec): with a tty, our terminal is copied through the pty
+        from ocipy.runtime.exec import exec_process
+
+        root = root or DEFAULT_ROOT
+        full = _process(root, container_id, args, process, env=env, cwd=cwd, user=user,
+                        additional_gids=additional_gids, caps=caps, no_new_privs=no_new_privs, tty=tty,
+                        apparmor=apparmor, process_label=process_label)  # fmt: skip
+        _adopt()
+        return Result(exec_process(root, container_id, full, pid_file=pid_file, console_socket=console_socket,
+                                   preserve_fds=preserve_fds, ignore_paused=ignore_paused, cgroup=cgroup,
+                                   adopt=True))  # fmt: skip
+    pid, plan, root = _spawn(container_id, args, root, opts, (stdin, stdout, stderr))
+    return _collect_stream(Stream(pid, plan), capture)
+
+
+def exec_stream(container_id: str, args: list[str] | None = None, *, root: str | None = None, stdin: Any = None,
+                stdout: Any = PIPE, stderr: Any = PIPE, **options: Any) -> Stream:  # fmt: skip
+    """Run a process in the container and stream its output: a :class:`Stream`
+    of ``(name, bytes)`` chunks, whose ``exit_code`` is set when the
+    iteration ends.  Options as :func:`exec`'s (with `tty`, the pty's output
+    comes as ``"stdout"``)."""
+    pid, plan, _ = _spawn(container_id, args, root, dict(options), (stdin, stdout, stderr))
+    return Stream(pid, plan)
+
+
+def spawn(container_id: str, args: list[str] | None = None, *, root: str | None = None, stdin: Any = None,
+          stdout: Any = None, stderr: Any = None, **options: Any) -> Process:  # fmt: skip
+    """Start a process in the container and return it running, as a
+    :class:`Process` (its pid, the caller's ends of the :data:`PIPE`
+    streams, with ``tty=True`` the pty master fd; :meth:`Process.wait`).
+    Options as :func:`exec`'s."""
+    pid, plan, _ = _spawn(container_id, args, root, dict(options), (stdin, stdout, stderr))
+    return Process(pid, plan)

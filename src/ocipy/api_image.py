@@ -307,7 +307,7 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, root: str |
             path = os.path.join(bundle, "config.json")
             with open(path, "w") as f:
                 json.dump(config, f, indent=2)
-        return api.run(cid, bundle, root, False, keep=not rm)
+        return api.run(cid, bundle, root=root, keep=not rm, forward_signals=True).exit_code
     finally:
         if rm:
             shutil.rmtree(holder, ignore_errors=True)

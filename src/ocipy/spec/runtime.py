@@ -276,7 +276,7 @@ def validate_process(process: Any, field: str = "process") -> None:
     if unknown:
         from ocipy import log
 
-        log.warning(f"ignoring unknown or unavailable capabilities: [{' '.join(sorted(unknown))}]")
+        log.warning(f"ignoring unknown or unavailable capabilities: [{' '.join(sorted(unknown))}]", "ocipy.spec")
     seen: set[str] = set()
     for i, rl in enumerate(process.get("rlimits") or []):
         where = f"{field}.rlimits[{i}]"

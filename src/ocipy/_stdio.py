@@ -1,0 +1,370 @@
+"""Internal to ocipy.api: the stdio a container process gets, the copy loop
+that reads its output while it runs, and the reaping of the processes the
+API starts.  Not a public module: use :mod:`ocipy.api`.
+
+The container's process gets its fds 0-2 from the child the runtime forks
+(runtime/process.take_stdio): pipes, a memfd holding the stdin bytes, or any
+fd the caller names.  The caller's own fds 0-2 are never changed.
+
+End of output is the process's exit (a pidfd), then what is left in the
+pipes: a pipe end inherited by another child of the caller (a container
+created meanwhile by another thread holds it until its own execve) must not
+make a capture wait forever.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Generator
+    from typing import Any
+
+PIPE = -1  # stdin/stdout/stderr=PIPE: a pipe the caller reads (writes, for stdin)
+DEVNULL = -2  # stdin/stdout/stderr=DEVNULL: /dev/null
+
+_lock = _thread.allocate_lock()
+_exits: dict[int, int] = {}  # pid -> exit status, for processes reaped here (waiters share them)
+_tracked: dict[tuple[str, str], set[int]] = {}  # (root, id) -> pids started by the API, not yet reaped
+
+
+def status_code(status: int) -> int:
+    """A waitpid status as a shell shows it: the exit code, 128+N for signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def started(pid: int, key: tuple[str, str] | None = None) -> None:
+    """A new process of ours: forget an old exit status of a reused pid, and
+    remember it under its container (so that delete reaps it)."""
+    with _lock:
+        _exits.pop(pid, None)
+        if key is not None:
+            _tracked.setdefault(key, set()).add(pid)
+
+
+def reap(pid: int) -> int | None:
+    """The exit status of `pid` if it has exited, reaping it if it is our
+    child; None while it runs.  ChildProcessError: not our child (and not
+    reaped here before)."""
+    with _lock:
+        if pid in _exits:
+            return _exits[pid]
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got == 0:
+            return None
+        code = status_code(status)
+        if len(_exits) >= 4096:
+            del _exits[next(iter(_exits))]
+        _exits[pid] = code
+        for pids in _tracked.values():
+            pids.discard(pid)
+        return code
+
+
+def pidfd(pid: int) -> int:
+    return os.pidfd_open(pid)
+
+
+def wait(pid: int, timeout: float | None = None, start_time: int | None = None) -> int:
+    """Wait for `pid` to exit; its exit status, or -1 when it is not our
+    child (its status cannot be known).  TimeoutError after `timeout` seconds."""
+    import select
+
+    try:
+        code = reap(pid)
+    except ChildProcessError:
+        code = None
+        if start_time is None:
+            return -1
+    if code is not None:
+        return code
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return _after_exit(pid)
+    try:
+        if start_time is not None:
+            from ocipy.runtime.store import process_start_time
+
+            if process_start_time(pid) not in (None, start_time):
+                return _after_exit(pid)  # another process has that pid now
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(None if timeout is None else max(0, int(timeout * 1000))):
+            raise TimeoutError(f"process {pid} still running after {timeout} s")
+    finally:
+        os.close(fd)
+    return _after_exit(pid)
+
+
+def _after_exit(pid: int) -> int:
+    try:
+        code = reap(pid)
+    except ChildProcessError:
+        return -1
+    if code is None:  # exited (pidfd readable) but not yet a zombie we can see: rare, wait for it
+        with _lock:
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                return _exits.get(pid, -1)
+            code = status_code(status)
+            _exits[pid] = code
+            for pids in _tracked.values():
+                pids.discard(pid)
+    return code
+
+
+def reap_container(key: tuple[str, str], extra: list[int] | None = None, timeout: float = 2.0) -> None:
+    """After a delete: collect what the API started in the container (exec'd
+    processes not waited for) and `extra` pids (left over without a pid
+    namespace, reparented to us), so that no zombie of the caller stays."""
+    with _lock:
+        pids = _tracked.pop(key, set())
+    pids.update(extra or [])
+    if not pids:
+        return
+    import time
+
+    deadline = time.monotonic() + timeout
+    me = os.getpid()
+    for pid in sorted(pids):
+        while True:
+            st = _stat(pid)
+            if st is None or st[1] != me:
+                break  # gone, or not ours
+            if st[0] == b"Z":
+                try:
+                    reap(pid)
+                except ChildProcessError:
+                    pass
+                break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
+
+
+def reap_finished(key: tuple[str, str]) -> None:
+    """Collect the API's processes in this container that have exited already."""
+    with _lock:
+        pids = list(_tracked.get(key, ()))
+    for pid in pids:
+        try:
+            reap(pid)
+        except ChildProcessError:
+            with _lock:
+                _tracked.get(key, set()).discard(pid)
+
+
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """(state letter, parent pid) of `pid`, None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[0], int(fields[1])
+
+
+def _data_fd(data: bytes) -> int:
+    """A memfd holding `data`, at offset 0: stdin that ends (EOF) without a writer."""
+    fd = os.memfd_create("ocipy-stdin", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Plan:
+    """The fds 0-2 of one container process, and the caller's ends.
+
+    `stdin`: None (the caller's), bytes/str (the data, then EOF), a file
+    object or fd, PIPE or DEVNULL.  `stdout`/`stderr`: None (the caller's), a
+    file object or fd, PIPE or DEVNULL.  `terminal`: the process gets a pty
+    instead (its master comes back over a socketpair)."""
+
+    def __init__(self, stdin: Any = None, stdout: Any = None, stderr: Any = None, terminal: bool = False) -> None:
+        self.child: list[int | None] = [None, None, None]
+        self.parent: dict[str, int] = {}  # "stdin" (write end), "stdout", "stderr" (read ends)
+        self.stdin_data = b""  # with a terminal: written to the master once it is there
+        self._close_after: list[int] = []
+        self.console_child: int | None = None
+        self._console: Any = None
+        self.master: int | None = None
+        try:
+            if terminal:
+                import socket
+
+                self._console, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.console_child = theirs.detach()
+                self._close_after.append(self.console_child)
+                if isinstance(stdin, bytes | bytearray | memoryview | str):
+                    self.stdin_data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
+                    stdin = None
+            self.child[0] = self._in(stdin)
+            self.child[1] = self._out(stdout, "stdout")
+            self.child[2] = self._out(stderr, "stderr")
+        except BaseException:
+            self.close()
+            raise
+
+    def _in(self, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = value.encode()
+        if isinstance(value, bytes | bytearray | memoryview):
+            fd = _data_fd(bytes(value))
+            self._close_after.append(fd)
+            return fd
+        if value == PIPE:
+            r, w = os.pipe()
+            self._close_after.append(r)
+            self.parent["stdin"] = w
+            return r
+        if value == DEVNULL:
+            fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            self._close_after.append(fd)
+            return fd
+        if isinstance(value, int):
+            return value
+        if hasattr(value, "fileno"):
+            try:
+                return int(value.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass  # io.BytesIO and friends: no fd
+        if hasattr(value, "read"):
+            return self._in(value.read())
+        raise TypeError(f"stdin: expected bytes, a file, an fd, PIPE or DEVNULL, not {type(value).__name__}")
+
+    def _out(self, value: Any, name: str) -> int | None:
+        if value is None:
+            return None
+        if value == PIPE:
+            r, w = os.pipe()
+            self._close_after.append(w)
+            self.parent[name] = r
+            return w
+        if value == DEVNULL:
+            fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            self._close_after.append(fd)
+            return fd
+        if isinstance(value, int):
+            return value
+        if hasattr(value, "fileno"):
+            if hasattr(value, "flush"):
+                value.flush()
+            return int(value.fileno())
+        raise TypeError(f"{name}: expected a file, an fd, PIPE or DEVNULL, not {type(value).__name__}")
+
+    def stdio(self) -> tuple[int | None, int | None, int | None] | None:
+        if self.child == [None, None, None]:
+            return None
+        return self.child[0], self.child[1], self.child[2]
+
+    def spawned(self) -> None:
+        """The child has its copies: close ours (else our pipes never see EOF),
+        then take the pty master if there is one."""
+        for fd in self._close_after:
+            os.close(fd)
+        self._close_after = []
+        if self._console is not None:
+            import socket
+
+            from ocipy.errors import OcipyError
+
+            _, fds, _, _ = socket.recv_fds(self._console, 64, 1)
+            self._console.close()
+            self._console = None
+            if not fds:
+                raise OcipyError("the container sent no terminal")
+            self.master = fds[0]
+            os.set_inheritable(self.master, False)
+            if self.stdin_data:
+                _write_all(self.master, self.stdin_data + b"\x04")  # then EOF, as a user's ^D
+
+    def outputs(self) -> dict[int, str]:
+        """The fds to read, by stream name (the pty master counts as stdout)."""
+        outs = {fd: name for name, fd in self.parent.items() if name != "stdin"}
+        if self.master is not None:
+            outs[self.master] = "stdout"
+        return outs
+
+    def close(self) -> None:
+        for fd in [*self._close_after, *self.parent.values()]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._close_after, self.parent = [], {}
+        if self._console is not None:
+            self._console.close()
+            self._console = None
+        if self.master is not None:
+            try:
+                os.close(self.master)
+            except OSError:
+                pass
+            self.master = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def chunks(pid: int, outputs: dict[int, str], chunk_size: int = 65536) -> Generator[tuple[str, bytes], None, None]:
+    """(stream name, bytes) as `pid` writes them, until it has exited and
+    what it wrote is read.  Closes nothing: the caller owns the fds."""
+    import select
+
+    fd_pid = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(fd_pid, select.POLLIN)
+        live = dict(outputs)
+        for fd in live:
+            poller.register(fd, select.POLLIN)
+        exited = False
+        while live and not exited:
+            for fd, _ in poller.poll():
+                if fd == fd_pid:
+                    exited = True
+                    continue
+                if fd not in live:
+                    continue
+                data = _read(fd, chunk_size)
+                if data:
+                    yield live[fd], data
+                else:
+                    poller.unregister(fd)
+                    del live[fd]
+        for fd, name in live.items():  # exited: what is left in the pipes, without waiting for EOF
+            os.set_blocking(fd, False)
+            while True:
+                data = _read(fd, chunk_size)
+                if not data:
+                    break
+                yield name, data
+    finally:
+        os.close(fd_pid)
+
+
+def _read(fd: int, size: int) -> bytes:
+    try:
+        return os.read(fd, size)
+    except BlockingIOError:
+        return b""
+    except OSError:  # EIO: the pty's last slave holder is gone
+        return b""
