@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from collections.abc import Generator
     from typing import Any
 
+    from ocipy.api import Result
+
 PIPE = -1  # stdin/stdout/stderr=PIPE: a pipe the caller reads (writes, for stdin)
 DEVNULL = -2  # stdin/stdout/stderr=DEVNULL: /dev/null
 
@@ -211,6 +213,9 @@ class Plan:
                 if isinstance(stdin, bytes | bytearray | memoryview | str):
                     self.stdin_data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
                     stdin = None
+                # the pty is the process's stdio: its output comes from the master
+                stdout = None if stdout == PIPE else stdout
+                stderr = None if stderr == PIPE else stderr
             self.child[0] = self._in(stdin)
             self.child[1] = self._out(stdout, "stdout")
             self.child[2] = self._out(stderr, "stderr")
@@ -368,3 +373,190 @@ def _read(fd: int, size: int) -> bytes:
         return b""
     except OSError:  # EIO: the pty's last slave holder is gone
         return b""
+
+
+# --- the objects ocipy.api hands out for running processes (ocipy.api.Stream, ocipy.api.Process) ---
+
+
+class Stream:
+    """The output of a running process, chunk by chunk: iterate for
+    ``(name, data)`` pairs, ``name`` being ``"stdout"`` or ``"stderr"``.
+    Once the iteration ends, :attr:`exit_code` holds the exit status.
+
+    Leaving early (``break``, :meth:`close`, or the ``with`` block) kills the
+    process (SIGKILL) and collects it; a run's container is deleted."""
+
+    def __init__(self, pid: int, plan: Any, on_end: Any = None) -> None:
+        self.pid = pid
+        self.exit_code: int | None = None
+        self._plan = plan
+        self._on_end = on_end
+        outputs = plan.outputs()
+        self.streams = frozenset(outputs.values())  # the names this stream yields
+        self._chunks: Generator[tuple[str, bytes], None, None] | None = chunks(pid, outputs)
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> tuple[str, bytes]:
+        if self._chunks is None:
+            raise StopIteration
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            self._finish(kill=False)
+            raise
+        except BaseException:
+            self._finish(kill=True)
+            raise
+
+    def _finish(self, kill: bool) -> None:
+        if self._chunks is None:
+            return
+        chunks, self._chunks = self._chunks, None
+        chunks.close()
+        try:
+            if kill:
+                try:
+                    os.kill(self.pid, 9)
+                except ProcessLookupError:
+                    pass
+            self.exit_code = wait(self.pid)
+        finally:
+            self._plan.close()
+            if self._on_end is not None:
+                self._on_end()
+
+    def close(self) -> None:
+        """Stop reading: kill the process if it still runs, and collect it."""
+        self._finish(kill=True)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_chunks", None) is not None:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - nothing can be reported from a finaliser
+                pass
+
+
+class Process:
+    """A process started in a container by :meth:`Container.spawn`, running.
+
+    ``stdin`` (a writable fd), ``stdout`` and ``stderr`` (readable fds) are
+    set for the streams given as :data:`PIPE`; with ``tty=True`` ``master``
+    is the pty master fd (read the output, write the input, set the window
+    size).  They are the caller's to use; :meth:`close` (or the end of the
+    ``with`` block, which also waits) closes them.  :meth:`wait` collects
+    the process and returns its exit status."""
+
+    def __init__(self, pid: int, plan: Any) -> None:
+        self.pid = pid
+        self.exit_code: int | None = None
+        self._plan = plan
+        self.stdin: int | None = plan.parent.get("stdin")
+        self.stdout: int | None = plan.parent.get("stdout")
+        self.stderr: int | None = plan.parent.get("stderr")
+        self.master: int | None = plan.master
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to end; its exit status (TimeoutError after `timeout` s)."""
+        self.exit_code = wait(self.pid, timeout)
+        return self.exit_code
+
+    def poll(self) -> int | None:
+        """The exit status if the process has ended, else None."""
+        try:
+            code = reap(self.pid)
+        except ChildProcessError:
+            code = -1
+        if code is not None:
+            self.exit_code = code
+        return code
+
+    def kill(self, signal: str | int = "TERM") -> None:
+        from ocipy.runtime.operations import parse_signal
+
+        if self.exit_code is None:
+            try:
+                os.kill(self.pid, parse_signal(signal))
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        """Close the caller's ends of the pipes and the pty master."""
+        self._plan.close()
+        self.stdin = self.stdout = self.stderr = self.master = None
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None and self.exit_code is None:
+            self.kill("KILL")
+        if self.stdin is not None:
+            os.close(self.stdin)
+            self._plan.parent.pop("stdin", None)
+            self.stdin = None
+        try:
+            self.wait()
+        finally:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"Process(pid={self.pid}, exit_code={self.exit_code})"
+
+
+
+
+def collect(stream: Stream, capture: bool) -> Result:
+    """Read a stream to its end: a Result with the streams it had."""
+    from ocipy.api import Result
+
+    out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    with stream:
+        for name, data in stream:
+            out[name].append(data)
+    assert stream.exit_code is not None
+    stdout = b"".join(out["stdout"]) if "stdout" in stream.streams else None
+    stderr = b"".join(out["stderr"]) if "stderr" in stream.streams else None
+    return Result(stream.exit_code, stdout, stderr, stream.pid)
+
+
+
+
+def spawn(container_id: str, args: list[str] | None, root: str | None, opts: dict[str, Any],
+           plan_args: tuple[Any, Any, Any], detach: bool = False) -> tuple[int, Any, str]:  # fmt: skip
+    """Start exec's process with pipes/pty per `plan_args`: (pid, plan, root)."""
+    from ocipy.api import DEFAULT_ROOT, _adopt, _process
+    from ocipy.runtime.exec import spawn_process
+
+    root = root or DEFAULT_ROOT
+    exec_opts = {k: opts.pop(k) for k in ("pid_file", "console_socket", "preserve_fds", "ignore_paused", "cgroup")
+                 if k in opts}  # fmt: skip
+    process = _process(root, container_id, args, opts.pop("process", None), env=opts.pop("env", None),
+                       cwd=opts.pop("cwd", None), user=opts.pop("user", None),
+                       additional_gids=opts.pop("additional_gids", None), caps=opts.pop("caps", None),
+                       no_new_privs=bool(opts.pop("no_new_privs", False)), tty=bool(opts.pop("tty", False)),
+                       apparmor=opts.pop("apparmor", None), process_label=opts.pop("process_label", None))  # fmt: skip
+    if opts:
+        raise TypeError(f"exec: unexpected keyword {sorted(opts)[0]!r}")
+    tty = bool(process.get("terminal"))
+    _adopt()
+    reap_finished((root, container_id))
+    # detached, a terminal needs a console socket (the runtime's error says so)
+    plan = Plan(*plan_args, terminal=tty and not detach and exec_opts.get("console_socket") is None)
+    try:
+        pid = spawn_process(root, container_id, process, detach=detach, adopt=True, stdio=plan.stdio(),
+                            console_fd=plan.console_child, **exec_opts)  # fmt: skip
+        started(pid, (root, container_id))
+        plan.spawned()
+    except BaseException:
+        plan.close()
+        raise
+    return pid, plan, root

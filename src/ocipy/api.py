@@ -32,13 +32,12 @@ See docs/api.md for a tutorial and the reference.
 
 from __future__ import annotations
 
-import os
-
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Iterator
     from typing import Any, Literal, overload
 
+    from ocipy._stdio import Process, Stream
     from ocipy.runtime import store as _store_mod
 
 __all__ = [
@@ -50,6 +49,16 @@ __all__ = [
 DEFAULT_ROOT = "/run/ocipy"
 PIPE = -1  # stdin/stdout/stderr=PIPE: a pipe between the caller and the container's process
 DEVNULL = -2  # stdin/stdout/stderr=DEVNULL: /dev/null
+
+def __getattr__(name: str) -> Any:
+    """Stream and Process live in an internal module, loaded when first used
+    (the CLI never needs them; every command imports this module)."""
+    if name in ("Stream", "Process"):
+        from ocipy import _stdio
+
+        return getattr(_stdio, name)
+    raise AttributeError(f"module 'ocipy.api' has no attribute {name!r}")
+
 
 _subreaper = False  # set once this process is the subreaper of what the API starts
 
@@ -95,148 +104,6 @@ class Result:
 
     def __repr__(self) -> str:
         return f"Result(exit_code={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
-
-
-class Stream:
-    """The output of a running process, chunk by chunk: iterate for
-    ``(name, data)`` pairs, ``name`` being ``"stdout"`` or ``"stderr"``.
-    Once the iteration ends, :attr:`exit_code` holds the exit status.
-
-    Leaving early (``break``, :meth:`close`, or the ``with`` block) kills the
-    process (SIGKILL) and collects it; a run's container is deleted."""
-
-    def __init__(self, pid: int, plan: Any, on_end: Any = None) -> None:
-        from ocipy import _stdio
-
-        self.pid = pid
-        self.exit_code: int | None = None
-        self._plan = plan
-        self._on_end = on_end
-        outputs = plan.outputs()
-        self.streams = frozenset(outputs.values())  # the names this stream yields
-        self._chunks: Generator[tuple[str, bytes], None, None] | None = _stdio.chunks(pid, outputs)
-
-    def __iter__(self) -> Stream:
-        return self
-
-    def __next__(self) -> tuple[str, bytes]:
-        if self._chunks is None:
-            raise StopIteration
-        try:
-            return next(self._chunks)
-        except StopIteration:
-            self._finish(kill=False)
-            raise
-        except BaseException:
-            self._finish(kill=True)
-            raise
-
-    def _finish(self, kill: bool) -> None:
-        from ocipy import _stdio
-
-        if self._chunks is None:
-            return
-        chunks, self._chunks = self._chunks, None
-        chunks.close()
-        try:
-            if kill:
-                try:
-                    os.kill(self.pid, 9)
-                except ProcessLookupError:
-                    pass
-            self.exit_code = _stdio.wait(self.pid)
-        finally:
-            self._plan.close()
-            if self._on_end is not None:
-                self._on_end()
-
-    def close(self) -> None:
-        """Stop reading: kill the process if it still runs, and collect it."""
-        self._finish(kill=True)
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_chunks", None) is not None:
-            try:
-                self.close()
-            except Exception:  # noqa: BLE001 - nothing can be reported from a finaliser
-                pass
-
-
-class Process:
-    """A process started in a container by :meth:`Container.spawn`, running.
-
-    ``stdin`` (a writable fd), ``stdout`` and ``stderr`` (readable fds) are
-    set for the streams given as :data:`PIPE`; with ``tty=True`` ``master``
-    is the pty master fd (read the output, write the input, set the window
-    size).  They are the caller's to use; :meth:`close` (or the end of the
-    ``with`` block, which also waits) closes them.  :meth:`wait` collects
-    the process and returns its exit status."""
-
-    def __init__(self, pid: int, plan: Any) -> None:
-        self.pid = pid
-        self.exit_code: int | None = None
-        self._plan = plan
-        self.stdin: int | None = plan.parent.get("stdin")
-        self.stdout: int | None = plan.parent.get("stdout")
-        self.stderr: int | None = plan.parent.get("stderr")
-        self.master: int | None = plan.master
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the process to end; its exit status (TimeoutError after `timeout` s)."""
-        from ocipy import _stdio
-
-        self.exit_code = _stdio.wait(self.pid, timeout)
-        return self.exit_code
-
-    def poll(self) -> int | None:
-        """The exit status if the process has ended, else None."""
-        from ocipy import _stdio
-
-        try:
-            code = _stdio.reap(self.pid)
-        except ChildProcessError:
-            code = -1
-        if code is not None:
-            self.exit_code = code
-        return code
-
-    def kill(self, signal: str | int = "TERM") -> None:
-        from ocipy.runtime.operations import parse_signal
-
-        if self.exit_code is None:
-            try:
-                os.kill(self.pid, parse_signal(signal))
-            except ProcessLookupError:
-                pass
-
-    def close(self) -> None:
-        """Close the caller's ends of the pipes and the pty master."""
-        self._plan.close()
-        self.stdin = self.stdout = self.stderr = self.master = None
-
-    def __enter__(self) -> Process:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is not None and self.exit_code is None:
-            self.kill("KILL")
-        if self.stdin is not None:
-            os.close(self.stdin)
-            self._plan.parent.pop("stdin", None)
-            self.stdin = None
-        try:
-            self.wait()
-        finally:
-            self.close()
-
-    def __repr__(self) -> str:
-        return f"Process(pid={self.pid}, exit_code={self.exit_code})"
 
 
 class Container:
@@ -640,18 +507,9 @@ def run(container_id: str, bundle: str, *, root: str | None = None, capture: boo
                         stderr=PIPE if capture and stderr is None else stderr, pid_file=pid_file,
                         console_socket=console_socket, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                         preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup)  # fmt: skip
-    return _collect_stream(stream, capture)
+    from ocipy import _stdio
 
-
-def _collect_stream(stream: Stream, capture: bool) -> Result:
-    out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-    with stream:
-        for name, data in stream:
-            out[name].append(data)
-    assert stream.exit_code is not None
-    stdout = b"".join(out["stdout"]) if "stdout" in stream.streams else None
-    stderr = b"".join(out["stderr"]) if "stderr" in stream.streams else None
-    return Result(stream.exit_code, stdout, stderr, stream.pid)
+    return _stdio.collect(stream, capture)
 
 
 def run_stream(container_id: str, bundle: str, *, root: str | None = None, keep: bool = False,
@@ -690,7 +548,7 @@ def run_stream(container_id: str, bundle: str, *, root: str | None = None, keep:
         if not keep:
             delete(container_id, root=root, force=True)
 
-    return Stream(loaded.pid, plan, end)
+    return _stdio.Stream(loaded.pid, plan, end)
 
 
 def pause(container_id: str, *, root: str | None = None) -> None:
@@ -810,38 +668,6 @@ def _process(root: str, container_id: str, args: list[str] | None, process: dict
     return built
 
 
-def _spawn(container_id: str, args: list[str] | None, root: str | None, opts: dict[str, Any],
-           plan_args: tuple[Any, Any, Any], detach: bool = False) -> tuple[int, Any, str]:  # fmt: skip
-    """Start exec's process with pipes/pty per `plan_args`: (pid, plan, root)."""
-    from ocipy import _stdio
-    from ocipy.runtime.exec import spawn_process
-
-    root = root or DEFAULT_ROOT
-    exec_opts = {k: opts.pop(k) for k in ("pid_file", "console_socket", "preserve_fds", "ignore_paused", "cgroup")
-                 if k in opts}  # fmt: skip
-    process = _process(root, container_id, args, opts.pop("process", None), env=opts.pop("env", None),
-                       cwd=opts.pop("cwd", None), user=opts.pop("user", None),
-                       additional_gids=opts.pop("additional_gids", None), caps=opts.pop("caps", None),
-                       no_new_privs=bool(opts.pop("no_new_privs", False)), tty=bool(opts.pop("tty", False)),
-                       apparmor=opts.pop("apparmor", None), process_label=opts.pop("process_label", None))  # fmt: skip
-    if opts:
-        raise TypeError(f"exec: unexpected keyword {sorted(opts)[0]!r}")
-    tty = bool(process.get("terminal"))
-    _adopt()
-    _stdio.reap_finished((root, container_id))
-    # detached, a terminal needs a console socket (the runtime's error says so)
-    plan = _stdio.Plan(*plan_args, terminal=tty and not detach and exec_opts.get("console_socket") is None)
-    try:
-        pid = spawn_process(root, container_id, process, detach=detach, adopt=True, stdio=plan.stdio(),
-                            console_fd=plan.console_child, **exec_opts)  # fmt: skip
-        _stdio.started(pid, (root, container_id))
-        plan.spawned()
-    except BaseException:
-        plan.close()
-        raise
-    return pid, plan, root
-
-
 def exec(container_id: str, args: list[str] | None = None, *, root: str | None = None, capture: bool = False,
          stdin: Any = None, stdout: Any = None, stderr: Any = None, process: dict[str, Any] | None = None,
          env: list[str] | dict[str, str] | None = None, cwd: str | None = None, user: str | int | None = None,
@@ -877,7 +703,9 @@ def exec(container_id: str, args: list[str] | None = None, *, root: str | None =
     if detach:
         if capture:
             raise ValueError("exec: capture=True and detach=True: use spawn() to read a running process's output")
-        pid, plan, _ = _spawn(container_id, args, root, opts, (stdin, stdout, stderr), detach=True)
+        from ocipy import _stdio
+
+        pid, plan, _ = _stdio.spawn(container_id, args, root, opts, (stdin, stdout, stderr), detach=True)
         plan.close()
         return Result(0, pid=pid)
     if plain:
@@ -892,8 +720,10 @@ def exec(container_id: str, args: list[str] | None = None, *, root: str | None =
         return Result(exec_process(root, container_id, full, pid_file=pid_file, console_socket=console_socket,
                                    preserve_fds=preserve_fds, ignore_paused=ignore_paused, cgroup=cgroup,
                                    adopt=True))  # fmt: skip
-    pid, plan, root = _spawn(container_id, args, root, opts, (stdin, stdout, stderr))
-    return _collect_stream(Stream(pid, plan), capture)
+    from ocipy import _stdio
+
+    pid, plan, root = _stdio.spawn(container_id, args, root, opts, (stdin, stdout, stderr))
+    return _stdio.collect(_stdio.Stream(pid, plan), capture)
 
 
 def exec_stream(container_id: str, args: list[str] | None = None, *, root: str | None = None, stdin: Any = None,
@@ -902,8 +732,10 @@ def exec_stream(container_id: str, args: list[str] | None = None, *, root: str |
     of ``(name, bytes)`` chunks, whose ``exit_code`` is set when the
     iteration ends.  Options as :func:`exec`'s (with `tty`, the pty's output
     comes as ``"stdout"``)."""
-    pid, plan, _ = _spawn(container_id, args, root, dict(options), (stdin, stdout, stderr))
-    return Stream(pid, plan)
+    from ocipy import _stdio
+
+    pid, plan, _ = _stdio.spawn(container_id, args, root, dict(options), (stdin, stdout, stderr))
+    return _stdio.Stream(pid, plan)
 
 
 def spawn(container_id: str, args: list[str] | None = None, *, root: str | None = None, stdin: Any = None,
@@ -912,5 +744,7 @@ def spawn(container_id: str, args: list[str] | None = None, *, root: str | None 
     :class:`Process` (its pid, the caller's ends of the :data:`PIPE`
     streams, with ``tty=True`` the pty master fd; :meth:`Process.wait`).
     Options as :func:`exec`'s."""
-    pid, plan, _ = _spawn(container_id, args, root, dict(options), (stdin, stdout, stderr))
-    return Process(pid, plan)
+    from ocipy import _stdio
+
+    pid, plan, _ = _stdio.spawn(container_id, args, root, dict(options), (stdin, stdout, stderr))
+    return _stdio.Process(pid, plan)
