@@ -71,10 +71,16 @@ def pidfd(pid: int) -> int:
     return os.pidfd_open(pid)
 
 
-def wait(pid: int, timeout: float | None = None, start_time: int | None = None) -> int:
+def wait(pid: int, timeout: float | None = None, start_time: int | None = None,
+         key: tuple[str, str] | None = None) -> int:  # fmt: skip
     """Wait for `pid` to exit; its exit status, or -1 when it is not our
-    child (its status cannot be known).  TimeoutError after `timeout` seconds."""
+    child (its status cannot be known).  TimeoutError after `timeout` seconds.
+
+    `key` (a container's init): meanwhile collect the API's processes in that
+    container as they end.  The init of a pid namespace finishes exiting only
+    once every process of the namespace is reaped, and exec'd ones are ours."""
     import select
+    import time
 
     try:
         code = reap(pid)
@@ -88,6 +94,7 @@ def wait(pid: int, timeout: float | None = None, start_time: int | None = None) 
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return _after_exit(pid)
+    others: dict[int, int] = {}  # pidfd -> pid of the container's exec'd processes
     try:
         if start_time is not None:
             from ocipy.runtime.store import process_start_time
@@ -96,11 +103,57 @@ def wait(pid: int, timeout: float | None = None, start_time: int | None = None) 
                 return _after_exit(pid)  # another process has that pid now
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        if not poller.poll(None if timeout is None else max(0, int(timeout * 1000))):
-            raise TimeoutError(f"process {pid} still running after {timeout} s")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if key is not None:
+                with _lock:
+                    pids = set(_tracked.get(key, ())) - set(others.values())
+                for other in pids:
+                    try:
+                        ofd = os.pidfd_open(other)
+                    except ProcessLookupError:
+                        continue
+                    others[ofd] = other
+                    poller.register(ofd, select.POLLIN)
+            wait_ms = -1 if key is None else 1000  # with a key: look for new processes now and then
+            if deadline is not None:
+                left = max(0, int((deadline - time.monotonic()) * 1000))
+                wait_ms = left if wait_ms < 0 else min(wait_ms, left)
+            ready = poller.poll(wait_ms)
+            if any(rfd == fd for rfd, _ in ready):
+                break
+            for rfd, _ in ready:
+                other = others.pop(rfd)
+                poller.unregister(rfd)
+                os.close(rfd)
+                try:
+                    reap(other)
+                except ChildProcessError:
+                    pass
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"process {pid} still running after {timeout} s")
     finally:
         os.close(fd)
+        for ofd in others:
+            os.close(ofd)
     return _after_exit(pid)
+
+
+def kill_tracked(key: tuple[str, str], timeout: float = 5.0) -> None:
+    """SIGKILL the API's processes in a container and collect them (a forced
+    delete: the init of a pid namespace cannot finish exiting before)."""
+    with _lock:
+        pids = list(_tracked.get(key, ()))
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    for pid in pids:
+        try:
+            wait(pid, timeout)
+        except (TimeoutError, ChildProcessError):
+            pass  # frozen (a paused container), or not ours after all: delete -f deals with it
 
 
 def _after_exit(pid: int) -> int:
@@ -148,6 +201,30 @@ def reap_container(key: tuple[str, str], extra: list[int] | None = None, timeout
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.002)
+
+
+def zombies_in(cgroup_dirs: list[str]) -> list[int]:
+    """Our zombie children that were in one of these cgroup directories (a
+    zombie keeps its cgroup in /proc/PID/cgroup; it is no longer in cgroup.procs)."""
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        st = _stat(int(entry))
+        if st is None or st[0] != b"Z" or st[1] != me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cgroup") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            path = line.split(":", 2)[-1]
+            if path not in ("", "/") and any(d.endswith(path) for d in cgroup_dirs):
+                found.append(int(entry))
+                break
+    return found
 
 
 def reap_finished(key: tuple[str, str]) -> None:
@@ -533,7 +610,7 @@ def collect(stream: Stream, capture: bool) -> Result:
 def spawn(container_id: str, args: list[str] | None, root: str | None, opts: dict[str, Any],
            plan_args: tuple[Any, Any, Any], detach: bool = False) -> tuple[int, Any, str]:  # fmt: skip
     """Start exec's process with pipes/pty per `plan_args`: (pid, plan, root)."""
-    from ocipy.api import DEFAULT_ROOT, _adopt, _process
+    from ocipy.api import DEFAULT_ROOT, _adopt, _lock, _process
     from ocipy.runtime.exec import spawn_process
 
     root = root or DEFAULT_ROOT
@@ -549,14 +626,15 @@ def spawn(container_id: str, args: list[str] | None, root: str | None, opts: dic
     tty = bool(process.get("terminal"))
     _adopt()
     reap_finished((root, container_id))
-    # detached, a terminal needs a console socket (the runtime's error says so)
-    plan = Plan(*plan_args, terminal=tty and not detach and exec_opts.get("console_socket") is None)
-    try:
-        pid = spawn_process(root, container_id, process, detach=detach, adopt=True, stdio=plan.stdio(),
-                            console_fd=plan.console_child, **exec_opts)  # fmt: skip
-        started(pid, (root, container_id))
-        plan.spawned()
-    except BaseException:
-        plan.close()
-        raise
+    with _lock:  # see ocipy.api._lock: our pipes must not leak into another thread's fork
+        # detached, a terminal needs a console socket (the runtime's error says so)
+        plan = Plan(*plan_args, terminal=tty and not detach and exec_opts.get("console_socket") is None)
+        try:
+            pid = spawn_process(root, container_id, process, detach=detach, adopt=True, stdio=plan.stdio(),
+                                console_fd=plan.console_child, **exec_opts)  # fmt: skip
+            started(pid, (root, container_id))
+            plan.spawned()
+        except BaseException:
+            plan.close()
+            raise
     return pid, plan, root

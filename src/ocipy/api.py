@@ -32,6 +32,8 @@ See docs/api.md for a tutorial and the reference.
 
 from __future__ import annotations
 
+import _thread
+
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -61,6 +63,31 @@ def __getattr__(name: str) -> Any:
 
 
 _subreaper = False  # set once this process is the subreaper of what the API starts
+
+# Held by every API step that forks or holds a state lock (an flock'd fd).
+# A child forked by one thread inherits every fd another thread has open at
+# that moment, and a container's init keeps them until its execve at
+# `start`: another thread's flock would stay held (a deadlock on that
+# container), its pipes would never see EOF.  So these steps (milliseconds)
+# take turns; waiting and reading output, the long parts, run in parallel.
+_lock = _thread.RLock()  # type: ignore[attr-defined]  # the C RLock (threading costs ~4 ms to import)
+
+
+def _reap_finished(root: str, container_id: str) -> None:
+    """Collect the API's ended processes in this container, if it ever started one."""
+    import sys
+
+    if "ocipy._stdio" in sys.modules:
+        from ocipy import _stdio
+
+        _stdio.reap_finished((root, container_id))
+
+
+def _alone() -> bool:
+    """One thread: nothing can fork while we hold a lock (the CLI's case)."""
+    from ocipy.linux.syscalls import single_threaded
+
+    return single_threaded()
 
 
 def _adopt() -> None:
@@ -143,6 +170,7 @@ class Container:
     @property
     def status(self) -> str:
         """creating, created, running, paused or stopped (ContainerNotFound once deleted)."""
+        _reap_finished(self.root, self.id)
         return self._load().status
 
     @property
@@ -204,7 +232,8 @@ class Container:
         if not loaded.pid:
             raise InvalidState(f"container {self.id} has no init process yet")
         start_time = loaded.data.get("pid_start")
-        return _stdio.wait(loaded.pid, timeout, start_time if isinstance(start_time, int) else None)
+        return _stdio.wait(loaded.pid, timeout, start_time if isinstance(start_time, int) else None,
+                           (self.root, self.id))  # fmt: skip
 
     def kill(self, signal: str | int = "TERM", *, all: bool = False) -> None:  # noqa: A002 - runc's flag
         """Send a signal (name or number) to the init, or with `all` to every process."""
@@ -293,17 +322,18 @@ def create(container_id: str, bundle: str, *, root: str | None = None, console_s
             raise ValueError(f"create: {name}=PIPE has no reader: use run(capture=True) or run_stream()")
     _adopt()
     plan = None
-    if stdin is not None or stdout is not None or stderr is not None:
-        from ocipy import _stdio
+    with _lock:
+        if stdin is not None or stdout is not None or stderr is not None:
+            from ocipy import _stdio
 
-        plan = _stdio.Plan(stdin, stdout, stderr)
-    try:
-        loaded = _create(root, container_id, bundle, console_socket=console_socket, pid_file=pid_file,
-                         no_pivot=no_pivot, no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
-                         systemd_cgroup=systemd_cgroup, stdio=plan.stdio() if plan else None)  # fmt: skip
-    finally:
-        if plan is not None:
-            plan.close()
+            plan = _stdio.Plan(stdin, stdout, stderr)
+        try:
+            loaded = _create(root, container_id, bundle, console_socket=console_socket, pid_file=pid_file,
+                             no_pivot=no_pivot, no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                             systemd_cgroup=systemd_cgroup, stdio=plan.stdio() if plan else None)  # fmt: skip
+        finally:
+            if plan is not None:
+                plan.close()
     if "ocipy._stdio" in __import__("sys").modules:
         from ocipy import _stdio
 
@@ -345,7 +375,8 @@ def start(container_id: str, *, root: str | None = None) -> None:
     """Run the user program of a created container."""
     from ocipy.runtime.operations import start as _start
 
-    _start(root or DEFAULT_ROOT, container_id)
+    with _lock:
+        _start(root or DEFAULT_ROOT, container_id)
 
 
 def state(container_id: str, *, root: str | None = None) -> dict[str, Any]:
@@ -377,6 +408,14 @@ def delete(container_id: str, *, root: str | None = None, force: bool = False) -
 
     root = root or DEFAULT_ROOT
     ours = _subreaper or "ocipy._stdio" in sys.modules  # this process started something in a container
+    if "ocipy._stdio" in sys.modules:
+        from ocipy import _stdio
+
+        # exec'd processes are ours to reap: a pid namespace's init cannot finish exiting before
+        if force:
+            _stdio.kill_tracked((root, container_id))
+        else:
+            _stdio.reap_finished((root, container_id))
     pid, start_time, leftovers = _init_of(root, container_id, ours)
     if ours and pid > 0 and start_time is not None:
         from ocipy import _stdio
@@ -388,7 +427,8 @@ def delete(container_id: str, *, root: str | None = None, force: bool = False) -
             except ChildProcessError:
                 pass
     try:
-        _delete(root, container_id, force)
+        with _lock:
+            _delete(root, container_id, force)
     except ContainerNotFound:
         if not force:
             raise
@@ -421,7 +461,11 @@ def _init_of(root: str, container_id: str, leftovers: bool) -> tuple[int, int | 
 
         try:
             manager = _manager(container)
-            pids = [int(p) for p in manager.pids()] if manager is not None else []
+            if manager is not None:
+                from ocipy import _stdio
+
+                # live ones, and those that died already (orphans reparented to us, as zombies)
+                pids = [int(p) for p in manager.pids()] + _stdio.zombies_in(list(manager.paths().values()))
         except (OcipyError, OSError, ValueError):
             pids = []
     return container.pid, start if isinstance(start, int) else None, pids
@@ -493,7 +537,7 @@ def run(container_id: str, bundle: str, *, root: str | None = None, capture: boo
             delete(container_id, root=root, force=True)
             raise
         return c
-    if not capture and stdin is None and stdout is None and stderr is None:
+    if not capture and stdin is None and stdout is None and stderr is None and _alone():
         from ocipy.runtime.operations import run as _run
 
         _adopt()
@@ -527,22 +571,23 @@ def run_stream(container_id: str, bundle: str, *, root: str | None = None, keep:
     root = root or DEFAULT_ROOT
     _adopt()
     terminal = console_socket is None and _wants_terminal(bundle)
-    plan = _stdio.Plan(stdin, stdout, stderr, terminal=terminal)
     created = False
-    try:
-        loaded = _create(root, container_id, bundle, console_socket=console_socket,
-                         console_fd=plan.console_child, pid_file=pid_file, no_pivot=no_pivot,
-                         no_new_keyring=no_new_keyring, preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup,
-                         stdio=plan.stdio())  # fmt: skip
-        created = True
-        _stdio.started(loaded.pid)
-        plan.spawned()
-        start(container_id, root=root)
-    except BaseException:
-        plan.close()
-        if created:
-            delete(container_id, root=root, force=True)
-        raise
+    with _lock:
+        plan = _stdio.Plan(stdin, stdout, stderr, terminal=terminal)
+        try:
+            loaded = _create(root, container_id, bundle, console_socket=console_socket,
+                             console_fd=plan.console_child, pid_file=pid_file, no_pivot=no_pivot,
+                             no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                             systemd_cgroup=systemd_cgroup, stdio=plan.stdio())  # fmt: skip
+            created = True
+            _stdio.started(loaded.pid)
+            plan.spawned()
+            start(container_id, root=root)
+        except BaseException:
+            plan.close()
+            if created:
+                delete(container_id, root=root, force=True)
+            raise
 
     def end() -> None:
         if not keep:
@@ -555,14 +600,16 @@ def pause(container_id: str, *, root: str | None = None) -> None:
     """Freeze every process of the container."""
     from ocipy.runtime import resources
 
-    resources.pause(root or DEFAULT_ROOT, container_id)
+    with _lock:
+        resources.pause(root or DEFAULT_ROOT, container_id)
 
 
 def resume(container_id: str, *, root: str | None = None) -> None:
     """Thaw a paused container."""
     from ocipy.runtime import resources
 
-    resources.resume(root or DEFAULT_ROOT, container_id)
+    with _lock:
+        resources.resume(root or DEFAULT_ROOT, container_id)
 
 
 def processes(container_id: str, *, root: str | None = None) -> list[int]:
@@ -632,7 +679,8 @@ def update(container_id: str, resources: dict[str, Any] | None = None, *, root: 
         sec[key] = value
     if limits:
         raise TypeError(f"update: unknown limit {sorted(limits)[0]!r}")
-    return _resources.update(root or DEFAULT_ROOT, container_id, res)
+    with _lock:
+        return _resources.update(root or DEFAULT_ROOT, container_id, res)
 
 
 def features() -> dict[str, Any]:
@@ -710,20 +758,40 @@ def exec(container_id: str, args: list[str] | None = None, *, root: str | None =
         return Result(0, pid=pid)
     if plain:
         # the caller's stdio (the CLI's exec): with a tty, our terminal is copied through the pty
-        from ocipy.runtime.exec import exec_process
-
-        root = root or DEFAULT_ROOT
-        full = _process(root, container_id, args, process, env=env, cwd=cwd, user=user,
-                        additional_gids=additional_gids, caps=caps, no_new_privs=no_new_privs, tty=tty,
-                        apparmor=apparmor, process_label=process_label)  # fmt: skip
-        _adopt()
-        return Result(exec_process(root, container_id, full, pid_file=pid_file, console_socket=console_socket,
-                                   preserve_fds=preserve_fds, ignore_paused=ignore_paused, cgroup=cgroup,
-                                   adopt=True))  # fmt: skip
+        return Result(_exec_inherit(container_id, args, root or DEFAULT_ROOT, opts))
     from ocipy import _stdio
 
     pid, plan, root = _stdio.spawn(container_id, args, root, opts, (stdin, stdout, stderr))
     return _stdio.collect(_stdio.Stream(pid, plan), capture)
+
+
+def _exec_inherit(container_id: str, args: list[str] | None, root: str, opts: dict[str, Any]) -> int:
+    """exec with the caller's stdio (as the runtime's exec_process, with the
+    fork under the API's lock): the exit status."""
+    from ocipy.runtime.exec import spawn_process
+    from ocipy.runtime.operations import wait_exit
+
+    console_socket = opts.pop("console_socket")
+    exec_opts = {k: opts.pop(k) for k in ("pid_file", "preserve_fds", "ignore_paused", "cgroup")}
+    process = _process(root, container_id, args, opts.pop("process"), **opts)
+    proxy = None
+    _adopt()
+    try:
+        with _lock:
+            if process.get("terminal") and console_socket is None:
+                from ocipy.runtime.console import ConsoleProxy
+
+                proxy = ConsoleProxy()  # we hold the pty master and copy our stdio through it
+            pid = spawn_process(root, container_id, process, console_socket=console_socket,
+                                console_fd=proxy.child_fd if proxy else None, adopt=True, **exec_opts)  # fmt: skip
+            if proxy is not None:
+                proxy.receive_master()
+        if proxy is not None:
+            proxy.copy_until_exit(pid)
+        return wait_exit(pid)
+    finally:
+        if proxy is not None:
+            proxy.close()
 
 
 def exec_stream(container_id: str, args: list[str] | None = None, *, root: str | None = None, stdin: Any = None,
