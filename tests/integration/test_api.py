@@ -293,7 +293,14 @@ def test_stats_update_and_events(root, sleeper):
 
 def test_typed_errors(root, sleeper, make_bundle):
     from ocipy import api
-    from ocipy.errors import ConfigError, ContainerExists, ContainerNotFound, InvalidConfig, KernelError, OcipyError
+    from ocipy.errors import (
+        ConfigError,
+        ContainerExists,
+        ContainerNotFound,
+        InvalidConfig,
+        KernelError,
+        OcipyError,
+    )
 
     cid = unique_id("api")
     with pytest.raises(ContainerNotFound) as nf:
