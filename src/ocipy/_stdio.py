@@ -174,10 +174,12 @@ def _after_exit(pid: int) -> int:
     return code
 
 
-def reap_container(key: tuple[str, str], extra: list[int] | None = None, timeout: float = 2.0) -> None:
+def reap_container(key: tuple[str, str], extra: list[int] | None = None, timeout: float = 5.0,
+                   killed: bool = True) -> None:  # fmt: skip
     """After a delete: collect what the API started in the container (exec'd
     processes not waited for) and `extra` pids (left over without a pid
-    namespace, reparented to us), so that no zombie of the caller stays."""
+    namespace, reparented to us), so that no zombie of the caller stays.
+    `killed` (delete -f killed them all): wait for them to finish dying."""
     with _lock:
         pids = _tracked.pop(key, set())
     pids.update(extra or [])
@@ -198,21 +200,22 @@ def reap_container(key: tuple[str, str], extra: list[int] | None = None, timeout
                 except ChildProcessError:
                     pass
                 break
-            if time.monotonic() >= deadline:
+            if not killed or time.monotonic() >= deadline:
                 break
             time.sleep(0.002)
 
 
-def zombies_in(cgroup_dirs: list[str]) -> list[int]:
-    """Our zombie children that were in one of these cgroup directories (a
-    zombie keeps its cgroup in /proc/PID/cgroup; it is no longer in cgroup.procs)."""
+def children_in(cgroup_dirs: list[str]) -> list[int]:
+    """Our children that are (or, as zombies, were) in one of these cgroup
+    directories: /proc/PID/cgroup still names a zombie's cgroup, which
+    cgroup.procs no longer lists."""
     me = os.getpid()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         st = _stat(int(entry))
-        if st is None or st[0] != b"Z" or st[1] != me:
+        if st is None or st[1] != me:
             continue
         try:
             with open(f"/proc/{entry}/cgroup") as f:
@@ -220,7 +223,7 @@ def zombies_in(cgroup_dirs: list[str]) -> list[int]:
         except OSError:
             continue
         for line in lines:
-            path = line.split(":", 2)[-1]
+            path = line.split(":", 2)[-1].removesuffix(" (deleted)")
             if path not in ("", "/") and any(d.endswith(path) for d in cgroup_dirs):
                 found.append(int(entry))
                 break

@@ -416,7 +416,7 @@ def delete(container_id: str, *, root: str | None = None, force: bool = False) -
             _stdio.kill_tracked((root, container_id))
         else:
             _stdio.reap_finished((root, container_id))
-    pid, start_time, leftovers = _init_of(root, container_id, ours)
+    pid, start_time, leftovers, dirs = _init_of(root, container_id, ours)
     if ours and pid > 0 and start_time is not None:
         from ocipy import _stdio
         from ocipy.runtime import store
@@ -438,12 +438,14 @@ def delete(container_id: str, *, root: str | None = None, force: bool = False) -
     if ours:
         from ocipy import _stdio
 
-        _stdio.reap_container((root, container_id), leftovers)
+        if dirs:  # no pid namespace: what died meanwhile was reparented to us, ours to collect
+            leftovers += _stdio.children_in(dirs)
+        _stdio.reap_container((root, container_id), leftovers, killed=force)
 
 
-def _init_of(root: str, container_id: str, leftovers: bool) -> tuple[int, int | None, list[int]]:
+def _init_of(root: str, container_id: str, leftovers: bool) -> tuple[int, int | None, list[int], list[str]]:
     """The init's pid and start time, if the container's state can be read,
-    and (with `leftovers`, when it has no pid namespace) its processes."""
+    and (with `leftovers`, when it has no pid namespace) its processes and cgroup directories."""
     from ocipy.errors import OcipyError
     from ocipy.runtime import store
 
@@ -452,9 +454,10 @@ def _init_of(root: str, container_id: str, leftovers: bool) -> tuple[int, int | 
     except store.CorruptState as e:
         container = e.container
     except OcipyError:
-        return 0, None, []
+        return 0, None, [], []
     start = container.data.get("pid_start")
     pids: list[int] = []
+    dirs: list[str] = []
     namespaces = (container.config.get("linux") or {}).get("namespaces") or []
     if leftovers and not any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces):
         from ocipy.runtime.operations import _manager
@@ -464,11 +467,12 @@ def _init_of(root: str, container_id: str, leftovers: bool) -> tuple[int, int | 
             if manager is not None:
                 from ocipy import _stdio
 
-                # live ones, and those that died already (orphans reparented to us, as zombies)
-                pids = [int(p) for p in manager.pids()] + _stdio.zombies_in(list(manager.paths().values()))
+                # live ones, and ours already (orphans reparented to us, maybe dead already)
+                dirs = list(manager.paths().values())
+                pids = [int(p) for p in manager.pids()] + _stdio.children_in(dirs)
         except (OcipyError, OSError, ValueError):
             pids = []
-    return container.pid, start if isinstance(start, int) else None, pids
+    return container.pid, start if isinstance(start, int) else None, pids, dirs
 
 
 def _collect(pid: int, start_time: int | None) -> None:
