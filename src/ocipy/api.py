@@ -770,32 +770,15 @@ def exec(container_id: str, args: list[str] | None = None, *, root: str | None =
 
 
 def _exec_inherit(container_id: str, args: list[str] | None, root: str, opts: dict[str, Any]) -> int:
-    """exec with the caller's stdio (as the runtime's exec_process, with the
-    fork under the API's lock): the exit status."""
-    from ocipy.runtime.exec import spawn_process
-    from ocipy.runtime.operations import wait_exit
+    """exec with the caller's stdio (the runtime's exec_process, started under our lock): the exit status."""
+    from ocipy.runtime.exec import exec_process
 
     console_socket = opts.pop("console_socket")
     exec_opts = {k: opts.pop(k) for k in ("pid_file", "preserve_fds", "ignore_paused", "cgroup")}
     process = _process(root, container_id, args, opts.pop("process"), **opts)
-    proxy = None
     _adopt()
-    try:
-        with _lock:
-            if process.get("terminal") and console_socket is None:
-                from ocipy.runtime.console import ConsoleProxy
-
-                proxy = ConsoleProxy()  # we hold the pty master and copy our stdio through it
-            pid = spawn_process(root, container_id, process, console_socket=console_socket,
-                                console_fd=proxy.child_fd if proxy else None, adopt=True, **exec_opts)  # fmt: skip
-            if proxy is not None:
-                proxy.receive_master()
-        if proxy is not None:
-            proxy.copy_until_exit(pid)
-        return wait_exit(pid)
-    finally:
-        if proxy is not None:
-            proxy.close()
+    return exec_process(root, container_id, process, console_socket=console_socket, adopt=True, lock=_lock,
+                        **exec_opts)  # fmt: skip
 
 
 def exec_stream(container_id: str, args: list[str] | None = None, *, root: str | None = None, stdin: Any = None,

@@ -76,23 +76,37 @@ class _ExecContext:
 
 def exec_process(root: str, container_id: str, process: dict[str, Any], *, detach: bool = False,
                  pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0,
-                 ignore_paused: bool = False, cgroup: list[str] | None = None,
-                 adopt: bool = False) -> int:  # fmt: skip
-    """Run `process` in the container; foreground returns its exit status (128+N on signal N)."""
+                 ignore_paused: bool = False, cgroup: list[str] | None = None, adopt: bool = False,
+                 lock: Any = None) -> int:  # fmt: skip
+    """Run `process` in the container with the caller's stdio (with a terminal
+    and no console socket, the caller's copied through a pty held here);
+    foreground returns its exit status (128+N on signal N), detached 0.
+
+    `lock` (the API's, for callers with threads) is held while the process is started."""
     from ocipy.runtime.operations import wait_exit
 
     proxy = None
-    if process.get("terminal") and console_socket is None and not detach:
-        from ocipy.runtime.console import ConsoleProxy
-
-        proxy = ConsoleProxy()  # the runtime holds the pty master and copies our stdio through it
+    if lock is not None:
+        lock.acquire()
     try:
+        if process.get("terminal") and console_socket is None and not detach:
+            from ocipy.runtime.console import ConsoleProxy
+
+            proxy = ConsoleProxy()  # the runtime holds the pty master and copies our stdio through it
         pid = spawn_process(root, container_id, process, detach=detach, pid_file=pid_file,
                             console_socket=console_socket, console_fd=proxy.child_fd if proxy else None,
                             preserve_fds=preserve_fds, ignore_paused=ignore_paused, cgroup=cgroup,
                             adopt=adopt)  # fmt: skip
         if proxy is not None:
             proxy.receive_master()
+    except BaseException:
+        if proxy is not None:
+            proxy.close()
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+    try:
         if detach:
             return 0
         if proxy is not None:
