@@ -313,7 +313,7 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, root: str |
         if args:
             config["process"]["args"] = list(args)
             fsutil.write_file(os.path.join(bundle, "config.json"), json.dumps(config, indent=2).encode(), 0o644)
-        return api.run(cid, bundle, root, False, keep=not rm)
+        return api.run(cid, bundle, root=root, keep=not rm, forward_signals=True).exit_code
     finally:
         if rm:
             fstree.remove_quietly(holder)  # an unpacked rootfs: any depth

@@ -4,6 +4,20 @@ Every error a user can cause is an :class:`OcipyError`; the CLI prints its
 message on one line and exits non-zero, never a traceback.  Messages that
 container engines parse keep runc's wording ("container does not exist",
 "container not running", "container with id exists").
+
+The tree, by cause (``except`` the narrowest one you can handle)::
+
+    OcipyError                      every error ocipy reports (.exit_code: the CLI's)
+    ├── InvalidConfig (.field)      a config.json / process / resources field is bad
+    │                               (ConfigError is the same class, its older name)
+    ├── ContainerNotFound (.id)     no container with that id under the root
+    ├── ContainerExists (.id)       create with an id that is taken
+    ├── InvalidState                the operation is not allowed in the current status
+    │   └── NotRunning (.id)
+    ├── KernelError (.op, .path, .errno)   a system call failed
+    ├── HookError                   a lifecycle hook failed
+    ├── ImageError                  an image, layout, blob or layer is missing or bad
+    └── RegistryError               a registry refused a request or sent bad content
 """
 
 from __future__ import annotations
@@ -15,21 +29,32 @@ class OcipyError(Exception):
     exit_code = 1
 
 
-class ConfigError(OcipyError):
-    """A config.json (or other document) field is missing or invalid."""
+class InvalidConfig(OcipyError):
+    """A config.json (or other document) field is missing or invalid: `field`
+    names it as a path (``process.args``, ``linux.resources.memory.limit``)."""
 
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
+        self.problem = problem
         super().__init__(f"invalid configuration: {field}: {problem}")  # runc's wording (scripts grep it)
 
 
+ConfigError = InvalidConfig  # the older name: one class, so `except ConfigError` still catches it
+
+
 class ContainerNotFound(OcipyError):
+    """No container with this id under the state root."""
+
     def __init__(self, container_id: str) -> None:
+        self.id = container_id
         super().__init__(f"container does not exist: {container_id}")
 
 
 class ContainerExists(OcipyError):
+    """A container with this id exists already."""
+
     def __init__(self, container_id: str) -> None:
+        self.id = container_id
         super().__init__(f"container with id exists: {container_id}")
 
 
@@ -39,6 +64,7 @@ class InvalidState(OcipyError):
 
 class NotRunning(InvalidState):
     def __init__(self, container_id: str) -> None:
+        self.id = container_id
         super().__init__(f"container not running: {container_id}")
 
 

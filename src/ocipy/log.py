@@ -16,6 +16,14 @@ Nothing here imports more than ``posix`` and ``sys``: this module is on every
 command's start-up path (``os`` costs ~0.9 ms there, see runtime/store.py),
 and in the children after the namespaces are entered (where nothing may be
 imported).
+
+Library use (no :func:`setup`, which only the CLI calls): warnings go to the
+stdlib :mod:`logging` module, to the logger the caller names (``ocipy.runtime``,
+``ocipy.spec``, ...), so a program decides where they go; nothing is
+printed in runc's format.  The CLI does not import :mod:`logging` (~10 ms
+with what it pulls in, half of a ``state``): it writes runc's lines itself.
+Debug lines are never forwarded: they are also written from forked children
+inside the container, where a logging handler must not run.
 """
 
 from __future__ import annotations
@@ -27,12 +35,13 @@ _path: str | None = None
 _json = False
 _debug = False
 _fd = -1  # the open sink with --debug (a dup of stderr without --log)
+_cli = False  # setup() was called: runc's lines on stderr and --log, not `logging`
 
 
 def setup(path: str | None, fmt: str, debug: bool) -> None:
     """Called once by the CLI with the global flags (the API leaves logging off)."""
-    global _path, _json, _debug, _fd
-    _path, _json, _debug = path or None, fmt == "json", debug
+    global _path, _json, _debug, _fd, _cli
+    _path, _json, _debug, _cli = path or None, fmt == "json", debug, True
     if _json:
         import _json  # noqa: F401 - loaded now: a child in the container's mount namespace cannot
     _close_sink()
@@ -149,7 +158,14 @@ def error(msg: str) -> None:
     sys.stderr.write(f"ocipy: {msg}\n" if not _json or not _path else msg + "\n")
 
 
-def warning(msg: str) -> None:
+def warning(msg: str, logger: str = "ocipy.runtime") -> None:
+    """A warning: runc's line for the CLI; for a library user, a record on
+    the `logger` of the stdlib logging module."""
+    if not _cli:
+        import logging
+
+        logging.getLogger(logger).warning("%s", msg)
+        return
     if _path:
         _to_file(format_line("warning", msg))
     sys.stderr.write(f"ocipy: warning: {msg}\n")

@@ -441,11 +441,11 @@ def test_python_api_lifecycle(runtime, make_bundle):
     root = str(runtime.root)
     bundle = make_bundle(["sleep", "30"])
     cid = unique_id()
-    state = api.create(cid, str(bundle), root=root)
-    assert state["status"] == "created"
+    container = api.create(cid, str(bundle), root=root)
+    assert container.status == "created" and container.id == cid
     api.start(cid, root=root)
     assert api.state(cid, root=root)["status"] == "running"
-    assert [s["id"] for s in api.list_containers(root=root)] == [cid]
+    assert [c.id for c in api.list_containers(root=root)] == [cid]
     api.kill(cid, "KILL", root=root)
     api.delete(cid, root=root, force=True)
     assert api.list_containers(root=root) == []
@@ -476,7 +476,7 @@ def test_python_api_init_is_the_callers_child_and_delete_reaps_it(runtime, make_
 
     root = str(runtime.root)
     cid = unique_id()
-    pid = api.create(cid, str(make_bundle(["true"])), root=root)["pid"]
+    pid = api.create(cid, str(make_bundle(["true"])), root=root).pid
     assert _ppid(pid) == os.getpid()
     nspid = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("NSpid:"))
     assert nspid.split()[1:] == [str(pid), "1"]  # pid 1 of its own pid namespace
@@ -487,12 +487,23 @@ def test_python_api_init_is_the_callers_child_and_delete_reaps_it(runtime, make_
     assert not _zombie(pid)
 
 
-def test_python_api_from_a_threaded_caller_takes_the_bootstrap_path(runtime, make_bundle):
+def test_python_api_from_a_threaded_caller_takes_the_bootstrap_path(runtime, make_bundle, monkeypatch):
     """A raw clone is only safe with one thread: a caller with threads gets os.fork's
-    bookkeeping and a bootstrap, whose init is then not the caller's child."""
+    bookkeeping and a bootstrap; the API's caller is the subreaper, so the init
+    (orphaned when the bootstrap exits) is still the caller's child to wait for."""
     import threading
 
     from ocipy import api
+    from ocipy.runtime import init
+
+    direct: list[bool] = []
+    real = init.can_clone_init
+
+    def spy(ctx):  # type: ignore[no-untyped-def]
+        direct.append(real(ctx))
+        return direct[-1]
+
+    monkeypatch.setattr(init, "can_clone_init", spy)
 
     root = str(runtime.root)
     cid = unique_id()
@@ -500,10 +511,13 @@ def test_python_api_from_a_threaded_caller_takes_the_bootstrap_path(runtime, mak
     worker = threading.Thread(target=stop.wait)
     worker.start()
     try:
-        pid = api.create(cid, str(make_bundle(["sleep", "30"])), root=root)["pid"]
-        assert _ppid(pid) != os.getpid()
+        container = api.create(cid, str(make_bundle(["sleep", "30"])), root=root)
+        assert direct == [False]
+        assert _ppid(container.pid) == os.getpid()
         api.start(cid, root=root)
         assert api.state(cid, root=root)["status"] == "running"
+        container.kill("KILL")
+        assert container.wait(timeout=10) == 128 + 9
     finally:
         stop.set()
         worker.join()

@@ -381,7 +381,7 @@ def test_api_cycles_leave_no_zombie(make_bundle, tmp_path):
             ids.append(cid)
             api.create(cid, bundle, root=root)
             api.start(cid, root=root)
-            assert api.exec(cid, ["true"], root=root) == 0
+            assert api.exec(cid, ["true"], root=root).exit_code == 0
             # kill the init in every way that races with the delete that follows
             api.kill(cid, "KILL", root=root, all_processes=i % 2 == 0)
             if i % 3 == 0:

@@ -34,11 +34,11 @@ _USAGE = ("[-p process.json] [-e K=V] [--cwd DIR] [-u UID[:GID]] [-g GID] [--cap
 
 
 def run_exec(argv: list[str], opts: GlobalOptions) -> int:
-    from ocipy.runtime import exec as exec_mod
-    from ocipy.runtime import store
+    from ocipy import api
 
     f, args = parse("exec", argv, _FLAGS, _USAGE, stop_at_positional=True, min_args=1)
     container_id, command = args[0], args[1:]
+    process = None
     if f["process"]:
         try:
             with open(str(f["process"]), "rb") as fp:
@@ -47,24 +47,18 @@ def run_exec(argv: list[str], opts: GlobalOptions) -> int:
             raise OcipyError(f"--process {f['process']}: {e.strerror}") from None
         except ValueError as e:
             raise OcipyError(f"--process {f['process']}: malformed JSON: {e}") from None
-    else:
-        if not command:
-            raise OcipyError("exec: no command given (args or --process)")
-        gids: list[int] = []
-        for item in f["additional_gids"]:
-            for gid in str(item).split(","):
-                if not gid.strip().isdigit():
-                    raise OcipyError(f"--additional-gids: {gid!r} is not a number")
-                gids.append(int(gid))
-        config = store.load(opts.root, container_id).config
-        process = exec_mod.build_process(config, command, env=f["env"], cwd=f["cwd"], user=f["user"],
-                                         additional_gids=gids, caps=f["cap"], no_new_privs=bool(f["no_new_privs"]),
-                                         tty=bool(f["tty"]))  # fmt: skip
-    status = exec_mod.exec_process(opts.root, container_id, process, detach=bool(f["detach"]),
-                                   pid_file=f["pid_file"], console_socket=f["console_socket"],
-                                   preserve_fds=int(f["preserve_fds"] or 0),
-                                   ignore_paused=bool(f["ignore_paused"]),
-                                   cgroup=[str(c) for c in f["cgroup"]], adopt=True)  # fmt: skip
+    gids: list[int] = []
+    for item in f["additional_gids"] if process is None and command else ():
+        for gid in str(item).split(","):
+            if not gid.strip().isdigit():
+                raise OcipyError(f"--additional-gids: {gid!r} is not a number")
+            gids.append(int(gid))
+    result = api.exec(container_id, command, root=opts.root, process=process, env=f["env"], cwd=f["cwd"],
+                      user=f["user"], additional_gids=gids, caps=f["cap"], no_new_privs=bool(f["no_new_privs"]),
+                      tty=bool(f["tty"]),  # --apparmor/--process-label: parsed, not applied (as before)
+                      detach=bool(f["detach"]), pid_file=f["pid_file"], console_socket=f["console_socket"],
+                      preserve_fds=int(f["preserve_fds"] or 0), ignore_paused=bool(f["ignore_paused"]),
+                      cgroup=[str(c) for c in f["cgroup"]])  # fmt: skip
     if not f["detach"]:
-        log.debug(f"process exited: status {status}")
-    return status
+        log.debug(f"process exited: status {result.exit_code}")
+    return result.exit_code

@@ -60,10 +60,16 @@ def run_run(argv: list[str], opts: GlobalOptions) -> int:
 
     spec = dict(_CREATE_FLAGS, **{"-d": ("detach", "bool"), "--detach": ("detach", "bool"), "--keep": ("keep", "bool")})
     f, args = parse("run", argv, spec, "[-d] [--keep] " + _CREATE_USAGE, min_args=1, max_args=1)
-    return api.run(args[0], str(f["bundle"] or "."), root=opts.root, detach=bool(f["detach"]), keep=bool(f["keep"]),
-                   pid_file=f["pid_file"], console_socket=f["console_socket"], no_pivot=bool(f["no_pivot"]),
-                   no_new_keyring=bool(f["no_new_keyring"]), preserve_fds=int(f["preserve_fds"] or 0),
-                   systemd_cgroup=opts.systemd_cgroup)  # fmt: skip
+    options: dict[str, Any] = {
+        "root": opts.root, "pid_file": f["pid_file"], "console_socket": f["console_socket"],
+        "no_pivot": bool(f["no_pivot"]), "no_new_keyring": bool(f["no_new_keyring"]),
+        "preserve_fds": int(f["preserve_fds"] or 0), "systemd_cgroup": opts.systemd_cgroup,
+    }  # fmt: skip
+    if f["detach"]:
+        api.run(args[0], str(f["bundle"] or "."), detach=True, **options)
+        return 0
+    result = api.run(args[0], str(f["bundle"] or "."), keep=bool(f["keep"]), forward_signals=True, **options)
+    return int(result.exit_code)
 
 
 def run_start(argv: list[str], opts: GlobalOptions) -> int:
@@ -121,7 +127,7 @@ def run_list(argv: list[str], opts: GlobalOptions) -> int:
     fmt = f["format"] or "table"
     if fmt not in ("table", "json"):
         raise UsageError(f"list: invalid format option {fmt!r} (table or json)")
-    states = api.list_containers(root=opts.root)
+    states = [c.state(refresh=False) for c in api.list_containers(root=opts.root)]
     if f["quiet"]:
         _write("".join(s["id"] + "\n" for s in states))
     elif fmt == "json":

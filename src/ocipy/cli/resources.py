@@ -38,22 +38,22 @@ def _one_id(prog: str, argv: list[str]) -> str:
 
 
 def run_pause(argv: list[str], opts: Any) -> int:
-    from ocipy.runtime import resources
+    from ocipy import api
 
-    resources.pause(opts.root, _one_id("pause", argv))
+    api.pause(_one_id("pause", argv), root=opts.root)
     return 0
 
 
 def run_resume(argv: list[str], opts: Any) -> int:
-    from ocipy.runtime import resources
+    from ocipy import api
 
-    resources.resume(opts.root, _one_id("resume", argv))
+    api.resume(_one_id("resume", argv), root=opts.root)
     return 0
 
 
 def run_ps(argv: list[str], opts: Any) -> int:
     """ps [-f table|json] ID [ps args...]: everything after the id goes to ps(1)."""
-    from ocipy.runtime import resources
+    from ocipy import api
 
     fmt = "table"
     i = 0
@@ -81,7 +81,7 @@ def run_ps(argv: list[str], opts: Any) -> int:
         ps_args = ps_args[1:]
     if fmt not in ("table", "json"):
         raise OcipyError(f"ocipy ps: invalid format {fmt!r} (table or json)")
-    pids = resources.ps(opts.root, container_id)
+    pids = api.processes(container_id, root=opts.root)
     if fmt == "json":
         if ps_args:
             raise OcipyError("ocipy ps: ps options cannot be used with --format json")
@@ -138,7 +138,7 @@ def parse_duration(text: str) -> float:
 def run_events(argv: list[str], opts: Any) -> int:
     import json
 
-    from ocipy.runtime import resources
+    from ocipy import api
 
     p = _parser("events", "print container events (OOM) and resource statistics")
     p.add_argument("--interval", default="5s", help="stats collection interval (default 5s)")
@@ -153,10 +153,10 @@ def run_events(argv: list[str], opts: Any) -> int:
         return json.dumps(event, separators=(",", ":"), ensure_ascii=False) + "\n"
 
     if args.stats:
-        sys.stdout.write(line(resources.stats(opts.root, args.container_id)))
+        sys.stdout.write(line(api.stats(args.container_id, root=opts.root)))
         return 0
     try:
-        for event in resources.events(opts.root, args.container_id, interval):
+        for event in api.events(args.container_id, interval, root=opts.root):
             sys.stdout.write(line(event))
             sys.stdout.flush()
     except BrokenPipeError:
@@ -194,7 +194,7 @@ def _int(text: str, flag: str) -> int:
 
 
 def run_update(argv: list[str], opts: Any) -> int:
-    from ocipy.runtime import resources
+    from ocipy import api
 
     p = _parser("update", "update a container's resource constraints")
     p.add_argument("-r", "--resources", help="path to a file with the resources JSON (- for stdin)")
@@ -239,34 +239,24 @@ def run_update(argv: list[str], opts: Any) -> int:
         res = loaded
     if args.l3_cache_schema is not None or args.mem_bw_schema is not None:
         raise OcipyError("Intel RDT is not supported by ocipy (--l3-cache-schema / --mem-bw-schema)")
-
-    def put(section: str, key: str, value: Any) -> None:
-        sec = res.setdefault(section, {})
-        if not isinstance(sec, dict):
-            raise OcipyError(f"update: {section} in the resources file must be an object")
-        sec[key] = value
-
-    for flag, attr, key in (("--memory", "memory", "limit"), ("--memory-reservation", "memory_reservation", "reservation"),
-                            ("--memory-swap", "memory_swap", "swap"), ("--kernel-memory", "kernel_memory", "kernel"),
-                            ("--kernel-memory-tcp", "kernel_memory_tcp", "kernelTCP")):
+    # The flags' values, as numbers (sizes as runc reads them); the API puts them into place.
+    limits: dict[str, Any] = {}
+    for flag, attr in (("--memory", "memory"), ("--memory-reservation", "memory_reservation"),
+                       ("--memory-swap", "memory_swap"), ("--kernel-memory", "kernel_memory"),
+                       ("--kernel-memory-tcp", "kernel_memory_tcp")):  # fmt: skip
         value = getattr(args, attr)
         if value is not None:
-            put("memory", key, parse_bytes(value, flag))
-    for flag, attr, key in (("--cpu-share", "cpu_share", "shares"), ("--cpu-quota", "cpu_quota", "quota"),
-                            ("--cpu-period", "cpu_period", "period"), ("--cpu-burst", "cpu_burst", "burst"),
-                            ("--cpu-rt-period", "cpu_rt_period", "realtimePeriod"),
-                            ("--cpu-rt-runtime", "cpu_rt_runtime", "realtimeRuntime"),
-                            ("--cpu-idle", "cpu_idle", "idle")):
+            limits[attr] = parse_bytes(value, flag)
+    for flag, attr in (("--cpu-share", "cpu_share"), ("--cpu-quota", "cpu_quota"), ("--cpu-period", "cpu_period"),
+                       ("--cpu-burst", "cpu_burst"), ("--cpu-rt-period", "cpu_rt_period"),
+                       ("--cpu-rt-runtime", "cpu_rt_runtime"), ("--cpu-idle", "cpu_idle")):  # fmt: skip
         value = getattr(args, attr)
         if value is not None:
-            put("cpu", key, _int(value, flag))
-    if args.cpuset_cpus is not None:
-        put("cpu", "cpus", args.cpuset_cpus)
-    if args.cpuset_mems is not None:
-        put("cpu", "mems", args.cpuset_mems)
+            limits["cpu_shares" if attr == "cpu_share" else attr] = _int(value, flag)
+    limits["cpuset_cpus"], limits["cpuset_mems"] = args.cpuset_cpus, args.cpuset_mems
     if args.pids_limit is not None:
-        put("pids", "limit", _int(args.pids_limit, "--pids-limit"))
+        limits["pids_limit"] = _int(args.pids_limit, "--pids-limit")
     if args.blkio_weight is not None:
-        put("blockIO", "weight", _int(args.blkio_weight, "--blkio-weight"))
-    resources.update(opts.root, args.container_id, res)
+        limits["blkio_weight"] = _int(args.blkio_weight, "--blkio-weight")
+    api.update(args.container_id, res, root=opts.root, **limits)
     return 0

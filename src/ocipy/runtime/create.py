@@ -130,8 +130,12 @@ def create(
     no_new_keyring: bool = False,
     preserve_fds: int = 0,
     systemd_cgroup: bool = False,
+    stdio: tuple[int | None, int | None, int | None] | None = None,
 ) -> store.Container:
-    """Create a container; its init waits for `start` (see runtime/init.py)."""
+    """Create a container; its init waits for `start` (see runtime/init.py).
+
+    `stdio`: fds that become the container process's 0, 1 and 2 (None: the
+    caller's own, inherited); the caller closes its copies afterwards."""
     store.check_id(container_id)
     check_preserve_fds(preserve_fds)
     bundle = os.path.abspath(bundle)
@@ -165,6 +169,7 @@ def create(
     ctx.config, ctx.bundle, ctx.rootfs = config, bundle, rootfs
     ctx.new_keyring = not no_new_keyring
     ctx.no_pivot, ctx.extra_fds, ctx.listen_env = no_pivot, extra_fds, listen_fds > 0
+    ctx.stdio = stdio
     ctx.parent_hooks = bool(config.hooks.of("prestart") or config.hooks.of("createRuntime"))
     preload(config, process.terminal)
     if linux.seccomp is not None:

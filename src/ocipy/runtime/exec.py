@@ -73,17 +73,66 @@ class _ExecContext:
         self.parent_only_fds: list[int] = []
         self.console_fd: int | None = None
         self.extra_fds = 0
+        self.stdio: tuple[int | None, int | None, int | None] | None = None
 
 
 def exec_process(root: str, container_id: str, process: dict[str, Any], *, detach: bool = False,
                  pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0,
-                 ignore_paused: bool = False, cgroup: list[str] | None = None,
-                 adopt: bool = False) -> int:  # fmt: skip
-    """Run `process` in the container; foreground returns its exit status (128+N on signal N)."""
+                 ignore_paused: bool = False, cgroup: list[str] | None = None, adopt: bool = False,
+                 lock: Any = None) -> int:  # fmt: skip
+    """Run `process` in the container with the caller's stdio (with a terminal
+    and no console socket, the caller's copied through a pty held here);
+    foreground returns its exit status (128+N on signal N), detached 0.
+
+    `lock` (the API's, for callers with threads) is held while the process is started."""
+    from ocipy.runtime.operations import wait_exit
+
+    proxy = None
+    if lock is not None:
+        lock.acquire()
+    try:
+        if process.get("terminal") and console_socket is None and not detach:
+            from ocipy.runtime.console import ConsoleProxy
+
+            proxy = ConsoleProxy()  # the runtime holds the pty master and copies our stdio through it
+        pid = spawn_process(root, container_id, process, detach=detach, pid_file=pid_file,
+                            console_socket=console_socket, console_fd=proxy.child_fd if proxy else None,
+                            preserve_fds=preserve_fds, ignore_paused=ignore_paused, cgroup=cgroup,
+                            adopt=adopt)  # fmt: skip
+        if proxy is not None:
+            proxy.receive_master()
+    except BaseException:
+        if proxy is not None:
+            proxy.close()
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+    try:
+        if detach:
+            return 0
+        if proxy is not None:
+            proxy.copy_until_exit(pid)
+        return wait_exit(pid)
+    finally:
+        if proxy is not None:
+            proxy.close()
+
+
+def spawn_process(root: str, container_id: str, process: dict[str, Any], *, detach: bool = False,
+                  pid_file: str | None = None, console_socket: str | None = None, console_fd: int | None = None,
+                  preserve_fds: int = 0, ignore_paused: bool = False, cgroup: list[str] | None = None,
+                  adopt: bool = False, stdio: tuple[int | None, int | None, int | None] | None = None) -> int:  # fmt: skip
+    """Start `process` in the container and return its host pid once it has
+    exec'd (not detached, or with `adopt`: as our child, for the caller to wait for).
+
+    `console_fd`: a socket the child sends the pty master over (one end of the
+    caller's socketpair, which the caller closes); `stdio`: fds that become
+    the process's 0-2 (the caller closes its copies)."""
     from ocipy.runtime import create as create_mod
 
     create_mod.check_preserve_fds(preserve_fds)
-    from ocipy.runtime.operations import _manager, wait_exit
+    from ocipy.runtime.operations import _manager
 
     proc = parse_process(process)
     nul = find_nul(process, "process")
@@ -97,18 +146,18 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
         raise InvalidState("cannot exec in a stopped container")  # runc's wording
     if status not in (store.CREATED, store.RUNNING, store.PAUSED):
         raise NotRunning(container_id)
-    if proc.terminal and console_socket is None and detach:
+    if proc.terminal and console_socket is None and console_fd is None:
         raise OcipyError("cannot allocate tty if ocipy will detach without setting console socket")
     linux = parse(container.config, resources=False).linux  # the saved config.json, typed again
 
     ctx = _ExecContext()
     ctx.process = proc
     ctx.linux = linux
+    ctx.stdio = stdio
     _preload(ctx, linux)
     ctx.extra_fds = preserve_fds
     ns_types = [ns.type for ns in linux.namespaces]
     ns_types.sort(key=lambda t: (t != "user", t == "mount"))
-    proxy = None
     bootstrap_pid = pid = 0
     # Every fd made for the child is owned here until it is handed on: the
     # error paths close them all.
@@ -124,10 +173,7 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
             if console_socket is not None:
                 ctx.console_fd = fds.own(create_mod._connect_console(console_socket))
             else:
-                from ocipy.runtime.console import ConsoleProxy
-
-                proxy = ConsoleProxy()
-                ctx.console_fd = proxy.child_fd
+                ctx.console_fd = console_fd
         # The exec'd process is orphaned when the bootstrap exits: as our child
         # (subreaper) a failed one is reaped here, not left as a zombie of the
         # container's init. The CLI adopts a detached one too (it is handed on to
@@ -149,7 +195,7 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
             for fd in (ctx.channel.rfd, ctx.channel.wfd, *(fd for _, fd in ctx.ns_fds)):
                 fds.close(fd)
             ctx.ns_fds = []
-            if ctx.console_fd is not None and proxy is None:
+            if ctx.console_fd is not None and console_socket is not None:
                 fds.close(ctx.console_fd)
             if manager is not None and not ctx.cgroup_self_join:
                 manager.join(bootstrap_pid)
@@ -157,8 +203,6 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
             pid = _await_exec(parent, bootstrap_pid, container, linux)
         except BaseException:
             create_mod._kill_children(bootstrap_pid, pid)
-            if proxy is not None:
-                proxy.close()
             raise
     if pid_file:
         try:
@@ -166,22 +210,8 @@ def exec_process(root: str, container_id: str, process: dict[str, Any], *, detac
         except BaseException:
             # the process runs already: kill and reap it, as runc does, so the failed exec leaves nothing
             create_mod._kill_children(0, pid)
-            if proxy is not None:
-                proxy.close()
             raise
-    if proxy is not None:
-        proxy.receive_master()
-    if detach:
-        if proxy is not None:
-            proxy.close()
-        return 0
-    try:
-        if proxy is not None:
-            proxy.copy_until_exit(pid)
-        return wait_exit(pid)
-    finally:
-        if proxy is not None:
-            proxy.close()
+    return pid
 
 
 def _await_exec(parent: Channel, bootstrap_pid: int, container: store.Container, linux: Linux) -> int:
@@ -221,7 +251,7 @@ def _bootstrap(ctx: _ExecContext) -> NoReturn:
     ch = ctx.channel
     assert ch is not None
     try:
-        enter_container(ch, ctx.parent_only_fds, ctx.ns_fds, ctx.manager if ctx.cgroup_self_join else None)
+        enter_container(ch, ctx.parent_only_fds, ctx.ns_fds, ctx.manager if ctx.cgroup_self_join else None, ctx.stdio)
         pid = os.fork()
         if pid == 0:
             try:

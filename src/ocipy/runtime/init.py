@@ -63,6 +63,7 @@ class InitContext:
         self.fifo_path = ""
         self.fifo_fd = -1
         self.console_fd: int | None = None
+        self.stdio: tuple[int | None, int | None, int | None] | None = None  # the container's fds 0-2 (API)
         self.no_pivot = False
         self.new_keyring = True  # a session keyring of its own, unless --no-new-keyring
         self.extra_fds = 0
@@ -205,7 +206,7 @@ def clone_init(ctx: InitContext) -> int:
         ch = ctx.channel
         try:
             assert ch is not None
-            _leave_parent(ctx.parent_only_fds)
+            _leave_parent(ctx.parent_only_fds, ctx.stdio)
             ctx.cgroups_pending = True
         except BaseException as e:  # noqa: BLE001 - a forked child must never return
             report_error(ch, e)
@@ -213,20 +214,25 @@ def clone_init(ctx: InitContext) -> int:
     return pid
 
 
-def _leave_parent(parent_only_fds: list[int]) -> None:
-    """A child's first step: drop the parent's fds and become non-dumpable."""
+def _leave_parent(parent_only_fds: list[int], stdio: tuple[int | None, int | None, int | None] | None = None) -> None:
+    """A child's first step: drop the parent's fds, take the stdio the caller
+    chose for the container (if any), and become non-dumpable."""
     for fd in parent_only_fds:
         os.close(fd)
+    if stdio is not None:
+        from ocipy.runtime.process import take_stdio
+
+        take_stdio(stdio)
     sc.prctl(sc.PR_SET_DUMPABLE, 0)  # CVE-2019-5736: no /proc/PID/exe for the container
 
 
 def enter_container(ch: Channel, parent_only_fds: list[int], ns_fds: list[tuple[str, int]],
-                    self_join: Any = None) -> None:  # fmt: skip
+                    self_join: Any = None, stdio: tuple[int | None, int | None, int | None] | None = None) -> None:  # fmt: skip
     """The bootstrap child's first steps (create and exec): drop the parent's
     fds, become non-dumpable, be in the container's cgroups (moving itself
     into them with `self_join`, else placed by the parent before "go"), then
     join the namespaces given by fd (user first)."""
-    _leave_parent(parent_only_fds)
+    _leave_parent(parent_only_fds, stdio)
     ch.expect(Msg.GO)
     if self_join is not None:
         self_join.join_self_v1()
@@ -240,7 +246,8 @@ def bootstrap(ctx: InitContext) -> NoReturn:
     ch = ctx.channel
     assert ch is not None
     try:
-        enter_container(ch, ctx.parent_only_fds, ctx.ns_fds, ctx.cgroup_manager if ctx.cgroup_self_join else None)
+        enter_container(ch, ctx.parent_only_fds, ctx.ns_fds, ctx.cgroup_manager if ctx.cgroup_self_join else None,
+                        ctx.stdio)  # fmt: skip
         if ctx.new_userns:
             sc.unshare(NAMESPACES["user"][0])
             ch.send(Msg.USERNS)

@@ -238,8 +238,13 @@ def wait_exit(pid: int) -> int:
 
 def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep: bool = False,
         pid_file: str | None = None, console_socket: str | None = None, no_pivot: bool = False,
-        no_new_keyring: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False) -> int:  # fmt: skip
-    """create + start; in the foreground wait and return the exit status, then delete."""
+        no_new_keyring: bool = False, preserve_fds: int = 0, systemd_cgroup: bool = False,
+        forward_signals: bool = True) -> int:  # fmt: skip
+    """create + start; in the foreground wait and return the exit status, then delete.
+
+    `forward_signals` (main thread only): pass INT, TERM, HUP, QUIT, USR1 and
+    USR2 on to the container while waiting, as runc does; the previous
+    handlers are restored afterwards."""
     import signal
 
     from ocipy.linux import syscalls
@@ -268,7 +273,8 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep
     if detach:
         return 0
     pid = container.pid
-    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                 signal.SIGUSR2) if forward_signals else ()  # fmt: skip
 
     def forward(signum: int, _frame: Any) -> None:
         try:
@@ -276,16 +282,15 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep
         except ProcessLookupError:
             pass
 
-    for sig in forwarded:
-        signal.signal(sig, forward)
+    previous = [signal.signal(sig, forward) for sig in forwarded]
     try:
         if proxy is not None:
             proxy.copy_until_exit(pid)
         status = wait_exit(pid)
         log.debug(f"process exited: pid {pid}, status {status}")
     finally:
-        for sig in forwarded:
-            signal.signal(sig, signal.SIG_DFL)
+        for sig, handler in zip(forwarded, previous, strict=True):
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
         if proxy is not None:
             proxy.close()
     if not keep:

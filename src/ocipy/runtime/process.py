@@ -163,6 +163,18 @@ def setup_terminal(console_fd: int, process: Process) -> None:
         os.close(slave)
 
 
+def take_stdio(stdio: tuple[int | None, int | None, int | None]) -> None:
+    """In a child, before the container is entered: the given fds become 0, 1
+    and 2 (None keeps the inherited one).  The API hands the container pipes
+    this way, never by changing the caller's own fds.  Copied aside first, so
+    that a source that is itself 0-2 (stdout and stderr swapped) is not lost."""
+    copies = [os.dup(fd) if fd is not None else -1 for fd in stdio]
+    for target, fd in enumerate(copies):
+        if fd >= 0:
+            os.dup2(fd, target)  # inheritable: the container's process keeps it across execve
+            os.close(fd)
+
+
 def reset_signals(keep_sigpipe: bool = False) -> None:
     """Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve, so restore them."""
     import _signal as signal  # type: ignore[import-not-found]  # the C module: `signal` pulls in enum

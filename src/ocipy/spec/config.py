@@ -466,7 +466,7 @@ def _capabilities(value: Any, field: str) -> Capabilities:
     if unknown:
         from ocipy import log
 
-        log.warning(f"ignoring unknown or unavailable capabilities: [{' '.join(sorted(unknown))}]")
+        log.warning(f"ignoring unknown or unavailable capabilities: [{' '.join(sorted(unknown))}]", "ocipy.spec")
     return out
 
 

@@ -384,10 +384,10 @@ class Manager:
             raise OcipyError(f"container's cgroup unexpectedly frozen ({self._dirs()[0]})")
         busy = self.pids()
         if busy:
-            from ocipy.cli import log
+            from ocipy import log
 
             log.warning(f"container's cgroup is not empty: {len(busy)} process(es) found "
-                        f"({self._dirs()[0]})")
+                        f"({self._dirs()[0]})", "ocipy.linux.cgroups")
 
     def _v2_enable_list(self) -> list[str]:
         """cgroup v2 controllers to enable on the way down to the container's directory."""
