@@ -288,32 +288,65 @@ def _copy(source: str, destination: str, *, options: Any = None, **kw: Any) -> s
     return api_registry.copy(source, destination, src_options=options, progress=False, **kw)
 
 
-def run(ref: str, args: list[str] | None = None, *, rm: bool = True, root: str | None = None,
+def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: bool = False, root: str | None = None,
         container_id: str | None = None, platform: str | None = None, workdir: str | None = None,
-        options: Any = None) -> int:
-    """Unpack `ref` into a temp bundle and run it in the foreground; return its exit status.
+        options: Any = None, run_options: Any = None, network: str = "none",
+        ports: list[str] | None = None) -> int:  # fmt: skip
+    """Unpack `ref` into a temp bundle and run it; return its exit status (0 when detached).
 
-    `args` replaces the image's command.  With `rm` the container and the bundle
-    are deleted afterwards; otherwise both are kept (the bundle path is in the
-    container's state).
+    `args` replace the image's Cmd (podman's rule; `run_options.entrypoint`
+    replaces its Entrypoint): see :class:`ocipy.engine.options.RunOptions` for
+    the rest of podman run's options.  `network` is ``none`` (loopback only,
+    the API's default), ``host`` or ``private`` (slirp4netns, with `ports`
+    as ``-p`` gives them): :mod:`ocipy.engine.network`.  With `rm` the
+    container and the bundle are deleted afterwards; otherwise both are kept
+    (the bundle path is in the container's state) until ``ocipy delete``.
+    `detach` returns once the container runs (not with `rm`: nothing would
+    be left to delete it when it exits).
     """
     import json
     import tempfile
     import uuid
 
     from ocipy import api, fstree, fsutil
+    from ocipy.engine import network as net
+    from ocipy.engine.hooks import remove_at_delete
+    from ocipy.engine.options import RunOptions, apply
+    from ocipy.image.unpack import BUNDLE_META
 
+    if detach and rm:
+        raise ImageError("run: --rm with -d needs a monitor process, which ocipy does not keep: "
+                         "run detached without --rm and `ocipy delete` it")
+    forwards = [net.parse_port(p) for p in ports or []]
     base = workdir or os.environ.get("OCIPY_IMAGE_RUN_DIR") or "/var/tmp"
     os.makedirs(base, exist_ok=True)
     holder = tempfile.mkdtemp(prefix="ocipy-run-", dir=base)
     bundle = os.path.join(holder, "bundle")
     cid = container_id or f"ocipy-{uuid.uuid4().hex[:12]}"
+    kept = False  # the bundle stays while a container uses it
     try:
         config = unpack(ref, bundle, platform, options=options)
+        with open(os.path.join(bundle, BUNDLE_META)) as f:
+            meta = json.load(f)
+        image_config = {"config": {"Entrypoint": meta.get("entrypoint"), "Cmd": meta.get("cmd")}}
+        opts = run_options if run_options is not None else RunOptions()
         if args:
-            config["process"]["args"] = list(args)
-            fsutil.write_file(os.path.join(bundle, "config.json"), json.dumps(config, indent=2).encode(), 0o644)
-        return api.run(cid, bundle, root=root, keep=not rm, forward_signals=True).exit_code
+            opts.args = list(args)
+        apply(config, image_config, os.path.join(bundle, "rootfs"), opts)
+        net.configure(config, network, forwards, holder)
+        remove_at_delete(config, holder)  # `ocipy delete` of a kept container removes its bundle too
+        fsutil.write_file(os.path.join(bundle, "config.json"), json.dumps(config, indent=2).encode(), 0o644)
+        stdin = None if opts.interactive or opts.tty else api.DEVNULL
+        if detach:
+            api.run(cid, bundle, root=root, detach=True, stdin=stdin)
+            kept = True
+            return 0
+        try:
+            result = api.run(cid, bundle, root=root, keep=not rm, stdin=stdin, forward_signals=True)
+            kept = not rm
+        finally:
+            net.down(holder)  # also when kept: the network goes with the program, as podman's
+        return result.exit_code
     finally:
-        if rm:
+        if not kept:
             fstree.remove_quietly(holder)  # an unpacked rootfs: any depth

@@ -4,6 +4,7 @@ a server on the host's own address, and nothing is left once it is deleted."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -41,9 +42,12 @@ def _host_address() -> str | None:
     return None
 
 
-def _private(make_bundle: MakeBundle, engine_dir: Path, script: str, ports: list[network.Port]) -> Path:
+def _private(make_bundle: MakeBundle, engine_dir: Path, script: str, ports: list[network.Port],
+             hook: bool = True) -> Path:  # fmt: skip
     def edit(config: dict[str, Any]) -> None:
         network.configure(config, "private", ports, str(engine_dir))
+        if not hook:  # the test starts slirp4netns itself
+            del config["hooks"]["createRuntime"]
 
     return make_bundle(["sh", "-c", script], edit=edit)
 
@@ -62,7 +66,7 @@ def test_port_forward_from_host_loopback(runtime: Any, make_bundle: MakeBundle, 
     host_port = _free_port()
     ports = [network.parse_port(f"127.0.0.1:{host_port}:8080")]
     script = "ip -4 addr show tap0 > /tap0; echo hello-from-inside | nc -l -p 8080; sleep 1"
-    bundle = _private(make_bundle, engine_dir, script, ports)
+    bundle = _private(make_bundle, engine_dir, script, ports, hook=False)
     cid = unique_id("net")
     runtime("create", "--bundle", str(bundle), cid)
     net = network.Private(str(engine_dir), runtime.state(cid)["pid"], ports, foreground=True)
@@ -113,22 +117,21 @@ def test_outbound_and_cleanup_by_poststop_hook(runtime: Any, make_bundle: MakeBu
     script = f"cat /etc/resolv.conf > /resolv; echo out-from-inside | nc {address} {port}; sleep 300"
     bundle = _private(make_bundle, engine_dir, script, [])
     cid = unique_id("net")
+    # As `image run -d`: the createRuntime hook starts slirp4netns, delete's poststop hook stops it.
     runtime("create", "--bundle", str(bundle), cid)
-    # As `image run -d`: no exit fd, the engine goes away; delete's poststop hook stops slirp4netns.
-    net = network.Private(str(engine_dir), runtime.state(cid)["pid"], [], foreground=False)
+    slirp = int(json.loads((engine_dir / "network.json").read_text())["pid"])
     try:
         runtime("start", cid)
         thread.join(30)
         assert heard == [b"out-from-inside\n"]
         assert "nameserver 10.0.2.3" in (bundle / "rootfs" / "resolv").read_text()
-        assert _alive(net.proc.pid)
+        assert _alive(slirp)
     finally:
         server.close()
         thread.join()
         runtime("delete", "-f", cid)
     deadline = time.monotonic() + 10
-    while _alive(net.proc.pid):
+    while _alive(slirp):
         assert time.monotonic() < deadline, "the poststop hook did not stop slirp4netns"
         time.sleep(0.05)
-    net.proc.wait()
     assert not (engine_dir / "network.json").exists()

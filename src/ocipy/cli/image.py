@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -102,10 +103,29 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("destination")
     _registry_flags(s)
 
-    s = sub.add_parser("run", help="unpack an image into a temp bundle and run it")
+    s = sub.add_parser("run", help="unpack an image into a temp bundle and run it (podman run's options)")
     s.add_argument("--rm", action="store_true", help="delete the container and bundle afterwards")
+    s.add_argument("-d", "--detach", action="store_true", help="return once it runs (`ocipy delete` it later)")
     s.add_argument("--name", help="container id")
     s.add_argument("--platform")
+    s.add_argument("-t", "--tty", action="store_true", help="give the program a terminal")
+    s.add_argument("-i", "--interactive", action="store_true", help="keep stdin (else /dev/null)")
+    s.add_argument("-e", "--env", action="append", default=[], metavar="NAME[=VALUE]")
+    s.add_argument("--env-file", action="append", default=[], metavar="FILE")
+    s.add_argument("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
+    s.add_argument("-w", "--workdir")
+    s.add_argument("-u", "--user", metavar="USER[:GROUP]")
+    s.add_argument("--entrypoint", help="replaces the image's Entrypoint (and drops its Cmd)")
+    s.add_argument("--network", "--net", default="private", choices=("private", "host", "none"),
+                   help="private (default: slirp4netns), host, or none (loopback only)")
+    s.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:PORT[/PROTO]")
+    s.add_argument("-m", "--memory", metavar="SIZE")
+    s.add_argument("--cpus")
+    s.add_argument("--pids-limit")
+    s.add_argument("--cap-add", action="append", default=[])
+    s.add_argument("--cap-drop", action="append", default=[])
+    s.add_argument("--read-only", action="store_true", help="read-only root, with tmpfs on /tmp, /var/tmp, /run")
+    s.add_argument("--hostname")
     _registry_flags(s)
     s.add_argument("ref")
     s.add_argument("command", nargs=argparse.REMAINDER)
@@ -208,7 +228,19 @@ def run_image(argv: list[str], opts: Any) -> int:
     elif cmd == "export":
         img.export(args.source, args.destination, args.platform, _options(args))
     elif cmd == "run":
+        from ocipy.engine.options import RunOptions
+
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
-        return img.run(args.ref, command or None, rm=args.rm, root=opts.root,
-                       container_id=args.name, platform=args.platform, options=_options(args))
+        run_options = RunOptions(
+            entrypoint=args.entrypoint, env=args.env, env_files=args.env_file, volumes=args.volume,
+            workdir=args.workdir, user=args.user, tty=args.tty, interactive=args.interactive,
+            hostname=args.hostname, memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit,
+            cap_add=args.cap_add, cap_drop=args.cap_drop, read_only=args.read_only)  # fmt: skip
+        cid = args.name or f"ocipy-{os.urandom(6).hex()}"
+        code = img.run(args.ref, command or None, rm=args.rm, detach=args.detach, root=opts.root,
+                       container_id=cid, platform=args.platform, options=_options(args),
+                       run_options=run_options, network=args.network, ports=args.publish)  # fmt: skip
+        if args.detach:
+            print(cid)
+        return code
     return 0

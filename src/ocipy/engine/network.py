@@ -12,14 +12,16 @@ engine's job, as it is podman's:
   ``-p [IP:]HOSTPORT:PORT[/tcp|/udp]`` forwards a host port to the container
   through slirp4netns's API socket (``add_hostfwd``).
 
-slirp4netns is started after `create` (it needs the init's pid) and before
-`start`, so the program finds its network up.  It outlives no container:
-its pid is recorded (with its start time, so a recycled pid is never
-killed) in the engine's directory of the container before anything else
-happens, `down()` stops it, and the container's poststop hook (run by
-`delete`, also after the engine was killed) calls `down()` too.  In the
-foreground the engine also holds slirp4netns's --exit-fd, so that it exits
-by itself if the engine dies.
+slirp4netns is started by the container's createRuntime hook (after
+`create` made the namespaces, before `start`: the program finds its network
+up; the hook gets the init's pid in the state on its stdin).  It outlives no
+container: its pid is recorded (with its start time, so a recycled pid is
+never killed) in the engine's directory of the container before anything
+else happens, `down()` stops it, and the container's poststop hook (run by
+`delete`, also after the engine was killed) calls `down()` too.  The engine
+calls `down()` itself when a foreground container exits.  A program that
+starts slirp4netns itself (`Private(..., foreground=True)`) also holds its
+--exit-fd, so that it exits by itself if that program dies.
 """
 
 from __future__ import annotations
@@ -94,7 +96,9 @@ def configure(config: dict[str, Any], mode: str, ports: list[Port], engine_dir: 
     if mode == "host":
         resolv = "/etc/resolv.conf"
     elif mode == "private":
-        config.setdefault("hooks", {}).setdefault("poststop", []).append(_down_hook(engine_dir))
+        hooks = config.setdefault("hooks", {})
+        hooks.setdefault("createRuntime", []).append(_hook(f"hook_up({engine_dir!r}, {[repr(p) for p in ports]!r})"))
+        hooks.setdefault("poststop", []).append(_hook(f"down({engine_dir!r})"))
         # slirp4netns answers DNS on 10.0.2.3 with the host's resolver
         resolv = os.path.join(engine_dir, "resolv.conf")
         from ocipy.fsutil import write_file
@@ -107,11 +111,20 @@ def configure(config: dict[str, Any], mode: str, ports: list[Port], engine_dir: 
                                                 "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]})  # fmt: skip
 
 
-def _down_hook(engine_dir: str) -> dict[str, Any]:
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys; sys.path[:0] = [{package_parent!r}]\n"
-            f"from ocipy.engine.network import down; down({engine_dir!r})")  # fmt: skip
-    return {"path": sys.executable, "args": [sys.executable, "-IS", "-c", code], "timeout": 10}
+def _hook(call: str) -> dict[str, Any]:
+    from ocipy.engine.hooks import python_hook
+
+    return python_hook("from ocipy.engine.network import down, hook_up", call)
+
+
+def hook_up(engine_dir: str, ports: list[str]) -> None:
+    """The createRuntime hook: serve the container (state on stdin) with slirp4netns."""
+    try:
+        state = json.loads(sys.stdin.read(1 << 20))
+        Private(engine_dir, int(state["pid"]), [parse_port(p) for p in ports], foreground=False)
+    except (OcipyError, OSError, ValueError, KeyError, TypeError) as e:
+        sys.stderr.write(f"--network private: {e}\n")
+        raise SystemExit(1) from None
 
 
 def _start_time(pid: int) -> str | None:

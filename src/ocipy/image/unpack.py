@@ -231,7 +231,10 @@ def unpack(layout: Layout, manifest_desc: dict[str, Any], bundle: str,
             write_json(os.path.join(tmp, "config.json"), rc)
             write_json(os.path.join(tmp, BUNDLE_META), {
                 "layout": layout.path, "ref": ref, "manifest": manifest_desc,
-                "config": manifest["config"]})
+                "config": manifest["config"],
+                # for `image run`: podman's rules replace the Cmd and keep the Entrypoint
+                "entrypoint": (config.get("config") or {}).get("Entrypoint"),
+                "cmd": (config.get("config") or {}).get("Cmd")})
             write_json(os.path.join(tmp, BUNDLE_MTREE), scan_tree(rootfs), 0o600)
             os.chmod(tmp, 0o700)
             if os.path.isdir(bundle):
