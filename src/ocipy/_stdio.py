@@ -244,13 +244,10 @@ def reap_finished(key: tuple[str, str]) -> None:
 
 def _stat(pid: int) -> tuple[bytes, int] | None:
     """(state letter, parent pid) of `pid`, None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    return fields[0], int(fields[1])
+    from ocipy.linux import procstat
+
+    f = procstat.fields(pid)
+    return None if f is None else (f[procstat.STATE], int(f[procstat.PPID]))
 
 
 def _data_fd(data: bytes) -> int:

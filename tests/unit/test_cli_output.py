@@ -21,6 +21,14 @@ from ocipy.cli.lifecycle import runc_state
 from ocipy.spec.runtime import default_spec
 from support.helpers import OCIPY
 
+
+@pytest.fixture(autouse=True)
+def _library_logging_after() -> Any:
+    # log.setup() is the CLI's: tests calling it must not leave this process in CLI mode
+    yield
+    log.setup(None, "text", False)
+    log._cli = False
+
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
 
 

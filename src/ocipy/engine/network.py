@@ -129,12 +129,10 @@ def hook_up(engine_dir: str, ports: list[str]) -> None:
 
 def _start_time(pid: int) -> str | None:
     """The process's start time (/proc/PID/stat field 22), None once it is gone (or a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
+    from ocipy.linux import procstat
+
+    f = procstat.fields(pid)
+    return None if f is None or f[procstat.STATE] == b"Z" else f[procstat.START_TIME].decode()
 
 
 def _write_state(engine_dir: str, doc: dict[str, Any]) -> None:

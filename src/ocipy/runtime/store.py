@@ -81,13 +81,10 @@ def container_dir(root: str, container_id: str) -> str:
 
 def _stat(pid: int) -> tuple[bytes, int] | None:
     """(state letter, start time) from /proc/PID/stat, or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    return fields[0], int(fields[19])
+    from ocipy.linux import procstat
+
+    f = procstat.fields(pid)
+    return None if f is None else (f[procstat.STATE], int(f[procstat.START_TIME]))
 
 
 def process_start_time(pid: int) -> int | None:
