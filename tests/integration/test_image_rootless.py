@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from image_fixtures import OCIPY, build_layout, entry, leftovers
+from image_fixtures import build_layout, entry, leftovers
 
 from ocipy import api_image
 from ocipy.errors import ImageError
+from support.helpers import REPO, nobody_command, nobody_view
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root to set up files owned by another user"),
@@ -88,9 +89,12 @@ class Scene:
             return True, ""
         for p in (self.layout_path, self.work):
             subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(p)], check=True)
-        proc = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                               OCIPY, "image", "unpack", ref, str(self.bundle)],
-                              capture_output=True, text=True, timeout=120)
+        view, cleanup = nobody_view()
+        try:
+            proc = subprocess.run(nobody_command(view, "image", "unpack", ref, str(self.bundle)),
+                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+        finally:
+            cleanup()
         assert "Traceback" not in proc.stderr
         return proc.returncode == 0, proc.stderr.strip()
 
@@ -225,11 +229,15 @@ def test_hostile_layer_property_holds_as_nobody() -> None:
     base = Path(tempfile.mkdtemp(prefix="ocipy-prop-", dir="/tmp"))
     try:
         os.chown(base, NOBODY, NOBODY)
-        proc = subprocess.run(
-            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-             str(here.parents[1] / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-             f"--basetemp={base / 'pytest'}", str(here / "test_image_layer_property.py")],
-            capture_output=True, text=True, timeout=600, cwd=base, env={**os.environ, "HOME": str(base)})
+        view, cleanup = nobody_view()
+        try:
+            tests = view / here.relative_to(REPO) / "test_image_layer_property.py"
+            proc = subprocess.run(
+                nobody_command(view, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={base / 'pytest'}",
+                               str(tests), python=True),
+                capture_output=True, text=True, timeout=600, cwd=base, env={**os.environ, "HOME": str(base)})
+        finally:
+            cleanup()
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
         assert "1 passed" in proc.stdout
     finally:

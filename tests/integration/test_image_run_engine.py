@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -31,9 +32,12 @@ def image(tmp_path: Path, busybox_rootfs: Path) -> str:
     return f"oci:{layout}:bb"
 
 
-def _slirps() -> list[str]:
-    out = subprocess.run(["pgrep", "-a", "slirp4netns"], capture_output=True, text=True).stdout
-    return out.splitlines()
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _free_port() -> int:
@@ -83,7 +87,6 @@ def test_publish_detached_and_delete_cleans_up(image: str, tmp_path: Path) -> No
     state = tmp_path / "state"
     run_dir = tmp_path / "runs"
     port = _free_port()
-    before = _slirps()
     cid = unique_id("run")
     out, err = tmp_path / "out", tmp_path / "err"  # files: the detached container keeps its stdio open
     with out.open("w") as o, err.open("w") as e:
@@ -104,12 +107,14 @@ def test_publish_detached_and_delete_cleans_up(image: str, tmp_path: Path) -> No
                     got = s.recv(100)
             except OSError:
                 time.sleep(0.1)
-        assert len(_slirps()) == len(before) + 1
+        (engine_dir,) = run_dir.iterdir()  # the container's bundle holder: network.json names its slirp4netns
+        slirp = int(json.loads((engine_dir / "network.json").read_text())["pid"])
+        assert _alive(slirp)
     finally:
         subprocess.run([OCIPY, "--root", str(state), "delete", "-f", cid], capture_output=True, timeout=60)
     deadline = time.monotonic() + 10
-    while len(_slirps()) > len(before):
-        assert time.monotonic() < deadline, f"slirp4netns left running: {_slirps()}"
+    while _alive(slirp):
+        assert time.monotonic() < deadline, "slirp4netns left running after delete"
         time.sleep(0.05)
     assert os.listdir(run_dir) == [], "delete left the bundle behind"  # its poststop hook removes it
     assert not state.exists() or os.listdir(state) == []

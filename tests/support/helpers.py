@@ -36,3 +36,48 @@ def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
 def parsed_config(partial: dict) -> Config:
     """A config.json fragment (no ociVersion or root needed) through the one parse, as create reads it."""
     return parse({"ociVersion": "1.0.2", "root": {"path": "rootfs"}, **partial})
+
+
+NOBODY = 65534
+_AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def nobody_command(view: Path, *argv: str, python: bool = False) -> list[str]:
+    """`argv` run as nobody: the ocipy CLI (or, with `python`, the venv's
+    interpreter with `argv` as its arguments) from checkout `view` (see
+    `nobody_view`).  When the checkout itself is out of nobody's reach (a
+    clone under a 0700 directory, as CI's), `view` is a bind of it made in a
+    private mount namespace of that command alone: nothing to unmount after."""
+    interpreter = str(view / ".venv" / "bin" / "python")
+    if python:
+        # the editable install's .pth names the checkout's real path: give the view's src instead
+        inner = [interpreter, *argv] if view == REPO else ["env", f"PYTHONPATH={view / 'src'}", interpreter, *argv]
+    elif view == REPO:
+        inner = [OCIPY, *argv]
+    else:
+        code = (f"import sys; sys.path[:0] = [{str(view / 'src')!r}]\n"
+                "from ocipy.cli.main import entry\nentry()")  # fmt: skip
+        inner = [interpreter, "-I", "-c", code, *argv]
+    if view == REPO:
+        return _AS_NOBODY + inner
+    script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh", str(REPO), str(view), *_AS_NOBODY, *inner]
+
+
+def nobody_can_reach_checkout() -> bool:
+    import subprocess
+
+    probe = _AS_NOBODY + ["test", "-r", str(REPO / "src" / "ocipy" / "__init__.py")]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def nobody_view(tmp_root: str = "/var/tmp") -> tuple[Path, Callable[[], None]]:
+    """(where nobody finds the checkout, cleanup): REPO itself when nobody can
+    read it, else an empty 0755 directory that `nobody_command` binds it on."""
+    if nobody_can_reach_checkout():
+        return REPO, lambda: None
+    import tempfile
+
+    view = Path(tempfile.mkdtemp(prefix="ocipy-nobody-view-", dir=tmp_root))
+    os.chmod(view, 0o755)
+    return view, lambda: os.rmdir(view)
