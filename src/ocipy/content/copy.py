@@ -141,18 +141,14 @@ class _Compressor:
                             pass
 
                     sink = _Hashing()
-                    reader = _decompressed(raw, current)
-                    if self.target == "gzip":
-                        import gzip
+                    from ocipy.image.layers import compression  # the one compression table
 
-                        with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=6, mtime=0) as gz:
-                            shutil.copyfileobj(reader, gz, 1 << 20)
-                    else:
-                        import zstandard
-
-                        cctx = zstandard.ZstdCompressor(level=3)
-                        with cctx.stream_writer(sink, closefd=False) as zw:  # type: ignore[arg-type]
-                            shutil.copyfileobj(reader, zw, 1 << 20)
+                    codec = compression.sniff(raw.read(4))
+                    raw.seek(0)
+                    reader = compression.DecompressedReader(raw, codec, "layer")
+                    writer = compression.CompressingWriter(sink, compression.get(self.target))
+                    shutil.copyfileobj(reader, writer, 1 << 20)
+                    writer.close()
             os.unlink(raw_path)
             new = dict(desc)
             new["digest"] = "sha256:" + h.hexdigest()
@@ -166,20 +162,6 @@ class _Compressor:
                 except FileNotFoundError:
                     pass
             raise
-
-
-def _decompressed(f: Any, compression: str) -> Any:
-    head = f.read(4)
-    f.seek(0)
-    if head[:2] == b"\x1f\x8b":
-        import gzip
-
-        return gzip.GzipFile(fileobj=f, mode="rb")
-    if head == b"\x28\xb5\x2f\xfd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
-    return f
 
 
 class Copier:
