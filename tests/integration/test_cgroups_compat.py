@@ -329,3 +329,32 @@ def test_update_resources_file_errors_are_one_line(runtime: Any, make_bundle: Ma
     assert proc.returncode == 0, proc.stderr
     state = json.loads((runtime.root / c / "state.json").read_text())
     assert open(os.path.join(state["cgroup"]["paths"]["pids"], "pids.max")).read().strip() == "9"
+
+
+def test_delete_removes_cgroups_nested_deeper_than_python_recursion(runtime, make_bundle):
+    # A container may nest cgroups of its own below its cgroup, as deep as the
+    # kernel allows; delete must remove them all without recursing (1,200 > 1,000).
+    import os
+
+    from support.helpers import unique_id
+
+    cid = unique_id("deepcg")
+    path = f"/{cid}"
+
+    def edit(config):
+        config["linux"]["cgroupsPath"] = path
+
+    runtime("create", "--bundle", str(make_bundle(["true"], edit=edit)), cid)
+    base = f"/sys/fs/cgroup/pids{path}" if os.path.isdir("/sys/fs/cgroup/pids") else f"/sys/fs/cgroup{path}"
+    assert os.path.isdir(base)
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(1200):  # relative mkdirs: the full path would pass PATH_MAX
+            os.mkdir("c", dir_fd=fd)
+            nfd = os.open("c", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+    runtime("delete", "-f", cid)
+    assert not os.path.exists(base)

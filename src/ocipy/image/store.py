@@ -411,10 +411,10 @@ class Layout:
 
 
 def _remove_any(path: str) -> None:
-    import shutil
+    from ocipy import fstree
 
     if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
+        fstree.remove_quietly(path)  # any depth, through fds
     else:
         try:
             os.unlink(path)

@@ -861,38 +861,56 @@ def _page_sizes(d: str, suffix: str) -> list[str]:
 
 
 def _rmtree_cgroup(d: str, deadline: float) -> None:
-    """rmdir d and the cgroups below it, deepest first; retry on EBUSY until `deadline`."""
+    """rmdir d and the cgroups below it, deepest first; retry on EBUSY until `deadline`.
+
+    No recursion: a container may nest its own cgroups as deep as the kernel
+    lets it (cgroup.max.depth is unlimited by default)."""
+    import errno
+
+    from ocipy.errors import KernelError
+
+    # (path, children listed yet): a directory is removed once its children are.
+    stack = [(d, False)]
+    while stack:
+        path, listed = stack.pop()
+        if not listed:
+            try:
+                os.rmdir(path)  # the common case: no child cgroups (a cgroup's files do not count)
+                continue
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):  # children first, then again below
+                    raise KernelError("rmdir", path, e.errno or errno.EIO) from None
+            try:
+                subdirs = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise KernelError("rmdir", path, e.errno or errno.EIO) from None
+            stack.append((path, True))
+            stack.extend((sub, False) for sub in subdirs)
+            continue
+        _rmdir_retrying(path, deadline)
+
+
+def _rmdir_retrying(path: str, deadline: float) -> None:
+    """rmdir a cgroup whose last processes may still be leaving it (EBUSY)."""
     import errno
     import time
 
     from ocipy.errors import KernelError
 
-    try:
-        os.rmdir(d)  # the common case: no child cgroups (a cgroup's files do not count)
-        return
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):  # children first, then again below
-            raise KernelError("rmdir", d, e.errno or errno.EIO) from None
-    try:
-        subdirs = [e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise KernelError("rmdir", d, e.errno or errno.EIO) from None
-    for sub in subdirs:
-        _rmtree_cgroup(sub, deadline)
     delay = 0.01
     while True:
         try:
-            os.rmdir(d)
+            os.rmdir(path)
             return
         except FileNotFoundError:
             return
         except OSError as e:
             if e.errno != errno.EBUSY or time.monotonic() >= deadline:
-                raise KernelError("rmdir", d, e.errno or errno.EIO) from None
+                raise KernelError("rmdir", path, e.errno or errno.EIO) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 
