@@ -14,23 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from support.helpers import IS_ROOT, unique_id, wait_for
+from support.helpers import IS_ROOT, unique_id, wait_for, zombie_children
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces and mounts")]
 
-
-def _zombie_children() -> set[int]:
-    me = os.getpid()
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] == "Z" and int(fields[1]) == me:
-                out.add(int(entry))
-    return out
 
 
 @pytest.fixture
@@ -426,7 +413,7 @@ def test_many_cycles_leave_no_zombie(root, make_bundle):
         c["linux"]["namespaces"] = [ns for ns in c["linux"]["namespaces"] if ns["type"] != "pid"]
 
     bundles = [str(make_bundle(["sleep", "60"])), str(make_bundle(["sh", "-c", "sleep 60 & sleep 60"], edit=no_pidns))]
-    before = _zombie_children()
+    before = zombie_children()
     for i in range(200):
         with api.create(unique_id("cyc"), bundles[i % 2], root=root) as c:
             c.start()
@@ -441,8 +428,8 @@ def test_many_cycles_leave_no_zombie(root, make_bundle):
             c.kill("KILL", all=i % 3 == 0)
             if i % 5 == 0:
                 c.wait(timeout=10)
-    assert wait_for(lambda: not (_zombie_children() - before), 5), (
-        f"{len(_zombie_children() - before)} zombie children after 200 cycles")
+    assert wait_for(lambda: not (zombie_children() - before), 5), (
+        f"{len(zombie_children() - before)} zombie children after 200 cycles")
     assert api.list_containers(root=root) == []
 
 

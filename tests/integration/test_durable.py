@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support.helpers import IS_ROOT, unique_id, wait_for
+from support.helpers import IS_ROOT, unique_id, wait_for, zombie_children
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces and mounts")]
 
@@ -354,26 +354,13 @@ def test_numbers_out_of_range_fail_create_naming_the_field(runtime, make_bundle,
 # --- the API leaves no zombie ------------------------------------------------------------
 
 
-def _zombie_children() -> list[int]:
-    me = os.getpid()
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] == "Z" and int(fields[1]) == me:
-                out.append(int(entry))
-    return out
-
 
 def test_api_cycles_leave_no_zombie(make_bundle, tmp_path):
     from ocipy import api
 
     bundle = str(make_bundle(["sleep", "60"]))
     root = str(tmp_path / "api-root")
-    before = set(_zombie_children())
+    before = set(zombie_children())
     ids = []
     try:
         for i in range(100):
@@ -395,7 +382,7 @@ def test_api_cycles_leave_no_zombie(make_bundle, tmp_path):
                 api.delete(cid, root=root, force=True)
             except Exception:
                 pass
-    left = set(_zombie_children()) - before
+    left = set(zombie_children()) - before
     assert left == set(), f"{len(left)} zombie children after 100 cycles"
 
 

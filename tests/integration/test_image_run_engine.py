@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from image_fixtures import ocipy
 
-from support.helpers import OCIPY, unique_id
+from support.helpers import OCIPY, alive, free_port, read_through_port, unique_id
 
 pytestmark = [
     pytest.mark.integration,
@@ -32,18 +31,6 @@ def image(tmp_path: Path, busybox_rootfs: Path) -> str:
     return f"oci:{layout}:bb"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_options_reach_the_container(image: str, tmp_path: Path) -> None:
@@ -86,7 +73,7 @@ def test_image_cmd_and_bad_options(image: str, tmp_path: Path) -> None:
 def test_publish_detached_and_delete_cleans_up(image: str, tmp_path: Path) -> None:
     state = tmp_path / "state"
     run_dir = tmp_path / "runs"
-    port = _free_port()
+    port = free_port()
     cid = unique_id("run")
     out, err = tmp_path / "out", tmp_path / "err"  # files: the detached container keeps its stdio open
     with out.open("w") as o, err.open("w") as e:
@@ -97,23 +84,14 @@ def test_publish_detached_and_delete_cleans_up(image: str, tmp_path: Path) -> No
                               env=dict(os.environ, OCIPY_IMAGE_RUN_DIR=str(run_dir))).returncode  # fmt: skip
     try:
         assert code == 0 and out.read_text().strip() == cid, err.read_text()
-        got = b""
-        deadline = time.monotonic() + 20
-        while b"served-from-inside" not in got:
-            assert time.monotonic() < deadline, f"nothing through -p: {got!r}"
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                    s.shutdown(socket.SHUT_WR)
-                    got = s.recv(100)
-            except OSError:
-                time.sleep(0.1)
+        read_through_port(port, b"served-from-inside")
         (engine_dir,) = run_dir.iterdir()  # the container's bundle holder: network.json names its slirp4netns
         slirp = int(json.loads((engine_dir / "network.json").read_text())["pid"])
-        assert _alive(slirp)
+        assert alive(slirp)
     finally:
         subprocess.run([OCIPY, "--root", str(state), "delete", "-f", cid], capture_output=True, timeout=60)
     deadline = time.monotonic() + 10
-    while _alive(slirp):
+    while alive(slirp):
         assert time.monotonic() < deadline, "slirp4netns left running after delete"
         time.sleep(0.05)
     assert os.listdir(run_dir) == [], "delete left the bundle behind"  # its poststop hook removes it

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ocipy.engine import network
-from support.helpers import unique_id
+from support.helpers import alive, free_port, read_through_port, unique_id
 
 pytestmark = [
     pytest.mark.integration,
@@ -28,11 +28,6 @@ pytestmark = [
 
 MakeBundle = Callable[..., Path]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _host_address() -> str | None:
@@ -52,18 +47,11 @@ def _private(make_bundle: MakeBundle, engine_dir: Path, script: str, ports: list
     return make_bundle(["sh", "-c", script], edit=edit)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
 
 def test_port_forward_from_host_loopback(runtime: Any, make_bundle: MakeBundle, tmp_path: Path) -> None:
     engine_dir = tmp_path / "engine"
     engine_dir.mkdir()
-    host_port = _free_port()
+    host_port = free_port()
     ports = [network.parse_port(f"127.0.0.1:{host_port}:8080")]
     script = "ip -4 addr show tap0 > /tap0; echo hello-from-inside | nc -l -p 8080; sleep 1"
     bundle = _private(make_bundle, engine_dir, script, ports, hook=False)
@@ -73,21 +61,12 @@ def test_port_forward_from_host_loopback(runtime: Any, make_bundle: MakeBundle, 
     slirp = net.proc.pid
     try:
         runtime("start", cid)
-        got = b""
-        deadline = time.monotonic() + 20
-        while b"hello-from-inside" not in got:
-            assert time.monotonic() < deadline, f"no answer through -p: {got!r}"
-            try:
-                with socket.create_connection(("127.0.0.1", host_port), timeout=5) as s:
-                    s.shutdown(socket.SHUT_WR)
-                    got = s.recv(100)
-            except OSError:
-                time.sleep(0.1)
+        read_through_port(host_port, b"hello-from-inside")
         assert network.GUEST_ADDR in (bundle / "rootfs" / "tap0").read_text()
     finally:
         runtime("delete", "-f", cid)
         net.stop()
-    assert not _alive(slirp), "slirp4netns survived the container"
+    assert not alive(slirp), "slirp4netns survived the container"
     assert not (engine_dir / "network.json").exists()
 
 
@@ -125,13 +104,13 @@ def test_outbound_and_cleanup_by_poststop_hook(runtime: Any, make_bundle: MakeBu
         thread.join(30)
         assert heard == [b"out-from-inside\n"]
         assert "nameserver 10.0.2.3" in (bundle / "rootfs" / "resolv").read_text()
-        assert _alive(slirp)
+        assert alive(slirp)
     finally:
         server.close()
         thread.join()
         runtime("delete", "-f", cid)
     deadline = time.monotonic() + 10
-    while _alive(slirp):
+    while alive(slirp):
         assert time.monotonic() < deadline, "the poststop hook did not stop slirp4netns"
         time.sleep(0.05)
     assert not (engine_dir / "network.json").exists()

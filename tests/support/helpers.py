@@ -81,3 +81,50 @@ def nobody_view(tmp_root: str = "/var/tmp") -> tuple[Path, Callable[[], None]]:
     view = Path(tempfile.mkdtemp(prefix="ocipy-nobody-view-", dir=tmp_root))
     os.chmod(view, 0o755)
     return view, lambda: os.rmdir(view)
+
+
+def alive(pid: int) -> bool:
+    """`pid` runs (a zombie counts as gone)."""
+    from ocipy.linux import procstat
+
+    fields = procstat.fields(pid)
+    return fields is not None and fields[procstat.STATE] != b"Z"
+
+
+def zombie_children() -> set[int]:
+    """This process's children that exited and were not reaped."""
+    from ocipy.linux import procstat
+
+    me = os.getpid()
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = procstat.fields(int(entry))
+            if fields is not None and fields[procstat.STATE] == b"Z" and int(fields[procstat.PPID]) == me:
+                out.add(int(entry))
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def read_through_port(port: int, marker: bytes, timeout: float = 20) -> bytes:
+    """What a server answers on 127.0.0.1:`port`, retried until it says `marker`."""
+    import socket
+
+    got = b""
+    deadline = time.monotonic() + timeout
+    while marker not in got:
+        assert time.monotonic() < deadline, f"no {marker!r} through 127.0.0.1:{port}: {got!r}"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.shutdown(socket.SHUT_WR)
+                got = s.recv(100)
+        except OSError:
+            time.sleep(0.1)
+    return got
