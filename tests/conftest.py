@@ -31,6 +31,29 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(build_busybox_rootfs(str(tmp_path_factory.mktemp("busybox") / "rootfs")))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_image_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every `ocipy image run|pull` of the session (the tests' own processes and
+    what they start) uses a private store, never /var/lib/ocipy/storage; at the
+    end nothing may be mounted below it."""
+    store = tmp_path_factory.mktemp("image-store") / "storage"
+    old = os.environ.get("OCIPY_STORAGE")
+    os.environ["OCIPY_STORAGE"] = str(store)
+    try:
+        yield store
+    finally:
+        if old is None:
+            os.environ.pop("OCIPY_STORAGE", None)
+        else:
+            os.environ["OCIPY_STORAGE"] = old
+        with open("/proc/self/mountinfo") as f:
+            mounted = [line.split()[4] for line in f if line.split()[4].startswith(str(store))]
+        for mnt in reversed(mounted):
+            subprocess.run(["umount", "-l", mnt], check=False)
+        shutil.rmtree(store, ignore_errors=True)
+        assert mounted == [], f"mounts left below the image store: {mounted}"
+
+
 class Runtime:
     """The ocipy CLI on a private --root directory."""
 

@@ -25,7 +25,6 @@ Example::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,7 +33,7 @@ from ocipy.errors import ImageError
 
 __all__ = [
     "init", "new", "list_tags", "inspect", "validate", "tag", "remove", "gc", "unpack", "repack",
-    "add_layer", "configure", "import_image", "export", "run",
+    "add_layer", "configure", "import_image", "export", "run", "pull", "images", "prune",
 ]
 
 
@@ -53,23 +52,38 @@ def _platform(platform: str | dict[str, str] | None) -> dict[str, str] | None:
 
 
 @contextmanager
-def _source(ref: str, options: Any = None) -> Iterator[tuple[Any, dict[str, Any]]]:
+def _source(ref: str, options: Any = None, storage: str | None = None) -> Iterator[tuple[Any, dict[str, Any]]]:
     """(image, top descriptor) for any reference.  An ``oci:`` layout is read as
     it is (its index.json entry is the top); any other source through
     :class:`ocipy.content.store.Image`, which reads the same way."""
     from ocipy.content import reference
     from ocipy.content.store import Image, open_source
+    from ocipy.storage.store import names_layout
 
     r = reference.parse(ref)
-    if r.transport == "oci" and not r.digest:
+    if r.transport == "oci" and not r.digest and names_layout(r):
         layout = _layout(r.path)
         yield layout, layout.resolve(r.tag)
         return
-    image = Image(open_source(r, options))
+    image = Image(open_source(r, options, storage))
     try:
         yield image, image.top()
     finally:
         image.close()
+
+
+def _store(storage: str | None) -> Any:
+    from ocipy.storage.store import Store
+
+    return Store(storage)
+
+
+def _names_layout(ref: str) -> bool:
+    """`ref` names a layout (``oci:DIR``, or a bare DIR that is one), not a store image."""
+    from ocipy.content import reference
+    from ocipy.storage.store import names_layout
+
+    return names_layout(reference.parse(ref))
 
 
 @contextmanager
@@ -132,9 +146,10 @@ def validate(ref: str, options: Any = None) -> list[str]:
     from ocipy.content.walk import walk
     from ocipy.image.layers.stream import open_layer_stream
     from ocipy.spec import image as spec
+    from ocipy.storage.store import names_layout
 
     r = reference.parse(ref)
-    whole = r.transport == "oci" and r.tag is None and r.digest is None
+    whole = names_layout(r) and r.tag is None and r.digest is None
     with _whole_layout(r.path) if whole else _source(ref, options) as (image, top):
         tops = image.index()["manifests"] if whole else [top]
         checked: list[str] = []
@@ -173,11 +188,15 @@ def validate(ref: str, options: Any = None) -> list[str]:
         return checked
 
 
-def tag(ref: str, new_tag: str) -> dict[str, Any]:
-    """Give the image `oci:DIR:TAG` another tag in the same layout."""
+def tag(ref: str, new_tag: str, *, storage: str | None = None) -> dict[str, Any]:
+    """Give the image `oci:DIR:TAG` another tag in the same layout, or the store
+    image `ref` names (``busybox``) another name (``NAME[:TAG]``)."""
     from ocipy.content import reference
     from ocipy.image import build
 
+    if not _names_layout(ref):
+        stored = _store(storage).tag(ref, new_tag)
+        return {"name": stored.name, **stored.descriptor}
     r = reference.require_layout(ref)
     layout = _layout(r.path)
     with layout.lock():
@@ -186,11 +205,15 @@ def tag(ref: str, new_tag: str) -> dict[str, Any]:
     return desc  # type: ignore[no-any-return]
 
 
-def remove(ref: str) -> None:
-    """Remove the tag `oci:DIR:TAG` (blobs stay until :func:`gc`)."""
+def remove(ref: str, *, storage: str | None = None) -> None:
+    """Remove the tag `oci:DIR:TAG` (blobs stay until :func:`gc`), or a name from
+    the store (its blobs and snapshots stay until :func:`prune`)."""
     from ocipy.content import reference
     from ocipy.image import build
 
+    if not _names_layout(ref):
+        _store(storage).remove(ref)
+        return
     r = reference.require_layout(ref)
     assert r.tag
     build.remove_tag(_layout(r.path), r.tag)
@@ -289,64 +312,55 @@ def _copy(source: str, destination: str, *, options: Any = None, **kw: Any) -> s
 
 
 def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: bool = False, root: str | None = None,
-        container_id: str | None = None, platform: str | None = None, workdir: str | None = None,
-        options: Any = None, run_options: Any = None, network: str = "none",
-        ports: list[str] | None = None) -> int:  # fmt: skip
-    """Unpack `ref` into a temp bundle and run it; return its exit status (0 when detached).
+        container_id: str | None = None, platform: str | None = None, storage: str | None = None,
+        pull: str = "missing", options: Any = None, run_options: Any = None, network: str = "none",
+        ports: list[str] | None = None, progress: Any = None) -> int:  # fmt: skip
+    """Run the image `ref` as a container; return its exit status (0 when detached).
+
+    `ref` is a store name (``busybox``, ``localhost:5000/app:1``) or any
+    reference; what is not in the store is pulled into it first (`pull`:
+    ``missing``, ``always``, ``never`` or ``newer``, as podman's --pull; a
+    layout or archive is read every time).  The container's root filesystem
+    is an overlay of the image's layer snapshots in the store (`storage`,
+    default :func:`ocipy.storage.store.default_root`).
 
     `args` replace the image's Cmd (podman's rule; `run_options.entrypoint`
     replaces its Entrypoint): see :class:`ocipy.engine.options.RunOptions` for
     the rest of podman run's options.  `network` is ``none`` (loopback only,
     the API's default), ``host`` or ``private`` (slirp4netns, with `ports`
     as ``-p`` gives them): :mod:`ocipy.engine.network`.  With `rm` the
-    container and the bundle are deleted afterwards; otherwise both are kept
-    (the bundle path is in the container's state) until ``ocipy delete``.
-    `detach` returns once the container runs (not with `rm`: nothing would
-    be left to delete it when it exits).
+    container and its directory in the store are deleted afterwards;
+    otherwise both are kept until ``ocipy delete``.  `detach` returns once
+    the container runs (not with `rm`: nothing would be left to delete it
+    when it exits).  `progress(layer_digest, done, total)` sees a pull's bytes.
     """
-    import json
-    import tempfile
-    import uuid
+    from ocipy.engine.run import run as engine_run
 
-    from ocipy import api, fstree, fsutil
-    from ocipy.engine import network as net
-    from ocipy.engine.hooks import remove_at_delete
-    from ocipy.engine.options import RunOptions, apply
-    from ocipy.image.unpack import BUNDLE_META
+    return engine_run(ref, args, rm=rm, detach=detach, root=root, container_id=container_id, platform=platform,
+                      storage=storage, pull=pull, options=options, run_options=run_options, network=network,
+                      ports=ports, progress=progress)  # fmt: skip
 
-    if detach and rm:
-        raise ImageError("run: --rm with -d needs a monitor process, which ocipy does not keep: "
-                         "run detached without --rm and `ocipy delete` it")
-    forwards = [net.parse_port(p) for p in ports or []]
-    base = workdir or os.environ.get("OCIPY_IMAGE_RUN_DIR") or "/var/tmp"
-    os.makedirs(base, exist_ok=True)
-    holder = tempfile.mkdtemp(prefix="ocipy-run-", dir=base)
-    bundle = os.path.join(holder, "bundle")
-    cid = container_id or f"ocipy-{uuid.uuid4().hex[:12]}"
-    kept = False  # the bundle stays while a container uses it
-    try:
-        config = unpack(ref, bundle, platform, options=options)
-        with open(os.path.join(bundle, BUNDLE_META)) as f:
-            meta = json.load(f)
-        image_config = {"config": {"Entrypoint": meta.get("entrypoint"), "Cmd": meta.get("cmd")}}
-        opts = run_options if run_options is not None else RunOptions()
-        if args:
-            opts.args = list(args)
-        apply(config, image_config, os.path.join(bundle, "rootfs"), opts)
-        net.configure(config, network, forwards, holder)
-        remove_at_delete(config, holder)  # `ocipy delete` of a kept container removes its bundle too
-        fsutil.write_file(os.path.join(bundle, "config.json"), json.dumps(config, indent=2).encode(), 0o644)
-        stdin = None if opts.interactive or opts.tty else api.DEVNULL
-        if detach:
-            api.run(cid, bundle, root=root, detach=True, stdin=stdin)
-            kept = True
-            return 0
-        try:
-            result = api.run(cid, bundle, root=root, keep=not rm, stdin=stdin, forward_signals=True)
-            kept = not rm
-        finally:
-            net.down(holder)  # also when kept: the network goes with the program, as podman's
-        return result.exit_code
-    finally:
-        if not kept:
-            fstree.remove_quietly(holder)  # an unpacked rootfs: any depth
+
+# ---------------------------------------------------------------- the store
+
+
+def pull(ref: str, *, storage: str | None = None, progress: Any = None, platform: str | None = None,
+         options: Any = None) -> dict[str, Any]:
+    """Copy the image `ref` into the local store and unpack its layers' snapshots;
+    return ``{"name", "digest"}``.  `ref` is any reference; a bare name
+    (``busybox``, ``localhost:5000/app:1``) is read from its registry.
+    `progress(layer_digest, done_bytes, total_bytes)` is called as bytes move.
+    Blobs and snapshots the store has are not fetched again."""
+    stored = _store(storage).pull(ref, platform=platform, options=options, progress=progress)
+    return {"name": stored.name, "digest": stored.digest}
+
+
+def images(*, storage: str | None = None) -> list[dict[str, Any]]:
+    """The store's images: ``{"name", "digest", "size", "created"}`` per name."""
+    return _store(storage).images()  # type: ignore[no-any-return]
+
+
+def prune(*, storage: str | None = None) -> dict[str, list[str]]:
+    """Remove from the store what no name and no container uses; return what went
+    (``containers``, ``snapshots``, ``blobs``)."""
+    return _store(storage).prune()  # type: ignore[no-any-return]

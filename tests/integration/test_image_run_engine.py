@@ -40,7 +40,7 @@ def test_options_reach_the_container(image: str, tmp_path: Path) -> None:
     (data / "in").write_text("mounted")
     env_file = tmp_path / "env"
     env_file.write_text("FROM_FILE=1\n")
-    run_dir = tmp_path / "runs"
+    storage = tmp_path / "storage"
     script = ('echo "$FOO $FROM_FILE $(cat /data/in) $(pwd) $(hostname) $(id -u)"; '
               'touch /data/ro 2>/dev/null || echo read-only-volume; touch / 2>/dev/null; '
               'touch /x 2>/dev/null || echo read-only-root; touch /tmp/ok && echo tmp-writable; '
@@ -49,12 +49,12 @@ def test_options_reach_the_container(image: str, tmp_path: Path) -> None:
                            "-e", "FOO=bar", "--env-file", str(env_file), "-v", f"{data}:/data:ro", "-w", "/tmp",
                            "--hostname", "box", "-u", "1000", "--read-only", "--pids-limit", "50", image,
                            "-c", script], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, OCIPY_IMAGE_RUN_DIR=str(run_dir)))  # fmt: skip
+                          env=dict(os.environ, OCIPY_STORAGE=str(storage)))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.split("\n")
     assert lines[0] == "bar 1 mounted /tmp box 1000", proc.stdout  # the Entrypoint kept, the Cmd replaced (podman)
     assert {"read-only-volume", "read-only-root", "tmp-writable", "50"} <= set(lines), proc.stdout
-    assert os.listdir(run_dir) == [] and (not state.exists() or os.listdir(state) == [])
+    assert os.listdir(storage / "containers") == [] and (not state.exists() or os.listdir(state) == [])
 
 
 def test_image_cmd_and_bad_options(image: str, tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_image_cmd_and_bad_options(image: str, tmp_path: Path) -> None:
 
 def test_publish_detached_and_delete_cleans_up(image: str, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    run_dir = tmp_path / "runs"
+    storage = tmp_path / "storage"
     port = free_port()
     cid = unique_id("run")
     out, err = tmp_path / "out", tmp_path / "err"  # files: the detached container keeps its stdio open
@@ -81,11 +81,11 @@ def test_publish_detached_and_delete_cleans_up(image: str, tmp_path: Path) -> No
                                f"127.0.0.1:{port}:8080", image, "-c",
                                "while true; do echo served-from-inside | nc -l -p 8080; done"],
                               stdout=o, stderr=e, timeout=120, stdin=subprocess.DEVNULL,
-                              env=dict(os.environ, OCIPY_IMAGE_RUN_DIR=str(run_dir))).returncode  # fmt: skip
+                              env=dict(os.environ, OCIPY_STORAGE=str(storage))).returncode  # fmt: skip
     try:
         assert code == 0 and out.read_text().strip() == cid, err.read_text()
         read_through_port(port, b"served-from-inside")
-        (engine_dir,) = run_dir.iterdir()  # the container's bundle holder: network.json names its slirp4netns
+        engine_dir = storage / "containers" / cid  # the container's directory: network.json names its slirp4netns
         slirp = int(json.loads((engine_dir / "network.json").read_text())["pid"])
         assert alive(slirp)
     finally:
@@ -94,5 +94,5 @@ def test_publish_detached_and_delete_cleans_up(image: str, tmp_path: Path) -> No
     while alive(slirp):
         assert time.monotonic() < deadline, "slirp4netns left running after delete"
         time.sleep(0.05)
-    assert os.listdir(run_dir) == [], "delete left the bundle behind"  # its poststop hook removes it
+    assert os.listdir(storage / "containers") == [], "delete left the bundle behind"  # its poststop hook removes it
     assert not state.exists() or os.listdir(state) == []

@@ -30,9 +30,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("ref", help="oci:DIR:TAG")
     s.add_argument("--platform", help="OS/ARCH[/VARIANT] (default: this machine's)")
 
-    s = sub.add_parser("ls", help="list the tags of a layout")
-    s.add_argument("dir")
+    s = sub.add_parser("ls", aliases=["images"], help="list the store's images, or the tags of a layout DIR")
+    s.add_argument("dir", nargs="?")
     s.add_argument("--json", action="store_true", help="print descriptors as JSON")
+    _storage_flag(s)
+
+    s = sub.add_parser("pull", help="copy an image into the local store and unpack its layers")
+    s.add_argument("--platform", help="OS/ARCH[/VARIANT] (default: this machine's)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    s.add_argument("ref", help="any reference; a bare NAME[:TAG] is read from its registry")
+    _storage_flag(s)
+    _registry_flags(s)
+
+    s = sub.add_parser("prune", help="remove from the store what no image or container uses")
+    _storage_flag(s)
 
     for name, text in _SKOPEO.items():
         sub.add_parser(name, help=text, add_help=False)
@@ -41,12 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("ref")
     _registry_flags(s)
 
-    s = sub.add_parser("tag", help="add a tag to an image")
-    s.add_argument("ref", help="oci:DIR:TAG")
-    s.add_argument("new_tag")
+    s = sub.add_parser("tag", help="add a tag to an image (a layout's, or a name in the store)")
+    s.add_argument("ref", help="oci:DIR:TAG, or a store image")
+    s.add_argument("new_tag", help="TAG (layout) or NAME[:TAG] (store)")
+    _storage_flag(s)
 
-    s = sub.add_parser("rm", help="remove a tag")
-    s.add_argument("ref", help="oci:DIR:TAG")
+    s = sub.add_parser("rm", aliases=["rmi"], help="remove a tag from a layout, or names from the store")
+    s.add_argument("refs", nargs="+", metavar="ref", help="oci:DIR:TAG, or a store image")
+    _storage_flag(s)
 
     s = sub.add_parser("gc", help="remove blobs no tag references")
     s.add_argument("dir")
@@ -103,8 +116,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("destination")
     _registry_flags(s)
 
-    s = sub.add_parser("run", help="unpack an image into a temp bundle and run it (podman run's options)")
-    s.add_argument("--rm", action="store_true", help="delete the container and bundle afterwards")
+    s = sub.add_parser("run", help="run an image from the store, pulled first if missing (podman run's options)")
+    s.add_argument("--rm", action="store_true", help="delete the container and its directory afterwards")
+    s.add_argument("--pull", default="missing", choices=("missing", "always", "never", "newer"),
+                   help="when to pull the image into the store (default missing)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no pull progress output")
+    _storage_flag(s)
     s.add_argument("-d", "--detach", action="store_true", help="return once it runs (`ocipy delete` it later)")
     s.add_argument("--name", help="container id")
     s.add_argument("--platform")
@@ -146,6 +163,30 @@ def _registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--authfile", metavar="FILE", help="auth file (containers auth.json / docker config.json)")
     p.add_argument("--tls-verify", metavar="BOOL", help="require HTTPS with a valid certificate (default true)")
     p.add_argument("--retry-times", type=int, default=3, metavar="N", help="retries of a transient failure")
+
+
+def _storage_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", metavar="DIR",
+                   help="the image store (default $OCIPY_STORAGE, else /var/lib/ocipy/storage for root)")
+
+
+def _reporter(args: argparse.Namespace) -> Any:
+    """Pull progress as the terminal allows (ocipy.content.progress); None with -q."""
+    if args.quiet:
+        return None
+    from ocipy.content.progress import reporter
+
+    return reporter("auto")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -194,20 +235,43 @@ def run_image(argv: list[str], opts: Any) -> int:
         img.init(args.dir)
     elif cmd == "new":
         img.new(args.ref, args.platform)
-    elif cmd == "ls":
+    elif cmd in ("ls", "images") and args.dir is None:
+        images = img.images(storage=args.storage)
+        if args.json:
+            _dump(images)
+        else:
+            sys.stdout.write(f"{'NAME':<50} {'DIGEST':<19} {'SIZE':>9}  CREATED\n")
+            for i in images:
+                sys.stdout.write(f"{i['name']:<50} {i['digest'][7:19]:<19} {_size(i['size']):>9}  "
+                                 f"{i['created'] or '-'}\n")
+    elif cmd in ("ls", "images"):
         tags = img.list_tags(args.dir)
         if args.json:
             _dump(tags)
         else:
             for t in tags:
                 sys.stdout.write(t["tag"] + "\n")
+    elif cmd == "pull":
+        progress = _reporter(args)
+        try:
+            pulled = img.pull(args.ref, storage=args.storage, progress=progress, platform=args.platform,
+                              options=_options(args))
+        finally:
+            if progress is not None:
+                progress.close()
+        sys.stdout.write(pulled["digest"] + "\n")
+    elif cmd == "prune":
+        for kind, items in img.prune(storage=args.storage).items():
+            for item in items:
+                sys.stdout.write(f"removed {kind[:-1]} {item}\n")
     elif cmd == "validate":
         checked = img.validate(args.ref, _options(args))
         sys.stdout.write(f"{args.ref}: ok ({len(set(checked))} blobs verified)\n")
     elif cmd == "tag":
-        img.tag(args.ref, args.new_tag)
-    elif cmd == "rm":
-        img.remove(args.ref)
+        img.tag(args.ref, args.new_tag, storage=args.storage)
+    elif cmd in ("rm", "rmi"):
+        for ref in args.refs:
+            img.remove(ref, storage=args.storage)
     elif cmd == "gc":
         for digest in img.gc(args.dir):
             sys.stdout.write(f"removed {digest}\n")
@@ -237,9 +301,15 @@ def run_image(argv: list[str], opts: Any) -> int:
             hostname=args.hostname, memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit,
             cap_add=args.cap_add, cap_drop=args.cap_drop, read_only=args.read_only)  # fmt: skip
         cid = args.name or f"ocipy-{os.urandom(6).hex()}"
-        code = img.run(args.ref, command or None, rm=args.rm, detach=args.detach, root=opts.root,
-                       container_id=cid, platform=args.platform, options=_options(args),
-                       run_options=run_options, network=args.network, ports=args.publish)  # fmt: skip
+        progress = _reporter(args)
+        try:
+            code = img.run(args.ref, command or None, rm=args.rm, detach=args.detach, root=opts.root,
+                           container_id=cid, platform=args.platform, storage=args.storage, pull=args.pull,
+                           options=_options(args), run_options=run_options, network=args.network,
+                           ports=args.publish, progress=progress)  # fmt: skip
+        finally:
+            if progress is not None:
+                progress.close()
         if args.detach:
             print(cid)
         return code

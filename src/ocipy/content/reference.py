@@ -5,8 +5,10 @@
 * ``oci:DIR[:TAG|@DIGEST]`` -- an OCI image layout directory;
 * ``oci-archive:FILE[:TAG]`` -- a tar of a layout;
 * ``docker-archive:FILE[:NAME[:TAG]|@N]`` -- a ``docker save`` archive;
-* a bare ``DIR[:TAG]`` is ``oci:DIR[:TAG]`` (there is no local image store yet
-  for a bare name to mean, as in podman).
+* a bare ``NAME[:TAG]`` (no transport) parses as ``oci:NAME[:TAG]`` marked
+  ``bare``: :func:`ocipy.storage.store.names_layout` decides what it names -- an OCI
+  layout directory of that name if there is one (what it always meant),
+  else an image in the local store, as in podman (parsing stays pure).
 
 As in containers/image, the path of ``oci:``-like references ends at the first
 ``:``; what follows is the tag (an empty one is an error, never "no tag").
@@ -134,10 +136,13 @@ def parse_docker_reference(text: str, *, default_tag: str | None = "latest") -> 
 class ImageReference:
     """A parsed reference: ``transport`` and either ``docker`` or ``path`` (+ ``tag``/``digest``)."""
 
-    __slots__ = ("transport", "docker", "path", "tag", "digest")
+    __slots__ = ("transport", "docker", "path", "tag", "digest", "bare", "text")
 
     def __init__(self, transport: str, *, docker: DockerReference | None = None,
-                 path: str = "", tag: str | None = None, digest: str | None = None) -> None:
+                 path: str = "", tag: str | None = None, digest: str | None = None,
+                 bare: bool = False, text: str = "") -> None:
+        self.bare = bare  # written without a transport: a layout or a store name
+        self.text = text
         self.transport = transport
         self.docker = docker
         self.path = path
@@ -172,7 +177,9 @@ def parse(text: str, *, default_tag: str | None = "latest") -> ImageReference:
             raise InvalidReference(
                 f"invalid image name {text!r}: transport {transport!r} is not supported "
                 "(docker://, oci:, oci-archive:, docker-archive:)")
-        transport, rest = "oci", text
+        transport, rest, bare = "oci", text, True
+    else:
+        bare = False
     if transport == "docker":
         if not rest.startswith("//"):
             raise InvalidReference(f"invalid image name {text!r}: docker references start with docker://")
@@ -188,7 +195,7 @@ def parse(text: str, *, default_tag: str | None = "latest") -> ImageReference:
         raise InvalidReference(f"invalid image name {text!r}: empty path")
     if sep and not tag:
         raise InvalidReference(f"invalid image name {text!r}: empty reference after ':'")
-    return ImageReference(transport, path=path, tag=tag or None, digest=digest)
+    return ImageReference(transport, path=path, tag=tag or None, digest=digest, bare=bare, text=text)
 
 
 def require_layout(text: str, need_tag: bool = True) -> ImageReference:

@@ -148,8 +148,18 @@ def manifest_media_type(data: bytes, declared: str | None, what: str) -> str:
 # ------------------------------------------------------------------ opening
 
 
-def open_source(ref: Any, options: Any = None) -> ImageSource:
-    """The source a parsed reference (:mod:`ocipy.content.reference`) names."""
+def open_source(ref: Any, options: Any = None, storage: str | None = None) -> ImageSource:
+    """The source a parsed reference (:mod:`ocipy.content.reference`) names; a
+    bare name that is no layout directory is an image in the store at `storage`
+    (default :func:`ocipy.storage.store.default_root`)."""
+    if ref.transport == "oci" and ref.bare:
+        from ocipy.storage.store import Store, names_layout
+
+        if not names_layout(ref):
+            from ocipy.content.layout import LayoutSource
+
+            store = Store(storage)
+            return LayoutSource(store.content_path, store.get(ref.text).name)
     if ref.transport == "docker":
         from ocipy.registry.endpoints import make_client
         from ocipy.registry.transports import RegistrySource
@@ -165,9 +175,20 @@ def open_source(ref: Any, options: Any = None) -> ImageSource:
     return open_archive_source(ref)
 
 
-def open_destination(ref: Any, options: Any = None) -> ImageDestination:
-    """The destination a parsed reference names.  Nothing is created yet: a layout
-    or archive appears only when the first verified content is written."""
+def open_destination(ref: Any, options: Any = None, storage: str | None = None) -> ImageDestination:
+    """The destination a parsed reference names (a bare name that is no layout
+    directory: the store, under that name fully qualified).  Nothing is
+    created yet: a layout or archive appears only when the first verified
+    content is written."""
+    if ref.transport == "oci" and ref.bare and not ref.digest:
+        from ocipy.storage.store import Store, names_layout, normalize
+
+        if not names_layout(ref):
+            from ocipy.content.layout import LayoutDestination
+
+            store = Store(storage)
+            store.ensure()
+            return LayoutDestination(store.content_path, normalize(ref.text))
     if ref.transport == "docker":
         from ocipy.registry.endpoints import RegistryOptions, make_client
         from ocipy.registry.transports import RegistryDestination

@@ -1,0 +1,134 @@
+"""``ocipy image run``: an image from the store (pulled first if need be) run as a container.
+
+The steps, in order (each undone on failure, in reverse):
+
+1. check everything the user gave (options, ports, the id: a container that
+   exists is refused here, before any work);
+2. under the store's shared lock: find the image (a store name, or pull any
+   reference per the pull policy), unpack missing layer snapshots, create
+   the container's directory in the store (owner.json names the chain ids,
+   so prune keeps them);
+3. mount its rootfs (overlayfs of the snapshots + its own upper dir);
+4. write config.json: the image's config (conversion.md), then podman run's
+   options, the network's hooks and the poststop hook that unmounts and
+   removes the directory at ``ocipy delete``;
+5. run it (foreground, ``--rm`` deletes it; or detached).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ocipy.errors import ImageError
+
+__all__ = ["run"]
+
+
+def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: bool = False,
+        root: str | None = None, container_id: str | None = None, platform: str | None = None,
+        storage: str | None = None, pull: str = "missing", options: Any = None, run_options: Any = None,
+        network: str = "none", ports: list[str] | None = None, progress: Any = None) -> int:  # fmt: skip
+    """Run `ref` (see :func:`ocipy.api_image.run`); its exit status (0 when detached).
+
+    `progress` is a ``(layer_digest, done, total)`` callback; if it has a
+    ``close()``, that is called once the image is ready."""
+    from ocipy import api, fsutil
+    from ocipy.engine import network as net
+    from ocipy.engine.hooks import python_hook
+    from ocipy.engine.options import RunOptions, apply
+    from ocipy.image.unpack import runtime_config
+    from ocipy.runtime.store import STATE_FILE, check_id
+    from ocipy.storage import containers
+    from ocipy.storage.store import PULL_POLICIES, Store
+
+    # 1. the user's input, all of it, before any work
+    if detach and rm:
+        raise ImageError("run: --rm with -d needs a monitor process, which ocipy does not keep: "
+                         "run detached without --rm and `ocipy delete` it")
+    if pull not in PULL_POLICIES:
+        raise ImageError(f"--pull {pull}: expected one of {', '.join(PULL_POLICIES)}")
+    if network not in net.MODES:
+        raise ImageError(f"--network {network}: expected one of {', '.join(net.MODES)}")
+    forwards = [net.parse_port(p) for p in ports or []]
+    opts = run_options if run_options is not None else RunOptions()
+    if args:
+        opts.args = list(args)
+    cid = container_id or f"ocipy-{os.urandom(6).hex()}"
+    check_id(cid)
+    state_root = os.path.abspath(root or api.DEFAULT_ROOT)
+    if os.path.exists(os.path.join(state_root, cid, STATE_FILE)):
+        from ocipy.errors import ContainerExists
+
+        raise ContainerExists(cid)
+    store = Store(storage)
+
+    # 2. the image, its snapshots and the container's directory
+    with store.lock():
+        containers.sweep(store.containers_path)  # what killed engines left
+        image = _image(store, ref, pull, platform, options, progress)
+        _manifest, image_config, chains = store.prepare(image, platform, progress)
+        cdir = containers.ContainerDir.create(store.containers_path, cid, {
+            "id": cid, "root": state_root, "image": image.name, "digest": image.digest, "chains": chains})
+    if progress is not None and hasattr(progress, "close"):
+        progress.close()  # a terminal display ends before the container's output starts
+    kept = False  # the directory stays while its container exists
+    try:
+        # 3. the root filesystem
+        rootfs = store.snapshots.mount(chains, cdir.path)
+        # 4. config.json
+        config = runtime_config(image_config, rootfs)
+        apply(config, image_config, rootfs, opts)
+        net.configure(config, network, forwards, cdir.path)
+        config.setdefault("hooks", {}).setdefault("poststop", []).append(
+            python_hook("from ocipy.storage import containers", f"containers.remove({cdir.path!r})"))
+        fsutil.write_file(os.path.join(cdir.path, "config.json"), json.dumps(config, indent=2).encode(), 0o644)
+        # 5. run
+        stdin = None if opts.interactive or opts.tty else api.DEVNULL
+        if detach:
+            api.run(cid, cdir.path, root=state_root, detach=True, stdin=stdin)
+            kept = True
+            return 0
+        try:
+            result = api.run(cid, cdir.path, root=state_root, keep=not rm, stdin=stdin, forward_signals=True)
+            kept = not rm
+        finally:
+            net.down(cdir.path)  # also when kept: the network goes with the program, as podman's
+        return result.exit_code
+    finally:
+        if kept:
+            cdir.release()
+        else:
+            cdir.remove()  # --rm's delete ran the hook already; failures need it here
+
+
+def _image(store: Any, ref: str, pull: str, platform: str | None, options: Any, progress: Any) -> Any:
+    """The stored image `ref` names, pulled first as the policy says (podman's
+    --pull: a store name is pulled from its registry when missing; a layout
+    or archive is read every time, which costs only what changed)."""
+    from ocipy.content import reference
+    from ocipy.storage.store import names_layout
+
+    parsed = reference.parse(ref)
+    local = parsed.transport != "docker" and (parsed.transport != "oci" or names_layout(parsed))
+    if local:
+        if pull == "never":
+            found = store.find(_stored_name(parsed))
+            if found is None:
+                raise ImageError(f"image {ref!r}: not in the store and --pull never")
+            return found
+        return store.pull(ref, platform=platform, options=options, progress=progress)
+    text = ref if parsed.transport == "oci" else str(parsed.docker)
+    found = None if pull == "always" else store.find(text)
+    if found is not None and pull != "newer":
+        return found
+    if pull == "never":
+        raise ImageError(f"image {ref!r}: not in the store {store.root} and --pull never")
+    return store.pull(ref, platform=platform, options=options, progress=progress)
+
+
+def _stored_name(parsed: Any) -> str:
+    from ocipy.storage.store import name_for
+
+    return name_for(parsed)
