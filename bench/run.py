@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import Bench, Results, Skip, fmt, machine_info, median, p90  # noqa: E402
 
-WORKLOADS = ("lifecycle", "api", "startup", "floor", "throughput", "memory", "unpack", "registry", "containerd", "podman")
+WORKLOADS = ("lifecycle", "api", "startup", "floor", "throughput", "memory", "unpack", "registry", "containerd", "podman", "store")
 TOOLS = ("ocipy", "runc", "crun", "umoci", "tar", "skopeo")
 
 
@@ -172,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
             plan.append(("containerd", lambda: via_engines.containerd(b, e_its, names, per)))
         if "podman" in only:
             plan.append(("podman", lambda: via_engines.podman(b, e_its, names, per)))
+        if "store" in only:
+            import store_run
+
+            plan.append(("store", lambda: store_run.store(b, e_its, max(2, e_its // 4))))
         for name, fn in plan:
             print(f"== {name}", file=sys.stderr, flush=True)
             w0 = time.monotonic()
