@@ -32,6 +32,10 @@ from ocipy.image.layers.stream import LayerStream
 from ocipy.image.store import Layout
 from ocipy.spec.digest import VerifyingReader
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 BUNDLE_META = "ocipy-image.json"
 BUNDLE_MTREE = "ocipy-mtree.json"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -41,27 +45,60 @@ def apply_layers(layout: Layout, manifest: dict[str, Any], config: dict[str, Any
                  options: ApplyOptions | None = None) -> None:
     """Apply the manifest's layers in order onto `rootfs`, verifying digests and diff_ids."""
     layers = manifest["layers"]
-    diff_ids = config["rootfs"]["diff_ids"]
-    if len(layers) != len(diff_ids):
-        raise ImageError(f"config: rootfs.diff_ids has {len(diff_ids)} entries but the manifest "
-                         f"has {len(layers)} layers")
+    diff_ids = layer_diff_ids(manifest, config)
     with Applier(rootfs, options) as applier:  # finish()es on the way out
         for i, desc in enumerate(layers):
-            what = f"layer {desc['digest']}"
-            # manifest.md: unknown layer media types must not be parsed; for unpacking
-            # there is nothing sensible to do but refuse (before the blob is opened)
-            codec = compression.for_media_type(desc["mediaType"], what)
-            with layout.open_blob(desc["digest"]) as raw:
-                verifier = VerifyingReader(raw, desc["digest"], desc.get("size"), "layer")
-                stream = LayerStream(verifier, codec, what, applier.budget)
-                applier.apply(stream, what)
-                stream.drain()
-                verifier.finish()
-            diff_id = stream.diff_id() or desc["digest"]
-            want = diff_ids[i]
-            if want.partition(":")[0] == diff_id.partition(":")[0] and want != diff_id:
-                raise ImageError(f"{what}: uncompressed digest {diff_id} does not match "
-                                 f"config rootfs.diff_ids[{i}] {want}")
+            apply_layer(applier, layout, desc, diff_ids[i], i)
+
+
+def layer_diff_ids(manifest: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """config rootfs.diff_ids, one per manifest layer (an ImageError otherwise)."""
+    diff_ids: list[str] = config["rootfs"]["diff_ids"]
+    if len(manifest["layers"]) != len(diff_ids):
+        raise ImageError(f"config: rootfs.diff_ids has {len(diff_ids)} entries but the manifest "
+                         f"has {len(manifest['layers'])} layers")
+    return diff_ids
+
+
+def apply_layer(applier: Applier, image: Any, desc: dict[str, Any], want: str, index: int,
+                progress: Callable[[str, int, int], None] | None = None) -> int:
+    """Apply the layer `desc` of `image` (anything with ``open_blob(digest, desc)``),
+    verifying its digest and size as it streams and its diff_id against `want`
+    (config rootfs.diff_ids[`index`]).  `progress(digest, done, total)` is told
+    the compressed bytes read.  Returns the uncompressed size."""
+    what = f"layer {desc['digest']}"
+    # manifest.md: unknown layer media types must not be parsed; for unpacking
+    # there is nothing sensible to do but refuse (before the blob is opened)
+    codec = compression.for_media_type(desc["mediaType"], what)
+    before = applier.budget[0]
+    with image.open_blob(desc["digest"], desc) as raw:
+        src = raw if progress is None else _Progress(raw, desc, progress)
+        verifier = VerifyingReader(src, desc["digest"], desc.get("size"), "layer")
+        stream = LayerStream(verifier, codec, what, applier.budget)
+        applier.apply(stream, what)
+        stream.drain()
+        verifier.finish()
+    diff_id = stream.diff_id() or desc["digest"]
+    if want.partition(":")[0] == diff_id.partition(":")[0] and want != diff_id:
+        raise ImageError(f"{what}: uncompressed digest {diff_id} does not match "
+                         f"config rootfs.diff_ids[{index}] {want}")
+    return before - applier.budget[0]
+
+
+class _Progress:
+    """A blob reader that reports the bytes read so far."""
+
+    def __init__(self, raw: Any, desc: dict[str, Any], report: Callable[[str, int, int], None]) -> None:
+        self.raw, self.report = raw, report
+        self.digest, self.total = desc["digest"], int(desc.get("size") or 0)
+        self.done = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.raw.read(n)
+        if data:
+            self.done += len(data)
+            self.report(self.digest, self.done, self.total)
+        return data
 
 
 # ---------------------------------------------------------------------------

@@ -116,6 +116,7 @@ _NR = {
     "pidfd_getfd": 438,
     "clone3": 435,
     "mount_setattr": 442,
+    "syncfs": _nr(306, 267),
 }
 
 
@@ -289,8 +290,33 @@ def move_mount(from_dfd: int, from_path: str, to_dfd: int, to_path: str, flags: 
     call("move_mount", from_dfd, from_path.encode(), to_dfd, to_path.encode(), flags, path=what or to_path)
 
 
+_FSCONFIG_SET_FLAG = 0
 _FSCONFIG_SET_STRING = 1
 _FSCONFIG_CMD_CREATE = 6
+
+
+def new_mount(fstype: str, options: list[tuple[str, str | None]], what: str) -> int:
+    """A new, detached mount of `fstype` (fsopen/fsconfig/fsmount, Linux >= 5.2):
+    each option set on its own (a value of None sets a flag), so no mount(2)
+    data page limits them (overlayfs' repeatable ``lowerdir+``, Linux >= 6.8).
+    The fd of its root: attach it with :func:`move_mount`."""
+    fs = call("fsopen", fstype.encode(), 1, path=what)  # FSOPEN_CLOEXEC
+    try:
+        for key, value in options:
+            if value is None:
+                call("fsconfig", fs, _FSCONFIG_SET_FLAG, key.encode(), None, 0, op=f"fsconfig({key})", path=what)
+            else:
+                call("fsconfig", fs, _FSCONFIG_SET_STRING, key.encode(), value.encode(), 0,
+                     op=f"fsconfig({key})", path=what)  # fmt: skip
+        call("fsconfig", fs, _FSCONFIG_CMD_CREATE, None, None, 0, op=f"mount {fstype} on", path=what)
+        return call("fsmount", fs, 1, 0, path=what)  # FSMOUNT_CLOEXEC
+    finally:
+        os.close(fs)
+
+
+def syncfs(fd: int, path: str) -> None:
+    """syncfs(2): write out the whole filesystem holding `fd` (one call for many files)."""
+    call("syncfs", fd, path=path)
 
 
 def procfs_of_pids(attrs: int) -> int:

@@ -464,3 +464,24 @@ def choose_platform(entries: list[dict[str, Any]], want: dict[str, Any] | None,
 def format_platform(p: dict[str, Any]) -> str:
     s = f"{p.get('os')}/{p.get('architecture')}"
     return s + (f"/{p['variant']}" if p.get("variant") else "")
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The ChainID of every layer stack of an image, bottom first (config.md "Layer ChainID")::
+
+        ChainID(L0) = DiffID(L0)
+        ChainID(L0|...|Ln) = Digest(ChainID(L0|...|Ln-1) + " " + DiffID(Ln))
+
+    Digest is sha256 of the UTF-8 string, as the spec's examples and every
+    engine (containerd, podman) compute it.
+    """
+    import hashlib
+
+    out: list[str] = []
+    for i, diff_id in enumerate(diff_ids):
+        _digest.parse(diff_id, f"rootfs.diff_ids[{i}]")
+        if not out:
+            out.append(diff_id)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+    return out

@@ -17,7 +17,8 @@
   huge sparse entries before they fill the disk.
 
 Whiteouts are in :mod:`.whiteout`; removal of trees of any depth in
-:mod:`ocipy.fstree`.
+:mod:`ocipy.fstree`.  ``ApplyOptions(overlay=True)`` unpacks one layer onto an
+empty directory in the form overlayfs stacks (:mod:`.overlay`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ from ocipy.image.layers.stream import (
 )
 from ocipy.image.layers.workers import Workers, worker_count
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocipy.image.layers.overlay import Overlay
+
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _XATTR = "SCHILY.xattr."
 
@@ -54,24 +59,32 @@ class ApplyOptions:
     ownership: chown entries to their uid/gid (default: when running as root).
     devices: create device nodes (default: when running as root; skipped otherwise).
     xattrs: apply SCHILY.xattr.* PAX records.
+    overlay: overlay form (:mod:`.overlay`): one layer onto an empty directory, the
+      layers below it given to the Applier as `lowers`.
     """
 
     def __init__(self, max_size: int | None = None, ownership: bool | None = None,
-                 devices: bool | None = None, xattrs: bool = True) -> None:
+                 devices: bool | None = None, xattrs: bool = True, overlay: bool = False) -> None:
         root = os.geteuid() == 0
         self.max_size = max_size if max_size is not None else max_size_default()
         self.ownership = root if ownership is None else ownership
         self.devices = root if devices is None else devices
         self.xattrs = xattrs
         self.root = root
+        self.overlay = overlay
 
 
 class Applier:
-    """Apply layers, one after the other, onto `rootfs` (which must exist), then finish()."""
+    """Apply layers, one after the other, onto `rootfs` (which must exist), then finish().
+
+    In overlay form (``options.overlay``) `rootfs` is the new layer's empty
+    directory and `lowers` the snapshot directories below it, top first.
+    """
 
     SMALL_FILE = 1 << 20  # files up to this size are written by the worker threads
 
-    def __init__(self, rootfs: str, options: ApplyOptions | None = None, threads: int | None = None) -> None:
+    def __init__(self, rootfs: str, options: ApplyOptions | None = None, threads: int | None = None,
+                 lowers: list[str] | None = None) -> None:
         self.opts = options or ApplyOptions()
         self.rootfs = rootfs
         self.workers: Workers | None = None
@@ -84,6 +97,12 @@ class Applier:
         self.dir_times: list[tuple[str, int, tuple[int, int]]] = []
         # a non-root user keeps its directories u+rwx until every layer is applied
         self.dir_modes: dict[str, tuple[int, tuple[int, int]]] = {}
+        self.overlay: Overlay | None = None
+        if self.opts.overlay:
+            from ocipy.image.layers.overlay import Overlay
+
+            self.overlay = Overlay(self, lowers or [])
+            self.dirs.hooks = self.overlay
         n = worker_count() if threads is None else threads
         self.workers = Workers(n) if n > 1 else None
 
@@ -92,6 +111,8 @@ class Applier:
             self.workers.error = self.workers.error or ("", ImageError("aborted"))
             self.workers.stop()
             self.workers = None
+        if self.overlay is not None:
+            self.overlay.close()
         self.dirs.close()
 
     def __enter__(self) -> Applier:
@@ -137,6 +158,8 @@ class Applier:
         self.added = set()
         self.added_dirs = set()
         self.dir_times = []
+        if self.overlay is not None:
+            self.overlay.start_layer()
         dirs = self.dirs
         try:
             for tf, info in entries(stream, what):
@@ -183,6 +206,8 @@ class Applier:
 
     def _mark_added(self, path: str) -> None:
         self.added.add(path)
+        if self.overlay is not None:
+            self.overlay.whited.discard(path)  # replaced by this entry
         added_dirs = self.added_dirs
         while "/" in path:
             path = path.rsplit("/", 1)[0]
@@ -362,6 +387,8 @@ class Applier:
                 os.mkdir(name, 0o700, dir_fd=pfd)
         fd = os.open(name, DIR_READ | os.O_NOFOLLOW, dir_fd=pfd)
         try:
+            if self.overlay is not None and path in self.overlay.whited:
+                self.overlay.make_opaque(fd, path)  # the lowers' directory was whited out: hide it
             self._dir_attrs(fd, info, path)
         except BaseException:
             os.close(fd)
@@ -400,13 +427,29 @@ class Applier:
                 if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
                     raise
 
+    def _link_target(self, tparts: list[str]) -> tuple[int, os.stat_result]:
+        """The parent fd and stat of a hardlink's target (in overlay form, copied up from the lowers)."""
+        ov = self.overlay
+        try:
+            spfd = self.dirs.parent(tparts, create=False)
+            st = os.lstat(tparts[-1], dir_fd=spfd)
+        except (FileNotFoundError, KernelError) as e:
+            if ov is None or (isinstance(e, KernelError) and e.errno != errno.ENOENT):
+                raise
+            if not ov.copy_up(tparts):
+                raise
+            spfd = self.dirs.parent(tparts, create=False)
+            st = os.lstat(tparts[-1], dir_fd=spfd)
+        if ov is not None and "/".join(tparts) in ov.whited:
+            raise FileNotFoundError(errno.ENOENT, "whited out")
+        return spfd, st
+
     def _hardlink(self, pfd: int, name: str, info: tarfile.TarInfo) -> None:
         tparts = split_name(info.linkname, info.name, self.what, "hardlink target")
         if not tparts:
             raise ImageError(f"{self.what}: entry {info.name!r}: hardlink to the root directory")
         try:
-            spfd = self.dirs.parent(tparts, create=False)
-            st = os.lstat(tparts[-1], dir_fd=spfd)
+            spfd, st = self._link_target(tparts)
         except (FileNotFoundError, NotADirectoryError, KernelError):
             raise ImageError(f"{self.what}: entry {info.name!r}: hardlink target "
                              f"{info.linkname!r} does not exist in the rootfs") from None

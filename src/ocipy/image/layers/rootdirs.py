@@ -36,6 +36,15 @@ _IN_ROOT = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 CACHE_MAX = 512  # cached directory fds (a non-root user's default limit is 1024 fds)
 MAX_SYMLINKS = 40  # as the kernel's path walk
 
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class ParentHooks(Protocol):
+        """What an overlay-form unpack (:mod:`.overlay`) does about implicit parent directories."""
+
+        def made_dir(self, pfd: int, name: str, parts: list[str]) -> None: ...
+        def replace_whiteout(self, pfd: int, name: str, parts: list[str]) -> bool: ...
+
 
 def _kernel_resolves(root_fd: int) -> bool:
     """Whether openat2(RESOLVE_IN_ROOT) works here (ENOSYS: old kernel; EPERM: seccomp)."""
@@ -113,6 +122,7 @@ class RootDirs:
         self.what = "layer"
         self.cache: dict[str, int] = {}
         self.graveyard: list[int] = []
+        self.hooks: ParentHooks | None = None  # overlay form: see :mod:`.overlay`
 
     def close(self) -> None:
         self.forget()
@@ -169,7 +179,8 @@ class RootDirs:
         try:
             fd = self.open(key)
         except KernelError as e:
-            if e.errno not in (errno.ENOENT,) or not create:
+            # ENOTDIR: in overlay form a whiteout of this layer may stand where a parent goes
+            if not create or not (e.errno == errno.ENOENT or (e.errno == errno.ENOTDIR and self.hooks)):
                 raise
             fd = self.mkdir_parents(parts[:-1])
         self.keep(key, fd)
@@ -192,6 +203,8 @@ class RootDirs:
                 except FileNotFoundError:
                     try:
                         os.mkdir(name, 0o755, dir_fd=fd)
+                        if self.hooks is not None:
+                            self.hooks.made_dir(fd, name, parts[: i + 1])
                     except FileExistsError:
                         st = os.lstat(name, dir_fd=fd)
                         if not stat.S_ISLNK(st.st_mode):
@@ -199,7 +212,10 @@ class RootDirs:
                         os.close(self._symlink_target(fd, name, parts[:i], depth))
                     nfd = self.open("/".join(parts[: i + 1]))
                 except (NotADirectoryError, OSError) as e:
-                    if isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
+                    if (isinstance(e, NotADirectoryError) and self.hooks is not None
+                            and self.hooks.replace_whiteout(fd, name, parts[: i + 1])):
+                        nfd = os.open(name, DIR_PATH | os.O_NOFOLLOW, dir_fd=fd)
+                    elif isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
                         # a symlink (or not a directory): let the kernel resolve it inside the root
                         try:
                             nfd = self.open("/".join(parts[: i + 1]))

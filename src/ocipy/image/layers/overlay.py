@@ -1,0 +1,281 @@
+"""Overlay form: one layer unpacked onto an empty directory, to be stacked by overlayfs.
+
+The layer's own entries are applied as usual (:mod:`.apply`), but what the
+regular unpack does *to the lower layers* cannot be done here -- they are
+other directories, never written.  Instead:
+
+* whiteouts become overlayfs whiteouts (:mod:`.whiteout`): a 0:0 character
+  device for ``.wh.NAME``, ``trusted.overlay.opaque=y`` for ``.wh..wh..opq``
+  (the form containerd's overlayfs snapshotter writes);
+* a parent directory the layer needs but does not list is created with the
+  metadata the lowers give it (mode, owner, times, xattrs): overlayfs shows
+  the upper directory's inode, so 0755 root:root would override the image's;
+* a hardlink whose target is only in a lower layer copies the target up into
+  this layer first (a link cannot cross directories of different layers).
+
+The lowers are read-only here and looked up as overlayfs does (:meth:`find`):
+top first, one component at a time, never following a symlink, stopping at
+a whiteout, an opaque directory or a non-directory.  A symlink in a lower
+layer is not followed for this layer's paths: ``a/x`` over a lower symlink
+``a`` makes a directory ``a`` in this layer (as containerd and Docker do; a
+flat unpack would write through the link).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from ocipy.image.layers import whiteout
+from ocipy.image.layers.rootdirs import DIR_PATH, DIR_READ
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocipy.image.layers.apply import Applier
+
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+
+
+def copy_data(src: int, dst: int, size: int) -> None:
+    """Copy `size` bytes of file `src` to the empty file `dst`: a reflink where the
+    filesystem shares extents (btrfs, xfs), else copy_file_range (in the kernel)."""
+    if size == 0:
+        return
+    import fcntl
+
+    try:
+        fcntl.ioctl(dst, FICLONE, src)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EBADF):
+            raise
+    done = 0
+    while done < size:
+        try:
+            n = os.copy_file_range(src, dst, size - done, done, done)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            n = _copy_plain(src, dst, done, size - done)
+        if n == 0:
+            raise OSError(errno.EIO, "file shrank while it was copied")
+        done += n
+
+
+def _copy_plain(src: int, dst: int, offset: int, count: int) -> int:
+    from ocipy.fsutil import write_all
+
+    data = os.pread(src, min(count, 1 << 20), offset)
+    os.lseek(dst, offset, os.SEEK_SET)
+    write_all(dst, data)
+    return len(data)
+
+
+def copy_xattrs(src: int | str, dst: int | str) -> None:
+    """The xattrs of `src` onto `dst`, but not overlayfs' own (trusted.overlay.*)."""
+    try:
+        names = os.listxattr(src)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return
+        raise
+    for name in names:
+        if name.startswith(whiteout.OVERLAY_XATTR_PREFIX):
+            continue
+        try:
+            os.setxattr(dst, name, os.getxattr(src, name))
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA):
+                raise
+
+
+class Found:
+    """An entry of the lowers: its directory's fd (owned), its name and stat."""
+
+    __slots__ = ("fd", "name", "st")
+
+    def __init__(self, fd: int, name: str, st: os.stat_result) -> None:
+        self.fd, self.name, self.st = fd, name, st
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Overlay:
+    """The overlay-form part of an :class:`~.apply.Applier` (its ``dirs.hooks`` too).
+
+    `lowers`: the snapshot directories below this layer, top first.
+    """
+
+    def __init__(self, app: Applier, lowers: list[str]) -> None:
+        self.app = app
+        self.roots = [os.open(p, DIR_PATH) for p in lowers]
+        self.whited: set[str] = set()  # whiteout devices this layer made
+        self.opaque: set[str] = set()  # directories this layer made opaque
+
+    def close(self) -> None:
+        for fd in self.roots:
+            os.close(fd)
+        self.roots = []
+
+    def start_layer(self) -> None:
+        self.whited = set()
+        self.opaque = set()
+
+    # -- the lowers, as overlayfs sees them ----------------------------------------
+
+    def hidden(self, parts: list[str]) -> bool:
+        """Whether this layer hides the lowers at `parts` (a whiteout or opaque dir above it)."""
+        if "" in self.opaque:
+            return True
+        path = ""
+        for name in parts[:-1]:
+            path = f"{path}/{name}" if path else name
+            if path in self.whited or path in self.opaque:
+                return True
+        return False
+
+    def find(self, parts: list[str]) -> Found | None:
+        """The topmost visible entry at `parts` in the lowers, or None."""
+        if self.hidden(parts) or not parts:
+            return None
+        fds = [os.dup(fd) for fd in self.roots]
+        try:
+            for name in parts[:-1]:
+                nxt: list[int] = []
+                for fd in fds:
+                    try:
+                        st = os.lstat(name, dir_fd=fd)
+                    except (FileNotFoundError, NotADirectoryError):
+                        continue
+                    if not stat.S_ISDIR(st.st_mode):
+                        break  # a whiteout or a non-directory hides the layers below
+                    nfd = os.open(name, DIR_READ | os.O_NOFOLLOW, dir_fd=fd)
+                    nxt.append(nfd)
+                    if whiteout.is_opaque(nfd):
+                        break
+                for fd in fds:
+                    os.close(fd)
+                fds = nxt
+                if not fds:
+                    return None
+            for i, fd in enumerate(fds):
+                try:
+                    st = os.lstat(parts[-1], dir_fd=fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                if whiteout.is_whiteout(st):
+                    return None
+                fds.pop(i)
+                return Found(fd, parts[-1], st)
+            return None
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def is_lower_dir(self, parts: list[str]) -> bool:
+        if not parts:
+            return bool(self.roots) and not self.hidden([""])
+        found = self.find(parts)
+        if found is None:
+            return False
+        found.close()
+        return stat.S_ISDIR(found.st.st_mode)
+
+    # -- hooks of RootDirs.mkdir_parents -----------------------------------------
+
+    def made_dir(self, pfd: int, name: str, parts: list[str]) -> None:
+        """A parent directory the layer does not list: give it the lowers' metadata."""
+        found = self.find(parts)
+        if found is None:
+            return  # new here: 0755 root:root, as the regular unpack makes it
+        try:
+            if not stat.S_ISDIR(found.st.st_mode):
+                return
+            src = os.open(found.name, DIR_READ | os.O_NOFOLLOW, dir_fd=found.fd)
+        finally:
+            found.close()
+        try:
+            fd = os.open(name, DIR_READ | os.O_NOFOLLOW, dir_fd=pfd)
+            try:
+                self.copy_meta(src, fd, found.st)
+                st = os.fstat(fd)
+                # entries still to come change its mtime: set at the layer's end
+                self.app.dir_times.append(("/".join(parts), found.st.st_mtime_ns, (st.st_dev, st.st_ino)))
+            finally:
+                os.close(fd)
+        finally:
+            os.close(src)
+
+    def replace_whiteout(self, pfd: int, name: str, parts: list[str]) -> bool:
+        """A parent directory goes where this layer put a whiteout: an opaque directory."""
+        path = "/".join(parts)
+        if path not in self.whited:
+            return False
+        os.unlink(name, dir_fd=pfd)
+        os.mkdir(name, 0o755, dir_fd=pfd)
+        fd = os.open(name, DIR_READ | os.O_NOFOLLOW, dir_fd=pfd)
+        try:
+            self.make_opaque(fd, path)
+        finally:
+            os.close(fd)
+        return True
+
+    def make_opaque(self, fd: int, path: str) -> None:
+        whiteout.set_opaque(fd)
+        self.whited.discard(path)
+        self.opaque.add(path)
+
+    # -- hardlinks to the lowers ---------------------------------------------------
+
+    def copy_up(self, tparts: list[str]) -> bool:
+        """Copy the lowers' non-directory at `tparts` into this layer; False if there is none."""
+        found = self.find(tparts)
+        if found is None:
+            return False
+        try:
+            st = found.st
+            if stat.S_ISDIR(st.st_mode):
+                return False
+            app = self.app
+            pfd = app.dirs.parent(tparts)
+            name = tparts[-1]
+            if stat.S_ISREG(st.st_mode):
+                app.files_budget -= st.st_size
+                if app.files_budget < 0:
+                    from ocipy.errors import ImageError
+
+                    raise ImageError(f"{app.what}: hardlink target {'/'.join(tparts)!r}: expanded size "
+                                     f"exceeds the limit (decompression bomb?); raise it with --max-size")
+                src = os.open(found.name, _READ, dir_fd=found.fd)
+                try:
+                    dst = os.open(name, _CREATE, 0o600, dir_fd=pfd)
+                    try:
+                        copy_data(src, dst, st.st_size)
+                        self.copy_meta(src, dst, st)
+                    finally:
+                        os.close(dst)
+                finally:
+                    os.close(src)
+                return True
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(found.name, dir_fd=found.fd), name, dir_fd=pfd)
+            else:
+                os.mknod(name, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev, dir_fd=pfd)
+                os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=pfd, follow_symlinks=False)
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=pfd, follow_symlinks=False)
+            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=pfd, follow_symlinks=False)
+            return True
+        finally:
+            found.close()
+
+    @staticmethod
+    def copy_meta(src: int, dst: int, st: os.stat_result) -> None:
+        """Owner, mode, xattrs and times of `st` (open as `src`) onto the fd `dst`."""
+        os.fchown(dst, st.st_uid, st.st_gid)
+        os.fchmod(dst, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid bits
+        copy_xattrs(src, dst)
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
