@@ -59,7 +59,8 @@ def _ocipy(storage: Path, state: Path, *args: str, check: bool = True, **kw: obj
 
 
 def _snapshots(storage: Path) -> list[str]:
-    return sorted(n for n in os.listdir(storage / "snapshots") if not n.startswith("."))
+    """The complete snapshots (named by chain id; .tmp-* and the driver probe are not)."""
+    return sorted(n for n in os.listdir(storage / "snapshots") if len(n) == 64)
 
 
 def test_pull_names_tag_rm_prune(layout: Path, storage: Path, tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def remove(path: str) -> None:
     """Unmount the rootfs (if mounted) and remove the directory, any depth.
     Quiet when it is already gone: hooks and failure paths may both run it."""
     from ocipy import fstree
-    from ocipy.storage.snapshots import unmount
+    from ocipy.storage.overlay import unmount
 
     if not os.path.isdir(path):
         return
