@@ -24,6 +24,7 @@ import os
 import stat
 from typing import Any
 
+from ocipy.content.progress import BlobProgress, ProgressCallback
 from ocipy.errors import ImageError, KernelError
 from ocipy.image.layers import compression
 from ocipy.image.layers.apply import Applier, ApplyOptions
@@ -38,8 +39,10 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 
 def apply_layers(layout: Layout, manifest: dict[str, Any], config: dict[str, Any], rootfs: str,
-                 options: ApplyOptions | None = None) -> None:
-    """Apply the manifest's layers in order onto `rootfs`, verifying digests and diff_ids."""
+                 options: ApplyOptions | None = None, progress: ProgressCallback | None = None) -> None:
+    """Apply the manifest's layers in order onto `rootfs`, verifying digests and diff_ids.
+
+    `progress` (:mod:`ocipy.content.progress`) sees each layer's compressed bytes as they are read."""
     layers = manifest["layers"]
     diff_ids = config["rootfs"]["diff_ids"]
     if len(layers) != len(diff_ids):
@@ -51,17 +54,35 @@ def apply_layers(layout: Layout, manifest: dict[str, Any], config: dict[str, Any
             # manifest.md: unknown layer media types must not be parsed; for unpacking
             # there is nothing sensible to do but refuse (before the blob is opened)
             codec = compression.for_media_type(desc["mediaType"], what)
+            bar = BlobProgress(progress, desc["digest"], desc.get("size") or 0)
+            bar.start()
             with layout.open_blob(desc["digest"]) as raw:
-                verifier = VerifyingReader(raw, desc["digest"], desc.get("size"), "layer")
+                verifier = VerifyingReader(_Counting(raw, bar.add) if progress else raw,
+                                           desc["digest"], desc.get("size"), "layer")
                 stream = LayerStream(verifier, codec, what, applier.budget)
                 applier.apply(stream, what)
                 stream.drain()
                 verifier.finish()
+            bar.finish()
             diff_id = stream.diff_id() or desc["digest"]
             want = diff_ids[i]
             if want.partition(":")[0] == diff_id.partition(":")[0] and want != diff_id:
                 raise ImageError(f"{what}: uncompressed digest {diff_id} does not match "
                                  f"config rootfs.diff_ids[{i}] {want}")
+
+
+class _Counting:
+    """A reader that tells `add` how many bytes each read gave."""
+
+    def __init__(self, raw: Any, add: Any) -> None:
+        self.raw = raw
+        self.add = add
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.raw.read(n)
+        if data:
+            self.add(len(data))
+        return data
 
 
 # ---------------------------------------------------------------------------
@@ -203,7 +224,8 @@ def write_json(path: str, doc: Any, mode: int = 0o644) -> None:
 
 
 def unpack(layout: Layout, manifest_desc: dict[str, Any], bundle: str,
-           options: ApplyOptions | None = None, ref: str | None = None) -> dict[str, Any]:
+           options: ApplyOptions | None = None, ref: str | None = None,
+           progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Unpack the image `manifest_desc` of `layout` into a new bundle directory.
 
     `bundle` must not exist (or be an empty directory).  Returns the runtime config.
@@ -226,7 +248,7 @@ def unpack(layout: Layout, manifest_desc: dict[str, Any], bundle: str,
         try:
             rootfs = os.path.join(tmp, "rootfs")
             os.mkdir(rootfs, 0o755)
-            apply_layers(layout, manifest, config, rootfs, options)
+            apply_layers(layout, manifest, config, rootfs, options, progress)
             rc = runtime_config(config, rootfs)
             write_json(os.path.join(tmp, "config.json"), rc)
             write_json(os.path.join(tmp, BUNDLE_META), {
