@@ -28,15 +28,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocipy.content.progress import ProgressCallback, Reporter, reporter
 from ocipy.errors import ImageError
 
+if TYPE_CHECKING:
+    from ocipy._image import Image
+
 __all__ = [
     "init", "new", "list_tags", "inspect", "validate", "tag", "remove", "gc", "unpack", "repack",
     "add_layer", "configure", "import_image", "export", "run",
-    "copy", "push", "ProgressCallback", "Reporter", "reporter",
+    "copy", "push", "ProgressCallback", "Reporter", "reporter", "Image", "open",
 ]
 
 
@@ -308,6 +311,7 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
     `detach` returns once the container runs (not with `rm`: nothing would
     be left to delete it when it exits).
     """
+    import builtins
     import json
     import tempfile
     import uuid
@@ -330,7 +334,7 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
     kept = False  # the bundle stays while a container uses it
     try:
         config = unpack(ref, bundle, platform, options=options)
-        with open(os.path.join(bundle, BUNDLE_META)) as f:
+        with builtins.open(os.path.join(bundle, BUNDLE_META)) as f:  # this module has its own open()
             meta = json.load(f)
         image_config = {"config": {"Entrypoint": meta.get("entrypoint"), "Cmd": meta.get("cmd")}}
         opts = run_options if run_options is not None else RunOptions()
@@ -389,3 +393,22 @@ def push(source: str, destination: str, *, progress: ProgressCallback | None = N
         raise RegistryError(f"push: {destination!r}: the destination must be docker://HOST/REPO[:TAG]")
     return copy(source, destination, progress=progress, platform=platform, all_platforms=all_platforms,
                 dest_compress=dest_compress, src_options=src_options, dest_options=options)
+
+
+def open(ref: str, *, platform: str | dict[str, str] | None = None, options: Any = None) -> Image:  # noqa: A001
+    """Read the image `ref` names, from any reference, into an :class:`Image`
+    (descriptors, manifest, config, platform, tags...).  For an index,
+    `platform` (``"os/arch[/variant]"``, default this host's) picks the image.
+    `options` say how to reach a registry.  Raises ImageError/RegistryError."""
+    from ocipy._image import open_image
+
+    return open_image(ref, platform=platform, options=options)
+
+
+def __getattr__(name: str) -> Any:
+    """Image lives in an internal module, loaded when first used."""
+    if name == "Image":
+        from ocipy._image import Image
+
+        return Image
+    raise AttributeError(f"module 'ocipy.api_image' has no attribute {name!r}")
