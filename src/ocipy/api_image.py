@@ -27,13 +27,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ocipy.content.progress import ProgressCallback, Reporter, reporter
 from ocipy.errors import ImageError
+
+if TYPE_CHECKING:
+    from ocipy._image import Image
 
 __all__ = [
     "init", "new", "list_tags", "inspect", "validate", "tag", "remove", "gc", "unpack", "repack",
     "add_layer", "configure", "import_image", "export", "run", "pull", "images", "prune",
+    "copy", "push", "ProgressCallback", "Reporter", "reporter", "Image", "open",
 ]
 
 
@@ -227,20 +232,22 @@ def gc(path: str) -> list[str]:
 
 
 def unpack(ref: str, bundle: str, platform: str | None = None, max_size: int | None = None,
-           options: Any = None) -> dict[str, Any]:
+           options: Any = None, progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Unpack an image from any source into a new runtime bundle (rootfs/ + config.json);
     return the config.  A registry image's layers stream from the registry into the
     rootfs, each verified (digest, size, diff_id) as it is applied; a failure
     leaves no bundle.
 
     `max_size` caps the expanded bytes (default 32 GiB or $OCIPY_MAX_UNPACK_SIZE).
+    `progress` is called with (layer digest, compressed bytes read, layer size)
+    as each layer is applied (:mod:`ocipy.content.progress`).
     """
     from ocipy.image.layers.apply import ApplyOptions
     from ocipy.image.unpack import unpack as _unpack
 
     with _source(ref, options) as (image, top):
         mdesc, _ = image.resolve_image(top, _platform(platform))
-        return _unpack(image, mdesc, bundle, ApplyOptions(max_size=max_size), ref)
+        return _unpack(image, mdesc, bundle, ApplyOptions(max_size=max_size), ref, progress)
 
 
 def repack(ref: str, bundle: str, compression: str = "gzip", history: str | None = None,
@@ -364,3 +371,57 @@ def prune(*, storage: str | None = None) -> dict[str, list[str]]:
     """Remove from the store what no name and no container uses; return what went
     (``containers``, ``snapshots``, ``blobs``)."""
     return _store(storage).prune()  # type: ignore[no-any-return]
+
+
+# --- copies with progress, and the Image object (ocipy._image) -------------------------------
+
+
+def copy(source: str, destination: str, *, progress: ProgressCallback | None = None,
+         platform: str | dict[str, str] | None = None, all_platforms: bool = False,
+         dest_compress: str | None = None, src_options: Any = None, dest_options: Any = None) -> str:
+    """Copy an image between any two references; return the destination's manifest digest.
+
+    `progress` is called as ``progress(layer_digest, done_bytes, total_bytes)``
+    as blobs move (:func:`reporter` makes one that draws bars or lines).  The
+    rest is :func:`ocipy.api_registry.copy`'s: `platform` picks one image of
+    an index (default this host's), `all_platforms` copies them all,
+    `dest_compress` recompresses layers (``"gzip"`` or ``"zstd"``).
+    """
+    from ocipy import api_registry
+
+    return api_registry.copy(source, destination, all_platforms=all_platforms, platform=platform,
+                             dest_compress=dest_compress, src_options=src_options,
+                             dest_options=dest_options, progress=progress)
+
+
+def push(source: str, destination: str, *, progress: ProgressCallback | None = None,
+         options: Any = None, src_options: Any = None, platform: str | dict[str, str] | None = None,
+         all_platforms: bool = False, dest_compress: str | None = None) -> str:
+    """Copy an image from any source to a registry, ``docker://HOST/REPO[:TAG]``;
+    `options` say how to reach it.  Returns the pushed manifest's digest."""
+    from ocipy.content import reference
+    from ocipy.errors import RegistryError
+
+    if reference.parse(destination).docker is None:
+        raise RegistryError(f"push: {destination!r}: the destination must be docker://HOST/REPO[:TAG]")
+    return copy(source, destination, progress=progress, platform=platform, all_platforms=all_platforms,
+                dest_compress=dest_compress, src_options=src_options, dest_options=options)
+
+
+def open(ref: str, *, platform: str | dict[str, str] | None = None, options: Any = None) -> Image:  # noqa: A001
+    """Read the image `ref` names, from any reference, into an :class:`Image`
+    (descriptors, manifest, config, platform, tags...).  For an index,
+    `platform` (``"os/arch[/variant]"``, default this host's) picks the image.
+    `options` say how to reach a registry.  Raises ImageError/RegistryError."""
+    from ocipy._image import open_image
+
+    return open_image(ref, platform=platform, options=options)
+
+
+def __getattr__(name: str) -> Any:
+    """Image lives in an internal module, loaded when first used."""
+    if name == "Image":
+        from ocipy._image import Image
+
+        return Image
+    raise AttributeError(f"module 'ocipy.api_image' has no attribute {name!r}")

@@ -20,11 +20,14 @@ stored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocipy.errors import RegistryError
 from ocipy.registry.endpoints import RegistryOptions
 from ocipy.spec.image import load_json
+
+if TYPE_CHECKING:
+    from ocipy.content.progress import ProgressCallback
 
 __all__ = ["RegistryOptions", "copy", "delete", "inspect", "inspect_raw", "tags", "referrers"]
 
@@ -32,34 +35,49 @@ __all__ = ["RegistryOptions", "copy", "delete", "inspect", "inspect_raw", "tags"
 def copy(source: str, destination: str, *, all_platforms: bool = False,
          platform: str | dict[str, str] | None = None, dest_compress: str | None = None,
          src_options: RegistryOptions | None = None, dest_options: RegistryOptions | None = None,
-         progress: bool | None = None, workers: int = 6) -> str:
+         progress: ProgressCallback | bool | None = None, workers: int = 6) -> str:
     """Copy an image; return the digest of the manifest the destination now names.
 
     ``all_platforms`` copies every image of an index (and the index itself);
     otherwise the image for ``platform`` (``"os/arch[/variant]"``, default
     this host's) is chosen.  ``dest_compress`` (``"gzip"`` or ``"zstd"``)
     recompresses layers in another format, which changes their digests and so
-    the manifest's.  ``progress`` shows a status line on stderr (default: when
-    stderr is a TTY).  Blobs the destination has are skipped; blobs on the
+    the manifest's.  Blobs the destination has are skipped; blobs on the
     same registry are mounted instead of copied.
+
+    ``progress`` is called as ``progress(layer_digest, done_bytes,
+    total_bytes)`` while blobs move, from several threads (see
+    :mod:`ocipy.content.progress`; :func:`ocipy.content.progress.reporter`
+    makes one that draws bars or lines).  ``True`` means
+    ``reporter("auto")`` on stderr for this call, ``False``/``None`` none.
     """
-    from ocipy.content.copy import Copier, Progress
+    from ocipy.content.copy import Copier
     from ocipy.content.reference import parse
     from ocipy.content.store import open_destination, open_source
 
     src_ref = parse(source)
     dst_ref = parse(destination)
     plat = _platform(platform)
-    src = open_source(src_ref, src_options)
+    owned = None
+    if progress is True:  # the older bool switch
+        from ocipy.content.progress import reporter
+
+        progress = owned = reporter("auto")
+    callback = progress if callable(progress) else None
     try:
-        dst = open_destination(dst_ref, dest_options)
+        src = open_source(src_ref, src_options)
         try:
-            return Copier(src, dst, all_platforms=all_platforms, platform=plat, compress=dest_compress,
-                          progress=Progress(progress), workers=workers).run()
+            dst = open_destination(dst_ref, dest_options)
+            try:
+                return Copier(src, dst, all_platforms=all_platforms, platform=plat, compress=dest_compress,
+                              progress=callback, workers=workers).run()
+            finally:
+                dst.close()
         finally:
-            dst.close()
+            src.close()
     finally:
-        src.close()
+        if owned is not None:
+            owned.close()
 
 
 def _platform(platform: str | dict[str, str] | None) -> dict[str, str] | None:

@@ -20,6 +20,17 @@ CONTAINER = [
     "owner", "pause", "pid", "processes", "resume", "root", "rootfs", "spawn", "start", "state", "stats", "status",
     "update", "wait",
 ]  # fmt: skip
+API_IMAGE = [
+    "Image", "ProgressCallback", "Reporter", "add_layer", "configure", "copy", "export", "gc", "import_image",
+    "init", "inspect", "list_tags", "new", "open", "push", "remove", "repack", "reporter", "run", "tag", "unpack",
+    "validate",
+]  # fmt: skip
+IMAGE = [
+    "add_layer", "cmd", "config", "configure", "copy_to", "created", "descriptor", "digest", "entrypoint", "env",
+    "export", "inspect", "labels", "layers", "manifest", "options", "platform", "reference", "size", "tag", "tags",
+    "unpack",
+]  # fmt: skip
+REPORTER = ["close", "message"]
 AIO = ["AsyncStream", "Container", "create", "get", "run", "run_stream", "wait_pid"]
 ERRORS = ["ConfigError", "ContainerExists", "ContainerNotFound", "HookError", "ImageError", "InvalidConfig",
           "InvalidState", "KernelError", "NotRunning", "OcipyError", "RegistryError"]  # fmt: skip
@@ -33,6 +44,19 @@ def test_api_exports_exactly_its_surface() -> None:
         assert getattr(api, name) is not None, name
     public = sorted(n for n in vars(api.Container) if not n.startswith("_")) + ["id", "root"]
     assert sorted(public) == sorted(CONTAINER)
+
+
+def test_api_image_exports_exactly_its_surface() -> None:
+    from ocipy import api_image
+
+    assert sorted(api_image.__all__) == sorted(API_IMAGE)
+    for name in API_IMAGE:
+        assert getattr(api_image, name) is not None, name
+    fixed = ["options", "platform", "reference", "tags"]  # set in __init__
+    public = sorted(n for n in vars(api_image.Image) if not n.startswith("_")) + fixed
+    assert sorted(public) == sorted(IMAGE)
+    assert sorted(n for n in vars(api_image.Reporter) if not n.startswith("_")) == REPORTER
+    assert callable(api_image.reporter("quiet"))
 
 
 def test_aio_and_errors_exports() -> None:

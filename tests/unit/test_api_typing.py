@@ -57,7 +57,43 @@ async def amain(bundle: str, root: str) -> int:
         return r.exit_code + await c.wait()
 
 
-print(main("b", "r"), asyncio.run(amain("b", "r")))
+def images(layout: str, rootfs: str) -> int:
+    from ocipy import api_image
+    from ocipy.errors import ImageError, RegistryError
+
+    api_image.init(layout)
+    api_image.new(f"oci:{layout}:base")
+    base: api_image.Image = api_image.open(f"oci:{layout}:base", platform="linux/amd64")
+    app = base.add_layer(rootfs, compression="zstd").configure(cmd=["/bin/sh"], env=["A=1"]).tag("v1")
+    digest: str = app.digest
+    cmd: list[str] | None = app.cmd
+    env: list[str] = app.env
+    labels: dict[str, str] = app.labels
+    layers: list[dict[str, object]] = app.layers
+    tags: list[str] = app.tags
+    platform: dict[str, str] = app.platform
+
+    def on_bytes(layer: str, done: int, total: int) -> None:
+        print(layer, done, total)
+
+    callback: api_image.ProgressCallback = on_bytes
+    with api_image.reporter("auto") as bars:
+        copied: api_image.Image = app.copy_to("oci-archive:/tmp/a.tar", progress=bars)
+        pushed: str = api_image.push(app.reference, "docker://127.0.0.1:5000/app:1", progress=callback)
+    config: dict[str, object] = copied.unpack("/tmp/bundle", progress=callback)
+    written: str = app.export("docker-archive:/tmp/d.tar:app:1")
+    try:
+        api_image.copy("oci:/nowhere:x", "oci:/tmp/x:y", progress=None)
+    except RegistryError as e:
+        print(e.status, e.code)
+    except ImageError:
+        pass
+    info: dict[str, object] = app.inspect()
+    return app.size + len(digest + written + pushed) + len(cmd or []) + len(env) + len(labels) \
+        + len(layers) + len(tags) + len(platform) + len(config) + len(info)
+
+
+print(main("b", "r"), asyncio.run(amain("b", "r")), images("/tmp/l", "/tmp/r"))
 '''
 
 

@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("unpack", help="unpack an image into a runtime bundle")
     s.add_argument("--platform")
     s.add_argument("--max-size", help="cap on the expanded size (e.g. 4G); default 32G")
+    s.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress output (default: bars on a terminal, else a line per layer)")
     s.add_argument("ref")
     s.add_argument("bundle")
     _registry_flags(s)
@@ -276,8 +278,11 @@ def run_image(argv: list[str], opts: Any) -> int:
         for digest in img.gc(args.dir):
             sys.stdout.write(f"removed {digest}\n")
     elif cmd == "unpack":
-        img.unpack(args.ref, args.bundle, args.platform, parse_size(args.max_size) if args.max_size else None,
-                   _options(args))
+        from ocipy.content.progress import reporter
+
+        with reporter("quiet" if args.quiet else "auto", verb="Unpacked", noun="layer") as progress:
+            img.unpack(args.ref, args.bundle, args.platform,
+                       parse_size(args.max_size) if args.max_size else None, _options(args), progress)
     elif cmd == "repack":
         img.repack(args.ref, args.bundle, args.compress, args.history, not args.no_mask_volumes)
     elif cmd == "add-layer":

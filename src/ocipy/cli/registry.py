@@ -104,7 +104,8 @@ def run_copy(argv: list[str], opts: Any, prog: str = "ocipy copy") -> int:
     p.add_argument("--dest-compress", choices=("gzip", "zstd"), help="recompress layers (gzip or zstd)")
     p.add_argument("--dest-compress-format", choices=("gzip", "zstd"), help="same as --dest-compress FORMAT")
     p.add_argument("--digestfile", metavar="FILE", help="write the digest of the copied manifest here")
-    p.add_argument("--quiet", default="false", metavar="BOOL", help="no progress output")
+    p.add_argument("--quiet", "-q", default="false", metavar="BOOL",
+                   help="no progress output (default: bars on a terminal, else a line per blob)")
     p.add_argument("--chunk-size", type=int, metavar="BYTES", help="upload blobs in PATCH chunks of this size")
     _common(p, ("src-", "dest-"))
     ns = p.parse_args(_normalize(argv))
@@ -119,12 +120,16 @@ def run_copy(argv: list[str], opts: Any, prog: str = "ocipy copy") -> int:
         platform = plat
     quiet = _bool(ns.quiet, "quiet")
     compress = ns.dest_compress_format or ns.dest_compress
-    digest = api_registry.copy(
-        ns.source, ns.destination,
-        all_platforms=_bool(ns.all, "all") or ns.multi_arch == "all",
-        platform=platform, dest_compress=compress,
-        src_options=_options(ns, "src-"), dest_options=_options(ns, "dest-"),
-        progress=False if quiet else None)
+    from ocipy.content.progress import reporter
+
+    # bars on a terminal, a line per blob otherwise (stderr: stdout stays for the output)
+    with reporter("quiet" if quiet else "auto") as progress:
+        digest = api_registry.copy(
+            ns.source, ns.destination,
+            all_platforms=_bool(ns.all, "all") or ns.multi_arch == "all",
+            platform=platform, dest_compress=compress,
+            src_options=_options(ns, "src-"), dest_options=_options(ns, "dest-"),
+            progress=progress)
     if ns.digestfile:
         with open(ns.digestfile, "w") as f:
             f.write(digest)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
+from ocipy.content.progress import BlobProgress, ProgressCallback
 from ocipy.content.store import Descriptor, ImageDestination, ImageSource, LocalFileSource
 from ocipy.content.walk import MAX_INDEX_DEPTH, is_document, walk
 from ocipy.errors import ImageError
@@ -35,57 +35,6 @@ INDEX_TYPES = spec.INDEX_TYPES
 MAX_WORKERS = 6
 MAX_DOCUMENTS = 10000  # manifests and indexes in one copy (a hostile source could serve endless ones)
 COMPRESSIONS = ("gzip", "zstd")
-
-
-class Progress:
-    """One status line on a TTY (stderr); silent otherwise."""
-
-    def __init__(self, enabled: bool | None = None) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.lock = threading.Lock()
-        self.total = 0
-        self.done = 0
-        self.skipped = 0
-        self.bytes = 0
-        self._last = 0.0
-
-    def add(self, n: int) -> None:
-        with self.lock:
-            self.total += n
-
-    def transferred(self, n: int) -> None:
-        with self.lock:
-            self.bytes += n
-        self._show()
-
-    def blob_done(self, skipped: bool = False) -> None:
-        with self.lock:
-            self.done += 1
-            self.skipped += int(skipped)
-        self._show(force=True)
-
-    def _show(self, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        with self.lock:
-            if not force and now - self._last < 0.1:
-                return
-            self._last = now
-            mib = self.bytes / (1 << 20)
-            extra = f", {self.skipped} already there" if self.skipped else ""
-            sys.stderr.write(f"\rCopying blobs: {self.done}/{self.total} ({mib:.1f} MiB){extra}\x1b[K")
-            sys.stderr.flush()
-
-    def message(self, text: str) -> None:
-        if self.enabled:
-            sys.stderr.write(f"\r{text}\x1b[K\n")
-            sys.stderr.flush()
-
-    def finish(self) -> None:
-        if self.enabled and self.total:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def _json(data: bytes, what: str) -> dict[str, Any]:
@@ -110,7 +59,8 @@ class _Compressor:
         self.target = target
         self.workdir = workdir
 
-    def convert(self, source: ImageSource, desc: Descriptor, current: str) -> tuple[Descriptor, str]:
+    def convert(self, source: ImageSource, desc: Descriptor, current: str,
+                progress: Callable[[int], None] | None = None) -> tuple[Descriptor, str]:
         from ocipy.spec.digest import hasher
 
         raw_fd, raw_path = tempfile.mkstemp(dir=self.workdir)
@@ -122,9 +72,9 @@ class _Compressor:
                 local = source.local_path(desc)
                 if local is not None:
                     # Verify the local file while it is read below.
-                    LocalFileSource(local).fetch_blob(desc, FileSink(raw))
+                    LocalFileSource(local).fetch_blob(desc, FileSink(raw), progress)
                 else:
-                    source.fetch_blob(desc, FileSink(raw))
+                    source.fetch_blob(desc, FileSink(raw), progress)
                 raw.seek(0)
                 h = hasher("sha256")
                 size = 0
@@ -167,7 +117,7 @@ class _Compressor:
 class Copier:
     def __init__(self, source: ImageSource, dest: ImageDestination, *, all_platforms: bool = False,
                  platform: dict[str, str] | None = None, compress: str | None = None,
-                 progress: Progress | None = None, workers: int = MAX_WORKERS) -> None:
+                 progress: ProgressCallback | None = None, workers: int = MAX_WORKERS) -> None:
         if compress is not None and compress not in COMPRESSIONS:
             raise ImageError(f"--dest-compress: {compress!r} is not one of {', '.join(COMPRESSIONS)}")
         self.src = source
@@ -175,7 +125,7 @@ class Copier:
         self.all_platforms = all_platforms
         self.platform = platform
         self.compress = compress
-        self.progress = progress or Progress(False)
+        self.progress = progress  # called per blob: (digest, done, total), see ocipy.content.progress
         self.workers = max(1, workers)
         self._done: dict[str, Descriptor] = {}  # source digest -> descriptor at the destination
         self._lock = threading.Lock()
@@ -187,23 +137,28 @@ class Copier:
 
     def _copy_blob(self, desc: Descriptor) -> Descriptor:
         conv = self._conversion(desc)
+        bar = BlobProgress(self.progress, desc["digest"], desc.get("size") or 0)
         if conv is None:
             if self.dst.has_blob(desc) or self.dst.try_mount(desc, self.src):
-                self.progress.blob_done(skipped=True)
+                bar.skipped()
                 return desc
-            self.dst.put_blob(desc, self.src, self.progress.transferred)
-            self.progress.blob_done()
+            bar.start()
+            self.dst.put_blob(desc, self.src, bar.add if self.progress else None)
+            bar.finish()
             return desc
         if self._workdir is None:
             with self._lock:
                 if self._workdir is None:
                     self._workdir = tempfile.mkdtemp(prefix="ocipy-copy-")
-        new, path = _Compressor(conv[1], self._workdir).convert(self.src, desc, conv[0])
+        # the source's layer is what is reported: reading it is most of the work
+        bar.start()
+        new, path = _Compressor(conv[1], self._workdir).convert(self.src, desc, conv[0],
+                                                                bar.add if self.progress else None)
         try:
             new["mediaType"] = self._converted_type(desc["mediaType"], conv[1])
             if not self.dst.has_blob(new):
-                self.dst.put_blob(new, LocalFileSource(path), self.progress.transferred)
-            self.progress.blob_done()
+                self.dst.put_blob(new, LocalFileSource(path), None)
+            bar.finish()
             return new
         finally:
             os.unlink(path)
@@ -227,7 +182,6 @@ class Copier:
         for d in descs:
             if d["digest"] not in self._done and d["digest"] not in todo:
                 todo[d["digest"]] = d
-        self.progress.add(len(todo))
         if len(todo) <= 1 or self.workers == 1:
             for digest, d in todo.items():
                 self._done[digest] = self._copy_blob(d)
@@ -402,7 +356,6 @@ class Copier:
             self.dst.commit()
             return digest
         finally:
-            self.progress.finish()
             if self._workdir:
                 shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -416,4 +369,4 @@ def copy(source: ImageSource, dest: ImageDestination, **kw: Any) -> str:
     return Copier(source, dest, **kw).run()
 
 
-__all__ = ["Copier", "Progress", "copy"]
+__all__ = ["Copier", "copy"]

@@ -24,6 +24,7 @@ import os
 import stat
 from typing import Any
 
+from ocipy.content.progress import BlobProgress, ProgressCallback
 from ocipy.errors import ImageError, KernelError
 from ocipy.image.layers import compression
 from ocipy.image.layers.apply import Applier, ApplyOptions
@@ -32,23 +33,21 @@ from ocipy.image.layers.stream import LayerStream
 from ocipy.image.store import Layout
 from ocipy.spec.digest import VerifyingReader
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
 BUNDLE_META = "ocipy-image.json"
 BUNDLE_MTREE = "ocipy-mtree.json"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def apply_layers(layout: Layout, manifest: dict[str, Any], config: dict[str, Any], rootfs: str,
-                 options: ApplyOptions | None = None) -> None:
-    """Apply the manifest's layers in order onto `rootfs`, verifying digests and diff_ids."""
+                 options: ApplyOptions | None = None, progress: ProgressCallback | None = None) -> None:
+    """Apply the manifest's layers in order onto `rootfs`, verifying digests and diff_ids.
+
+    `progress` (:mod:`ocipy.content.progress`) sees each layer's compressed bytes as they are read."""
     layers = manifest["layers"]
     diff_ids = layer_diff_ids(manifest, config)
     with Applier(rootfs, options) as applier:  # finish()es on the way out
         for i, desc in enumerate(layers):
-            apply_layer(applier, layout, desc, diff_ids[i], i)
+            apply_layer(applier, layout, desc, diff_ids[i], i, progress)
 
 
 def layer_diff_ids(manifest: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -61,7 +60,7 @@ def layer_diff_ids(manifest: dict[str, Any], config: dict[str, Any]) -> list[str
 
 
 def apply_layer(applier: Applier, image: Any, desc: dict[str, Any], want: str, index: int,
-                progress: Callable[[str, int, int], None] | None = None) -> int:
+                progress: ProgressCallback | None = None) -> int:
     """Apply the layer `desc` of `image` (anything with ``open_blob(digest, desc)``),
     verifying its digest and size as it streams and its diff_id against `want`
     (config rootfs.diff_ids[`index`]).  `progress(digest, done, total)` is told
@@ -71,13 +70,16 @@ def apply_layer(applier: Applier, image: Any, desc: dict[str, Any], want: str, i
     # there is nothing sensible to do but refuse (before the blob is opened)
     codec = compression.for_media_type(desc["mediaType"], what)
     before = applier.budget[0]
+    bar = BlobProgress(progress, desc["digest"], desc.get("size") or 0)
+    bar.start()
     with image.open_blob(desc["digest"], desc) as raw:
-        src = raw if progress is None else _Progress(raw, desc, progress)
-        verifier = VerifyingReader(src, desc["digest"], desc.get("size"), "layer")
+        verifier = VerifyingReader(_Counting(raw, bar.add) if progress else raw,
+                                   desc["digest"], desc.get("size"), "layer")
         stream = LayerStream(verifier, codec, what, applier.budget)
         applier.apply(stream, what)
         stream.drain()
         verifier.finish()
+    bar.finish()
     diff_id = stream.diff_id() or desc["digest"]
     if want.partition(":")[0] == diff_id.partition(":")[0] and want != diff_id:
         raise ImageError(f"{what}: uncompressed digest {diff_id} does not match "
@@ -85,19 +87,17 @@ def apply_layer(applier: Applier, image: Any, desc: dict[str, Any], want: str, i
     return before - applier.budget[0]
 
 
-class _Progress:
-    """A blob reader that reports the bytes read so far."""
+class _Counting:
+    """A reader that tells `add` how many bytes each read gave."""
 
-    def __init__(self, raw: Any, desc: dict[str, Any], report: Callable[[str, int, int], None]) -> None:
-        self.raw, self.report = raw, report
-        self.digest, self.total = desc["digest"], int(desc.get("size") or 0)
-        self.done = 0
+    def __init__(self, raw: Any, add: Any) -> None:
+        self.raw = raw
+        self.add = add
 
     def read(self, n: int = -1) -> bytes:
         data: bytes = self.raw.read(n)
         if data:
-            self.done += len(data)
-            self.report(self.digest, self.done, self.total)
+            self.add(len(data))
         return data
 
 
@@ -240,7 +240,8 @@ def write_json(path: str, doc: Any, mode: int = 0o644) -> None:
 
 
 def unpack(layout: Layout, manifest_desc: dict[str, Any], bundle: str,
-           options: ApplyOptions | None = None, ref: str | None = None) -> dict[str, Any]:
+           options: ApplyOptions | None = None, ref: str | None = None,
+           progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Unpack the image `manifest_desc` of `layout` into a new bundle directory.
 
     `bundle` must not exist (or be an empty directory).  Returns the runtime config.
@@ -263,7 +264,7 @@ def unpack(layout: Layout, manifest_desc: dict[str, Any], bundle: str,
         try:
             rootfs = os.path.join(tmp, "rootfs")
             os.mkdir(rootfs, 0o755)
-            apply_layers(layout, manifest, config, rootfs, options)
+            apply_layers(layout, manifest, config, rootfs, options, progress)
             rc = runtime_config(config, rootfs)
             write_json(os.path.join(tmp, "config.json"), rc)
             write_json(os.path.join(tmp, BUNDLE_META), {

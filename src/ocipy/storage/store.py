@@ -219,7 +219,7 @@ class Store:
         target = name or name_for(ref)
         with self.lock():
             api_registry.copy(str(ref), f"oci:{self.content_path}:{target}", platform=platform,
-                              src_options=options, progress=progress)  # type: ignore[arg-type]
+                              src_options=options, progress=progress)
             image = StoredImage(target, self.content.resolve(target))
             self.prepare(image, platform, progress)
         return image
