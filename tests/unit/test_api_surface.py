@@ -22,7 +22,7 @@ CONTAINER = [
 ]  # fmt: skip
 API_IMAGE = [
     "Image", "ProgressCallback", "Reporter", "add_layer", "configure", "copy", "export", "gc", "import_image",
-    "init", "inspect", "list_tags", "new", "open", "push", "remove", "repack", "reporter", "run", "tag", "unpack",
+    "images", "init", "inspect", "list_tags", "new", "open", "prune", "pull", "push", "remove", "repack", "reporter", "run", "tag", "unpack",
     "validate",
 ]  # fmt: skip
 IMAGE = [

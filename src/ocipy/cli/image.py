@@ -172,13 +172,13 @@ def _storage_flag(p: argparse.ArgumentParser) -> None:
                    help="the image store (default $OCIPY_STORAGE, else /var/lib/ocipy/storage for root)")
 
 
-def _reporter(args: argparse.Namespace) -> Any:
+def _reporter(args: argparse.Namespace, *, skipped: bool = True) -> Any:
     """Pull progress as the terminal allows (ocipy.content.progress); None with -q."""
     if args.quiet:
         return None
     from ocipy.content.progress import reporter
 
-    return reporter("auto")
+    return reporter("auto", verb="Pulled", skipped=skipped)
 
 
 def _size(n: int | None) -> str:
@@ -306,7 +306,7 @@ def run_image(argv: list[str], opts: Any) -> int:
             hostname=args.hostname, memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit,
             cap_add=args.cap_add, cap_drop=args.cap_drop, read_only=args.read_only)  # fmt: skip
         cid = args.name or f"ocipy-{os.urandom(6).hex()}"
-        progress = _reporter(args)
+        progress = _reporter(args, skipped=False)  # a warm run says nothing
         try:
             code = img.run(args.ref, command or None, rm=args.rm, detach=args.detach, root=opts.root,
                            container_id=cid, platform=args.platform, storage=args.storage, pull=args.pull,

@@ -97,6 +97,7 @@ class Reporter:
         self._lock = threading.Lock()
         self._blobs: dict[str, list[int]] = {}  # digest -> [done, total, finished]
         self._closed = False
+        self.show_skipped = True  # False: only blobs that moved are shown
 
     def __call__(self, digest: str, done: int, total: int) -> None:
         with self._lock:
@@ -171,6 +172,8 @@ class _Lines(Reporter):
             pass  # a closed or broken stream must not fail the copy it reports on
 
     def _finished(self, digest: str, total: int, skipped: bool) -> None:
+        if skipped and not self.show_skipped:
+            return
         if skipped:
             self._write(f"Skipped {self.noun} {short_digest(digest)} (already present)")
         else:
@@ -224,6 +227,8 @@ class _Tty(Reporter):
         self.bars.update(self._task(digest, total), completed=done, total=total)
 
     def _finished(self, digest: str, total: int, skipped: bool) -> None:
+        if skipped and not self.show_skipped:
+            return
         if skipped:
             self._live()
             self.tasks[digest] = self.bars.add_task(f"{self.noun} {short_digest(digest)} already present",
@@ -240,13 +245,14 @@ class _Tty(Reporter):
 
 
 def reporter(mode: str = "auto", stream: IO[str] | None = None, *, verb: str = "Copied",
-             noun: str = "blob") -> Reporter:
+             noun: str = "blob", skipped: bool = True) -> Reporter:
     """A :class:`Reporter` writing to `stream` (default stderr).
 
     `mode`: ``"auto"`` (``"tty"`` if the stream is a terminal, else
     ``"lines"``), ``"tty"``, ``"lines"`` or ``"quiet"``.  Lines read
     ``{verb} {noun} sha256:abcdef012345… 2.1 MiB`` and
-    ``Skipped {noun} … (already present)``.
+    ``Skipped {noun} … (already present)`` (unless not `skipped`: then
+    only what moved is shown, as ``image run`` wants).
     """
     if mode not in MODES:
         from ocipy.errors import OcipyError
@@ -260,6 +266,6 @@ def reporter(mode: str = "auto", stream: IO[str] | None = None, *, verb: str = "
             mode = "tty" if out.isatty() else "lines"
         except (AttributeError, ValueError, OSError):
             mode = "lines"
-    if mode == "tty":
-        return _Tty(out, verb, noun)
-    return _Lines(out, verb, noun)
+    made: Reporter = _Tty(out, verb, noun) if mode == "tty" else _Lines(out, verb, noun)
+    made.show_skipped = skipped
+    return made

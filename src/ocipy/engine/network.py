@@ -42,6 +42,19 @@ MODES = ("private", "host", "none")
 GUEST_ADDR = "10.0.2.100"
 _STATE = "network.json"
 _SOCKET = "slirp4netns.sock"
+_SHORT_SOCKETS = "/run/ocipy-net"  # where an API socket goes whose path would pass sun_path's 108 bytes
+
+
+def _socket_path(engine_dir: str) -> str:
+    """slirp4netns's API socket for `engine_dir`: in it, or (a long path) a short
+    name derived from it, so every caller finds the same one."""
+    path = os.path.join(engine_dir, _SOCKET)
+    if len(path.encode()) < 100:
+        return path
+    import hashlib
+
+    os.makedirs(_SHORT_SOCKETS, 0o700, exist_ok=True)
+    return os.path.join(_SHORT_SOCKETS, hashlib.sha256(engine_dir.encode()).hexdigest()[:24] + ".sock")
 
 
 class Port:
@@ -149,7 +162,7 @@ class Private:
         if binary is None:
             raise OcipyError("--network private needs slirp4netns (apt-get install slirp4netns)")
         self.engine_dir = engine_dir
-        api = os.path.join(engine_dir, _SOCKET)
+        api = _socket_path(engine_dir)
         ready_r, ready_w = os.pipe()
         exit_r = exit_w = -1
         cmd = [binary, "--configure", "--mtu=65520", "--disable-host-loopback", "--api-socket", api,
@@ -246,8 +259,8 @@ def down(engine_dir: str, proc: subprocess.Popen[bytes] | None = None) -> None:
                 pass
     if proc is not None:
         proc.wait()
-    for name in (_STATE, _SOCKET):
+    for path in (os.path.join(engine_dir, _STATE), _socket_path(engine_dir)):
         try:
-            os.unlink(os.path.join(engine_dir, name))
+            os.unlink(path)
         except FileNotFoundError:
             pass

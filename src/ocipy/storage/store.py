@@ -90,11 +90,18 @@ def normalize(text: str) -> str:
 
 def names_layout(ref: Any) -> bool:
     """Whether the parsed reference `ref` names an OCI layout directory: written
-    with ``oci:``, or bare (no transport) and naming an existing layout -- a
-    bare reference that names none is a store name."""
+    with ``oci:``, or bare (no transport) and a path (``/…``, ``./…``), an
+    existing layout or no valid image name -- any other bare reference
+    (``busybox``, ``localhost:5000/app:1``) is a store name."""
     if ref.transport != "oci":
         return False
-    return not ref.bare or os.path.isfile(os.path.join(ref.path, "oci-layout"))
+    if not ref.bare or ref.path.startswith(("/", ".", "~")) or os.path.isfile(os.path.join(ref.path, "oci-layout")):
+        return True
+    try:
+        normalize(ref.text)
+    except ImageError:
+        return True  # no image name (upper case, say): a layout path, as it always was
+    return False
 
 
 def _has_host(text: str) -> bool:
