@@ -12,7 +12,7 @@ import pytest
 
 from ocipy.content import reference as refs
 from ocipy.errors import ImageError
-from ocipy.image.unpack import resolve_user, runtime_config
+from ocipy.image.conversion import resolve_user, runtime_config
 from ocipy.spec import digest
 from ocipy.spec import image as spec
 

@@ -1,6 +1,6 @@
 """`ocipy image run`'s options, as podman run reads them, applied to config.json.
 
-image/unpack.runtime_config turns the image's config into the runtime's
+image/conversion.runtime_config turns the image's config into the runtime's
 (conversion.md); `apply` then changes that config as the user asked, one
 option at a time, in the order podman documents them.  Pure: no root, no
 kernel; tests/unit/test_engine_options.py covers every option.
@@ -61,7 +61,7 @@ def apply(config: dict[str, Any], image_config: dict[str, Any], rootfs: str, opt
             raise OcipyError(f"-w {opts.workdir}: the working directory must be an absolute path")
         process["cwd"] = opts.workdir
     if opts.user is not None:
-        from ocipy.image.unpack import resolve_user
+        from ocipy.image.conversion import resolve_user
 
         try:
             process["user"] = resolve_user(rootfs, opts.user)

@@ -38,7 +38,7 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
     from ocipy.engine import network as net
     from ocipy.engine.hooks import python_hook
     from ocipy.engine.options import RunOptions, apply
-    from ocipy.image.unpack import runtime_config
+    from ocipy.image.conversion import runtime_config
     from ocipy.runtime.store import STATE_FILE, check_id
     from ocipy.storage import containers
     from ocipy.storage.store import PULL_POLICIES, Store
