@@ -192,6 +192,11 @@ def _size(n: int | None) -> str:
 
 
 def _options(args: argparse.Namespace) -> Any:
+    """RegistryOptions from the flags; None (the defaults) when none was given,
+    so that a command that may not reach a registry (a warm `image run`)
+    does not load the registry client."""
+    if (args.creds, args.authfile, args.tls_verify, args.retry_times) == (None, None, None, 3):
+        return None
     from ocipy.cli.registry import _options as options
 
     return options(args, "")
@@ -225,7 +230,6 @@ def _dump(doc: Any) -> None:
 def run_image(argv: list[str], opts: Any) -> int:
     """Dispatch ``ocipy image COMMAND …`` (called by ocipy.cli.main)."""
     from ocipy import api_image as img
-    from ocipy.image.layers.stream import parse_size
 
     if argv and argv[0] in _SKOPEO:
         from ocipy.cli import registry
@@ -279,6 +283,7 @@ def run_image(argv: list[str], opts: Any) -> int:
             sys.stdout.write(f"removed {digest}\n")
     elif cmd == "unpack":
         from ocipy.content.progress import reporter
+        from ocipy.image.layers.stream import parse_size
 
         with reporter("quiet" if args.quiet else "auto", verb="Unpacked", noun="layer") as progress:
             img.unpack(args.ref, args.bundle, args.platform,

@@ -29,6 +29,7 @@ from ocipy.image.layers.diff import scan_tree
 from ocipy.image.layers.stream import LayerStream
 from ocipy.image.store import Layout
 from ocipy.spec.digest import VerifyingReader
+from ocipy.spec.image import layer_diff_ids
 
 BUNDLE_META = "ocipy-image.json"
 BUNDLE_MTREE = "ocipy-mtree.json"
@@ -44,15 +45,6 @@ def apply_layers(layout: Layout, manifest: dict[str, Any], config: dict[str, Any
     with Applier(rootfs, options) as applier:  # finish()es on the way out
         for i, desc in enumerate(layers):
             apply_layer(applier, layout, desc, diff_ids[i], i, progress)
-
-
-def layer_diff_ids(manifest: dict[str, Any], config: dict[str, Any]) -> list[str]:
-    """config rootfs.diff_ids, one per manifest layer (an ImageError otherwise)."""
-    diff_ids: list[str] = config["rootfs"]["diff_ids"]
-    if len(manifest["layers"]) != len(diff_ids):
-        raise ImageError(f"config: rootfs.diff_ids has {len(diff_ids)} entries but the manifest "
-                         f"has {len(manifest['layers'])} layers")
-    return diff_ids
 
 
 def apply_layer(applier: Applier, image: Any, desc: dict[str, Any], want: str, index: int,

@@ -485,3 +485,12 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
         else:
             out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
     return out
+
+
+def layer_diff_ids(manifest: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """config rootfs.diff_ids, one per manifest layer (an ImageError otherwise)."""
+    diff_ids: list[str] = config["rootfs"]["diff_ids"]
+    if len(manifest["layers"]) != len(diff_ids):
+        raise ImageError(f"config: rootfs.diff_ids has {len(diff_ids)} entries but the manifest "
+                         f"has {len(manifest['layers'])} layers")
+    return diff_ids

@@ -208,9 +208,8 @@ class Snapshots:
         import fcntl
 
         from ocipy import fstree, fsutil
-        from ocipy.image.unpack import layer_diff_ids
         from ocipy.linux import syscalls
-        from ocipy.spec.image import chain_ids
+        from ocipy.spec.image import chain_ids, layer_diff_ids
 
         layers = manifest["layers"]
         diff_ids = layer_diff_ids(manifest, config)
