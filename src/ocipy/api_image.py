@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "init", "new", "list_tags", "inspect", "validate", "tag", "remove", "gc", "unpack", "repack",
-    "add_layer", "configure", "import_image", "export", "run", "pull", "images", "prune",
+    "add_layer", "configure", "import_image", "export", "run", "create", "pull", "images", "prune",
     "copy", "push", "ProgressCallback", "Reporter", "reporter", "Image", "open",
 ]
 
@@ -318,11 +318,14 @@ def _copy(source: str, destination: str, *, options: Any = None, **kw: Any) -> s
     return api_registry.copy(source, destination, src_options=options, progress=False, **kw)
 
 
-def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: bool = False, root: str | None = None,
-        container_id: str | None = None, platform: str | None = None, storage: str | None = None,
-        pull: str = "missing", options: Any = None, run_options: Any = None, network: str = "none",
-        ports: list[str] | None = None, progress: Any = None) -> int:  # fmt: skip
-    """Run the image `ref` as a container; return its exit status (0 when detached).
+def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: bool = False, capture: bool = False,
+        root: str | None = None, container_id: str | None = None, platform: str | None = None,
+        storage: str | None = None, pull: str = "missing", options: Any = None, run_options: Any = None,
+        network: str = "none", ports: list[str] | None = None, progress: Any = None,
+        forward_signals: bool = False) -> Any:  # fmt: skip
+    """Run the image `ref` as a container: in the foreground an
+    :class:`ocipy.api.Result` (``exit_code``; with `capture` also ``stdout``
+    and ``stderr`` as bytes), detached the running :class:`ocipy.api.Container`.
 
     `ref` is a store name (``busybox``, ``localhost:5000/app:1``) or any
     reference; what is not in the store is pulled into it first (`pull`:
@@ -339,13 +342,30 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
     container and its directory in the store are deleted afterwards;
     otherwise both are kept until ``ocipy delete``.  `detach` returns once
     the container runs (not with `rm`: nothing would be left to delete it
-    when it exits).  `progress(layer_digest, done, total)` sees a pull's bytes.
+    when it exits).  `progress(layer_digest, done, total)` sees a pull's
+    bytes.  `forward_signals` (main thread only) passes the caller's SIGINT,
+    SIGTERM... on to the container, as the CLI does.
     """
-    from ocipy.engine.run import run as engine_run
+    from ocipy.engine import run as engine
 
-    return engine_run(ref, args, rm=rm, detach=detach, root=root, container_id=container_id, platform=platform,
-                      storage=storage, pull=pull, options=options, run_options=run_options, network=network,
-                      ports=ports, progress=progress)  # fmt: skip
+    return engine.run(ref, args, rm=rm, detach=detach, capture=capture, forward_signals=forward_signals,
+                      root=root, container_id=container_id, platform=platform, storage=storage, pull=pull,
+                      options=options, run_options=run_options, network=network, ports=ports,
+                      progress=progress)  # fmt: skip
+
+
+def create(ref: str, args: list[str] | None = None, *, root: str | None = None, container_id: str | None = None,
+           platform: str | None = None, storage: str | None = None, pull: str = "missing", options: Any = None,
+           run_options: Any = None, network: str = "none", ports: list[str] | None = None,
+           progress: Any = None) -> Any:  # fmt: skip
+    """Create (not start) a container of the image `ref`, as :func:`run` would;
+    return its :class:`ocipy.api.Container` (``with api_image.create(...) as c``
+    deletes it, and its directory in the store, on the way out)."""
+    from ocipy.engine import run as engine
+
+    return engine.create(ref, args, root=root, container_id=container_id, platform=platform, storage=storage,
+                         pull=pull, options=options, run_options=run_options, network=network, ports=ports,
+                         progress=progress)  # fmt: skip
 
 
 # ---------------------------------------------------------------- the store

@@ -21,7 +21,7 @@ CONTAINER = [
     "update", "wait",
 ]  # fmt: skip
 API_IMAGE = [
-    "Image", "ProgressCallback", "Reporter", "add_layer", "configure", "copy", "export", "gc", "import_image",
+    "Image", "ProgressCallback", "Reporter", "add_layer", "configure", "copy", "create", "export", "gc", "import_image",
     "images", "init", "inspect", "list_tags", "new", "open", "prune", "pull", "push", "remove", "repack", "reporter", "run", "tag", "unpack",
     "validate",
 ]  # fmt: skip

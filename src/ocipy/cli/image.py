@@ -313,14 +313,15 @@ def run_image(argv: list[str], opts: Any) -> int:
         cid = args.name or f"ocipy-{os.urandom(6).hex()}"
         progress = _reporter(args, skipped=False)  # a warm run says nothing
         try:
-            code = img.run(args.ref, command or None, rm=args.rm, detach=args.detach, root=opts.root,
-                           container_id=cid, platform=args.platform, storage=args.storage, pull=args.pull,
-                           options=_options(args), run_options=run_options, network=args.network,
-                           ports=args.publish, progress=progress)  # fmt: skip
+            ran = img.run(args.ref, command or None, rm=args.rm, detach=args.detach, root=opts.root,
+                          container_id=cid, platform=args.platform, storage=args.storage, pull=args.pull,
+                          options=_options(args), run_options=run_options, network=args.network,
+                          ports=args.publish, progress=progress, forward_signals=True)  # fmt: skip
         finally:
             if progress is not None:
                 progress.close()
         if args.detach:
             print(cid)
-        return code
+            return 0
+        return int(ran.exit_code)
     return 0

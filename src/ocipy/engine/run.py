@@ -1,6 +1,6 @@
 """``ocipy image run``: an image from the store (pulled first if need be) run as a container.
 
-The steps, in order (each undone on failure, in reverse):
+:func:`prepare` takes the steps, in order (each undone on failure):
 
 1. check everything the user gave (options, ports, the id: a container that
    exists is refused here, before any work);
@@ -11,8 +11,10 @@ The steps, in order (each undone on failure, in reverse):
 3. mount its rootfs (overlayfs of the snapshots + its own upper dir);
 4. write config.json: the image's config (conversion.md), then podman run's
    options, the network's hooks and the poststop hook that unmounts and
-   removes the directory at ``ocipy delete``;
-5. run it (foreground, ``--rm`` deletes it; or detached).
+   removes the directory at ``ocipy delete``.
+
+Then :func:`run` runs it (foreground, ``--rm`` deletes it; or detached) and
+:func:`create` hands back the created container.
 """
 
 from __future__ import annotations
@@ -23,30 +25,44 @@ from typing import Any
 
 from ocipy.errors import ImageError
 
-__all__ = ["run"]
+__all__ = ["Prepared", "create", "prepare", "run"]
 
 
-def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: bool = False,
-        root: str | None = None, container_id: str | None = None, platform: str | None = None,
-        storage: str | None = None, pull: str = "missing", options: Any = None, run_options: Any = None,
-        network: str = "none", ports: list[str] | None = None, progress: Any = None) -> int:  # fmt: skip
-    """Run `ref` (see :func:`ocipy.api_image.run`); its exit status (0 when detached).
+class Prepared:
+    """A container's directory in the store, its bundle written, no container yet."""
 
-    `progress` is a ``(layer_digest, done, total)`` callback; if it has a
-    ``close()``, that is called once the image is ready."""
+    __slots__ = ("container_id", "root", "bundle", "stdin", "_dir")
+
+    def __init__(self, container_id: str, root: str, bundle: str, stdin: Any, cdir: Any) -> None:
+        self.container_id, self.root, self.bundle, self.stdin, self._dir = container_id, root, bundle, stdin, cdir
+
+    def kept(self) -> None:
+        """Its container exists now: `ocipy delete` (the poststop hook) removes the directory."""
+        self._dir.release()
+
+    def discard(self) -> None:
+        """No container will use it: unmount and remove it (idempotent)."""
+        self._dir.remove()
+
+
+def prepare(ref: str, args: list[str] | None = None, *, container_id: str | None = None, root: str | None = None,
+            platform: str | None = None, storage: str | None = None, pull: str = "missing", options: Any = None,
+            run_options: Any = None, network: str = "none", ports: list[str] | None = None,
+            progress: Any = None) -> Prepared:  # fmt: skip
+    """Steps 1-4 (the module docstring); `progress` is a ``(layer_digest, done,
+    total)`` callback and, if it has a ``close()``, that is called once the
+    image is ready (a terminal display ends before the container's output)."""
     from ocipy import api, fsutil
     from ocipy.engine import network as net
     from ocipy.engine.hooks import python_hook
     from ocipy.engine.options import RunOptions, apply
+    from ocipy.errors import ContainerExists
     from ocipy.image.conversion import runtime_config
     from ocipy.runtime.store import STATE_FILE, check_id
     from ocipy.storage import containers
     from ocipy.storage.store import PULL_POLICIES, Store
 
     # 1. the user's input, all of it, before any work
-    if detach and rm:
-        raise ImageError("run: --rm with -d needs a monitor process, which ocipy does not keep: "
-                         "run detached without --rm and `ocipy delete` it")
     if pull not in PULL_POLICIES:
         raise ImageError(f"--pull {pull}: expected one of {', '.join(PULL_POLICIES)}")
     if network not in net.MODES:
@@ -59,8 +75,6 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
     check_id(cid)
     state_root = os.path.abspath(root or api.DEFAULT_ROOT)
     if os.path.exists(os.path.join(state_root, cid, STATE_FILE)):
-        from ocipy.errors import ContainerExists
-
         raise ContainerExists(cid)
     store = Store(storage)
 
@@ -72,8 +86,7 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
         cdir = containers.ContainerDir.create(store.containers_path, cid, {
             "id": cid, "root": state_root, "image": image.name, "digest": image.digest, "chains": chains})
     if progress is not None and hasattr(progress, "close"):
-        progress.close()  # a terminal display ends before the container's output starts
-    kept = False  # the directory stays while its container exists
+        progress.close()
     try:
         # 3. the root filesystem
         rootfs = store.snapshots.mount(chains, cdir.path)
@@ -84,23 +97,57 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
         config.setdefault("hooks", {}).setdefault("poststop", []).append(
             python_hook("from ocipy.storage import containers", f"containers.remove({cdir.path!r})"))
         fsutil.write_file(os.path.join(cdir.path, "config.json"), json.dumps(config, indent=2).encode(), 0o644)
-        # 5. run
-        stdin = None if opts.interactive or opts.tty else api.DEVNULL
+    except BaseException:
+        cdir.remove()
+        raise
+    stdin = None if opts.interactive or opts.tty else api.DEVNULL
+    return Prepared(cid, state_root, cdir.path, stdin, cdir)
+
+
+def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: bool = False,
+        capture: bool = False, forward_signals: bool = False, **kw: Any) -> Any:
+    """Run `ref` (see :func:`ocipy.api_image.run`): a :class:`ocipy.api.Result`
+    in the foreground, the :class:`ocipy.api.Container` when detached."""
+    from ocipy import api
+    from ocipy.engine import network as net
+
+    if detach and rm:
+        raise ImageError("run: --rm with -d needs a monitor process, which ocipy does not keep: "
+                         "run detached without --rm and `ocipy delete` it")
+    p = prepare(ref, args, **kw)
+    kept = False
+    try:
         if detach:
-            api.run(cid, cdir.path, root=state_root, detach=True, stdin=stdin)
+            container = api.run(p.container_id, p.bundle, root=p.root, detach=True, stdin=p.stdin)
             kept = True
-            return 0
+            return container
         try:
-            result = api.run(cid, cdir.path, root=state_root, keep=not rm, stdin=stdin, forward_signals=True)
+            result = api.run(p.container_id, p.bundle, root=p.root, keep=not rm, stdin=p.stdin,
+                             capture=capture, forward_signals=forward_signals)  # fmt: skip
             kept = not rm
         finally:
-            net.down(cdir.path)  # also when kept: the network goes with the program, as podman's
-        return result.exit_code
+            net.down(p.bundle)  # also when kept: the network goes with the program, as podman's
+        return result
     finally:
         if kept:
-            cdir.release()
+            p.kept()
         else:
-            cdir.remove()  # --rm's delete ran the hook already; failures need it here
+            p.discard()  # --rm's delete ran the hook already; failures need it here
+
+
+def create(ref: str, args: list[str] | None = None, **kw: Any) -> Any:
+    """Create (not start) a container of `ref`; the :class:`ocipy.api.Container`.
+    Its ``delete()`` removes its directory from the store."""
+    from ocipy import api
+
+    p = prepare(ref, args, **kw)
+    try:
+        container = api.create(p.container_id, p.bundle, root=p.root, stdin=p.stdin)
+    except BaseException:
+        p.discard()
+        raise
+    p.kept()
+    return container
 
 
 def _image(store: Any, ref: str, pull: str, platform: str | None, options: Any, progress: Any) -> Any:
@@ -108,13 +155,13 @@ def _image(store: Any, ref: str, pull: str, platform: str | None, options: Any, 
     --pull: a store name is pulled from its registry when missing; a layout
     or archive is read every time, which costs only what changed)."""
     from ocipy.content import reference
-    from ocipy.storage.store import names_layout
+    from ocipy.storage.store import name_for, names_layout
 
     parsed = reference.parse(ref)
     local = parsed.transport != "docker" and (parsed.transport != "oci" or names_layout(parsed))
     if local:
         if pull == "never":
-            found = store.find(_stored_name(parsed))
+            found = store.find(name_for(parsed))
             if found is None:
                 raise ImageError(f"image {ref!r}: not in the store and --pull never")
             return found
@@ -126,9 +173,3 @@ def _image(store: Any, ref: str, pull: str, platform: str | None, options: Any, 
     if pull == "never":
         raise ImageError(f"image {ref!r}: not in the store {store.root} and --pull never")
     return store.pull(ref, platform=platform, options=options, progress=progress)
-
-
-def _stored_name(parsed: Any) -> str:
-    from ocipy.storage.store import name_for
-
-    return name_for(parsed)
