@@ -21,14 +21,15 @@ C = "sha256:" + "c3" * 32
 
 
 def _feed(r: Reporter) -> None:
-    """Two layers copied (A twice: two platforms sharing it), one already present (C)."""
+    """Two layers copied, one already present (C), then A moved again (a second copy)."""
     r(A, 0, 2_200_000)
     r(A, 1_000_000, 2_200_000)
     r(C, 77, 77)  # first call is the last: skipped
     r(B, 0, 512)
     r(A, 2_200_000, 2_200_000)
     r(B, 512, 512)
-    r(A, 0, 2_200_000)  # again: shown once
+    r(B, 512, 512)  # B again, in one call: a second copy found it there
+    r(A, 0, 2_200_000)  # moving again: a new transfer
     r(A, 2_200_000, 2_200_000)
 
 
@@ -41,6 +42,8 @@ def test_lines_one_line_per_finished_blob_and_nothing_else() -> None:
         "Skipped blob sha256:c3c3c3c3c3c3… (already present)\n"
         "Copied blob sha256:a1a1a1a1a1a1… 2.1 MiB\n"
         "Copied blob sha256:b2b2b2b2b2b2… 512 B\n"
+        "Skipped blob sha256:b2b2b2b2b2b2… (already present)\n"
+        "Copied blob sha256:a1a1a1a1a1a1… 2.1 MiB\n"
         "Writing manifest\n")
 
 
@@ -174,3 +177,14 @@ def test_rich_is_loaded_only_for_a_terminal() -> None:
             "reporter('quiet').close()\n"
             "assert 'rich' not in sys.modules, 'rich imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_runtime_hot_path_never_loads_progress_or_rich(tmp_path: object) -> None:
+    """create/start/state/kill/delete/exec: no rich, no progress module (start-up time)."""
+    for argv in (["state", "nosuch"], ["kill", "nosuch"], ["delete", "nosuch"], ["start", "nosuch"],
+                 ["exec", "nosuch", "true"], ["create", "-b", "/nonexistent", "nosuch"]):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "ocipy", "--root", str(tmp_path), *argv],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+        assert proc.returncode != 0 and "import time:" in proc.stderr, proc.stderr
+        loaded = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+        assert not {m for m in loaded if m.startswith("rich") or m in ("ocipy.content.progress", "ocipy.api_image")}, argv

@@ -104,15 +104,13 @@ class Reporter:
             if self._closed:
                 return
             state = self._blobs.get(digest)
-            if state is None:
+            if state is None or state[2]:  # new, or moved again (one reporter for a copy and an unpack)
                 self._blobs[digest] = state = [done, total, 0]
                 if done >= total:  # first call is the last: the destination had it
                     state[2] = 1
                     self._finished(digest, total, True)
                     return
                 self._started(digest, total)
-            if state[2]:
-                return  # a blob copied twice (two platforms share it) is shown once
             state[0], state[1] = done, total
             if done >= total:
                 state[2] = 1
@@ -221,7 +219,10 @@ class _Tty(Reporter):
         return task
 
     def _started(self, digest: str, total: int) -> None:
-        self._task(digest, total)
+        if digest in self.tasks:  # moving again: the same bar from 0
+            self.bars.reset(self.tasks[digest], total=total, completed=0)
+        else:
+            self._task(digest, total)
 
     def _advanced(self, digest: str, done: int, total: int) -> None:
         self.bars.update(self._task(digest, total), completed=done, total=total)
@@ -231,6 +232,9 @@ class _Tty(Reporter):
             return
         if skipped:
             self._live()
+            if digest in self.tasks:
+                self.bars.update(self.tasks[digest], completed=total, total=total)
+                return
             self.tasks[digest] = self.bars.add_task(f"{self.noun} {short_digest(digest)} already present",
                                                     total=total, completed=total)
             return

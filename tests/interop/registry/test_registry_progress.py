@@ -95,3 +95,62 @@ def test_cli_lines_off_a_terminal_and_quiet(registry: Registry, workdir: Path) -
     proc = ocipy("image", "unpack", f"oci:{src}:latest", str(workdir / "bundle"))
     assert proc.stderr.count("Unpacked layer sha256:") == 2, proc.stderr
     assert ocipy("image", "unpack", "-q", f"oci:{src}:latest", str(workdir / "b2")).stderr == ""
+
+
+def test_cli_draws_bars_on_a_terminal(registry: Registry, workdir: Path) -> None:
+    """stderr a pseudo-terminal: a bar per layer with bytes and total (rich), not lines."""
+    import os
+    import pty
+    import subprocess
+
+    from test_registry_support import OCIPY
+
+    src = make_layout(workdir / "src", layers=2, layer_size=1 << 20, seed="pt")
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([OCIPY, "image", "copy", f"oci:{src}:latest", registry.ref("pt/img:1")],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        screen = b""
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the last writer closed the terminal
+                break
+            if not data:
+                break
+            screen += data
+        assert proc.wait(60) == 0
+    finally:
+        os.close(master)
+    text = screen.decode("utf-8", "replace")
+    assert "\x1b[" in text and "Copied blob" not in text
+    for layer in _layers(src)[:-1]:
+        assert f"blob {str(layer['digest'])[:19]}" in text, text
+    assert "1.0/1.0 MiB" in text, text
+
+
+def test_image_objects_from_a_registry(registry: Registry, workdir: Path) -> None:
+    from ocipy.errors import RegistryError
+
+    src = make_layout(workdir / "src", layers=2, layer_size=100_000, seed="io")
+    local = api_image.open(f"oci:{src}:latest")
+    rec = Recorder()
+    assert api_image.push(local.reference, registry.ref("io/app:1"), progress=rec) == local.digest
+    _check_copied(rec, _layers(src))
+    remote = api_image.open(registry.ref("io/app:1"))
+    assert (remote.digest, remote.tags, remote.layers) == (local.digest, ["1"], local.layers)
+    assert remote.labels == {"seed": "io"} and remote.env == ["PATH=/bin"]
+    assert remote.inspect() == api_image.inspect(registry.ref("io/app:1"))
+    # copy_to another repository of the same registry, pinned to the digest read
+    again = Recorder()
+    copied = remote.copy_to(registry.ref("io/other:2"), progress=again)
+    assert copied.digest == remote.digest and copied.tags == ["2"]
+    assert {g for g, _, _ in again.calls} == {str(b["digest"]) for b in _layers(src)}
+    pulled = copied.copy_to(f"oci:{workdir / 'pulled'}:x")
+    assert pulled.tags == ["x"] and pulled.config == local.config
+    config = remote.unpack(str(workdir / "bundle"))
+    assert config["process"]["env"][-1] == "PATH=/bin"
+    with pytest.raises(RegistryError) as e:
+        api_image.open(registry.ref("io/app:missing"))
+    assert e.value.status == 404 and e.value.code == "MANIFEST_UNKNOWN"
