@@ -122,8 +122,9 @@ def run_copy(argv: list[str], opts: Any, prog: str = "ocipy copy") -> int:
     compress = ns.dest_compress_format or ns.dest_compress
     from ocipy.content.progress import reporter
 
-    # bars on a terminal, a line per blob otherwise (stderr: stdout stays for the output)
-    with reporter("quiet" if quiet else "auto") as progress:
+    # bars on a terminal, a line per blob otherwise; on stdout, as skopeo copy reports
+    # (stderr stays for the one-line error)
+    with reporter("quiet" if quiet else "auto", sys.stdout) as progress:
         digest = api_registry.copy(
             ns.source, ns.destination,
             all_platforms=_bool(ns.all, "all") or ns.multi_arch == "all",
