@@ -85,20 +85,22 @@ def test_bool_progress_is_still_accepted(registry: Registry, workdir: Path,
 
 def test_cli_lines_off_a_terminal_and_quiet(registry: Registry, workdir: Path) -> None:
     src = make_layout(workdir / "src", layers=2, seed="pc")
+    # copy reports on stdout, as skopeo copy does; stderr is for the error alone
     proc = ocipy("image", "copy", f"oci:{src}:latest", registry.ref("pc/img:1"))
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 3 and all(line.startswith("Copied blob sha256:") for line in lines), proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3 and all(line.startswith("Copied blob sha256:") for line in lines), proc.stdout
+    assert proc.stderr == ""
     proc = ocipy("copy", f"oci:{src}:latest", registry.ref("pc/img:2"))
-    assert proc.stderr.count("(already present)") == 3, proc.stderr
-    assert ocipy("image", "copy", "-q", f"oci:{src}:latest", registry.ref("pc/img:3")).stderr == ""
-    assert ocipy("copy", "--quiet", f"oci:{src}:latest", f"oci:{workdir / 'o'}:1").stderr == ""
+    assert proc.stdout.count("(already present)") == 3, proc.stdout
+    assert ocipy("image", "copy", "-q", f"oci:{src}:latest", registry.ref("pc/img:3")).stdout == ""
+    assert ocipy("copy", "--quiet", f"oci:{src}:latest", f"oci:{workdir / 'o'}:1").stdout == ""
     proc = ocipy("image", "unpack", f"oci:{src}:latest", str(workdir / "bundle"))
     assert proc.stderr.count("Unpacked layer sha256:") == 2, proc.stderr
     assert ocipy("image", "unpack", "-q", f"oci:{src}:latest", str(workdir / "b2")).stderr == ""
 
 
 def test_cli_draws_bars_on_a_terminal(registry: Registry, workdir: Path) -> None:
-    """stderr a pseudo-terminal: a bar per layer with bytes and total (rich), not lines."""
+    """stdout a pseudo-terminal: a bar per layer with bytes and total (rich), not lines."""
     import os
     import pty
     import subprocess
@@ -109,7 +111,7 @@ def test_cli_draws_bars_on_a_terminal(registry: Registry, workdir: Path) -> None
     master, slave = pty.openpty()
     try:
         proc = subprocess.Popen([OCIPY, "image", "copy", f"oci:{src}:latest", registry.ref("pt/img:1")],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+                                stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE)
         os.close(slave)
         screen = b""
         while True:
