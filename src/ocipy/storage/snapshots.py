@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import builtins
 import errno
-import json
 import os
 import stat
-from typing import Any
 
 from ocipy.errors import ImageError
-from ocipy.storage.overlay import is_mount, unmount
+from ocipy.storage.overlay import is_mount, unmount  # unmount: cheap to import from here too
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["DRIVERS", "Snapshots", "unmount"]
 
@@ -75,6 +74,8 @@ class Snapshots:
 
     def _probe(self) -> str:
         """overlay if it mounts here (the verdict is cached in driver.json), else copy."""
+        import json
+
         global _warned
         path = os.path.join(self.root, _PROBE)
         try:
@@ -137,6 +138,8 @@ class Snapshots:
         return os.path.isdir(os.path.join(self.root, _name(chain_id), "fs"))
 
     def info(self, chain_id: str) -> dict[str, Any]:
+        import json
+
         try:
             with open(os.path.join(self.path(chain_id), "info.json"), "rb") as f:
                 doc = json.loads(f.read())
@@ -206,6 +209,7 @@ class Snapshots:
                 progress: Callable[[str, int, int], None] | None = None) -> builtins.list[str]:
         """Make sure every layer of the image has its snapshot; the chain ids, bottom first."""
         import fcntl
+        import json
 
         from ocipy import fstree, fsutil
         from ocipy.linux import syscalls

@@ -115,11 +115,13 @@ class Overlay:
         self.roots = [os.open(p, DIR_PATH) for p in lowers]
         self.whited: set[str] = set()  # whiteout devices this layer made
         self.opaque: set[str] = set()  # directories this layer made opaque
+        self._cursor: tuple[tuple[str, ...], list[int]] = ((), [os.dup(fd) for fd in self.roots])
 
     def close(self) -> None:
-        for fd in self.roots:
+        for fd in self.roots + self._cursor[1]:
             os.close(fd)
         self.roots = []
+        self._cursor = ((), [])
 
     def start_layer(self) -> None:
         self.whited = set()
@@ -129,39 +131,20 @@ class Overlay:
 
     def hidden(self, parts: list[str]) -> bool:
         """Whether this layer hides the lowers at `parts` (a whiteout or opaque dir above it)."""
+        if not self.whited and not self.opaque:
+            return False
         if "" in self.opaque:
             return True
-        path = ""
-        for name in parts[:-1]:
-            path = f"{path}/{name}" if path else name
-            if path in self.whited or path in self.opaque:
-                return True
-        return False
+        path = "/".join(parts)
+        return any(path.startswith(p + "/") for p in self.whited) or any(
+            path.startswith(p + "/") for p in self.opaque)
 
     def find(self, parts: list[str]) -> Found | None:
         """The topmost visible entry at `parts` in the lowers, or None."""
         if self.hidden(parts) or not parts:
             return None
-        fds = [os.dup(fd) for fd in self.roots]
+        fds = self._dirs(tuple(parts[:-1]))
         try:
-            for name in parts[:-1]:
-                nxt: list[int] = []
-                for fd in fds:
-                    try:
-                        st = os.lstat(name, dir_fd=fd)
-                    except (FileNotFoundError, NotADirectoryError):
-                        continue
-                    if not stat.S_ISDIR(st.st_mode):
-                        break  # a whiteout or a non-directory hides the layers below
-                    nfd = os.open(name, DIR_READ | os.O_NOFOLLOW, dir_fd=fd)
-                    nxt.append(nfd)
-                    if whiteout.is_opaque(nfd):
-                        break
-                for fd in fds:
-                    os.close(fd)
-                fds = nxt
-                if not fds:
-                    return None
             for i, fd in enumerate(fds):
                 try:
                     st = os.lstat(parts[-1], dir_fd=fd)
@@ -175,6 +158,39 @@ class Overlay:
         finally:
             for fd in fds:
                 os.close(fd)
+
+    def _dirs(self, path: tuple[str, ...]) -> list[int]:
+        """Fds (the caller's) of the lowers' visible directories at `path`, top first.
+
+        The last answer is kept: parents are made one level after the other,
+        so each step costs one component, not the whole path (2,000 levels)."""
+        base, cached = self._cursor
+        if path[:len(base)] == base:
+            fds, rest = [os.dup(fd) for fd in cached], path[len(base):]
+        else:
+            fds, rest = [os.dup(fd) for fd in self.roots], path
+        for name in rest:
+            nxt: list[int] = []
+            for fd in fds:
+                try:
+                    st = os.lstat(name, dir_fd=fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    break  # a whiteout or a non-directory hides the layers below
+                nfd = os.open(name, DIR_READ | os.O_NOFOLLOW, dir_fd=fd)
+                nxt.append(nfd)
+                if whiteout.is_opaque(nfd):
+                    break
+            for fd in fds:
+                os.close(fd)
+            fds = nxt
+            if not fds:
+                break
+        for fd in cached:
+            os.close(fd)
+        self._cursor = (path, [os.dup(fd) for fd in fds])
+        return fds
 
     def is_lower_dir(self, parts: list[str]) -> bool:
         if not parts:
