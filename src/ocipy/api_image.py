@@ -322,7 +322,7 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
         root: str | None = None, container_id: str | None = None, platform: str | None = None,
         storage: str | None = None, pull: str = "missing", options: Any = None, run_options: Any = None,
         network: str = "none", ports: list[str] | None = None, progress: Any = None,
-        forward_signals: bool = False) -> Any:  # fmt: skip
+        unpack_progress: Any = None, forward_signals: bool = False) -> Any:  # fmt: skip
     """Run the image `ref` as a container: in the foreground an
     :class:`ocipy.api.Result` (``exit_code``; with `capture` also ``stdout``
     and ``stderr`` as bytes), detached the running :class:`ocipy.api.Container`.
@@ -343,7 +343,7 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
     otherwise both are kept until ``ocipy delete``.  `detach` returns once
     the container runs (not with `rm`: nothing would be left to delete it
     when it exits).  `progress(layer_digest, done, total)` sees a pull's
-    bytes.  `forward_signals` (main thread only) passes the caller's SIGINT,
+    bytes, `unpack_progress` its layers being unpacked.  `forward_signals` (main thread only) passes the caller's SIGINT,
     SIGTERM... on to the container, as the CLI does.
     """
     from ocipy.engine import run as engine
@@ -351,13 +351,13 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
     return engine.run(ref, args, rm=rm, detach=detach, capture=capture, forward_signals=forward_signals,
                       root=root, container_id=container_id, platform=platform, storage=storage, pull=pull,
                       options=options, run_options=run_options, network=network, ports=ports,
-                      progress=progress)  # fmt: skip
+                      progress=progress, unpack_progress=unpack_progress)  # fmt: skip
 
 
 def create(ref: str, args: list[str] | None = None, *, root: str | None = None, container_id: str | None = None,
            platform: str | None = None, storage: str | None = None, pull: str = "missing", options: Any = None,
            run_options: Any = None, network: str = "none", ports: list[str] | None = None,
-           progress: Any = None) -> Any:  # fmt: skip
+           progress: Any = None, unpack_progress: Any = None) -> Any:  # fmt: skip
     """Create (not start) a container of the image `ref`, as :func:`run` would;
     return its :class:`ocipy.api.Container` (``with api_image.create(...) as c``
     deletes it, and its directory in the store, on the way out)."""
@@ -365,20 +365,22 @@ def create(ref: str, args: list[str] | None = None, *, root: str | None = None, 
 
     return engine.create(ref, args, root=root, container_id=container_id, platform=platform, storage=storage,
                          pull=pull, options=options, run_options=run_options, network=network, ports=ports,
-                         progress=progress)  # fmt: skip
+                         progress=progress, unpack_progress=unpack_progress)  # fmt: skip
 
 
 # ---------------------------------------------------------------- the store
 
 
 def pull(ref: str, *, storage: str | None = None, progress: Any = None, platform: str | None = None,
-         options: Any = None) -> dict[str, Any]:
+         options: Any = None, unpack_progress: Any = None) -> dict[str, Any]:
     """Copy the image `ref` into the local store and unpack its layers' snapshots;
     return ``{"name", "digest"}``.  `ref` is any reference; a bare name
     (``busybox``, ``localhost:5000/app:1``) is read from its registry.
-    `progress(layer_digest, done_bytes, total_bytes)` is called as bytes move.
+    `progress(layer_digest, done_bytes, total_bytes)` is called as bytes move,
+    `unpack_progress` likewise as each layer is unpacked into its snapshot.
     Blobs and snapshots the store has are not fetched again."""
-    stored = _store(storage).pull(ref, platform=platform, options=options, progress=progress)
+    stored = _store(storage).pull(ref, platform=platform, options=options, progress=progress,
+                                  unpack_progress=unpack_progress)
     return {"name": stored.name, "digest": stored.digest}
 
 

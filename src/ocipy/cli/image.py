@@ -172,13 +172,15 @@ def _storage_flag(p: argparse.ArgumentParser) -> None:
                    help="the image store (default $OCIPY_STORAGE, else /var/lib/ocipy/storage for root)")
 
 
-def _reporter(args: argparse.Namespace, *, skipped: bool = True) -> Any:
-    """Pull progress as the terminal allows (ocipy.content.progress); None with -q."""
+def _reporters(args: argparse.Namespace, *, skipped: bool = True) -> tuple[Any, Any]:
+    """A pull's two progress displays (download, unpack) as the terminal allows
+    (ocipy.content.progress); None with -q."""
     if args.quiet:
-        return None
+        return None, None
     from ocipy.content.progress import reporter
 
-    return reporter("auto", verb="Pulled", skipped=skipped)
+    return (reporter("auto", verb="Pulled", skipped=skipped),
+            reporter("auto", verb="Unpacked", noun="layer", skipped=skipped))
 
 
 def _size(n: int | None) -> str:
@@ -258,13 +260,14 @@ def run_image(argv: list[str], opts: Any) -> int:
             for t in tags:
                 sys.stdout.write(t["tag"] + "\n")
     elif cmd == "pull":
-        progress = _reporter(args)
+        progress, unpacking = _reporters(args)
         try:
             pulled = img.pull(args.ref, storage=args.storage, progress=progress, platform=args.platform,
-                              options=_options(args))
+                              options=_options(args), unpack_progress=unpacking)
         finally:
-            if progress is not None:
-                progress.close()
+            for display in (progress, unpacking):
+                if display is not None:
+                    display.close()
         sys.stdout.write(pulled["digest"] + "\n")
     elif cmd == "prune":
         for kind, items in img.prune(storage=args.storage).items():
@@ -311,15 +314,17 @@ def run_image(argv: list[str], opts: Any) -> int:
             hostname=args.hostname, memory=args.memory, cpus=args.cpus, pids_limit=args.pids_limit,
             cap_add=args.cap_add, cap_drop=args.cap_drop, read_only=args.read_only)  # fmt: skip
         cid = args.name or f"ocipy-{os.urandom(6).hex()}"
-        progress = _reporter(args, skipped=False)  # a warm run says nothing
+        progress, unpacking = _reporters(args, skipped=False)  # a warm run says nothing
         try:
             ran = img.run(args.ref, command or None, rm=args.rm, detach=args.detach, root=opts.root,
                           container_id=cid, platform=args.platform, storage=args.storage, pull=args.pull,
                           options=_options(args), run_options=run_options, network=args.network,
-                          ports=args.publish, progress=progress, forward_signals=True)  # fmt: skip
+                          ports=args.publish, progress=progress, unpack_progress=unpacking,
+                          forward_signals=True)  # fmt: skip
         finally:
-            if progress is not None:
-                progress.close()
+            for display in (progress, unpacking):
+                if display is not None:
+                    display.close()
         if args.detach:
             print(cid)
             return 0

@@ -48,10 +48,11 @@ class Prepared:
 def prepare(ref: str, args: list[str] | None = None, *, container_id: str | None = None, root: str | None = None,
             platform: str | None = None, storage: str | None = None, pull: str = "missing", options: Any = None,
             run_options: Any = None, network: str = "none", ports: list[str] | None = None,
-            progress: Any = None) -> Prepared:  # fmt: skip
-    """Steps 1-4 (the module docstring); `progress` is a ``(layer_digest, done,
-    total)`` callback and, if it has a ``close()``, that is called once the
-    image is ready (a terminal display ends before the container's output)."""
+            progress: Any = None, unpack_progress: Any = None) -> Prepared:  # fmt: skip
+    """Steps 1-4 (the module docstring); `progress` and `unpack_progress` are
+    ``(layer_digest, done, total)`` callbacks for a pull's download and unpack
+    (:meth:`ocipy.storage.store.Store.pull`), both ended before the container's
+    output starts."""
     from ocipy import api, fsutil
     from ocipy.engine import network as net
     from ocipy.engine.hooks import python_hook
@@ -60,7 +61,7 @@ def prepare(ref: str, args: list[str] | None = None, *, container_id: str | None
     from ocipy.image.conversion import runtime_config
     from ocipy.runtime.store import STATE_FILE, check_id
     from ocipy.storage import containers
-    from ocipy.storage.store import PULL_POLICIES, Store
+    from ocipy.storage.store import PULL_POLICIES, Store, phase_done
 
     # 1. the user's input, all of it, before any work
     if pull not in PULL_POLICIES:
@@ -81,12 +82,12 @@ def prepare(ref: str, args: list[str] | None = None, *, container_id: str | None
     # 2. the image, its snapshots and the container's directory
     with store.lock():
         containers.sweep(store.containers_path)  # what killed engines left
-        image = _image(store, ref, pull, platform, options, progress)
-        _manifest, image_config, chains = store.prepare(image, platform, progress)
+        image = _image(store, ref, pull, platform, options, progress, unpack_progress)
+        _manifest, image_config, chains = store.prepare(image, platform, unpack_progress)
         cdir = containers.ContainerDir.create(store.containers_path, cid, {
             "id": cid, "root": state_root, "image": image.name, "digest": image.digest, "chains": chains})
-    if progress is not None and hasattr(progress, "close"):
-        progress.close()
+    phase_done(progress)
+    phase_done(unpack_progress)
     try:
         # 3. the root filesystem
         rootfs = store.snapshots.mount(chains, cdir.path)
@@ -150,7 +151,8 @@ def create(ref: str, args: list[str] | None = None, **kw: Any) -> Any:
     return container
 
 
-def _image(store: Any, ref: str, pull: str, platform: str | None, options: Any, progress: Any) -> Any:
+def _image(store: Any, ref: str, pull: str, platform: str | None, options: Any, progress: Any,
+           unpack_progress: Any) -> Any:
     """The stored image `ref` names, pulled first as the policy says (podman's
     --pull: a store name is pulled from its registry when missing; a layout
     or archive is read every time, which costs only what changed)."""
@@ -165,11 +167,13 @@ def _image(store: Any, ref: str, pull: str, platform: str | None, options: Any, 
             if found is None:
                 raise ImageError(f"image {ref!r}: not in the store and --pull never")
             return found
-        return store.pull(ref, platform=platform, options=options, progress=progress)
+        return store.pull(ref, platform=platform, options=options, progress=progress,
+                          unpack_progress=unpack_progress)
     text = ref if parsed.transport == "oci" else str(parsed.docker)
     found = None if pull == "always" else store.find(text)
     if found is not None and pull != "newer":
         return found
     if pull == "never":
         raise ImageError(f"image {ref!r}: not in the store {store.root} and --pull never")
-    return store.pull(ref, platform=platform, options=options, progress=progress)
+    return store.pull(ref, platform=platform, options=options, progress=progress,
+                          unpack_progress=unpack_progress)

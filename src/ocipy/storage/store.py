@@ -88,6 +88,12 @@ def normalize(text: str) -> str:
     return f"{d.host}/{d.repository}" + (f":{d.tag}" if d.tag else f"@{d.digest}")
 
 
+def phase_done(progress: Any) -> None:
+    """End a progress display (a terminal's bars) when its phase is over."""
+    if progress is not None and hasattr(progress, "close"):
+        progress.close()
+
+
 def names_layout(ref: Any) -> bool:
     """Whether the parsed reference `ref` names an OCI layout directory: written
     with ``oci:``, or bare (no transport) and a path (``/…``, ``./…``), an
@@ -216,10 +222,14 @@ class Store:
     # -- adding ----------------------------------------------------------------
 
     def pull(self, ref_text: str, *, platform: str | dict[str, str] | None = None, options: Any = None,
-             progress: Progress | None = None, name: str | None = None) -> StoredImage:
+             progress: Progress | None = None, unpack_progress: Progress | None = None,
+             name: str | None = None) -> StoredImage:
         """Copy the image `ref_text` (any transport; a bare name is a registry name)
         into the store under `name` (default :func:`name_for`), then unpack its
-        layers' snapshots.  Blobs and snapshots already there are not fetched again."""
+        layers' snapshots.  Blobs and snapshots already there are not fetched again.
+        `progress` sees the blobs' bytes move, `unpack_progress` the layers'
+        compressed bytes as they are unpacked; a callback with a ``close()``
+        (a :class:`ocipy.content.progress.Reporter`) is closed when its phase ends."""
         from ocipy import api_registry
 
         ref = self.source_reference(ref_text)
@@ -227,8 +237,10 @@ class Store:
         with self.lock():
             api_registry.copy(str(ref), f"oci:{self.content_path}:{target}", platform=platform,
                               src_options=options, progress=progress)
+            phase_done(progress)
             image = StoredImage(target, self.content.resolve(target))
-            self.prepare(image, platform, progress)
+            self.prepare(image, platform, unpack_progress)
+            phase_done(unpack_progress)
         return image
 
     def source_reference(self, text: str) -> Any:
