@@ -239,7 +239,8 @@ class Store:
                               src_options=options, progress=progress)
             phase_done(progress)
             image = StoredImage(target, self.content.resolve(target))
-            self.prepare(image, platform, unpack_progress)
+            if os.geteuid() == 0:  # a user's store keeps the blobs only (see prepare)
+                self.prepare(image, platform, unpack_progress)
             phase_done(unpack_progress)
         return image
 
@@ -256,7 +257,11 @@ class Store:
     def prepare(self, image: StoredImage, platform: str | dict[str, str] | None = None,
                 progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         """(manifest, config, chain ids) of `image` for `platform`, every layer's
-        snapshot unpacked.  Call with the store's lock held."""
+        snapshot unpacked.  Call with the store's lock held.  Root only: a
+        snapshot keeps its files' owners and overlay whiteouts are device nodes."""
+        if os.geteuid() != 0:
+            raise ImageError(f"storage {self.root}: layer snapshots need root (owners are kept and overlay "
+                             "whiteouts are device nodes); as a user, `ocipy image unpack` makes a bundle")
         from ocipy.spec.image import parse_platform
 
         plat = parse_platform(platform) if isinstance(platform, str) else platform
