@@ -18,53 +18,71 @@ from typing import Any
 COMPRESSIONS = ("gzip", "zstd", "none")
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Unused:
+    """A subcommand's parser that is not built: `ocipy image X` builds only X's
+    (each ArgumentParser costs start-up time a warm `image run` would feel)."""
+
+    def add_argument(self, *args: Any, **kw: Any) -> None:
+        pass
+
+
+def _parser(wanted: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `ocipy image`: with `wanted`, only that subcommand's arguments
+    (the full parser when `wanted` is no subcommand: its error lists them all)."""
     p = argparse.ArgumentParser(prog="ocipy image", description="Images: layouts, archives, registries and bundles")
     sub = p.add_subparsers(dest="subcommand", metavar="COMMAND")
     sub.required = True
+    matched = []
 
-    s = sub.add_parser("init", help="create an empty image layout")
+    def add(name: str, help: str, aliases: tuple[str, ...] = ()) -> Any:
+        if wanted is None or wanted == name or wanted in aliases:
+            matched.append(name)
+            return sub.add_parser(name, aliases=list(aliases), help=help)
+        return _Unused()
+
+    s = add("init", help="create an empty image layout")
     s.add_argument("dir")
 
-    s = sub.add_parser("new", help="create an empty image (no layers)")
+    s = add("new", help="create an empty image (no layers)")
     s.add_argument("ref", help="oci:DIR:TAG")
     s.add_argument("--platform", help="OS/ARCH[/VARIANT] (default: this machine's)")
 
-    s = sub.add_parser("ls", aliases=["images"], help="list the store's images, or the tags of a layout DIR")
+    s = add("ls", "list the store's images, or the tags of a layout DIR", aliases=("images",))
     s.add_argument("dir", nargs="?")
     s.add_argument("--json", action="store_true", help="print descriptors as JSON")
     _storage_flag(s)
 
-    s = sub.add_parser("pull", help="copy an image into the local store and unpack its layers")
+    s = add("pull", help="copy an image into the local store and unpack its layers")
     s.add_argument("--platform", help="OS/ARCH[/VARIANT] (default: this machine's)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     s.add_argument("ref", help="any reference; a bare NAME[:TAG] is read from its registry")
     _storage_flag(s)
     _registry_flags(s)
 
-    s = sub.add_parser("prune", help="remove from the store what no image or container uses")
+    s = add("prune", help="remove from the store what no image or container uses")
     _storage_flag(s)
 
     for name, text in _SKOPEO.items():
-        sub.add_parser(name, help=text, add_help=False)
+        if wanted is None:
+            sub.add_parser(name, help=text, add_help=False)
 
-    s = sub.add_parser("validate", help="verify every blob, document and layer of an image or layout")
+    s = add("validate", help="verify every blob, document and layer of an image or layout")
     s.add_argument("ref")
     _registry_flags(s)
 
-    s = sub.add_parser("tag", help="add a tag to an image (a layout's, or a name in the store)")
+    s = add("tag", help="add a tag to an image (a layout's, or a name in the store)")
     s.add_argument("ref", help="oci:DIR:TAG, or a store image")
     s.add_argument("new_tag", help="TAG (layout) or NAME[:TAG] (store)")
     _storage_flag(s)
 
-    s = sub.add_parser("rm", aliases=["rmi"], help="remove a tag from a layout, or names from the store")
+    s = add("rm", "remove a tag from a layout, or names from the store", aliases=("rmi",))
     s.add_argument("refs", nargs="+", metavar="ref", help="oci:DIR:TAG, or a store image")
     _storage_flag(s)
 
-    s = sub.add_parser("gc", help="remove blobs no tag references")
+    s = add("gc", help="remove blobs no tag references")
     s.add_argument("dir")
 
-    s = sub.add_parser("unpack", help="unpack an image into a runtime bundle")
+    s = add("unpack", help="unpack an image into a runtime bundle")
     s.add_argument("--platform")
     s.add_argument("--max-size", help="cap on the expanded size (e.g. 4G); default 32G")
     s.add_argument("-q", "--quiet", action="store_true",
@@ -73,20 +91,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("bundle")
     _registry_flags(s)
 
-    s = sub.add_parser("repack", help="make a new image from the changes to an unpacked bundle")
+    s = add("repack", help="make a new image from the changes to an unpacked bundle")
     s.add_argument("--compress", choices=COMPRESSIONS, default="gzip")
     s.add_argument("--history", help="created_by of the new history entry")
     s.add_argument("--no-mask-volumes", action="store_true", help="include Config.Volumes paths")
     s.add_argument("ref", help="oci:DIR:TAG")
     s.add_argument("bundle")
 
-    s = sub.add_parser("add-layer", help="append a layer made of a directory or a tar file")
+    s = add("add-layer", help="append a layer made of a directory or a tar file")
     s.add_argument("--compress", choices=COMPRESSIONS, default="gzip")
     s.add_argument("--history", help="created_by of the new history entry")
     s.add_argument("ref", help="oci:DIR:TAG")
     s.add_argument("path")
 
-    s = sub.add_parser("config", help="change an image's configuration")
+    s = add("config", help="change an image's configuration")
     s.add_argument("ref", help="oci:DIR:TAG")
     s.add_argument("--entrypoint", action="append", help="repeat for each argument")
     s.add_argument("--cmd", action="append", help="repeat for each argument")
@@ -106,19 +124,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--clear", action="append", default=[],
                    help="cmd|entrypoint|env|label|port|volume|workdir|user|stop-signal|author (repeatable)")
 
-    s = sub.add_parser("import", help="copy an image from any source into a layout")
+    s = add("import", help="copy an image from any source into a layout")
     s.add_argument("--compress", choices=COMPRESSIONS, default="gzip")
     s.add_argument("source")
     s.add_argument("destination", help="oci:DIR:TAG")
     _registry_flags(s)
 
-    s = sub.add_parser("export", help="write an image as oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] or oci:DIR:TAG")
+    s = add("export", help="write an image as oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] or oci:DIR:TAG")
     s.add_argument("--platform")
     s.add_argument("source", help="any image reference")
     s.add_argument("destination")
     _registry_flags(s)
 
-    s = sub.add_parser("run", help="run an image from the store, pulled first if missing (podman run's options)")
+    s = add("run", help="run an image from the store, pulled first if missing (podman run's options)")
     s.add_argument("--rm", action="store_true", help="delete the container and its directory afterwards")
     s.add_argument("--pull", default="missing", choices=("missing", "always", "never", "newer"),
                    help="when to pull the image into the store (default missing)")
@@ -148,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
     _registry_flags(s)
     s.add_argument("ref")
     s.add_argument("command", nargs=argparse.REMAINDER)
+    if wanted is not None and not matched:
+        return _parser(None)
     return p
 
 
@@ -237,7 +257,7 @@ def run_image(argv: list[str], opts: Any) -> int:
         from ocipy.cli import registry
 
         return int(getattr(registry, "run_" + argv[0])(argv[1:], opts, prog=f"ocipy image {argv[0]}"))
-    args = _parser().parse_args(_glue_values(argv))
+    args = _parser(argv[0] if argv and not argv[0].startswith("-") else None).parse_args(_glue_values(argv))
     cmd = args.subcommand
     if cmd == "init":
         img.init(args.dir)
