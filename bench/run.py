@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def render(results: Results, info: dict[str, str], args: argparse.Namespace, elapsed: float) -> str:
-    peers = ["ocipy-base", "runc", "crun", "python", "umoci", "tar", "skopeo"]
+    peers = ["ocipy-base", "runc", "crun", "python", "umoci", "tar", "skopeo", "podman", "ctr"]
     used = [t for t in ["ocipy", *peers] if any(r.samples.get(t) for r in results.rows)]
     used_peers = [t for t in used if t != "ocipy"]
     out = ["# ocipy benchmarks", ""]

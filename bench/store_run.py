@@ -53,7 +53,7 @@ def store(b: Bench, iterations: int, cold_iterations: int) -> None:
     if missing:
         raise Skip(f"not installed: {missing}")
     ocipy = engines.OCIPY
-    engines.build_busybox_image(Path(b.path("image")))  # image/layout:v1, busybox
+    archives = engines.build_busybox_image(Path(b.path("image")))  # image/layout:v1, busybox
     host = imaging._start_registry(b)
     name = f"{host}/bench/busybox:1"
     layout = b.path("image", "layout")
@@ -70,8 +70,8 @@ def store(b: Bench, iterations: int, cold_iterations: int) -> None:
     b.on_cleanup("podman", pm.teardown)
     pm.setup()
 
-    def podman(*args: str) -> list[str]:
-        argv = pm.cmd(*args)
+    def podman(*args: str) -> list[str]:  # runc: this machine's crun refuses its hybrid cgroups
+        argv = pm.cmd(*args, runtime=engines.RUNC)
         return [a if a != "vfs" else driver for a in argv]
 
     daemon = engines.Containerd(Path(b.path("ctd")))
@@ -81,16 +81,18 @@ def store(b: Bench, iterations: int, cold_iterations: int) -> None:
     def ctr(*args: str, ns: str = NS) -> list[str]:
         return daemon.ctr_cmd(*args, namespace=ns)
 
-    # warm: each engine has the image
-    timed([ocipy, "image", "pull", "-q", f"docker://{name}"], env=env, errlog=b.errlog)
-    timed(podman("pull", "--tls-verify=false", f"docker://{name}"), env=pm.env, errlog=b.errlog)
-    timed(ctr("images", "pull", "--plain-http", name), errlog=b.errlog)
+    # warm: each engine has the image (loaded from the same docker-archive)
+    image = engines.IMAGE
+    timed([ocipy, "image", "pull", "-q", f"docker-archive:{archives.docker_archive}:{image}"], env=env,
+          errlog=b.errlog)  # fmt: skip
+    timed(podman("load", "-i", str(archives.docker_archive)), env=pm.env, errlog=b.errlog)
+    timed(ctr("images", "import", str(archives.docker_archive)), errlog=b.errlog)
     opts = ["--network", "none", *engines.PODMAN_ULIMITS]
     tools = {
-        "ocipy": lambda i: timed([ocipy, "--root", state, "image", "run", "--rm", "--network", "none", name,
+        "ocipy": lambda i: timed([ocipy, "--root", state, "image", "run", "--rm", "--network", "none", image,
                                   "/bin/true"], env=env, errlog=b.errlog),  # fmt: skip
-        "podman": lambda i: timed(podman("run", "--rm", *opts, name, "/bin/true"), env=pm.env, errlog=b.errlog),
-        "ctr": lambda i: timed(ctr("run", "--rm", name, b.cid("w"), "/bin/true"), errlog=b.errlog),
+        "podman": lambda i: timed(podman("run", "--rm", *opts, image, "/bin/true"), env=pm.env, errlog=b.errlog),
+        "ctr": lambda i: timed(ctr("run", "--rm", image, b.cid("w"), "/bin/true"), errlog=b.errlog),
     }
     warm: dict[str, list[float]] = {t: [] for t in tools}
     for i in range(iterations + 1):
