@@ -199,8 +199,9 @@ def _reporters(args: argparse.Namespace, *, skipped: bool = True) -> tuple[Any, 
         return None, None
     from ocipy.content.progress import reporter
 
+    unpacking = "tty" if sys.stderr.isatty() else "quiet"  # lines for what came over the wire only
     return (reporter("auto", verb="Pulled", skipped=skipped),
-            reporter("auto", verb="Unpacked", noun="layer", skipped=skipped))
+            reporter(unpacking, verb="Unpacked", noun="layer", skipped=skipped))
 
 
 def _size(n: int | None) -> str:
@@ -308,7 +309,9 @@ def run_image(argv: list[str], opts: Any) -> int:
         from ocipy.content.progress import reporter
         from ocipy.image.layers.stream import parse_size
 
-        with reporter("quiet" if args.quiet else "auto", verb="Unpacked", noun="layer") as progress:
+        # bars on a terminal only: off one, stderr is for the one-line error (umoci prints nothing)
+        with reporter("quiet" if args.quiet or not sys.stderr.isatty() else "tty", verb="Unpacked",
+                      noun="layer") as progress:  # fmt: skip
             img.unpack(args.ref, args.bundle, args.platform,
                        parse_size(args.max_size) if args.max_size else None, _options(args), progress)
     elif cmd == "repack":

@@ -95,7 +95,7 @@ def test_cli_lines_off_a_terminal_and_quiet(registry: Registry, workdir: Path) -
     assert ocipy("image", "copy", "-q", f"oci:{src}:latest", registry.ref("pc/img:3")).stdout == ""
     assert ocipy("copy", "--quiet", f"oci:{src}:latest", f"oci:{workdir / 'o'}:1").stdout == ""
     proc = ocipy("image", "unpack", f"oci:{src}:latest", str(workdir / "bundle"))
-    assert proc.stderr.count("Unpacked layer sha256:") == 2, proc.stderr
+    assert proc.stderr == "", proc.stderr  # unpack shows bars on a terminal only
     assert ocipy("image", "unpack", "-q", f"oci:{src}:latest", str(workdir / "b2")).stderr == ""
 
 
