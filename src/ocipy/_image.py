@@ -228,8 +228,18 @@ class Image:
         return f"Image({self.reference!r}, digest={self.digest!r})"
 
 
-def open_image(reference: str, *, platform: str | dict[str, str] | None = None, options: Any = None) -> Image:
-    """Read an image from any reference (see :func:`ocipy.api_image.open`)."""
+def open_image(reference: str, *, platform: str | dict[str, str] | None = None, options: Any = None,
+               storage: str | None = None) -> Image:  # fmt: skip
+    """Read an image from any reference (see :func:`ocipy.api_image.open`).  A store
+    name is read as the store's layout names it (``oci:STORE/content:FULL-NAME``),
+    so its tags are the store's names for it."""
+    from ocipy.content import reference as _reference
+    from ocipy.storage.store import Store, names_layout
+
+    parsed = _reference.parse(reference)
+    if parsed.transport == "oci" and not names_layout(parsed):
+        store = Store(storage)
+        reference = f"oci:{store.content_path}:{store.get(parsed.text).name}"
     text = _platform_text(platform)
     info = api_image.inspect(reference, text, options)
     return Image(reference, info, platform=text, options=options)

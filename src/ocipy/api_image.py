@@ -430,14 +430,17 @@ def push(source: str, destination: str, *, progress: ProgressCallback | None = N
                 dest_compress=dest_compress, src_options=src_options, dest_options=options)
 
 
-def open(ref: str, *, platform: str | dict[str, str] | None = None, options: Any = None) -> Image:  # noqa: A001
+def open(ref: str, *, platform: str | dict[str, str] | None = None, options: Any = None,  # noqa: A001
+         storage: str | None = None) -> Image:
     """Read the image `ref` names, from any reference, into an :class:`Image`
     (descriptors, manifest, config, platform, tags...).  For an index,
     `platform` (``"os/arch[/variant]"``, default this host's) picks the image.
-    `options` say how to reach a registry.  Raises ImageError/RegistryError."""
+    `options` say how to reach a registry.  A store name (``app:1``) reads the
+    image from the store at `storage`; its ``tags`` are then the store's names
+    for it.  Raises ImageError/RegistryError."""
     from ocipy._image import open_image
 
-    return open_image(ref, platform=platform, options=options)
+    return open_image(ref, platform=platform, options=options, storage=storage)
 
 
 def __getattr__(name: str) -> Any:

@@ -30,6 +30,8 @@ def test_pull_progress_run_capture_and_create(tmp_path: Path, busybox_rootfs: Pa
     assert pulled["name"] == "localhost/app:1" and pulled["digest"].startswith("sha256:")
     assert seen and all(done == total for done, total in seen.values()), seen
     assert [i["name"] for i in api_image.images(storage=storage)] == ["localhost/app:1"]
+    image = api_image.open("app:1", storage=storage)  # an Image object of a store name
+    assert image.tags == ["localhost/app:1"] and image.digest == pulled["digest"] and image.entrypoint == ["/bin/sh"]
 
     result = api_image.run("app:1", ["-c", "echo out; echo err >&2; exit 3"], capture=True, storage=storage,
                            root=root, pull="never")  # fmt: skip
