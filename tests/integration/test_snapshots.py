@@ -157,11 +157,13 @@ def test_same_layer_whiteouts_keep_what_the_layer_adds(store: Store) -> None:
 def test_hardlinks_across_layers(store: Store) -> None:
     root = store.run([BASE, [entry("hl", "hardlink", link="etc/b"), entry("newdir/hl2", "hardlink", link="d/sub/y"),
                              entry("etc/b2", "hardlink", link="etc/b")],
-                      [entry("third", "hardlink", link="etc/a")]])
-    # (a link to a name that is already hardlinked in a lower layer copies up that one name:
-    # the group splits, as with any overlayfs copy-up -- see docs/storage.md)
-    assert (root / "third").read_bytes() == b"a" and (root / "hl").read_bytes() == b"b"
-    assert os.stat(root / "hl").st_ino == os.stat(root / "etc/b").st_ino
+                      [entry("etc/.wh.b2"), entry("third", "hardlink", link="hl"),
+                       entry("fourth", "hardlink", link="etc/a")]])
+    # a link to a name that is hardlinked in a lower layer copies up the whole visible group
+    # (etc/b, hl; not the whited-out etc/b2): one group in the merged tree, as a flat unpack has
+    assert (root / "third").read_bytes() == b"b" and (root / "fourth").read_bytes() == b"a"
+    assert os.stat(root / "third").st_ino == os.stat(root / "etc/b").st_ino == os.stat(root / "hl").st_ino
+    assert not (root / "etc/b2").exists()
 
 
 def test_hardlink_to_a_whited_out_file_is_refused(store: Store) -> None:
