@@ -531,3 +531,57 @@ def test_warning_once_when_falling_back_to_copy(tmp_path: Path) -> None:
     assert Snapshots(str(tmp_path / "p")).driver in ("overlay", "copy")
     assert json.loads((tmp_path / "p" / "driver.json").read_text())["driver"] == "overlay"
     assert mounts_below(tmp_path) == []
+
+
+# -- sources, progress, sharing ---------------------------------------------------------------
+
+
+def test_prepare_reads_any_source_and_reports_progress(tmp_path: Path) -> None:
+    from image_fixtures import ocipy
+
+    from ocipy.content import reference
+    from ocipy.content.store import Image, open_source
+
+    layout, _, _ = image(tmp_path / "l", [BASE, [entry("big", data=os.urandom(3 << 20))]])
+    archive = tmp_path / "img.tar"
+    ocipy("image", "export", f"oci:{layout.path}:latest", f"oci-archive:{archive}:latest")
+    img = Image(open_source(reference.parse(f"oci-archive:{archive}:latest")))
+    try:
+        _, manifest = img.resolve_image(img.top())
+        config = img.read_config(manifest["config"])
+        seen: list[tuple[str, int, int]] = []
+        s = Snapshots(str(tmp_path / "store"), "overlay")
+        chains = s.prepare(img, manifest, config, lambda d, done, total: seen.append((d, done, total)))
+    finally:
+        img.close()
+    for desc in manifest["layers"]:
+        mine = [(done, total) for d, done, total in seen if d == desc["digest"]]
+        assert mine and mine[-1] == (desc["size"], desc["size"])  # compressed bytes, to the end
+        assert [d for d, _ in mine] == sorted(d for d, _ in mine)
+    assert sorted(s.list()) == sorted(chains)
+
+
+def test_existing_snapshots_are_shared_and_not_opened(tmp_path: Path) -> None:
+    s = Snapshots(str(tmp_path / "store"), "overlay")
+    layout, manifest, config = image(tmp_path / "a", [BASE, [entry("one", data=b"1")]])
+    first = s.prepare(layout, manifest, config)
+    # a second image on the same bottom layers: only its new top is unpacked -- the shared
+    # layers' blobs are not even opened (they are gone from this layout)
+    layout2, manifest2, config2 = image(tmp_path / "b", [BASE, [entry("one", data=b"1")], [entry("two", data=b"2")]])
+    for desc in manifest2["layers"][:2]:
+        os.unlink(layout2.blob_path(desc["digest"]))
+    second = s.prepare(layout2, manifest2, config2)
+    assert second[:2] == first and len(s.list()) == 3
+    root = Path(s.mount(second, str(tmp_path / "c")))
+    try:
+        assert (root / "one").read_text() == "1" and (root / "two").read_text() == "2"
+    finally:
+        unmount(str(tmp_path / "c"))
+    # list() shows complete snapshots only; remove() takes one at any depth of the chain
+    (Path(s.root) / ".tmp-junk").mkdir()
+    assert len(s.list()) == 3
+    s.remove(first[0])
+    s.remove(first[0])  # missing is fine
+    assert sorted(s.list()) == sorted(second[1:])
+    s.clean_temp()
+    assert sorted(os.listdir(s.root)) == sorted(os.path.basename(s.path(c)) for c in second[1:])
