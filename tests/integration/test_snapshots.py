@@ -585,3 +585,35 @@ def test_existing_snapshots_are_shared_and_not_opened(tmp_path: Path) -> None:
     assert sorted(s.list()) == sorted(second[1:])
     s.clean_temp()
     assert sorted(os.listdir(s.root)) == sorted(os.path.basename(s.path(c)) for c in second[1:])
+
+
+def test_non_root_gets_one_line_error(tmp_path: Path) -> None:
+    import tempfile
+
+    layout, manifest, config = image(tmp_path / "l", [BASE, [entry("d/.wh..wh..opq")]])
+    public = tempfile.mkdtemp(prefix="ocipy-snap-nonroot-")
+    os.chmod(public, 0o777)
+    store = os.path.join(public, "store")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a non-root process (the layout was read before, as root)
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            Snapshots(store, "copy").prepare(layout, manifest, config)
+            os.write(w, b"no error")
+        except ImageError as e:
+            os.write(w, str(e).encode())
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            os.write(w, f"{type(e).__name__}: {e}".encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        msg = f.read().decode()
+    os.waitpid(pid, 0)
+    import shutil
+
+    shutil.rmtree(public)
+    assert msg == f"snapshots {store}: layer snapshots can only be made as root"

@@ -208,17 +208,30 @@ class Snapshots:
     def prepare(self, image: Any, manifest: dict[str, Any], config: dict[str, Any],
                 progress: Callable[[str, int, int], None] | None = None) -> builtins.list[str]:
         """Make sure every layer of the image has its snapshot; the chain ids, bottom first."""
-        import fcntl
-        import json
-
-        from ocipy import fstree, fsutil
         from ocipy.image.unpack import layer_diff_ids
-        from ocipy.linux import syscalls
         from ocipy.spec.image import chain_ids
+
+        if os.geteuid() != 0:
+            # whiteout devices, trusted.overlay xattrs and exact owners
+            raise ImageError(f"snapshots {self.root}: layer snapshots can only be made as root")
 
         layers = manifest["layers"]
         diff_ids = layer_diff_ids(manifest, config)
         chains = chain_ids(diff_ids)
+        try:
+            return self._prepare(image, layers, diff_ids, chains, progress)
+        except OSError as e:
+            where = f" {e.filename}" if e.filename else ""
+            raise ImageError(f"snapshots {self.root}:{where}: {e.strerror or e}") from None
+
+    def _prepare(self, image: Any, layers: builtins.list[dict[str, Any]], diff_ids: builtins.list[str],
+                 chains: builtins.list[str], progress: Callable[[str, int, int], None] | None) -> builtins.list[str]:
+        import fcntl
+        import json
+
+        from ocipy import fstree, fsutil
+        from ocipy.linux import syscalls
+
         fs_dirs = [os.path.join(self.root, _name(c), "fs") for c in chains]
         made: builtins.list[tuple[int, str, int]] = []  # (layer, tmp dir, its flock'd fd)
         try:
