@@ -312,11 +312,30 @@ def test_failed_mount_leaves_nothing(tmp_path: Path) -> None:
     cdir = tmp_path / "c"
     cdir.mkdir()
     (cdir / "work").write_text("not a directory")  # overlayfs refuses it
-    with pytest.raises((ImageError, OSError, Exception)) as exc:
+    with pytest.raises(ImageError) as exc:
         s.mount(chains, str(cdir))
-    assert "\n" not in str(exc.value) and str(cdir) in str(exc.value)
+    assert "\n" not in str(exc.value) and str(cdir / "work") in str(exc.value)
     assert mounts_below(tmp_path) == []
     assert sorted(os.listdir(cdir)) == ["work"]
+    # a symlinked rootfs is never mounted over (the mount would land on its target)
+    (cdir / "work").unlink()
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (cdir / "rootfs").symlink_to(target)
+    with pytest.raises(ImageError, match="symlink"):
+        s.mount(chains, str(cdir))
+    (cdir / "rootfs").unlink()
+    # the kernel refusing the mount (workdir inside upperdir): a KernelError naming the target
+    from ocipy.errors import KernelError
+    from ocipy.storage import overlay
+
+    for d in ("rootfs", "upper", "upper/w"):
+        (cdir / d).mkdir()
+    with pytest.raises(KernelError) as kexc:
+        overlay.mount([str(Path(s.path(chains[0])) / "fs")], str(cdir / "upper"), str(cdir / "upper/w"),
+                      str(cdir / "rootfs"))
+    assert str(cdir / "rootfs") in str(kexc.value) and "\n" not in str(kexc.value)
+    assert mounts_below(tmp_path) == [] and os.listdir(target) == []
     with pytest.raises(ImageError, match="missing"):
         s.mount(["sha256:" + "0" * 64], str(tmp_path / "c2"))
 

@@ -324,34 +324,43 @@ class Snapshots:
         container_dir = os.path.abspath(container_dir)
         rootfs = os.path.join(container_dir, "rootfs")
         os.makedirs(container_dir, mode=0o700, exist_ok=True)
-        if os.path.lexists(rootfs) and (is_mount(rootfs) or os.listdir(rootfs)):
-            raise ImageError(f"{rootfs}: already exists (mounted or not empty)")
+        if os.path.lexists(rootfs) and (os.path.islink(rootfs) or is_mount(rootfs) or os.listdir(rootfs)):
+            raise ImageError(f"{rootfs}: already exists (a mount, a symlink or not empty)")
         made = [d for d in ("upper", "work", "rootfs", "empty")
                 if not os.path.lexists(os.path.join(container_dir, d))]
         try:
-            os.makedirs(rootfs, mode=0o755, exist_ok=True)
+            try:
+                self._make_dirs(container_dir, made, empty=not lowers)
+            except OSError as e:
+                raise ImageError(f"{e.filename or container_dir}: {e.strerror or e}") from None
             if self.driver == "copy":
                 from ocipy.storage.copy import merge
 
                 merge(list(reversed(lowers)), rootfs)
                 return rootfs
             upper = os.path.join(container_dir, "upper")
-            work = os.path.join(container_dir, "work")
-            os.makedirs(upper, mode=0o755, exist_ok=True)
-            os.makedirs(work, mode=0o700, exist_ok=True)
             # the merged root is upper's inode: give it the image's root
             _copy_root(lowers[0] if lowers else None, upper)
             if not lowers:
-                empty = os.path.join(container_dir, "empty")  # overlayfs needs a lowerdir
-                os.makedirs(empty, mode=0o755, exist_ok=True)
-                lowers = [empty]
-            overlay.mount(lowers, upper, work, rootfs)
+                lowers = [os.path.join(container_dir, "empty")]  # overlayfs needs a lowerdir
+            overlay.mount(lowers, upper, os.path.join(container_dir, "work"), rootfs)
             return rootfs
         except BaseException:
             unmount(container_dir)
             for d in made:
                 fstree.remove_quietly(os.path.join(container_dir, d))
             raise
+
+
+    def _make_dirs(self, container_dir: str, missing: builtins.list[str], empty: bool) -> None:
+        """rootfs/ (and for overlay upper/, work/, empty/ if needed): real directories, never symlinks."""
+        names = ["rootfs"] if self.driver == "copy" else ["upper", "work", "rootfs"] + ["empty"] * empty
+        for name in names:
+            path = os.path.join(container_dir, name)
+            if name in missing:
+                os.mkdir(path, 0o700 if name == "work" else 0o755)
+            elif not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise ImageError(f"{path}: exists and is not a directory")
 
 
 def _copy_root(src_path: str | None, dst_path: str) -> None:
