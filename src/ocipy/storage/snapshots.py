@@ -64,7 +64,10 @@ class Snapshots:
 
     def __init__(self, root: str, driver: str | None = None) -> None:
         self.root = os.path.abspath(root)
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise ImageError(f"snapshots {self.root}: {e.strerror or e}") from None
         choice = driver or os.environ.get("OCIPY_STORAGE_DRIVER") or None
         if choice is not None and choice not in DRIVERS:
             raise ImageError(f"storage driver {choice!r}: must be one of {', '.join(DRIVERS)}")
@@ -98,33 +101,14 @@ class Snapshots:
         return str(verdict["driver"])
 
     def _try_overlay(self) -> str | None:
-        """Why an overlay with a whiteout and an opaque directory cannot be mounted here (None: it can)."""
         if os.geteuid() != 0:
             return "not running as root"
         from ocipy import fstree
-        from ocipy.errors import KernelError
         from ocipy.storage import overlay
 
         tmp = self._new_tmp()
         try:
-            for d in ("lower", "upper", "work", "merged"):
-                os.mkdir(os.path.join(tmp, d), 0o700)
-            try:
-                os.mknod(os.path.join(tmp, "lower", "w"), stat.S_IFCHR, 0)
-                os.mkdir(os.path.join(tmp, "lower", "o"))
-                os.setxattr(os.path.join(tmp, "lower", "o"), "trusted.overlay.opaque", b"y")
-                overlay.mount([os.path.join(tmp, "lower")], os.path.join(tmp, "upper"),
-                              os.path.join(tmp, "work"), os.path.join(tmp, "merged"))
-            except (OSError, KernelError, ImageError) as e:
-                return (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
-            try:
-                if os.listdir(os.path.join(tmp, "merged")) != ["o"]:
-                    return "overlayfs shows whiteouts"
-            finally:
-                from ocipy.linux import syscalls
-
-                syscalls.umount2(os.path.join(tmp, "merged"), syscalls.MNT_DETACH)
-            return None
+            return overlay.probe(tmp)
         finally:
             fstree.remove_quietly(tmp)
 
