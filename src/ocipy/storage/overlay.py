@@ -58,6 +58,37 @@ def mount(lowers: list[str], upper: str, work: str, target: str) -> None:
             os.close(fd)
 
 
+def probe(tmp: str) -> str | None:
+    """Why overlayfs with a whiteout and an opaque directory cannot be mounted in the
+    empty directory `tmp` (None: it can, and hides both as it should)."""
+    import os
+    import stat
+
+    from ocipy.errors import ImageError, KernelError
+    from ocipy.linux import syscalls
+
+    for d in ("top", "bottom", "bottom/o", "upper", "work", "merged"):
+        os.mkdir(os.path.join(tmp, d), 0o700)
+    merged = os.path.join(tmp, "merged")
+    try:
+        # bottom: w and o/hidden; top: w whited out, o opaque
+        os.mknod(os.path.join(tmp, "bottom", "w"), stat.S_IFREG)
+        os.mknod(os.path.join(tmp, "bottom", "o", "hidden"), stat.S_IFREG)
+        os.mknod(os.path.join(tmp, "top", "w"), stat.S_IFCHR, 0)
+        os.mkdir(os.path.join(tmp, "top", "o"))
+        os.setxattr(os.path.join(tmp, "top", "o"), "trusted.overlay.opaque", b"y")
+        mount([os.path.join(tmp, "top"), os.path.join(tmp, "bottom")], os.path.join(tmp, "upper"),
+              os.path.join(tmp, "work"), merged)
+    except (OSError, KernelError, ImageError) as e:
+        return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    try:
+        if os.listdir(merged) != ["o"] or os.listdir(os.path.join(merged, "o")) != []:
+            return "overlayfs shows the whiteouts (no trusted.overlay xattrs here?)"
+        return None
+    finally:
+        syscalls.umount2(merged, syscalls.MNT_DETACH)
+
+
 def is_mount(path: str) -> bool:
     """Whether `path` is the root of a mount (per /proc/self/mountinfo)."""
     import os

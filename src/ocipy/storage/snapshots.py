@@ -64,7 +64,10 @@ class Snapshots:
 
     def __init__(self, root: str, driver: str | None = None) -> None:
         self.root = os.path.abspath(root)
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise ImageError(f"snapshots {self.root}: {e.strerror or e}") from None
         choice = driver or os.environ.get("OCIPY_STORAGE_DRIVER") or None
         if choice is not None and choice not in DRIVERS:
             raise ImageError(f"storage driver {choice!r}: must be one of {', '.join(DRIVERS)}")
@@ -98,33 +101,14 @@ class Snapshots:
         return str(verdict["driver"])
 
     def _try_overlay(self) -> str | None:
-        """Why an overlay with a whiteout and an opaque directory cannot be mounted here (None: it can)."""
         if os.geteuid() != 0:
             return "not running as root"
         from ocipy import fstree
-        from ocipy.errors import KernelError
         from ocipy.storage import overlay
 
         tmp = self._new_tmp()
         try:
-            for d in ("lower", "upper", "work", "merged"):
-                os.mkdir(os.path.join(tmp, d), 0o700)
-            try:
-                os.mknod(os.path.join(tmp, "lower", "w"), stat.S_IFCHR, 0)
-                os.mkdir(os.path.join(tmp, "lower", "o"))
-                os.setxattr(os.path.join(tmp, "lower", "o"), "trusted.overlay.opaque", b"y")
-                overlay.mount([os.path.join(tmp, "lower")], os.path.join(tmp, "upper"),
-                              os.path.join(tmp, "work"), os.path.join(tmp, "merged"))
-            except (OSError, KernelError, ImageError) as e:
-                return (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
-            try:
-                if os.listdir(os.path.join(tmp, "merged")) != ["o"]:
-                    return "overlayfs shows whiteouts"
-            finally:
-                from ocipy.linux import syscalls
-
-                syscalls.umount2(os.path.join(tmp, "merged"), syscalls.MNT_DETACH)
-            return None
+            return overlay.probe(tmp)
         finally:
             fstree.remove_quietly(tmp)
 
@@ -208,16 +192,29 @@ class Snapshots:
     def prepare(self, image: Any, manifest: dict[str, Any], config: dict[str, Any],
                 progress: Callable[[str, int, int], None] | None = None) -> builtins.list[str]:
         """Make sure every layer of the image has its snapshot; the chain ids, bottom first."""
+        from ocipy.spec.image import chain_ids, layer_diff_ids
+
+        if os.geteuid() != 0:
+            # whiteout devices, trusted.overlay xattrs and exact owners
+            raise ImageError(f"snapshots {self.root}: layer snapshots can only be made as root")
+
+        layers = manifest["layers"]
+        diff_ids = layer_diff_ids(manifest, config)
+        chains = chain_ids(diff_ids)
+        try:
+            return self._prepare(image, layers, diff_ids, chains, progress)
+        except OSError as e:
+            where = f" {e.filename}" if e.filename else ""
+            raise ImageError(f"snapshots {self.root}:{where}: {e.strerror or e}") from None
+
+    def _prepare(self, image: Any, layers: builtins.list[dict[str, Any]], diff_ids: builtins.list[str],
+                 chains: builtins.list[str], progress: Callable[[str, int, int], None] | None) -> builtins.list[str]:
         import fcntl
         import json
 
         from ocipy import fstree, fsutil
         from ocipy.linux import syscalls
-        from ocipy.spec.image import chain_ids, layer_diff_ids
 
-        layers = manifest["layers"]
-        diff_ids = layer_diff_ids(manifest, config)
-        chains = chain_ids(diff_ids)
         fs_dirs = [os.path.join(self.root, _name(c), "fs") for c in chains]
         made: builtins.list[tuple[int, str, int]] = []  # (layer, tmp dir, its flock'd fd)
         try:
@@ -310,34 +307,43 @@ class Snapshots:
         container_dir = os.path.abspath(container_dir)
         rootfs = os.path.join(container_dir, "rootfs")
         os.makedirs(container_dir, mode=0o700, exist_ok=True)
-        if os.path.lexists(rootfs) and (is_mount(rootfs) or os.listdir(rootfs)):
-            raise ImageError(f"{rootfs}: already exists (mounted or not empty)")
+        if os.path.lexists(rootfs) and (os.path.islink(rootfs) or is_mount(rootfs) or os.listdir(rootfs)):
+            raise ImageError(f"{rootfs}: already exists (a mount, a symlink or not empty)")
         made = [d for d in ("upper", "work", "rootfs", "empty")
                 if not os.path.lexists(os.path.join(container_dir, d))]
         try:
-            os.makedirs(rootfs, mode=0o755, exist_ok=True)
+            try:
+                self._make_dirs(container_dir, made, empty=not lowers)
+            except OSError as e:
+                raise ImageError(f"{e.filename or container_dir}: {e.strerror or e}") from None
             if self.driver == "copy":
                 from ocipy.storage.copy import merge
 
                 merge(list(reversed(lowers)), rootfs)
                 return rootfs
             upper = os.path.join(container_dir, "upper")
-            work = os.path.join(container_dir, "work")
-            os.makedirs(upper, mode=0o755, exist_ok=True)
-            os.makedirs(work, mode=0o700, exist_ok=True)
             # the merged root is upper's inode: give it the image's root
             _copy_root(lowers[0] if lowers else None, upper)
             if not lowers:
-                empty = os.path.join(container_dir, "empty")  # overlayfs needs a lowerdir
-                os.makedirs(empty, mode=0o755, exist_ok=True)
-                lowers = [empty]
-            overlay.mount(lowers, upper, work, rootfs)
+                lowers = [os.path.join(container_dir, "empty")]  # overlayfs needs a lowerdir
+            overlay.mount(lowers, upper, os.path.join(container_dir, "work"), rootfs)
             return rootfs
         except BaseException:
             unmount(container_dir)
             for d in made:
                 fstree.remove_quietly(os.path.join(container_dir, d))
             raise
+
+
+    def _make_dirs(self, container_dir: str, missing: builtins.list[str], empty: bool) -> None:
+        """rootfs/ (and for overlay upper/, work/, empty/ if needed): real directories, never symlinks."""
+        names = ["rootfs"] if self.driver == "copy" else ["upper", "work", "rootfs"] + ["empty"] * empty
+        for name in names:
+            path = os.path.join(container_dir, name)
+            if name in missing:
+                os.mkdir(path, 0o700 if name == "work" else 0o755)
+            elif not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise ImageError(f"{path}: exists and is not a directory")
 
 
 def _copy_root(src_path: str | None, dst_path: str) -> None:

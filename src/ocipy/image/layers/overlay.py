@@ -11,7 +11,8 @@ other directories, never written.  Instead:
   metadata the lowers give it (mode, owner, times, xattrs): overlayfs shows
   the upper directory's inode, so 0755 root:root would override the image's;
 * a hardlink whose target is only in a lower layer copies the target up into
-  this layer first (a link cannot cross directories of different layers).
+  this layer first (a link cannot cross directories of different layers),
+  with the target's other visible names in that lower (one group stays one).
 
 The lowers are read-only here and looked up as overlayfs does (:meth:`find`):
 top first, one component at a time, never following a symlink, stopping at
@@ -27,6 +28,7 @@ import errno
 import os
 import stat
 
+from ocipy.errors import KernelError
 from ocipy.image.layers import whiteout
 from ocipy.image.layers.rootdirs import DIR_PATH, DIR_READ
 
@@ -93,12 +95,12 @@ def copy_xattrs(src: int | str, dst: int | str) -> None:
 
 
 class Found:
-    """An entry of the lowers: its directory's fd (owned), its name and stat."""
+    """An entry of the lowers: its directory's fd (owned), its name, stat and lower (index)."""
 
-    __slots__ = ("fd", "name", "st")
+    __slots__ = ("fd", "name", "st", "layer")
 
-    def __init__(self, fd: int, name: str, st: os.stat_result) -> None:
-        self.fd, self.name, self.st = fd, name, st
+    def __init__(self, fd: int, name: str, st: os.stat_result, layer: int) -> None:
+        self.fd, self.name, self.st, self.layer = fd, name, st, layer
 
     def close(self) -> None:
         os.close(self.fd)
@@ -115,10 +117,12 @@ class Overlay:
         self.roots = [os.open(p, DIR_PATH) for p in lowers]
         self.whited: set[str] = set()  # whiteout devices this layer made
         self.opaque: set[str] = set()  # directories this layer made opaque
-        self._cursor: tuple[tuple[str, ...], list[int]] = ((), [os.dup(fd) for fd in self.roots])
+        self._cursor: tuple[tuple[str, ...], list[tuple[int, int]]] = (
+            (), [(i, os.dup(fd)) for i, fd in enumerate(self.roots)])
+        self._links: dict[int, dict[int, list[str]]] = {}  # lower -> inode -> its names (nlink > 1)
 
     def close(self) -> None:
-        for fd in self.roots + self._cursor[1]:
+        for fd in self.roots + [fd for _i, fd in self._cursor[1]]:
             os.close(fd)
         self.roots = []
         self._cursor = ((), [])
@@ -145,7 +149,7 @@ class Overlay:
             return None
         fds = self._dirs(tuple(parts[:-1]))
         try:
-            for i, fd in enumerate(fds):
+            for i, (layer, fd) in enumerate(fds):
                 try:
                     st = os.lstat(parts[-1], dir_fd=fd)
                 except (FileNotFoundError, NotADirectoryError):
@@ -153,25 +157,25 @@ class Overlay:
                 if whiteout.is_whiteout(st):
                     return None
                 fds.pop(i)
-                return Found(fd, parts[-1], st)
+                return Found(fd, parts[-1], st, layer)
             return None
         finally:
-            for fd in fds:
+            for _layer, fd in fds:
                 os.close(fd)
 
-    def _dirs(self, path: tuple[str, ...]) -> list[int]:
-        """Fds (the caller's) of the lowers' visible directories at `path`, top first.
+    def _dirs(self, path: tuple[str, ...]) -> list[tuple[int, int]]:
+        """(lower, fd) of the lowers' visible directories at `path`, top first (the fds are the caller's).
 
         The last answer is kept: parents are made one level after the other,
         so each step costs one component, not the whole path (2,000 levels)."""
         base, cached = self._cursor
         if path[:len(base)] == base:
-            fds, rest = [os.dup(fd) for fd in cached], path[len(base):]
+            fds, rest = [(i, os.dup(fd)) for i, fd in cached], path[len(base):]
         else:
-            fds, rest = [os.dup(fd) for fd in self.roots], path
+            fds, rest = [(i, os.dup(fd)) for i, fd in enumerate(self.roots)], path
         for name in rest:
-            nxt: list[int] = []
-            for fd in fds:
+            nxt: list[tuple[int, int]] = []
+            for layer, fd in fds:
                 try:
                     st = os.lstat(name, dir_fd=fd)
                 except (FileNotFoundError, NotADirectoryError):
@@ -179,17 +183,17 @@ class Overlay:
                 if not stat.S_ISDIR(st.st_mode):
                     break  # a whiteout or a non-directory hides the layers below
                 nfd = os.open(name, DIR_READ | os.O_NOFOLLOW, dir_fd=fd)
-                nxt.append(nfd)
+                nxt.append((layer, nfd))
                 if whiteout.is_opaque(nfd):
                     break
-            for fd in fds:
+            for _layer, fd in fds:
                 os.close(fd)
             fds = nxt
             if not fds:
                 break
-        for fd in cached:
+        for _layer, fd in cached:
             os.close(fd)
-        self._cursor = (path, [os.dup(fd) for fd in fds])
+        self._cursor = (path, [(i, os.dup(fd)) for i, fd in fds])
         return fds
 
     def is_lower_dir(self, parts: list[str]) -> bool:
@@ -276,17 +280,65 @@ class Overlay:
                         os.close(dst)
                 finally:
                     os.close(src)
-                return True
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(found.name, dir_fd=found.fd), name, dir_fd=pfd)
             else:
-                os.mknod(name, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev, dir_fd=pfd)
-                os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=pfd, follow_symlinks=False)
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=pfd, follow_symlinks=False)
-            os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=pfd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    os.symlink(os.readlink(found.name, dir_fd=found.fd), name, dir_fd=pfd)
+                else:
+                    os.mknod(name, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev, dir_fd=pfd)
+                    os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=pfd, follow_symlinks=False)
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=pfd, follow_symlinks=False)
+                os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=pfd, follow_symlinks=False)
+            if st.st_nlink > 1:
+                self._copy_up_group(found.layer, st, tparts)
             return True
         finally:
             found.close()
+
+    def _copy_up_group(self, layer: int, st: os.stat_result, tparts: list[str]) -> None:
+        """The lower's other names of a copied-up inode, linked to the copy where they are
+        still visible: the merged tree keeps one hardlink group, as a flat unpack has it."""
+        app = self.app
+        target = "/".join(tparts)
+        for other in self._groups(layer).get(st.st_ino, []):
+            if other == target:
+                continue
+            oparts = other.split("/")
+            found = self.find(oparts)
+            if found is None:
+                continue
+            same = found.layer == layer and found.st.st_ino == st.st_ino
+            found.close()
+            if not same:
+                continue  # hidden or replaced above that lower
+            try:
+                opfd = app.dirs.parent(oparts)
+                tpfd = app.dirs.parent(tparts, create=False)
+                os.link(tparts[-1], oparts[-1], src_dir_fd=tpfd, dst_dir_fd=opfd, follow_symlinks=False)
+            except FileExistsError:
+                continue  # this layer has its own entry there
+            except (OSError, KernelError) as e:
+                if e.errno not in (errno.ENOTDIR, errno.ENOENT):
+                    raise
+                continue  # this layer has a non-directory on the way
+
+    def _groups(self, layer: int) -> dict[int, list[str]]:
+        """inode -> names of the multiply-linked files of one lower snapshot (one walk, cached)."""
+        groups = self._links.get(layer)
+        if groups is None:
+            from ocipy import fstree
+
+            groups = {}
+
+            def visit(rel: str, fd: int, entries: list[os.DirEntry[str]]) -> list[str]:
+                for e in entries:
+                    est = e.stat(follow_symlinks=False)
+                    if est.st_nlink > 1 and not stat.S_ISDIR(est.st_mode):
+                        groups.setdefault(est.st_ino, []).append(f"{rel}/{e.name}" if rel else e.name)
+                return fstree.subdirs(entries)
+
+            fstree.walk(self.roots[layer], visit)
+            self._links[layer] = groups
+        return groups
 
     @staticmethod
     def copy_meta(src: int, dst: int, st: os.stat_result) -> None:
