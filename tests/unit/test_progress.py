@@ -76,6 +76,20 @@ def test_a_broken_stream_does_not_fail_the_copy() -> None:
     with reporter("lines", out) as r:
         r(A, 3, 3)  # ValueError inside: swallowed
 
+    class Pipe(io.StringIO):  # the reader went away after the first line: EPIPE
+        def write(self, text: str) -> int:
+            if self.getvalue():
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    pipe = Pipe()
+    with reporter("lines", pipe) as r:
+        r(A, 3, 3)
+        r(B, 4, 4)  # raises inside: the reporter goes quiet
+        r.message("more")
+        r(C, 5, 5)
+    assert pipe.getvalue() == "Skipped blob sha256:a1a1a1a1a1a1… (already present)\n"
+
 
 def test_units_and_digests() -> None:
     assert [human_size(n) for n in (0, 1023, 1024, 2_200_000, 5 << 30)] == \

@@ -102,32 +102,45 @@ class Reporter:
         with self._lock:
             if self._closed:
                 return
-            state = self._blobs.get(digest)
-            if state is None or state[2]:  # new, or moved again (one reporter for a copy and an unpack)
-                self._blobs[digest] = state = [done, total, 0]
-                if done >= total:  # first call is the last: the destination had it
-                    state[2] = 1
-                    self._finished(digest, total, True)
-                    return
-                self._started(digest, total)
-            state[0], state[1] = done, total
-            if done >= total:
+            try:
+                self._event(digest, done, total)
+            except (OSError, ValueError):  # a closed or broken stream must not fail the copy it reports on
+                self._closed = True
+
+    def _event(self, digest: str, done: int, total: int) -> None:
+        """Track one call; the renderers' hooks see started, advanced, finished."""
+        state = self._blobs.get(digest)
+        if state is None or state[2]:  # new, or moved again (one reporter for a copy and an unpack)
+            self._blobs[digest] = state = [done, total, 0]
+            if done >= total:  # first call is the last: the destination had it
                 state[2] = 1
-                self._finished(digest, total, False)
-            else:
-                self._advanced(digest, done, total)
+                self._finished(digest, total, True)
+                return
+            self._started(digest, total)
+        state[0], state[1] = done, total
+        if done >= total:
+            state[2] = 1
+            self._finished(digest, total, False)
+        else:
+            self._advanced(digest, done, total)
 
     def message(self, text: str) -> None:
         """A line of text for the user (between the bars on a TTY)."""
         with self._lock:
             if not self._closed:
-                self._message(text)
+                try:
+                    self._message(text)
+                except (OSError, ValueError):
+                    self._closed = True
 
     def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._close()
+                try:
+                    self._close()
+                except (OSError, ValueError):
+                    pass
 
     def __enter__(self) -> Reporter:
         return self
@@ -162,11 +175,8 @@ class _Lines(Reporter):
         self.noun = noun
 
     def _write(self, line: str) -> None:
-        try:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed or broken stream must not fail the copy it reports on
+        self.stream.write(line + "\n")
+        self.stream.flush()
 
     def _finished(self, digest: str, total: int, skipped: bool) -> None:
         if skipped:
