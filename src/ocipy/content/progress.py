@@ -199,7 +199,11 @@ class _Tty(Reporter):
 
         class Rate(ProgressColumn):  # rich's TransferSpeedColumn counts in MB, the bars in MiB
             def render(self, task: Any) -> Text:
-                speed = task.finished_speed or task.speed
+                if task.finished:  # the blob's average: rich's estimate lags for short transfers
+                    took = task.finished_time
+                    speed = task.completed / took if took and task.fields.get("moved") else None
+                else:
+                    speed = task.speed
                 return Text("" if speed is None else f"{human_size(int(speed))}/s", style="progress.data.speed")
 
         self.verb = verb
@@ -222,7 +226,8 @@ class _Tty(Reporter):
         task = self.tasks.get(digest)
         if task is None:
             self._live()
-            task = self.tasks[digest] = self.bars.add_task(f"{self.noun} {short_digest(digest)}", total=total)
+            task = self.tasks[digest] = self.bars.add_task(f"{self.noun} {short_digest(digest)}", total=total,
+                                                           moved=True)
         return task
 
     def _started(self, digest: str, total: int) -> None:
@@ -241,7 +246,7 @@ class _Tty(Reporter):
                 self.bars.update(self.tasks[digest], completed=total, total=total)
                 return
             self.tasks[digest] = self.bars.add_task(f"{self.noun} {short_digest(digest)} already present",
-                                                    total=total, completed=total)
+                                                    total=total, completed=total, moved=False)
             return
         self.bars.update(self._task(digest, total), completed=total, total=total)
 
