@@ -111,6 +111,12 @@ def test_blob_progress_keeps_the_promise() -> None:
     BlobProgress(lambda *a: skipped.append(a), B, 7).skipped()
     assert skipped == [(B, 7, 7)]
     BlobProgress(None, C, 5).add(5)  # no callback: nothing to call
+    empty: list[tuple[str, int, int]] = []
+    bar = BlobProgress(lambda *a: empty.append(a), C, 0)
+    bar.start()
+    bar.add(0)
+    bar.finish()
+    assert empty == [(C, 0, 0)]  # one call, as the promise says
 
 
 def test_thread_safe_under_parallel_blobs() -> None:

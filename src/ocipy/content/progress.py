@@ -8,7 +8,8 @@ reports through a :data:`ProgressCallback`, called as
   below ``total`` while bytes move, then ``done == total`` exactly once when
   it has been verified and stored;
 * a blob the destination already has reports ``done == total`` once, and
-  nothing before it (that is how a renderer tells "skipped" from "copied").
+  nothing before it (that is how a renderer tells "skipped" from "copied";
+  an empty blob, ``total == 0``, has only that one call either way).
 
 Calls come from several threads at once (blobs are copied in parallel).
 :func:`reporter` makes a :class:`Reporter`, such a callback that renders:
@@ -68,13 +69,13 @@ class BlobProgress:
         self._finished = False
 
     def start(self) -> None:
-        if self._cb is not None:
+        if self._cb is not None and self.total:  # an empty blob has only its last call
             self._cb(self.digest, 0, self.total)
 
     def add(self, n: int) -> None:
         """`n` more bytes moved (the shape of the store's ``Progress``)."""
         self.done += n
-        if self._cb is not None and not self._finished:
+        if self._cb is not None and not self._finished and self.total:
             self._cb(self.digest, min(self.done, max(self.total - 1, 0)), self.total)
 
     def finish(self) -> None:
