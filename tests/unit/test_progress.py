@@ -76,6 +76,20 @@ def test_a_broken_stream_does_not_fail_the_copy() -> None:
     with reporter("lines", out) as r:
         r(A, 3, 3)  # ValueError inside: swallowed
 
+    class Pipe(io.StringIO):  # the reader went away after the first line: EPIPE
+        def write(self, text: str) -> int:
+            if self.getvalue():
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    pipe = Pipe()
+    with reporter("lines", pipe) as r:
+        r(A, 3, 3)
+        r(B, 4, 4)  # raises inside: the reporter goes quiet
+        r.message("more")
+        r(C, 5, 5)
+    assert pipe.getvalue() == "Skipped blob sha256:a1a1a1a1a1a1… (already present)\n"
+
 
 def test_units_and_digests() -> None:
     assert [human_size(n) for n in (0, 1023, 1024, 2_200_000, 5 << 30)] == \
@@ -97,6 +111,12 @@ def test_blob_progress_keeps_the_promise() -> None:
     BlobProgress(lambda *a: skipped.append(a), B, 7).skipped()
     assert skipped == [(B, 7, 7)]
     BlobProgress(None, C, 5).add(5)  # no callback: nothing to call
+    empty: list[tuple[str, int, int]] = []
+    bar = BlobProgress(lambda *a: empty.append(a), C, 0)
+    bar.start()
+    bar.add(0)
+    bar.finish()
+    assert empty == [(C, 0, 0)]  # one call, as the promise says
 
 
 def test_thread_safe_under_parallel_blobs() -> None:

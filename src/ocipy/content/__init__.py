@@ -6,6 +6,8 @@
 * :mod:`ocipy.content.store` -- the content-store interface (sources and
   destinations) and how a reference opens one;
 * :mod:`ocipy.content.copy` -- copy: walk a source into a destination.
+* :mod:`ocipy.content.progress` -- the progress callback of copies and unpacks,
+  and its renderers (bars on a TTY, lines, quiet).
 
 The digest check is :mod:`ocipy.spec.digest`; the media-type table, the
 document validators and the platform rule are :mod:`ocipy.spec.image`.

@@ -10,7 +10,8 @@ copied in parallel (bounded), skipped when the destination already has it,
 mounted across repositories of one registry when it can, and recompressed on
 request.  Manifests go last, children before indexes (rewritten when a
 layer's digest or a Docker type changed), so a destination never names
-content it does not hold.
+content it does not hold.  ``progress`` (:mod:`ocipy.content.progress`) is
+told each blob's bytes as they move, and when it is done or was there already.
 """
 
 from __future__ import annotations

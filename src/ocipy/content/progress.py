@@ -8,7 +8,8 @@ reports through a :data:`ProgressCallback`, called as
   below ``total`` while bytes move, then ``done == total`` exactly once when
   it has been verified and stored;
 * a blob the destination already has reports ``done == total`` once, and
-  nothing before it (that is how a renderer tells "skipped" from "copied").
+  nothing before it (that is how a renderer tells "skipped" from "copied";
+  an empty blob, ``total == 0``, has only that one call either way).
 
 Calls come from several threads at once (blobs are copied in parallel).
 :func:`reporter` makes a :class:`Reporter`, such a callback that renders:
@@ -68,13 +69,13 @@ class BlobProgress:
         self._finished = False
 
     def start(self) -> None:
-        if self._cb is not None:
+        if self._cb is not None and self.total:  # an empty blob has only its last call
             self._cb(self.digest, 0, self.total)
 
     def add(self, n: int) -> None:
         """`n` more bytes moved (the shape of the store's ``Progress``)."""
         self.done += n
-        if self._cb is not None and not self._finished:
+        if self._cb is not None and not self._finished and self.total:
             self._cb(self.digest, min(self.done, max(self.total - 1, 0)), self.total)
 
     def finish(self) -> None:
@@ -103,32 +104,45 @@ class Reporter:
         with self._lock:
             if self._closed:
                 return
-            state = self._blobs.get(digest)
-            if state is None or state[2]:  # new, or moved again (one reporter for a copy and an unpack)
-                self._blobs[digest] = state = [done, total, 0]
-                if done >= total:  # first call is the last: the destination had it
-                    state[2] = 1
-                    self._finished(digest, total, True)
-                    return
-                self._started(digest, total)
-            state[0], state[1] = done, total
-            if done >= total:
+            try:
+                self._event(digest, done, total)
+            except (OSError, ValueError):  # a closed or broken stream must not fail the copy it reports on
+                self._closed = True
+
+    def _event(self, digest: str, done: int, total: int) -> None:
+        """Track one call; the renderers' hooks see started, advanced, finished."""
+        state = self._blobs.get(digest)
+        if state is None or state[2]:  # new, or moved again (one reporter for a copy and an unpack)
+            self._blobs[digest] = state = [done, total, 0]
+            if done >= total:  # first call is the last: the destination had it
                 state[2] = 1
-                self._finished(digest, total, False)
-            else:
-                self._advanced(digest, done, total)
+                self._finished(digest, total, True)
+                return
+            self._started(digest, total)
+        state[0], state[1] = done, total
+        if done >= total:
+            state[2] = 1
+            self._finished(digest, total, False)
+        else:
+            self._advanced(digest, done, total)
 
     def message(self, text: str) -> None:
         """A line of text for the user (between the bars on a TTY)."""
         with self._lock:
             if not self._closed:
-                self._message(text)
+                try:
+                    self._message(text)
+                except (OSError, ValueError):
+                    self._closed = True
 
     def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._close()
+                try:
+                    self._close()
+                except (OSError, ValueError):
+                    pass
 
     def __enter__(self) -> Reporter:
         return self
@@ -163,11 +177,8 @@ class _Lines(Reporter):
         self.noun = noun
 
     def _write(self, line: str) -> None:
-        try:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed or broken stream must not fail the copy it reports on
+        self.stream.write(line + "\n")
+        self.stream.flush()
 
     def _finished(self, digest: str, total: int, skipped: bool) -> None:
         if skipped and not self.show_skipped:
@@ -192,7 +203,11 @@ class _Tty(Reporter):
 
         class Rate(ProgressColumn):  # rich's TransferSpeedColumn counts in MB, the bars in MiB
             def render(self, task: Any) -> Text:
-                speed = task.finished_speed or task.speed
+                if task.finished:  # the blob's average: rich's estimate lags for short transfers
+                    took = task.finished_time
+                    speed = task.completed / took if took and task.fields.get("moved") else None
+                else:
+                    speed = task.speed
                 return Text("" if speed is None else f"{human_size(int(speed))}/s", style="progress.data.speed")
 
         self.verb = verb
@@ -215,7 +230,8 @@ class _Tty(Reporter):
         task = self.tasks.get(digest)
         if task is None:
             self._live()
-            task = self.tasks[digest] = self.bars.add_task(f"{self.noun} {short_digest(digest)}", total=total)
+            task = self.tasks[digest] = self.bars.add_task(f"{self.noun} {short_digest(digest)}", total=total,
+                                                           moved=True)
         return task
 
     def _started(self, digest: str, total: int) -> None:
@@ -236,7 +252,7 @@ class _Tty(Reporter):
                 self.bars.update(self.tasks[digest], completed=total, total=total)
                 return
             self.tasks[digest] = self.bars.add_task(f"{self.noun} {short_digest(digest)} already present",
-                                                    total=total, completed=total)
+                                                    total=total, completed=total, moved=False)
             return
         self.bars.update(self._task(digest, total), completed=total, total=total)
 
