@@ -196,7 +196,9 @@ class Snapshots:
 
         if os.geteuid() != 0:
             # whiteout devices, trusted.overlay xattrs and exact owners
-            raise ImageError(f"snapshots {self.root}: layer snapshots can only be made as root")
+            raise ImageError(f"snapshots {self.root}: layer snapshots can only be made as root (owners are "
+                             "kept, overlay whiteouts are device nodes); as a user, `ocipy image unpack` "
+                             "makes a bundle")
 
         layers = manifest["layers"]
         diff_ids = layer_diff_ids(manifest, config)

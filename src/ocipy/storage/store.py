@@ -257,11 +257,8 @@ class Store:
     def prepare(self, image: StoredImage, platform: str | dict[str, str] | None = None,
                 progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         """(manifest, config, chain ids) of `image` for `platform`, every layer's
-        snapshot unpacked.  Call with the store's lock held.  Root only: a
-        snapshot keeps its files' owners and overlay whiteouts are device nodes."""
-        if os.geteuid() != 0:
-            raise ImageError(f"storage {self.root}: layer snapshots need root (owners are kept and overlay "
-                             "whiteouts are device nodes); as a user, `ocipy image unpack` makes a bundle")
+        snapshot unpacked.  Call with the store's lock held.  Root only (see
+        :meth:`ocipy.storage.snapshots.Snapshots.prepare`)."""
         from ocipy.spec.image import parse_platform
 
         plat = parse_platform(platform) if isinstance(platform, str) else platform
