@@ -183,10 +183,12 @@ def test_sigkilled_engine_is_swept(layout: Path, storage: Path, tmp_path: Path) 
     assert os.listdir(storage / "containers") == []
 
 
-def test_parallel_pulls_and_prune_never_corrupt(tmp_path: Path, storage: Path) -> None:
+@pytest.mark.parametrize("round_", range(3))
+def test_parallel_pulls_and_prune_never_corrupt(tmp_path: Path, storage: Path, round_: int) -> None:
     """Four processes pull the same image (sharing a layer with a second image)
-    while a fifth prunes in a loop: every pull succeeds, the store verifies
-    and holds one snapshot per distinct layer."""
+    into a store that does not exist yet while a fifth prunes in a loop: every
+    pull succeeds, the store verifies and holds one snapshot per distinct layer.
+    (Three rounds: making the store itself is part of the race.)"""
     shared = [entry("shared/file", data=b"s" * 100_000)]
     a = build_layout(tmp_path / "a", [shared, [entry("a/only", data=b"a")]], tag="1")
     b = build_layout(tmp_path / "b", [shared, [entry("b/only", data=b"b")]], tag="1")

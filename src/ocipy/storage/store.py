@@ -132,7 +132,13 @@ class Store:
     # -- on disk ---------------------------------------------------------------
 
     def ensure(self) -> None:
-        """Make the store's directories (0700: the store holds every image's files)."""
+        """Make the store's directories (0700: the store holds every image's files)
+        and its content layout -- once: two processes making a new store at the
+        same time must not both write an empty index.json (the second would drop
+        the first one's image), so the layout is made under ``ROOT/lock``
+        held exclusively."""
+        import fcntl
+
         from ocipy.image.store import Layout
 
         try:
@@ -141,11 +147,29 @@ class Store:
                 os.makedirs(path, 0o700, exist_ok=True)
         except OSError as e:
             raise ImageError(f"storage {self.root}: {e.strerror or e}") from None
-        if not os.path.exists(os.path.join(self.content_path, "oci-layout")):
-            Layout.init(self.content_path, exist_ok=True)
+        if self.exists():
+            return
+        fd = self._lock_fd()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not self.exists():
+                try:  # a crash between oci-layout and index.json: start over
+                    os.unlink(os.path.join(self.content_path, "oci-layout"))
+                except FileNotFoundError:
+                    pass
+                Layout.init(self.content_path)
+        finally:
+            os.close(fd)
+
+    def _lock_fd(self) -> int:
+        try:
+            return os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise ImageError(f"storage {self.root}: lock: {e.strerror or e}") from None
 
     def exists(self) -> bool:
-        return os.path.exists(os.path.join(self.content_path, "oci-layout"))
+        """Whether the content layout is complete (index.json is the last file Layout.init writes)."""
+        return os.path.exists(os.path.join(self.content_path, "index.json"))
 
     @contextmanager
     def lock(self, shared: bool = True) -> Iterator[None]:
@@ -153,7 +177,7 @@ class Store:
         import fcntl
 
         self.ensure()
-        fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self._lock_fd()
         try:
             fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
