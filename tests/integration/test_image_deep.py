@@ -155,6 +155,5 @@ def test_failed_deep_unpack_leaves_no_temp_dir(base: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "'..'" in proc.stderr and "Traceback" not in proc.stderr
-    # one error line, after the progress line of the deep layer that went in
-    assert [line.split()[:2] for line in proc.stderr.strip().splitlines()[:-1]] == [["Unpacked", "layer"]], proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # unpack's progress: on a terminal only
     assert leftovers(work) == [] and not (work / "b").exists()
