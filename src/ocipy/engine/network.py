@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-from typing import Any
 
 from ocipy.errors import OcipyError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # socket, subprocess...: loaded where used (`image run --network none` needs none of them)
+    import subprocess
+    from typing import Any
 
 MODES = ("private", "host", "none")
 GUEST_ADDR = "10.0.2.100"
@@ -71,6 +70,8 @@ class Port:
 
 def parse_port(text: str) -> Port:
     """`-p` as podman reads it; a one-line error naming the value otherwise."""
+    import socket
+
     spec, _, proto = text.partition("/")
     proto = proto or "tcp"
     if proto not in ("tcp", "udp"):
@@ -158,6 +159,9 @@ class Private:
     """slirp4netns serving one container's network namespace."""
 
     def __init__(self, engine_dir: str, pid: int, ports: list[Port], *, foreground: bool) -> None:
+        import shutil
+        import subprocess
+
         binary = shutil.which("slirp4netns")
         if binary is None:
             raise OcipyError("--network private needs slirp4netns (apt-get install slirp4netns)")
@@ -208,6 +212,8 @@ class Private:
         request = {"execute": "add_hostfwd", "arguments": {
             "proto": port.proto, "host_addr": port.host_ip, "host_port": port.host_port,
             "guest_addr": GUEST_ADDR, "guest_port": port.port}}  # fmt: skip
+        import socket
+
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(10)
             s.connect(api)
@@ -235,6 +241,9 @@ class Private:
 
 def down(engine_dir: str, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Stop the container's slirp4netns if it still runs (idempotent)."""
+    import signal
+    import time
+
     path = os.path.join(engine_dir, _STATE)
     try:
         with open(path) as f:

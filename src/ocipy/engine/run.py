@@ -55,7 +55,6 @@ def prepare(ref: str, args: list[str] | None = None, *, container_id: str | None
     output starts."""
     from ocipy import api, fsutil
     from ocipy.engine import network as net
-    from ocipy.engine.hooks import python_hook
     from ocipy.engine.options import RunOptions, apply
     from ocipy.errors import ContainerExists
     from ocipy.image.conversion import runtime_config
@@ -95,8 +94,7 @@ def prepare(ref: str, args: list[str] | None = None, *, container_id: str | None
         config = runtime_config(image_config, rootfs)
         apply(config, image_config, rootfs, opts)
         net.configure(config, network, forwards, cdir.path)
-        config.setdefault("hooks", {}).setdefault("poststop", []).append(
-            python_hook("from ocipy.storage import containers", f"containers.remove({cdir.path!r})"))
+        config.setdefault("hooks", {}).setdefault("poststop", []).append(containers.removal_hook(cdir.path))
         fsutil.write_file(os.path.join(cdir.path, "config.json"), json.dumps(config, indent=2).encode(), 0o644)
     except BaseException:
         cdir.remove()

@@ -63,6 +63,16 @@ class ContainerDir:
         self.release()
 
 
+def removal_hook(path: str) -> dict[str, object]:
+    """A poststop hook doing what :func:`remove` does, as a shell command: ``delete``
+    runs it without starting an interpreter (~15 ms of every ``image run --rm``).
+    ``rm --one-file-system`` never descends into a rootfs still mounted (a lazy
+    unmount cannot fail, but a stray mount below the directory must not be
+    emptied through it); GNU rm walks any depth."""
+    script = 'umount -l "$1/rootfs" 2>/dev/null; exec rm -rf --one-file-system "$1"'
+    return {"path": "/bin/sh", "args": ["sh", "-c", script, "sh", path], "timeout": 60}
+
+
 def remove(path: str) -> None:
     """Unmount the rootfs (if mounted) and remove the directory, any depth.
     Quiet when it is already gone: hooks and failure paths may both run it."""
