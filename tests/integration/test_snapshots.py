@@ -543,13 +543,14 @@ def test_clean_temp_spares_a_live_unpack(tmp_path: Path) -> None:
 # -- a real container on a mounted rootfs -----------------------------------------------------
 
 
-def test_container_runs_on_the_overlay_rootfs(tmp_path: Path, busybox_rootfs: Path, make_bundle: Any,
-                                              runtime: Any) -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_container_runs_on_the_snapshots(tmp_path: Path, busybox_rootfs: Path, make_bundle: Any,
+                                         runtime: Any, driver: str) -> None:
     from support.helpers import unique_id
 
     layers = [_dir_tar(busybox_rootfs), [entry("etc/.wh.group"), entry("srv", "dir"), entry("srv/hello", data=b"hi\n")]]
     layout, manifest, config = image(tmp_path / "l", layers)
-    s = Snapshots(str(tmp_path / "store"), "overlay")
+    s = Snapshots(str(tmp_path / "store"), driver)
     chains = s.prepare(layout, manifest, config)
     bundle = make_bundle(["sh", "-c", "cat /srv/hello; test ! -e /etc/group && echo nogroup; "
                                       "echo written > /srv/new; rm /srv/hello; ls /srv"], rootfs=False)
@@ -557,10 +558,14 @@ def test_container_runs_on_the_overlay_rootfs(tmp_path: Path, busybox_rootfs: Pa
     try:
         proc = runtime("run", "--bundle", str(bundle), unique_id("snap"), timeout=60)
         assert proc.stdout.split() == ["hi", "nogroup", "new"], proc.stderr
-        # the writes went to upper/, the snapshots are untouched
-        assert (bundle / "upper" / "srv" / "new").read_text() == "written\n"
-        wh = os.lstat(bundle / "upper" / "srv" / "hello")
-        assert stat.S_ISCHR(wh.st_mode) and wh.st_rdev == 0
+        if driver == "overlay":  # the writes went to upper/
+            assert (bundle / "upper" / "srv" / "new").read_text() == "written\n"
+            wh = os.lstat(bundle / "upper" / "srv" / "hello")
+            assert stat.S_ISCHR(wh.st_mode) and wh.st_rdev == 0
+        else:  # to the copy
+            assert (bundle / "rootfs" / "srv" / "new").read_text() == "written\n"
+            assert not os.path.lexists(bundle / "rootfs" / "srv" / "hello")
+        # the snapshots are untouched
         assert (Path(s.path(chains[1])) / "fs" / "srv" / "hello").read_text() == "hi\n"
     finally:
         unmount(str(bundle))
