@@ -67,6 +67,56 @@ def build(work: str) -> str:
     return layout
 
 
+def build_deep(work: str, n: int) -> str:
+    """An image of `n` one-file layers (uncompressed), written with the layout API."""
+    import hashlib
+
+    from ocipy.image.build import set_tag
+    from ocipy.image.store import Layout
+    from ocipy.spec import image as spec
+
+    path = os.path.join(work, f"deep{n}")
+    layout = Layout.init(path)
+    descs, diff_ids = [], []
+    for i in range(n):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            info = tarfile.TarInfo(f"layer{i:03d}")
+            info.size = 3
+            tf.addfile(info, io.BytesIO(b"%03d" % i))
+        tar = buf.getvalue()
+        digest, size = layout.write_blob(tar)
+        descs.append({"mediaType": spec.MEDIA_LAYER, "digest": digest, "size": size})
+        diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
+    cfg = {"architecture": spec.host_platform()["architecture"], "os": "linux",
+           "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}}
+    mdesc = layout.put_json({"schemaVersion": 2, "mediaType": spec.MEDIA_MANIFEST,
+                             "config": layout.put_json(cfg, spec.MEDIA_CONFIG), "layers": descs}, spec.MEDIA_MANIFEST)
+    set_tag(layout, "img", mdesc)
+    return path
+
+
+def mount_times(layout_path: str, snaps: str, work: str, runs: int) -> tuple[list[float], list[float]]:
+    from ocipy.image.store import Layout
+    from ocipy.storage.snapshots import Snapshots, unmount
+
+    lay = Layout.open(layout_path)
+    _, manifest = lay.resolve_image(lay.resolve("img"))
+    config = lay.read_config(manifest["config"])
+    s = Snapshots(snaps, "overlay")
+    chains = s.prepare(lay, manifest, config)
+    mount, umount = [], []
+    for i in range(runs):
+        c = os.path.join(work, f"c{os.path.basename(layout_path)}{i}")
+        t = time.perf_counter()
+        s.mount(chains, c)
+        mount.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        unmount(c)
+        umount.append(time.perf_counter() - t)
+    return mount, umount
+
+
 def fresh(path: str) -> str:
     shutil.rmtree(path, ignore_errors=True)
     return path
@@ -92,22 +142,18 @@ def main() -> None:
             times["warm"].append(timed([VENV_PY, "-c", PREPARE, layout, snaps, "overlay"]).seconds)
         fresh(out)
         from ocipy.image.store import Layout
-        from ocipy.storage.snapshots import Snapshots, unmount
+        from ocipy.storage.snapshots import Snapshots
 
         lay = Layout.open(layout)
         _, manifest = lay.resolve_image(lay.resolve("img"))
         config = lay.read_config(manifest["config"])
         s = Snapshots(snaps, "overlay")
         chains = s.prepare(lay, manifest, config)
-        mount, umount, copy = [], [], []
-        for i in range(20):
-            c = os.path.join(work, f"c{i}")
-            t = time.perf_counter()
-            s.mount(chains, c)
-            mount.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            unmount(c)
-            umount.append(time.perf_counter() - t)
+        mount, umount = mount_times(layout, snaps, work, 20)
+        deep: dict[int, list[float]] = {}
+        for n in (80, 300):
+            deep[n] = mount_times(build_deep(work, n), snaps, work, 20)[0]
+        copy = []
         sc = Snapshots(snaps, "copy")
         for i in range(3):
             c = os.path.join(work, f"copy{i}")
@@ -121,6 +167,9 @@ def main() -> None:
                 ("ocipy snapshots prepare, warm (all present)", median(times["warm"]), "process"),
                 ("overlay mount of the 3 snapshots", median(mount), "in-process"),
                 ("unmount (MNT_DETACH)", median(umount), "in-process"),
+                ("overlay mount, 80 one-file layers (mount(2), /proc/self/fd lowers)", median(deep[80]),
+                 "in-process"),
+                ("overlay mount, 300 one-file layers (fsconfig lowerdir+)", median(deep[300]), "in-process"),
                 ("copy driver: merged copy of the 3 snapshots", median(copy), "in-process")]
         lines = [f"# Snapshots ({time.strftime('%Y-%m-%d')}, {os.uname().release}, {os.cpu_count()} CPUs)", "",
                  f"Image: 3 layers, {du / 1e6:.1f} MB of snapshots on disk; median of {args.iterations} runs "

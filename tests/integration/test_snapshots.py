@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from image_fixtures import build_layout, entry, snapshot, tree
+from image_fixtures import build_layout, entry, make_tar, snapshot, tree
 
 from ocipy import api_image
 from ocipy.errors import ImageError
@@ -427,6 +427,38 @@ def test_hostile_layers_fail_in_overlay_form(tmp_path: Path, attack: int) -> Non
     assert mounts_below(tmp_path) == []
 
 
+@pytest.mark.parametrize("attack", ["bomb", "many-small", "truncated", "other-blob"])
+def test_bad_blobs_fail_in_overlay_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attack: str) -> None:
+    from image_fixtures import compress
+
+    monkeypatch.setenv("OCIPY_MAX_UNPACK_SIZE", "8M")  # the unpack's size cap (decompression bombs)
+    good = [entry("ok", data=b"fine")]
+    if attack == "bomb":
+        layers: list[Any] = [good, [entry("zeros", data=bytes(64 << 20))]]
+        kw: dict[str, Any] = {}
+        words = ["'zeros'", "exceeds the limit"]
+    elif attack == "many-small":
+        layers, kw, words = [good, [entry(f"f{i}", data=bytes(1 << 20)) for i in range(40)]], {}, ["exceeds the limit"]
+    else:
+        tar = make_tar([entry(f"f{i}", data=os.urandom(4096)) for i in range(64)])
+        blob = compress(tar, "gzip")
+        if attack == "truncated":  # the descriptor matches the broken blob: only gunzip can tell
+            bad = blob[: len(blob) // 2]
+            words = ["truncated gzip"]
+        else:  # a valid gzip stream that is not the layer the config's diff_id names
+            bad = compress(make_tar([entry("a", data=b"HELLO")]), "gzip")
+            words = ["rootfs.diff_ids[1]"]
+        layers, kw = [make_tar(good), tar], {"raw_blobs": [compress(make_tar(good), "gzip"), bad]}
+    s = Snapshots(str(tmp_path / "store"), "overlay")
+    layout, manifest, config = image(tmp_path / "l", layers, **kw)
+    with pytest.raises(ImageError) as exc:
+        s.prepare(layout, manifest, config)
+    for w in words:
+        assert w in str(exc.value), exc.value
+    assert "\n" not in str(exc.value)
+    assert s.list() == [] and os.listdir(s.root) == []
+
+
 # -- races and crashes ---------------------------------------------------------------------
 
 PREPARE = r"""
@@ -511,13 +543,14 @@ def test_clean_temp_spares_a_live_unpack(tmp_path: Path) -> None:
 # -- a real container on a mounted rootfs -----------------------------------------------------
 
 
-def test_container_runs_on_the_overlay_rootfs(tmp_path: Path, busybox_rootfs: Path, make_bundle: Any,
-                                              runtime: Any) -> None:
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_container_runs_on_the_snapshots(tmp_path: Path, busybox_rootfs: Path, make_bundle: Any,
+                                         runtime: Any, driver: str) -> None:
     from support.helpers import unique_id
 
     layers = [_dir_tar(busybox_rootfs), [entry("etc/.wh.group"), entry("srv", "dir"), entry("srv/hello", data=b"hi\n")]]
     layout, manifest, config = image(tmp_path / "l", layers)
-    s = Snapshots(str(tmp_path / "store"), "overlay")
+    s = Snapshots(str(tmp_path / "store"), driver)
     chains = s.prepare(layout, manifest, config)
     bundle = make_bundle(["sh", "-c", "cat /srv/hello; test ! -e /etc/group && echo nogroup; "
                                       "echo written > /srv/new; rm /srv/hello; ls /srv"], rootfs=False)
@@ -525,10 +558,14 @@ def test_container_runs_on_the_overlay_rootfs(tmp_path: Path, busybox_rootfs: Pa
     try:
         proc = runtime("run", "--bundle", str(bundle), unique_id("snap"), timeout=60)
         assert proc.stdout.split() == ["hi", "nogroup", "new"], proc.stderr
-        # the writes went to upper/, the snapshots are untouched
-        assert (bundle / "upper" / "srv" / "new").read_text() == "written\n"
-        wh = os.lstat(bundle / "upper" / "srv" / "hello")
-        assert stat.S_ISCHR(wh.st_mode) and wh.st_rdev == 0
+        if driver == "overlay":  # the writes went to upper/
+            assert (bundle / "upper" / "srv" / "new").read_text() == "written\n"
+            wh = os.lstat(bundle / "upper" / "srv" / "hello")
+            assert stat.S_ISCHR(wh.st_mode) and wh.st_rdev == 0
+        else:  # to the copy
+            assert (bundle / "rootfs" / "srv" / "new").read_text() == "written\n"
+            assert not os.path.lexists(bundle / "rootfs" / "srv" / "hello")
+        # the snapshots are untouched
         assert (Path(s.path(chains[1])) / "fs" / "srv" / "hello").read_text() == "hi\n"
     finally:
         unmount(str(bundle))

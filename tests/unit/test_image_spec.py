@@ -218,3 +218,19 @@ def test_runtime_config_defaults(rootfs: Path) -> None:
     assert rc["process"]["env"][0].startswith("PATH=")
     assert rc["process"]["cwd"] == "/"
     assert rc["root"] == {"path": "rootfs", "readonly": False}
+
+
+def test_chain_ids_follow_config_md() -> None:
+    a, b, c = ("sha256:" + ch * 64 for ch in "abc")
+    # config.md: ChainID(A) = DiffID(A); ChainID(A|B) = Digest(ChainID(A) + " " + DiffID(B))
+    ab = "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()
+    abc = "sha256:" + hashlib.sha256(f"{ab} {c}".encode()).hexdigest()
+    assert spec.chain_ids([a, b, c]) == [a, ab, abc]
+    assert spec.chain_ids([]) == []
+    assert spec.chain_ids([b, a])[1] != ab  # order matters
+    # (tests/interop/test_snapshots_containerd.py: containerd names its snapshots the same)
+
+
+def test_chain_ids_refuse_bad_diff_ids() -> None:
+    with pytest.raises(ImageError, match=r"rootfs.diff_ids\[1\]"):
+        spec.chain_ids(["sha256:" + "a" * 64, "sha256:XYZ"])
