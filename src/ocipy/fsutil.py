@@ -109,10 +109,11 @@ class AtomicFile:
 
 
 def write_file(path: str, payload: bytes, mode: int = 0o600, *, sync_dir: bool = False,
-               prefix: str | None = None) -> None:
+               prefix: str | None = None, sync: bool = True) -> None:
     """Replace `path` with `payload` atomically (see :class:`AtomicFile`); the old
-    file stays as it was on any failure, and the temp file is removed."""
+    file stays as it was on any failure, and the temp file is removed.  `sync`
+    False: a file nothing reads after a crash (still whole, or not there)."""
     f = AtomicFile(_dirname(path), mode, prefix if prefix is not None else f".{path.rpartition('/')[2]}.")
     with f:
         f.write(payload)
-        f.commit(path, sync_dir=sync_dir)
+        f.commit(path, sync=sync, sync_dir=sync_dir)

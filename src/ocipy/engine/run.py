@@ -95,7 +95,9 @@ def prepare(ref: str, args: list[str] | None = None, *, container_id: str | None
         apply(config, image_config, rootfs, opts)
         net.configure(config, network, forwards, cdir.path)
         config.setdefault("hooks", {}).setdefault("poststop", []).append(containers.removal_hook(cdir.path))
-        fsutil.write_file(os.path.join(cdir.path, "config.json"), json.dumps(config, indent=2).encode(), 0o644)
+        # read by create at once; after a crash the container is gone and the directory swept: no fsync
+        fsutil.write_file(os.path.join(cdir.path, "config.json"), json.dumps(config, indent=2).encode(), 0o644,
+                          sync=False)
     except BaseException:
         cdir.remove()
         raise

@@ -46,7 +46,9 @@ class ContainerDir:
         fcntl.flock(fd, fcntl.LOCK_EX)
         made = cls(path, fd)
         try:
-            fsutil.write_file(os.path.join(path, OWNER), json.dumps(owner).encode(), 0o600)
+            # no fsync: after a crash the container is gone and a lost owner.json only
+            # makes sweep() remove the directory sooner, which it would anyway
+            fsutil.write_file(os.path.join(path, OWNER), json.dumps(owner).encode(), 0o600, sync=False)
         except BaseException:
             made.remove()
             raise

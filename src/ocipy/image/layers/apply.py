@@ -34,7 +34,6 @@ from ocipy.image.layers import whiteout
 from ocipy.image.layers.rootdirs import DIR_READ, O_PATH, RootDirs
 from ocipy.image.layers.stream import (
     CHUNK,
-    WHITEOUT_PREFIX,
     LayerStream,
     entries,
     max_size_default,
@@ -230,7 +229,7 @@ class Applier:
                     os.close(fd)
             return
         base = parts[-1]
-        if base.startswith(WHITEOUT_PREFIX):
+        if base.startswith(whiteout.WHITEOUT_PREFIX):
             self._barrier()
             whiteout.apply(self, parts, info)
             return

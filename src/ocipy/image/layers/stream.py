@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 CHUNK = compression.CHUNK
 DEFAULT_MAX_SIZE = 32 << 30
-WHITEOUT_PREFIX = ".wh."
-WHITEOUT_OPAQUE = ".wh..wh..opq"
 _ZERO_BLOCK = bytes(512)
 
 

@@ -14,17 +14,20 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tarfile
 
 from ocipy import fstree
 from ocipy.errors import ImageError, KernelError
 from ocipy.image.layers.rootdirs import DIR_READ
-from ocipy.image.layers.stream import WHITEOUT_OPAQUE, WHITEOUT_PREFIX
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # this module stays light: a container's rootfs mount uses it, not the tar reader
+    import tarfile
+
     from ocipy.image.layers.apply import Applier
 
+# layer.md "Whiteouts"
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
 
 OVERLAY_XATTR_PREFIX = "trusted.overlay."
 OPAQUE_XATTR = "trusted.overlay.opaque"

@@ -19,7 +19,8 @@ from ocipy import fstree
 from ocipy.errors import ImageError
 from ocipy.image.layers.compression import CompressingWriter, DecompressedReader, sniff
 from ocipy.image.layers.compression import get as get_codec
-from ocipy.image.layers.stream import CHUNK, WHITEOUT_PREFIX
+from ocipy.image.layers.stream import CHUNK
+from ocipy.image.layers.whiteout import WHITEOUT_PREFIX
 
 _SKIP_XATTRS = ("security.selinux",)
 
