@@ -80,7 +80,7 @@ step "again, warm: the layers' snapshots are in the store; the rootfs is an over
 time "$OCIPY" --root "$ROOT" image run --rm --network none "127.0.0.1:$PORT/demo/busybox:1" \
     sh -c 'echo "rootfs: $(grep " / " /proc/mounts | cut -d" " -f1-3)"'
 "$OCIPY" image ls
-"$OCIPY" image rm "127.0.0.1:$PORT/demo/busybox:1"
+"$OCIPY" image rm "127.0.0.1:$PORT/demo/busybox:1" localhost/layout:busybox
 "$OCIPY" image prune | cut -c1-40
 
 printf '\ndemo finished: nothing left behind in %s\n' "$ROOT"
