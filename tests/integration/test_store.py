@@ -143,10 +143,16 @@ def test_duplicate_name_refused_before_any_work(layout: Path, storage: Path, tmp
 
 def test_failures_leave_no_container_directory(layout: Path, storage: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    # fails after the image is ready and the rootfs mounted: -w is refused when config.json is made
+    # bad options are refused before anything is read or made: not even the store
     proc = _ocipy(storage, state, "run", "--rm", "--network", "none", "-w", "relative", f"oci:{layout}:bb",
                   check=False)
     assert proc.returncode != 0 and "-w relative" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not storage.exists()
+    # fails after the image is ready and the rootfs mounted: a user the image's /etc/passwd lacks
+    proc = _ocipy(storage, state, "run", "--rm", "--network", "none", "-u", "nosuchuser", f"oci:{layout}:bb",
+                  check=False)
+    assert proc.returncode != 0 and "-u nosuchuser" in proc.stderr, proc.stderr
+    assert os.listdir(storage / "containers") == [] and not _mounts_under(storage)
     # fails in the runtime: the program does not exist
     proc = _ocipy(storage, state, "run", "--rm", "--network", "none", "--entrypoint", "/no/such",
                   f"oci:{layout}:bb", check=False)

@@ -51,6 +51,21 @@ class RunOptions:
         self.read_only = read_only
 
 
+def check(opts: RunOptions) -> None:
+    """Refuse now what :func:`apply` would refuse whatever the image: `image run`
+    calls this before it pulls or mounts anything (-u is checked against the
+    image's /etc/passwd later, by apply)."""
+    import copy
+
+    from ocipy.spec.runtime import default_spec
+
+    probe = copy.copy(opts)
+    probe.user = None
+    if not probe.args and probe.entrypoint is None:
+        probe.args = ["true"]  # the image's command is not known yet
+    apply(default_spec(), {}, "/", probe)
+
+
 def apply(config: dict[str, Any], image_config: dict[str, Any], rootfs: str, opts: RunOptions) -> None:
     """Change `config` (from runtime_config) as `opts` asks; OcipyError naming the option otherwise."""
     process = config["process"]

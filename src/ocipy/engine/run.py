@@ -55,7 +55,7 @@ def prepare(ref: str, args: list[str] | None = None, *, container_id: str | None
     output starts."""
     from ocipy import api, fsutil
     from ocipy.engine import network as net
-    from ocipy.engine.options import RunOptions, apply
+    from ocipy.engine.options import RunOptions, apply, check
     from ocipy.errors import ContainerExists
     from ocipy.image.conversion import runtime_config
     from ocipy.runtime.store import STATE_FILE, check_id
@@ -71,6 +71,7 @@ def prepare(ref: str, args: list[str] | None = None, *, container_id: str | None
     opts = run_options if run_options is not None else RunOptions()
     if args:
         opts.args = list(args)
+    check(opts)
     cid = container_id or f"ocipy-{os.urandom(6).hex()}"
     check_id(cid)
     state_root = os.path.abspath(root or api.DEFAULT_ROOT)
