@@ -234,11 +234,11 @@ def open_image(reference: str, *, platform: str | dict[str, str] | None = None, 
     name is read as the store's layout names it (``oci:STORE/content:FULL-NAME``),
     so its tags are the store's names for it."""
     from ocipy.content import reference as _reference
-    from ocipy.storage.store import Store, names_layout
+    from ocipy.storage.names import StoreRoot, names_layout
 
     parsed = _reference.parse(reference)
     if parsed.transport == "oci" and not names_layout(parsed):
-        store = Store(storage)
+        store = StoreRoot(storage)
         reference = f"oci:{store.content_path}:{store.get(parsed.text).name}"
     text = _platform_text(platform)
     info = api_image.inspect(reference, text, options)

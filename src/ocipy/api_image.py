@@ -63,7 +63,7 @@ def _source(ref: str, options: Any = None, storage: str | None = None) -> Iterat
     :class:`ocipy.content.store.Image`, which reads the same way."""
     from ocipy.content import reference
     from ocipy.content.store import Image, open_source
-    from ocipy.storage.store import names_layout
+    from ocipy.storage.names import names_layout
 
     r = reference.parse(ref)
     if r.transport == "oci" and not r.digest and names_layout(r):
@@ -86,7 +86,7 @@ def _store(storage: str | None) -> Any:
 def _names_layout(ref: str) -> bool:
     """`ref` names a layout (``oci:DIR``, or a bare DIR that is one), not a store image."""
     from ocipy.content import reference
-    from ocipy.storage.store import names_layout
+    from ocipy.storage.names import names_layout
 
     return names_layout(reference.parse(ref))
 
@@ -151,7 +151,7 @@ def validate(ref: str, options: Any = None) -> list[str]:
     from ocipy.content.walk import walk
     from ocipy.image.layers.stream import open_layer_stream
     from ocipy.spec import image as spec
-    from ocipy.storage.store import names_layout
+    from ocipy.storage.names import names_layout
 
     r = reference.parse(ref)
     whole = names_layout(r) and r.tag is None and r.digest is None
@@ -332,7 +332,7 @@ def run(ref: str, args: list[str] | None = None, *, rm: bool = True, detach: boo
     ``missing``, ``always``, ``never`` or ``newer``, as podman's --pull; a
     layout or archive is read every time).  The container's root filesystem
     is an overlay of the image's layer snapshots in the store (`storage`,
-    default :func:`ocipy.storage.store.default_root`).
+    default :func:`ocipy.storage.names.default_root`).
 
     `args` replace the image's Cmd (podman's rule; `run_options.entrypoint`
     replaces its Entrypoint): see :class:`ocipy.engine.options.RunOptions` for

@@ -6,7 +6,7 @@
 * ``oci-archive:FILE[:TAG]`` -- a tar of a layout;
 * ``docker-archive:FILE[:NAME[:TAG]|@N]`` -- a ``docker save`` archive;
 * a bare ``NAME[:TAG]`` (no transport) parses as ``oci:NAME[:TAG]`` marked
-  ``bare``: :func:`ocipy.storage.store.names_layout` decides what it names -- an OCI
+  ``bare``: :func:`ocipy.storage.names.names_layout` decides what it names -- an OCI
   layout directory of that name if there is one (what it always meant),
   else an image in the local store, as in podman (parsing stays pure).
 

@@ -151,14 +151,14 @@ def manifest_media_type(data: bytes, declared: str | None, what: str) -> str:
 def open_source(ref: Any, options: Any = None, storage: str | None = None) -> ImageSource:
     """The source a parsed reference (:mod:`ocipy.content.reference`) names; a
     bare name that is no layout directory is an image in the store at `storage`
-    (default :func:`ocipy.storage.store.default_root`)."""
+    (default :func:`ocipy.storage.names.default_root`)."""
     if ref.transport == "oci" and ref.bare:
-        from ocipy.storage.store import Store, names_layout
+        from ocipy.storage.names import StoreRoot, names_layout
 
         if not names_layout(ref):
             from ocipy.content.layout import LayoutSource
 
-            store = Store(storage)
+            store = StoreRoot(storage)
             return LayoutSource(store.content_path, store.get(ref.text).name)
     if ref.transport == "docker":
         from ocipy.registry.endpoints import make_client
@@ -181,12 +181,12 @@ def open_destination(ref: Any, options: Any = None, storage: str | None = None) 
     created yet: a layout or archive appears only when the first verified
     content is written."""
     if ref.transport == "oci" and ref.bare and not ref.digest:
-        from ocipy.storage.store import Store, names_layout, normalize
+        from ocipy.storage.names import StoreRoot, names_layout, normalize
 
         if not names_layout(ref):
             from ocipy.content.layout import LayoutDestination
 
-            store = Store(storage)
+            store = StoreRoot(storage)
             store.ensure()
             return LayoutDestination(store.content_path, normalize(ref.text))
     if ref.transport == "docker":

@@ -158,7 +158,7 @@ def _image(store: Any, ref: str, pull: str, platform: str | None, options: Any, 
     --pull: a store name is pulled from its registry when missing; a layout
     or archive is read every time, which costs only what changed)."""
     from ocipy.content import reference
-    from ocipy.storage.store import name_for, names_layout
+    from ocipy.storage.names import name_for, names_layout
 
     parsed = reference.parse(ref)
     local = parsed.transport != "docker" and (parsed.transport != "oci" or names_layout(parsed))

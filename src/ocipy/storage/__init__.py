@@ -20,5 +20,8 @@ On disk (root's default ``/var/lib/ocipy/storage``; ``--storage DIR`` or
 
 * :mod:`ocipy.storage.snapshots` -- layer snapshots and container root
   filesystems (overlayfs, or a copy where overlay cannot be used).
-* :mod:`ocipy.storage.store` -- names, pull, list, remove, tag, prune.
+* :mod:`ocipy.storage.names` -- the store's names, directories and lock: what
+  reading an image by name needs (the content core opens store names with it).
+* :mod:`ocipy.storage.store` -- pull, list, remove, tag, prune.
+* :mod:`ocipy.storage.containers` -- the containers' directories.
 """
