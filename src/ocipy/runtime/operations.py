@@ -181,14 +181,30 @@ def _delete(root: str, container_id: str, force: bool) -> None:
             _kill_and_wait(container)
         else:
             store.reap(container.pid, container.data.get("pid_start"))
+            # Its cgroups gone at once, nothing was left in them to kill; otherwise
+            # the manager looks (and _destroy removes what is left).
+            if _remove_cgroups_quickly(container):
+                _destroy(container, cgroups_done=True)
+                return
             if force:
                 _kill_leftovers(container)
         _destroy(container)
 
 
-def _destroy(container: store.Container) -> None:
+def _remove_cgroups_quickly(container: store.Container) -> bool:
+    """True when the container has no cgroups, or they were removed by one rmdir
+    each (linux/cgroup_rmdir.py: no cgroup manager to import)."""
+    data = container.data.get("cgroup")
+    if not data:
+        return True
+    from ocipy.linux import cgroup_rmdir
+
+    return isinstance(data, dict) and cgroup_rmdir.remove(data)
+
+
+def _destroy(container: store.Container, cgroups_done: bool = False) -> None:
     """Undo create (runtime.md step 12), then run poststop hooks (step 13)."""
-    manager = _manager(container)
+    manager = None if cgroups_done or _remove_cgroups_quickly(container) else _manager(container)
     if manager is not None:
         try:
             manager.destroy()

@@ -439,7 +439,7 @@ class Manager:
             if cpuset:
                 # Every level, ours or not: a v1 cpuset made by someone else (a pod's
                 # parent) may have empty cpus/mems too, and then no task can join below.
-                from ocipy.linux.cgroups.v1 import init_cpuset
+                from ocipy.linux.cgroups.common import init_cpuset
 
                 init_cpuset(d, parent)
             parent = d

@@ -106,6 +106,17 @@ def parse_list(text: str) -> list[int]:
     return out
 
 
+def init_cpuset(d: str, parent: str) -> None:
+    """A new v1 cpuset (here, not in v1.py: every create on a v1 host makes one
+    and need not import the v1 writers for it) starts with empty
+    cpus/mems: copy the parent's, or no task may join."""
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        if not (read_opt(d, name) or "").strip():
+            value = read(parent, name).strip()
+            if value:
+                write(d, name, value)
+
+
 def set_hugetlb_limits(d: str, pages: list[tuple[str, int]], suffix: str) -> None:
     """hugepageLimits, (page size, limit); `suffix` is the file name's end: v1 limit_in_bytes, v2 max."""
     for i, (size, limit) in enumerate(pages):

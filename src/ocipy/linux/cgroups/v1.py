@@ -11,7 +11,6 @@ from __future__ import annotations
 from ocipy.errors import ConfigError
 from ocipy.linux.cgroups.common import (
     exists,
-    read,
     read_int,
     read_keyed,
     read_opt,
@@ -138,15 +137,6 @@ def set_cpuset(d: str, cpu: Cpu) -> None:
         write(d, "cpuset.cpus", cpu.cpus)
     if cpu.mems:
         write(d, "cpuset.mems", cpu.mems)
-
-
-def init_cpuset(d: str, parent: str) -> None:
-    """A new v1 cpuset starts with empty cpus/mems: copy the parent's, or no task may join."""
-    for name in ("cpuset.cpus", "cpuset.mems"):
-        if not (read_opt(d, name) or "").strip():
-            value = read(parent, name).strip()
-            if value:
-                write(d, name, value)
 
 
 def set_pids(d: str, limit: int | None) -> None:
