@@ -31,10 +31,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from ocipy.errors import ImageError
-from ocipy.registry.client import FileSink, Sink
 from ocipy.spec import digest as _digest
 from ocipy.spec import image as spec
 
@@ -44,6 +43,29 @@ READ_CHUNK = 1 << 20
 
 __all__ = ["Descriptor", "FileSink", "Image", "ImageDestination", "ImageSource", "LocalFileSource",
            "Progress", "Sink", "open_blob", "open_destination", "open_source", "read_verified_file"]
+
+
+class Sink(Protocol):
+    """Where a blob's bytes go; ``reset()`` empties it (a download starts over)."""
+
+    def write(self, data: bytes, /) -> Any: ...
+
+    def reset(self) -> None: ...
+
+
+class FileSink:
+    """A seekable file as a :class:`Sink`."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+        self.start = f.tell()
+
+    def write(self, data: bytes, /) -> Any:
+        return self.f.write(data)
+
+    def reset(self) -> None:
+        self.f.seek(self.start)
+        self.f.truncate()
 
 
 class ImageSource(Protocol):

@@ -12,13 +12,10 @@ from __future__ import annotations
 import base64
 import random
 import re
-import socket
-import ssl
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from ocipy import jsonfast
@@ -32,7 +29,8 @@ from ocipy.spec.image import MAX_DOCUMENT_SIZE as MAX_MANIFEST_SIZE
 from ocipy.spec.image import MEDIA_INDEX as MT_OCI_INDEX
 
 if TYPE_CHECKING:
-    import httpx
+    from ocipy.content.store import Sink
+    from ocipy.registry import http as httpx  # the transport's names, as in httpx
 
 USER_AGENT = "ocipy"
 CHUNK = 1 << 20
@@ -64,6 +62,8 @@ def is_loopback(host: str) -> bool:
 
 
 def _is_ip(name: str) -> bool:
+    import socket
+
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, name)
@@ -71,48 +71,6 @@ def _is_ip(name: str) -> bool:
         except OSError:
             pass
     return False
-
-
-READ_SIZE = 256 << 10
-
-
-def _load_httpx() -> None:
-    """Import the HTTP stack (httpx, httpcore, h11: ~60 ms, most of a small pull) with the
-    cyclic GC paused: the import only makes long-lived objects, so the collections it
-    would trigger find nothing and cost ~8 % of it."""
-    if "httpcore._sync.http11" in sys.modules:
-        return
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        import httpcore._sync.http11  # noqa: F401 - httpx imports it only when a client is made
-        import httpx  # noqa: F401
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _large_reads() -> None:
-    """Read responses from the socket in up to 256 KiB at a time instead of httpcore's 64 KiB.
-
-    Blob bodies go through h11 one socket read at a time; with 64 KiB reads a
-    fast (loopback, LAN) download spends much of its CPU in h11's per-event
-    Python code.  Much larger reads cost more again: h11 copies every read
-    into its buffer and out (and httpcore once more), and a read larger than
-    the L2 cache makes those copies slow (a 16 MB blob over loopback: 64 KiB
-    ~24 ms CPU, 256 KiB ~18 ms, 1 MiB ~22 ms, 2 MiB ~30 ms).
-    ``READ_NUM_BYTES`` is the size httpcore's HTTP/1.1 connection passes to
-    ``recv``; a larger one only lets a read return more of what is already
-    buffered.  Left alone if httpcore ever drops it.
-    """
-    try:
-        from httpcore._sync.http11 import HTTP11Connection
-    except ImportError:
-        return
-    if getattr(HTTP11Connection, "READ_NUM_BYTES", READ_SIZE) < READ_SIZE:
-        HTTP11Connection.READ_NUM_BYTES = READ_SIZE
 
 
 def _split_host_port(host: str, default: int) -> tuple[str, int]:
@@ -184,7 +142,7 @@ def read_limited(resp: httpx.Response, limit: int, what: str, kind: str = "respo
 
 def _error_body(resp: httpx.Response) -> bytes:
     """The first MAX_ERROR_BODY bytes of an error answer, read or not yet (best effort)."""
-    import httpx
+    from ocipy.registry import http as httpx
 
     try:
         return resp.content[:MAX_ERROR_BODY]
@@ -192,7 +150,7 @@ def _error_body(resp: httpx.Response) -> bytes:
         pass
     try:
         return read_limited(resp, MAX_ERROR_BODY, "", truncate=True)
-    except (httpx.HTTPError, RegistryError):
+    except (httpx.TransportError, RegistryError):
         return b""
 
 
@@ -257,12 +215,12 @@ def retry_after(value: str, now: float | None = None) -> float | None:
 
 def _drain(resp: httpx.Response) -> None:
     """Read a small unwanted body to its end, so the connection goes back to the pool; close."""
-    import httpx
+    from ocipy.registry import http as httpx
 
     try:
         if not resp.is_stream_consumed:
             read_limited(resp, MAX_ERROR_BODY, "", truncate=True)
-    except (httpx.HTTPError, RegistryError):
+    except (httpx.TransportError, RegistryError):
         pass
     finally:
         resp.close()
@@ -270,35 +228,11 @@ def _drain(resp: httpx.Response) -> None:
 
 def _read_response(resp: httpx.Response, body: bytes) -> httpx.Response:
     """``resp`` with ``body`` (already decoded) as its content."""
-    import httpx
+    from ocipy.registry import http as httpx
 
     headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() != "content-encoding"]
-    ext = {k: v for k, v in resp.extensions.items() if k in ("http_version", "reason_phrase")}
-    return httpx.Response(resp.status_code, headers=headers, content=body, request=resp.request,
-                          extensions=ext)
-
-
-class Sink(Protocol):
-    """Where a blob's bytes go; ``reset()`` empties it (a download starts over)."""
-
-    def write(self, data: bytes, /) -> Any: ...
-
-    def reset(self) -> None: ...
-
-
-class FileSink:
-    """A seekable file as a :class:`Sink`."""
-
-    def __init__(self, f: IO[bytes]) -> None:
-        self.f = f
-        self.start = f.tell()
-
-    def write(self, data: bytes, /) -> Any:
-        return self.f.write(data)
-
-    def reset(self) -> None:
-        self.f.seek(self.start)
-        self.f.truncate()
+    return httpx.Response(resp.status_code, httpx.Headers(headers), resp.request,
+                          reason_phrase=resp.reason_phrase, content=body)
 
 
 class RegistryClient:
@@ -337,24 +271,26 @@ class RegistryClient:
         self.close()
 
     def _http(self, verify: bool) -> httpx.Client:
-        _load_httpx()
-        import httpx
+        import ssl
 
-        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-        tls: bool | ssl.SSLContext = verify
-        if not verify:
-            # An unverified context is cheap; httpx's own loads the CA bundle (~25 ms).
+        from ocipy.registry import http as httpx
+
+        if verify:
+            tls = ssl.create_default_context()  # the system's CA store (SSL_CERT_FILE/DIR honoured)
+        else:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             tls.check_hostname = False
             tls.verify_mode = ssl.CERT_NONE
-        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 15.0))
-        _large_reads()
         # identity: blobs are hashed as sent; a transparently decoded body would not match.
-        return httpx.Client(verify=tls, timeout=timeout, limits=limits, follow_redirects=False,
-                            headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"})
+        return httpx.Client(tls=tls, timeout=self.timeout, connect_timeout=min(self.timeout, 15.0),
+                            headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
+                            max_connections=16)
 
     def _tls_offered(self) -> bool:
         """Does host:port answer a TLS handshake? (Cheap: no CA bundle is loaded.)"""
+        import socket
+        import ssl
+
         name, port = _split_host_port(self.host, 443)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
@@ -529,13 +465,13 @@ class RegistryClient:
         ``limit`` bytes (an error answer's is cut at MAX_ERROR_BODY), and the
         response returned already read.
         """
-        import httpx
+        from ocipy.registry import http as httpx
 
         attempt = 0
         while True:
             try:
                 resp = self.client.send(build(), stream=True)
-            except (httpx.TransportError, ssl.SSLError) as e:
+            except httpx.TransportError as e:
                 if attempt < self.retry_times and not isinstance(e, httpx.UnsupportedProtocol):
                     self._backoff(attempt)
                     attempt += 1
@@ -543,7 +479,7 @@ class RegistryClient:
                 if isinstance(e, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(e):
                     raise RegistryError(f"{what}: TLS certificate not trusted ({e}); "
                                         "use --tls-verify=false to skip verification") from e
-                raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
+                raise RegistryError(f"{what}: {e}") from e
             if resp.status_code in _RETRY_STATUS and attempt < self.retry_times:
                 delay = self._delay(attempt, resp)
                 if delay is not None:
@@ -566,7 +502,7 @@ class RegistryClient:
                     self._backoff(attempt)
                     attempt += 1
                     continue
-                raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
+                raise RegistryError(f"{what}: {e}") from e
             finally:
                 resp.close()
             return _read_response(resp, body)
@@ -653,7 +589,7 @@ class RegistryClient:
             media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
             header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
         except _transport_errors() as e:
-            raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
+            raise RegistryError(f"{what}: {e}") from e
         finally:
             resp.close()
         if ":" in reference:
@@ -732,7 +668,7 @@ class RegistryClient:
         A broken download resumes with ``Range``; a registry that ignores the
         range sends everything again, and ``out.reset()`` starts the sink over.
         """
-        import httpx
+        from ocipy.registry import http as httpx
 
         what = f"fetching blob {digest} from {self.host}/{repo}"
         if size is None or size < 0:
@@ -772,7 +708,7 @@ class RegistryClient:
                     attempts += 1
                     self._backoff(attempts - 1)
                     continue
-                raise RegistryError(f"{what}: {type(e).__name__} after {v.count} bytes: {e}") from e
+                raise RegistryError(f"{what}: after {v.count} bytes: {e}") from e
             finally:
                 resp.close()
             break
@@ -981,7 +917,7 @@ def _next_link(values: list[str]) -> str | None:
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    import httpx
+    from ocipy.registry import http as httpx
 
     return (httpx.TransportError,)
 
