@@ -1,6 +1,6 @@
 """Pull and unpack speed, ocipy against skopeo and umoci (issue 13's "Speed" goals).
 
-    .venv/bin/python bench/pullspeed.py [--iterations N] [--host HOST] [--tmp DIR] [--output FILE]
+    .venv/bin/python bench/pullspeed.py [--iterations N] [--baseline OCIPY] [--tmp DIR] [--output FILE]
 
 Builds two images from the Python standard library (one 50 MB layer; four
 layers of 20-120 MB), pushes them into a private docker-registry on loopback
@@ -12,7 +12,8 @@ layers of 20-120 MB), pushes them into a private docker-registry on loopback
   ``umoci unpack`` run back to back.
 
 Each cell gives wall-clock and CPU (user+sys of the command and its children)
-medians; ratio = ocipy ÷ peer.  Every copy runs in ``unshare -m`` with an empty
+medians; ratio = ocipy ÷ peer.  ``--baseline`` times another ocipy launcher (an
+older checkout's ``.venv/bin/ocipy``) in the same rounds as "before".  Every copy runs in ``unshare -m`` with an empty
 tmpfs on /var/lib/containers/cache (skopeo's blob-info cache) for both tools.
 """
 
@@ -115,18 +116,22 @@ def start_registry(tmp: str) -> tuple[str, subprocess.Popen[bytes]]:
     raise RuntimeError("docker-registry did not answer")
 
 
-def commands(tool: str, case: str, img: str, host: str, layout: str, out: str) -> list[str]:
+def commands(tool: str, case: str, img: str, host: str, layout: str, out: str,
+             baseline: str | None = None) -> list[str]:
     src = f"docker://{host}/bench/{img}:1"
+    exe = baseline if tool == "before" else OCIPY
+    ours = tool in ("ocipy", "before")
+    assert exe is not None
     if case == "pull":
-        if tool == "ocipy":
-            return [*CACHE_WRAP, OCIPY, "image", "copy", "--src-tls-verify=false", src, f"oci:{out}:x"]
+        if ours:
+            return [*CACHE_WRAP, exe, "image", "copy", "--src-tls-verify=false", src, f"oci:{out}:x"]
         return [*CACHE_WRAP, "skopeo", "copy", "-q", "--src-tls-verify=false", src, f"oci:{out}:x"]
     if case == "unpack":
-        if tool == "ocipy":
-            return [OCIPY, "image", "unpack", f"oci:{layout}:{img}", f"{out}-b"]
+        if ours:
+            return [exe, "image", "unpack", f"oci:{layout}:{img}", f"{out}-b"]
         return ["umoci", "unpack", "--image", f"{layout}:{img}", f"{out}-b"]
-    if tool == "ocipy":  # stream
-        return [*CACHE_WRAP, OCIPY, "image", "unpack", "--tls-verify=false", src, f"{out}-b"]
+    if ours:  # stream
+        return [*CACHE_WRAP, exe, "image", "unpack", "--tls-verify=false", src, f"{out}-b"]
     return [*CACHE_WRAP, "sh", "-c", f"skopeo copy -q --src-tls-verify=false {src} oci:{out}:x && "
             f"umoci unpack --image {out}:x {out}-b"]
 
@@ -139,10 +144,14 @@ def main() -> None:
     p.add_argument("--tmp", default=None)
     p.add_argument("--reuse", action="store_true", help="keep --tmp's images and registry storage")
     p.add_argument("--output", default=None)
+    p.add_argument("--baseline", help="another ocipy launcher, timed alongside as 'before'")
     args = p.parse_args()
     tmp = args.tmp or tempfile.mkdtemp(prefix="ocipy-pullspeed-")
     os.makedirs(tmp, exist_ok=True)
     errlog = os.path.join(tmp, "errors.log")
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the registry on the way out
     host, proc = start_registry(tmp)
     try:
         layout = os.path.join(tmp, "layout")
@@ -152,12 +161,15 @@ def main() -> None:
         rows = []
         for case in args.cases.split(","):
             for img in args.images.split(","):
-                samples: dict[str, list[tuple[float, float]]] = {"ocipy": [], "peer": []}
+                tools = ["ocipy", "peer"] + (["before"] if args.baseline else [])
+                samples: dict[str, list[tuple[float, float]]] = {t: [] for t in tools}
                 for i in range(args.iterations + 1):  # round 0 warms caches and is not counted
-                    for tool in rotated(["ocipy", "peer"], i):
+                    for tool in rotated(tools, i):
                         out = os.path.join(tmp, f"out-{tool}-{case}-{img}-{i}")
+                        shutil.rmtree(out, ignore_errors=True)  # left by an interrupted run
+                        shutil.rmtree(out + "-b", ignore_errors=True)
                         subprocess.run(["sync"])
-                        r = run(commands(tool, case, img, host, layout, out), errlog)
+                        r = run(commands(tool, case, img, host, layout, out, args.baseline), errlog)
                         shutil.rmtree(out, ignore_errors=True)
                         shutil.rmtree(out + "-b", ignore_errors=True)
                         if i:
@@ -168,7 +180,9 @@ def main() -> None:
                 o, q = med["ocipy"], med["peer"]
                 print(f"{case:7} {img:6} ocipy {o[0]*1000:7.0f} ms (cpu {o[1]*1000:6.0f})  "
                       f"{peer[case]} {q[0]*1000:7.0f} ms (cpu {q[1]*1000:6.0f})  "
-                      f"wall {o[0]/q[0]:.2f}x cpu {o[1]/q[1]:.2f}x", flush=True)
+                      f"wall {o[0]/q[0]:.2f}x cpu {o[1]/q[1]:.2f}x" + (
+                          f"  before {med['before'][0]*1000:.0f} ms (cpu {med['before'][1]*1000:.0f})"
+                          if "before" in med else ""), flush=True)
     finally:
         proc.terminate()
         proc.wait()
@@ -183,12 +197,16 @@ def main() -> None:
             for k in ("date", "ocipy", "umoci", "skopeo", "docker-registry"):
                 f.write(f"- {k}: {info[k]}\n")
             f.write(f"- command: `{' '.join(sys.argv)}`; medians of {args.iterations} (a warm-up round first)\n\n")
-            f.write("| case | image | ocipy wall | ocipy CPU | peer | peer wall | peer CPU | ÷ wall | ÷ CPU |\n")
-            f.write("|---|---|---|---|---|---|---|---|---|\n")
+            f.write("| case | image | ocipy wall | ocipy CPU | peer | peer wall | peer CPU | ÷ wall | ÷ CPU |"
+                    " before wall | before CPU | before ÷ peer (wall, CPU) |\n")
+            f.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
             for case, img, pname, med in rows:
                 o, q = med["ocipy"], med["peer"]
+                b = med.get("before")
+                tail = (f" {b[0]*1000:.0f} ms | {b[1]*1000:.0f} ms | {b[0]/q[0]:.2f}×, {b[1]/q[1]:.2f}× |"
+                        if b else " | | |")
                 f.write(f"| {case} | {img} | {o[0]*1000:.0f} ms | {o[1]*1000:.0f} ms | {pname} | "
-                        f"{q[0]*1000:.0f} ms | {q[1]*1000:.0f} ms | {o[0]/q[0]:.2f}× | {o[1]/q[1]:.2f}× |\n")
+                        f"{q[0]*1000:.0f} ms | {q[1]*1000:.0f} ms | {o[0]/q[0]:.2f}× | {o[1]/q[1]:.2f}× |{tail}\n")
 
 
 if __name__ == "__main__":
