@@ -288,7 +288,6 @@ class RegistryClient:
 
     def _tls_offered(self) -> bool:
         """Does host:port answer a TLS handshake? (Cheap: no CA bundle is loaded.)"""
-        import socket
         import ssl
 
         name, port = _split_host_port(self.host, 443)
@@ -298,7 +297,9 @@ class RegistryClient:
         # No SNI for an IP literal (and no idna codec import for it).
         sni = None if _is_ip(name) else name
         try:
-            with socket.create_connection((name, port), timeout=min(self.timeout, 10.0)) as sock:
+            from ocipy.registry.http import connect_tcp
+
+            with connect_tcp((name, port), timeout=min(self.timeout, 10.0)) as sock:
                 with ctx.wrap_socket(sock, server_hostname=sni):
                     return True
         except ssl.SSLError:
