@@ -30,7 +30,7 @@ from ocipy.spec.image import MEDIA_INDEX as MT_OCI_INDEX
 
 if TYPE_CHECKING:
     from ocipy.content.store import Sink
-    from ocipy.registry import http as httpx  # the transport's names, as in httpx
+    from ocipy.registry import http as transport
 
 USER_AGENT = "ocipy"
 CHUNK = 1 << 20
@@ -97,7 +97,7 @@ def _printable(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def read_limited(resp: httpx.Response, limit: int, what: str, kind: str = "response",
+def read_limited(resp: transport.Response, limit: int, what: str, kind: str = "response",
                  *, truncate: bool = False) -> bytes:
     """The body of ``resp``, refused (or with ``truncate`` cut) past ``limit`` bytes.
 
@@ -140,17 +140,17 @@ def read_limited(resp: httpx.Response, limit: int, what: str, kind: str = "respo
     return out
 
 
-def _error_body(resp: httpx.Response) -> bytes:
+def _error_body(resp: transport.Response) -> bytes:
     """The first MAX_ERROR_BODY bytes of an error answer, read or not yet (best effort)."""
-    from ocipy.registry import http as httpx
+    from ocipy.registry import http as transport
 
     try:
         return resp.content[:MAX_ERROR_BODY]
-    except httpx.ResponseNotRead:
+    except transport.ResponseNotRead:
         pass
     try:
         return read_limited(resp, MAX_ERROR_BODY, "", truncate=True)
-    except (httpx.TransportError, RegistryError):
+    except (transport.TransportError, RegistryError):
         return b""
 
 
@@ -183,7 +183,7 @@ def error_info(status: int, reason: str, body: bytes) -> tuple[str, tuple[str, .
     return status_line, ()
 
 
-def http_error(what: str, resp: httpx.Response, problem: str | None = None) -> RegistryError:
+def http_error(what: str, resp: transport.Response, problem: str | None = None) -> RegistryError:
     """The RegistryError for an unexpected answer: its status, codes and detail in the message."""
     detail, codes = error_info(resp.status_code, resp.reason_phrase, _error_body(resp))
     if resp.status_code in _RETRY_STATUS:
@@ -213,25 +213,25 @@ def retry_after(value: str, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _drain(resp: httpx.Response) -> None:
+def _drain(resp: transport.Response) -> None:
     """Read a small unwanted body to its end, so the connection goes back to the pool; close."""
-    from ocipy.registry import http as httpx
+    from ocipy.registry import http as transport
 
     try:
         if not resp.is_stream_consumed:
             read_limited(resp, MAX_ERROR_BODY, "", truncate=True)
-    except (httpx.TransportError, RegistryError):
+    except (transport.TransportError, RegistryError):
         pass
     finally:
         resp.close()
 
 
-def _read_response(resp: httpx.Response, body: bytes) -> httpx.Response:
+def _read_response(resp: transport.Response, body: bytes) -> transport.Response:
     """``resp`` with ``body`` (already decoded) as its content."""
-    from ocipy.registry import http as httpx
+    from ocipy.registry import http as transport
 
     headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() != "content-encoding"]
-    return httpx.Response(resp.status_code, httpx.Headers(headers), resp.request,
+    return transport.Response(resp.status_code, transport.Headers(headers), resp.request,
                           reason_phrase=resp.reason_phrase, content=body)
 
 
@@ -248,7 +248,7 @@ class RegistryClient:
         self.timeout = timeout
         self.user_agent = user_agent
         self._base: str | None = None
-        self._client: httpx.Client | None = None
+        self._client: transport.Client | None = None
         self._lock = threading.Lock()
         self._pinged = False
         self._auth_scheme: str | None = None  # "basic" | "bearer" | None (anonymous)
@@ -270,10 +270,10 @@ class RegistryClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _http(self, verify: bool) -> httpx.Client:
+    def _http(self, verify: bool) -> transport.Client:
         import ssl
 
-        from ocipy.registry import http as httpx
+        from ocipy.registry import http as transport
 
         if verify:
             tls = ssl.create_default_context()  # the system's CA store (SSL_CERT_FILE/DIR honoured)
@@ -282,7 +282,7 @@ class RegistryClient:
             tls.check_hostname = False
             tls.verify_mode = ssl.CERT_NONE
         # identity: blobs are hashed as sent; a transparently decoded body would not match.
-        return httpx.Client(tls=tls, timeout=self.timeout, connect_timeout=min(self.timeout, 15.0),
+        return transport.Client(tls=tls, timeout=self.timeout, connect_timeout=min(self.timeout, 15.0),
                             headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
                             max_connections=16)
 
@@ -321,7 +321,7 @@ class RegistryClient:
             return self._base
 
     @property
-    def client(self) -> httpx.Client:
+    def client(self) -> transport.Client:
         self.base()
         assert self._client is not None
         return self._client
@@ -401,7 +401,7 @@ class RegistryClient:
             raise RegistryError(f"registry {self.host}: token server {parts.netloc}: response has no token")
         return token, max(lifetime, 1.0)
 
-    def _on_challenge(self, resp: httpx.Response) -> bool:
+    def _on_challenge(self, resp: transport.Response) -> bool:
         """Learn the auth scheme from a 401; True if a new try could succeed."""
         header = resp.headers.get("WWW-Authenticate", "")
         challenges = parse_www_authenticate(header)
@@ -440,7 +440,7 @@ class RegistryClient:
     def _sleep(seconds: float) -> None:
         time.sleep(seconds)
 
-    def _delay(self, attempt: int, resp: httpx.Response | None = None) -> float | None:
+    def _delay(self, attempt: int, resp: transport.Response | None = None) -> float | None:
         """How long to wait before try ``attempt + 1``; None: the server asks for too long."""
         delay: float = min(0.2 * (2 ** attempt), 5.0) * (0.75 + random.random() / 2)
         if resp is not None:
@@ -456,8 +456,8 @@ class RegistryClient:
         assert delay is not None
         self._sleep(delay)
 
-    def _send_with_retry(self, build: Callable[[], httpx.Request], *, what: str,
-                         stream: bool = False, limit: int = MAX_BODY) -> httpx.Response:
+    def _send_with_retry(self, build: Callable[[], transport.Request], *, what: str,
+                         stream: bool = False, limit: int = MAX_BODY) -> transport.Response:
         """Send, retrying transport errors, 429 and 5xx with exponential backoff.
 
         A ``Retry-After`` (seconds or an HTTP-date) on a retried answer is
@@ -466,18 +466,18 @@ class RegistryClient:
         ``limit`` bytes (an error answer's is cut at MAX_ERROR_BODY), and the
         response returned already read.
         """
-        from ocipy.registry import http as httpx
+        from ocipy.registry import http as transport
 
         attempt = 0
         while True:
             try:
                 resp = self.client.send(build(), stream=True)
-            except httpx.TransportError as e:
-                if attempt < self.retry_times and not isinstance(e, httpx.UnsupportedProtocol):
+            except transport.TransportError as e:
+                if attempt < self.retry_times and not isinstance(e, transport.UnsupportedProtocol):
                     self._backoff(attempt)
                     attempt += 1
                     continue
-                if isinstance(e, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(e):
+                if isinstance(e, transport.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(e):
                     raise RegistryError(f"{what}: TLS certificate not trusted ({e}); "
                                         "use --tls-verify=false to skip verification") from e
                 raise RegistryError(f"{what}: {e}") from e
@@ -498,7 +498,7 @@ class RegistryClient:
                     body = read_limited(resp, MAX_ERROR_BODY, what, truncate=True)
                 else:
                     body = read_limited(resp, limit, what)
-            except httpx.TransportError as e:
+            except transport.TransportError as e:
                 if attempt < self.retry_times:
                     self._backoff(attempt)
                     attempt += 1
@@ -512,7 +512,7 @@ class RegistryClient:
                 headers: dict[str, str] | None = None,
                 content: Callable[[], bytes | Iterable[bytes]] | None = None,
                 stream: bool = False, follow_redirects: bool = True,
-                limit: int = MAX_BODY) -> httpx.Response:
+                limit: int = MAX_BODY) -> transport.Response:
         """One API call with auth, retry and redirects; ``content`` is a body factory (replayable).
 
         Without ``stream`` the answer comes back read, its body bounded by
@@ -531,7 +531,7 @@ class RegistryClient:
                 if auth:
                     hdrs["Authorization"] = auth
 
-            def build(m: str = method, t: str = target, h: dict[str, str] = hdrs) -> httpx.Request:
+            def build(m: str = method, t: str = target, h: dict[str, str] = hdrs) -> transport.Request:
                 return self.client.build_request(m, t, headers=h, content=content() if content else None)
 
             resp = self._send_with_retry(build, what=what, stream=stream, limit=limit)
@@ -624,7 +624,7 @@ class RegistryClient:
         size = _number(length)
         return digest, resp.headers.get("Content-Type", "").split(";")[0].strip(), -1 if size is None else size
 
-    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> httpx.Response:
+    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> transport.Response:
         digest = digest_of(data)
         what = f"writing manifest {digest} to {self.host}/{repo}"
         resp = self.request("PUT", f"/v2/{repo}/manifests/{quote(reference, safe=':')}",
@@ -669,7 +669,7 @@ class RegistryClient:
         A broken download resumes with ``Range``; a registry that ignores the
         range sends everything again, and ``out.reset()`` starts the sink over.
         """
-        from ocipy.registry import http as httpx
+        from ocipy.registry import http as transport
 
         what = f"fetching blob {digest} from {self.host}/{repo}"
         if size is None or size < 0:
@@ -704,7 +704,7 @@ class RegistryClient:
                     out.write(chunk)
                     if progress:
                         progress(len(chunk))
-            except httpx.TransportError as e:
+            except transport.TransportError as e:
                 if attempts < self.retry_times:
                     attempts += 1
                     self._backoff(attempts - 1)
@@ -918,9 +918,9 @@ def _next_link(values: list[str]) -> str | None:
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    from ocipy.registry import http as httpx
+    from ocipy.registry import http as transport
 
-    return (httpx.TransportError,)
+    return (transport.TransportError,)
 
 
 def _manifest_media_type(data: bytes, content_type: str, what: str) -> str:
