@@ -222,8 +222,11 @@ class _PullReader:
     their bytes never reach anything but this file (``O_TMPFILE``: gone with the
     reader, also after a crash).  If the download starts over (``reset()``: a
     registry ignored a Range), the bytes already there must come again the same
-    or the blob is refused.
+    or the blob is refused.  At most ``AHEAD`` bytes wait unread (the temp dir
+    may be a tmpfs): past that the download waits for the reader.
     """
+
+    AHEAD = 1 << 30
 
     def __init__(self, source: ImageSource, desc: Descriptor) -> None:
         import tempfile
@@ -236,6 +239,7 @@ class _PullReader:
         self._pos = 0
         self._done = False
         self._closed = False
+        self._waiting = False  # the download waits for the reader (AHEAD bytes unread)
         self._error: BaseException | None = None
         self._what = f"{source.name}: blob {desc['digest']}"
 
@@ -257,6 +261,12 @@ class _PullReader:
     def write(self, data: bytes, /) -> int:
         import os
 
+        if self._avail - self._pos > self.AHEAD:
+            with self._cond:
+                while self._avail - self._pos > self.AHEAD and not self._closed:
+                    self._waiting = True
+                    self._cond.wait()
+                self._waiting = False
         if self._closed:  # the reader gave up: stop the download
             raise ImageError("blob stream closed by its reader")
         view = memoryview(data)
@@ -300,11 +310,16 @@ class _PullReader:
                 raise self._error
             return b""
         data = os.pread(self._fd, min(n, avail - self._pos), self._pos)
-        self._pos += len(data)
+        with self._cond:  # under the lock: a download about to wait for the reader sees it
+            self._pos += len(data)
+            if self._waiting:
+                self._cond.notify_all()
         return data
 
     def close(self) -> None:
-        self._closed = True
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()  # a download waiting for the reader stops
         self._thread.join()
         self._file.close()
 
