@@ -141,6 +141,62 @@ def test_pull_reader_streams_and_verifies_at_eof() -> None:
                 pass
 
 
+def test_pull_reader_downloads_ahead_of_its_reader() -> None:
+    # a layer read later is fetched in full meanwhile: the download never waits for the reader
+    data = os.urandom(8 << 20)
+    desc = {"digest": digest.of_bytes(data), "size": len(data)}
+
+    class Fast:
+        name = "fast"
+
+        def fetch_blob(self, desc: Any, sink: Any, progress: Any = None) -> None:
+            for i in range(0, len(data), 1 << 16):
+                sink.write(data[i:i + (1 << 16)])
+
+    with _PullReader(Fast(), desc) as r:  # type: ignore[arg-type]
+        r._thread.join(30)
+        assert not r._thread.is_alive()
+        assert r.read(-1) == data
+
+
+def test_pull_reader_bounds_what_waits_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(4 << 20)
+    desc = {"digest": digest.of_bytes(data), "size": len(data)}
+    monkeypatch.setattr(_PullReader, "AHEAD", 1 << 20)
+
+    class Fast:
+        name = "fast"
+
+        def fetch_blob(self, desc: Any, sink: Any, progress: Any = None) -> None:
+            for i in range(0, len(data), 1 << 16):
+                sink.write(data[i:i + (1 << 16)])
+
+    with _PullReader(Fast(), desc) as r:  # type: ignore[arg-type]
+        r._thread.join(1)
+        assert r._thread.is_alive() and r._avail <= (1 << 20) + (1 << 16)  # waits for the reader
+        assert r.read(-1) == data
+    with _PullReader(Fast(), desc) as r:  # type: ignore[arg-type]
+        r._thread.join(0.5)
+    assert not r._thread.is_alive()  # closing an unread reader stops its download
+
+
+def test_pull_reader_refuses_other_bytes_after_a_restart() -> None:
+    data = b"0123456789"
+    desc = {"digest": digest.of_bytes(data), "size": len(data)}
+
+    class Liar:
+        name = "liar"
+
+        def fetch_blob(self, desc: Any, sink: Any, progress: Any = None) -> None:
+            sink.write(b"XYZ")  # what the reader may already have applied
+            sink.reset()
+            sink.write(data)  # verifies as a whole, but is not what came first
+
+    with _PullReader(Liar(), desc) as r:  # type: ignore[arg-type]
+        with pytest.raises(ImageError, match="other bytes"):
+            r.read(-1)
+
+
 def test_open_blob_of_a_local_file_verifies(tmp_path: Any) -> None:
     f = tmp_path / "blob"
     f.write_bytes(b"hello")

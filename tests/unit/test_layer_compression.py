@@ -80,3 +80,22 @@ def test_output_per_step_is_bounded(name: str) -> None:
         biggest = max(biggest, len(chunk))
         total += len(chunk)
     assert biggest <= 256 << 20 and (name == "zstd" or biggest <= compression.CHUNK)
+
+
+@pytest.mark.parametrize("inflate", ["zlib", "isal"])
+def test_member_ending_inside_a_bounded_step_then_another(inflate: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A member whose end comes in a step fed from the previous step's unconsumed input,
+    # followed by more input: this looped forever (growing memory) before.
+    import zlib
+
+    lib = zlib if inflate == "zlib" else pytest.importorskip("isal.isal_zlib")
+    monkeypatch.setattr(compression, "_inflate", lib)
+    data = os.urandom(100_000) + bytes(3_000_000)
+    blob = gzip.compress(data) + gzip.compress(b"tail") + bytes(100)
+    assert compression.DecompressedReader(io.BytesIO(blob), compression.get("gzip")).read() == data + b"tail"
+
+
+def test_gzip_is_inflated_by_isal_when_installed() -> None:
+    pytest.importorskip("isal")
+    compression._inflater()
+    assert compression._inflate.__name__ == "isal.isal_zlib"

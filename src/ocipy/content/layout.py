@@ -97,18 +97,38 @@ class LayoutSource:
 
 
 class _WriterSink:
-    """A store VerifiedBlobWriter (the source verifies) that can start over."""
+    """A store VerifiedBlobWriter (the source verifies) that can start over.
+
+    Every ``WRITEBACK`` bytes the kernel is asked to start writing the new part
+    out (``POSIX_FADV_DONTNEED`` starts writeback of dirty pages and, as they are
+    still dirty or under writeback, drops none of them), so the fsync before the
+    rename finds little left to wait for: the disk works while the download goes
+    on (a 16 MB blob's fsync took 25-35 ms at the end before, on this VM's disk).
+    """
+
+    WRITEBACK = 4 << 20
 
     def __init__(self, layout: Any) -> None:
         self.layout = layout
         self.writer = layout.verified_blob_writer()
+        self._started = 0  # bytes whose writeback was started
 
     def write(self, data: bytes, /) -> Any:
-        return self.writer.write(data)
+        n = self.writer.write(data)
+        done = self.writer.size
+        if done - self._started >= self.WRITEBACK:
+            try:
+                os.posix_fadvise(self.writer.file.fd, self._started, done - self._started,
+                                 os.POSIX_FADV_DONTNEED)
+            except (OSError, AttributeError):
+                pass  # only an optimisation; the fsync still makes the blob durable
+            self._started = done
+        return n
 
     def reset(self) -> None:
         self.writer.abort()
         self.writer = self.layout.verified_blob_writer()
+        self._started = 0
 
 
 class LayoutDestination:

@@ -31,10 +31,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from ocipy.errors import ImageError
-from ocipy.registry.client import FileSink, Sink
 from ocipy.spec import digest as _digest
 from ocipy.spec import image as spec
 
@@ -44,6 +43,29 @@ READ_CHUNK = 1 << 20
 
 __all__ = ["Descriptor", "FileSink", "Image", "ImageDestination", "ImageSource", "LocalFileSource",
            "Progress", "Sink", "open_blob", "open_destination", "open_source", "read_verified_file"]
+
+
+class Sink(Protocol):
+    """Where a blob's bytes go; ``reset()`` empties it (a download starts over)."""
+
+    def write(self, data: bytes, /) -> Any: ...
+
+    def reset(self) -> None: ...
+
+
+class FileSink:
+    """A seekable file as a :class:`Sink`."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+        self.start = f.tell()
+
+    def write(self, data: bytes, /) -> Any:
+        return self.f.write(data)
+
+    def reset(self) -> None:
+        self.f.seek(self.start)
+        self.f.truncate()
 
 
 class ImageSource(Protocol):
@@ -211,102 +233,116 @@ def open_destination(ref: Any, options: Any = None, storage: str | None = None) 
 # ------------------------------------------------------------ pull-side reading
 
 
-class _PipeSink:
-    """fetch_blob (push) into a reader (pull): chunks cross a bounded queue.
-
-    If the download starts over (``reset()``: a registry ignored a Range),
-    the bytes already handed to the reader are skipped in the new stream."""
-
-    def __init__(self, q: Any, closed: threading.Event) -> None:
-        self.q = q
-        self.closed = closed
-        self.sent = 0
-        self.skip = 0
-
-    def write(self, data: bytes, /) -> int:
-        import queue
-
-        n = len(data)
-        if self.skip:
-            cut = min(self.skip, n)
-            self.skip -= cut
-            data = data[cut:]
-        while data:
-            if self.closed.is_set():  # the reader gave up: stop the download
-                raise ImageError("blob stream closed by its reader")
-            try:
-                self.q.put(bytes(data), timeout=0.1)
-            except queue.Full:
-                continue
-            self.sent += len(data)
-            break
-        return n
-
-    def reset(self) -> None:
-        self.skip = self.sent
-
-
 class _PullReader:
-    """A blob stream from a source's ``fetch_blob`` on a helper thread; the read
-    that reaches EOF raises what fetch_blob raised (a failed verification)."""
+    """A blob downloading on a helper thread (``fetch_blob``) into an unlinked temp
+    file, read in order as it arrives; the read that reaches EOF raises what
+    fetch_blob raised (a failed verification).
 
-    _END = object()
+    The download runs at the network's pace whatever the reader's: the layers an
+    unpack reads later are fetched in full while an earlier one is applied, and
+    their bytes never reach anything but this file (``O_TMPFILE``: gone with the
+    reader, also after a crash).  If the download starts over (``reset()``: a
+    registry ignored a Range), the bytes already there must come again the same
+    or the blob is refused.  At most ``AHEAD`` bytes wait unread (the temp dir
+    may be a tmpfs): past that the download waits for the reader.
+    """
+
+    AHEAD = 1 << 30
 
     def __init__(self, source: ImageSource, desc: Descriptor) -> None:
-        import queue
+        import tempfile
 
-        self._q: Any = queue.Queue(maxsize=8)
+        self._file = tempfile.TemporaryFile(buffering=0)
+        self._fd = self._file.fileno()
+        self._cond = threading.Condition()
+        self._avail = 0  # bytes in the file the reader may read
+        self._wpos = 0  # where the next write goes (below _avail after a reset)
+        self._pos = 0
+        self._done = False
+        self._closed = False
+        self._waiting = False  # the download waits for the reader (AHEAD bytes unread)
         self._error: BaseException | None = None
-        self._buf = b""
-        self._eof = False
-        self._closed = threading.Event()
-        sink = _PipeSink(self._q, self._closed)
+        self._what = f"{source.name}: blob {desc['digest']}"
 
         def run() -> None:
             try:
-                source.fetch_blob(desc, sink)
+                source.fetch_blob(desc, self)
             except BaseException as e:  # noqa: BLE001 - handed to the reader
                 self._error = e
             finally:
-                self._put(self._END)
+                with self._cond:
+                    self._done = True
+                    self._cond.notify_all()
 
         self._thread = threading.Thread(target=run, name=f"blob {desc['digest'][:19]}", daemon=True)
         self._thread.start()
 
-    def _put(self, item: Any) -> None:
-        import queue
+    # -- the Sink fetch_blob writes into (the download thread)
 
-        while not self._closed.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+    def write(self, data: bytes, /) -> int:
+        import os
+
+        if self._avail - self._pos > self.AHEAD:
+            with self._cond:
+                while self._avail - self._pos > self.AHEAD and not self._closed:
+                    self._waiting = True
+                    self._cond.wait()
+                self._waiting = False
+        if self._closed:  # the reader gave up: stop the download
+            raise ImageError("blob stream closed by its reader")
+        view = memoryview(data)
+        if self._wpos < self._avail:  # a download started over: what is there must match
+            n = min(len(view), self._avail - self._wpos)
+            if os.pread(self._fd, n, self._wpos) != view[:n]:
+                raise ImageError(f"{self._what}: the registry sent other bytes when the download started over")
+            self._wpos += n
+            view = view[n:]
+        while view:
+            n = os.pwrite(self._fd, view, self._wpos)
+            if n <= 0:
+                raise ImageError(f"{self._what}: short write to the download's temp file")
+            self._wpos += n
+            view = view[n:]
+        if self._wpos > self._avail:
+            with self._cond:
+                self._avail = self._wpos
+                self._cond.notify_all()
+        return len(data)
+
+    def reset(self) -> None:
+        self._wpos = 0
+
+    # -- the reader
 
     def read(self, n: int = READ_CHUNK) -> bytes:
+        import os
+
         if n is None or n < 0:
             parts = []
             while chunk := self.read(READ_CHUNK):
                 parts.append(chunk)
             return b"".join(parts)
-        while not self._buf and not self._eof:
-            item = self._q.get()
-            if item is self._END:
-                self._eof = True
-                if self._error is not None:
-                    raise self._error
-            else:
-                self._buf = item
-        out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+        with self._cond:
+            while self._pos >= self._avail and not self._done:
+                self._cond.wait()
+            avail = self._avail
+        if self._pos >= avail:
+            if self._error is not None:
+                raise self._error
+            return b""
+        data = os.pread(self._fd, min(n, avail - self._pos), self._pos)
+        with self._cond:  # under the lock: a download about to wait for the reader sees it
+            self._pos += len(data)
+            if self._waiting:
+                self._cond.notify_all()
+        return data
 
     def close(self) -> None:
-        self._closed.set()
-        while self._thread.is_alive():  # unblock a writer waiting on a full queue
-            try:
-                self._q.get_nowait()
-            except Exception:  # noqa: BLE001 - queue.Empty
-                self._thread.join(0.05)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()  # a download waiting for the reader stops
+        self._thread.join()
+        self._file.close()
 
     def __enter__(self) -> _PullReader:
         return self
@@ -334,9 +370,9 @@ class Image:
     ``validate``, ``inspect`` and ``export`` take every transport.  Descriptors
     met in the documents read so far give the sizes blobs are verified with."""
 
-    # layers downloaded ahead of the one being applied (each holds at most a
-    # few chunks until it is read: memory stays bounded)
-    PREFETCH = 2
+    # layers downloading while an earlier one is applied (into temp files: the
+    # network never waits for the extraction)
+    PREFETCH = 3
 
     def __init__(self, source: ImageSource) -> None:
         self.source = source

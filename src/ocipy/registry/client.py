@@ -12,13 +12,10 @@ from __future__ import annotations
 import base64
 import random
 import re
-import socket
-import ssl
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from ocipy import jsonfast
@@ -32,7 +29,8 @@ from ocipy.spec.image import MAX_DOCUMENT_SIZE as MAX_MANIFEST_SIZE
 from ocipy.spec.image import MEDIA_INDEX as MT_OCI_INDEX
 
 if TYPE_CHECKING:
-    import httpx
+    from ocipy.content.store import Sink
+    from ocipy.registry import http as transport
 
 USER_AGENT = "ocipy"
 CHUNK = 1 << 20
@@ -64,6 +62,8 @@ def is_loopback(host: str) -> bool:
 
 
 def _is_ip(name: str) -> bool:
+    import socket
+
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, name)
@@ -71,48 +71,6 @@ def _is_ip(name: str) -> bool:
         except OSError:
             pass
     return False
-
-
-READ_SIZE = 256 << 10
-
-
-def _load_httpx() -> None:
-    """Import the HTTP stack (httpx, httpcore, h11: ~60 ms, most of a small pull) with the
-    cyclic GC paused: the import only makes long-lived objects, so the collections it
-    would trigger find nothing and cost ~8 % of it."""
-    if "httpcore._sync.http11" in sys.modules:
-        return
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        import httpcore._sync.http11  # noqa: F401 - httpx imports it only when a client is made
-        import httpx  # noqa: F401
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _large_reads() -> None:
-    """Read responses from the socket in up to 256 KiB at a time instead of httpcore's 64 KiB.
-
-    Blob bodies go through h11 one socket read at a time; with 64 KiB reads a
-    fast (loopback, LAN) download spends much of its CPU in h11's per-event
-    Python code.  Much larger reads cost more again: h11 copies every read
-    into its buffer and out (and httpcore once more), and a read larger than
-    the L2 cache makes those copies slow (a 16 MB blob over loopback: 64 KiB
-    ~24 ms CPU, 256 KiB ~18 ms, 1 MiB ~22 ms, 2 MiB ~30 ms).
-    ``READ_NUM_BYTES`` is the size httpcore's HTTP/1.1 connection passes to
-    ``recv``; a larger one only lets a read return more of what is already
-    buffered.  Left alone if httpcore ever drops it.
-    """
-    try:
-        from httpcore._sync.http11 import HTTP11Connection
-    except ImportError:
-        return
-    if getattr(HTTP11Connection, "READ_NUM_BYTES", READ_SIZE) < READ_SIZE:
-        HTTP11Connection.READ_NUM_BYTES = READ_SIZE
 
 
 def _split_host_port(host: str, default: int) -> tuple[str, int]:
@@ -139,7 +97,7 @@ def _printable(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def read_limited(resp: httpx.Response, limit: int, what: str, kind: str = "response",
+def read_limited(resp: transport.Response, limit: int, what: str, kind: str = "response",
                  *, truncate: bool = False) -> bytes:
     """The body of ``resp``, refused (or with ``truncate`` cut) past ``limit`` bytes.
 
@@ -182,17 +140,17 @@ def read_limited(resp: httpx.Response, limit: int, what: str, kind: str = "respo
     return out
 
 
-def _error_body(resp: httpx.Response) -> bytes:
+def _error_body(resp: transport.Response) -> bytes:
     """The first MAX_ERROR_BODY bytes of an error answer, read or not yet (best effort)."""
-    import httpx
+    from ocipy.registry import http as transport
 
     try:
         return resp.content[:MAX_ERROR_BODY]
-    except httpx.ResponseNotRead:
+    except transport.ResponseNotRead:
         pass
     try:
         return read_limited(resp, MAX_ERROR_BODY, "", truncate=True)
-    except (httpx.HTTPError, RegistryError):
+    except (transport.TransportError, RegistryError):
         return b""
 
 
@@ -225,7 +183,7 @@ def error_info(status: int, reason: str, body: bytes) -> tuple[str, tuple[str, .
     return status_line, ()
 
 
-def http_error(what: str, resp: httpx.Response, problem: str | None = None) -> RegistryError:
+def http_error(what: str, resp: transport.Response, problem: str | None = None) -> RegistryError:
     """The RegistryError for an unexpected answer: its status, codes and detail in the message."""
     detail, codes = error_info(resp.status_code, resp.reason_phrase, _error_body(resp))
     if resp.status_code in _RETRY_STATUS:
@@ -255,50 +213,26 @@ def retry_after(value: str, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _drain(resp: httpx.Response) -> None:
+def _drain(resp: transport.Response) -> None:
     """Read a small unwanted body to its end, so the connection goes back to the pool; close."""
-    import httpx
+    from ocipy.registry import http as transport
 
     try:
         if not resp.is_stream_consumed:
             read_limited(resp, MAX_ERROR_BODY, "", truncate=True)
-    except (httpx.HTTPError, RegistryError):
+    except (transport.TransportError, RegistryError):
         pass
     finally:
         resp.close()
 
 
-def _read_response(resp: httpx.Response, body: bytes) -> httpx.Response:
+def _read_response(resp: transport.Response, body: bytes) -> transport.Response:
     """``resp`` with ``body`` (already decoded) as its content."""
-    import httpx
+    from ocipy.registry import http as transport
 
     headers = [(k, v) for k, v in resp.headers.multi_items() if k.lower() != "content-encoding"]
-    ext = {k: v for k, v in resp.extensions.items() if k in ("http_version", "reason_phrase")}
-    return httpx.Response(resp.status_code, headers=headers, content=body, request=resp.request,
-                          extensions=ext)
-
-
-class Sink(Protocol):
-    """Where a blob's bytes go; ``reset()`` empties it (a download starts over)."""
-
-    def write(self, data: bytes, /) -> Any: ...
-
-    def reset(self) -> None: ...
-
-
-class FileSink:
-    """A seekable file as a :class:`Sink`."""
-
-    def __init__(self, f: IO[bytes]) -> None:
-        self.f = f
-        self.start = f.tell()
-
-    def write(self, data: bytes, /) -> Any:
-        return self.f.write(data)
-
-    def reset(self) -> None:
-        self.f.seek(self.start)
-        self.f.truncate()
+    return transport.Response(resp.status_code, transport.Headers(headers), resp.request,
+                          reason_phrase=resp.reason_phrase, content=body)
 
 
 class RegistryClient:
@@ -314,7 +248,7 @@ class RegistryClient:
         self.timeout = timeout
         self.user_agent = user_agent
         self._base: str | None = None
-        self._client: httpx.Client | None = None
+        self._client: transport.Client | None = None
         self._lock = threading.Lock()
         self._pinged = False
         self._auth_scheme: str | None = None  # "basic" | "bearer" | None (anonymous)
@@ -336,25 +270,26 @@ class RegistryClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _http(self, verify: bool) -> httpx.Client:
-        _load_httpx()
-        import httpx
+    def _http(self, verify: bool) -> transport.Client:
+        import ssl
 
-        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-        tls: bool | ssl.SSLContext = verify
-        if not verify:
-            # An unverified context is cheap; httpx's own loads the CA bundle (~25 ms).
+        from ocipy.registry import http as transport
+
+        if verify:
+            tls = ssl.create_default_context()  # the system's CA store (SSL_CERT_FILE/DIR honoured)
+        else:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             tls.check_hostname = False
             tls.verify_mode = ssl.CERT_NONE
-        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 15.0))
-        _large_reads()
         # identity: blobs are hashed as sent; a transparently decoded body would not match.
-        return httpx.Client(verify=tls, timeout=timeout, limits=limits, follow_redirects=False,
-                            headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"})
+        return transport.Client(tls=tls, timeout=self.timeout, connect_timeout=min(self.timeout, 15.0),
+                            headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
+                            max_connections=16)
 
     def _tls_offered(self) -> bool:
         """Does host:port answer a TLS handshake? (Cheap: no CA bundle is loaded.)"""
+        import ssl
+
         name, port = _split_host_port(self.host, 443)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
@@ -362,7 +297,9 @@ class RegistryClient:
         # No SNI for an IP literal (and no idna codec import for it).
         sni = None if _is_ip(name) else name
         try:
-            with socket.create_connection((name, port), timeout=min(self.timeout, 10.0)) as sock:
+            from ocipy.registry.http import connect_tcp
+
+            with connect_tcp((name, port), timeout=min(self.timeout, 10.0)) as sock:
                 with ctx.wrap_socket(sock, server_hostname=sni):
                     return True
         except ssl.SSLError:
@@ -384,7 +321,7 @@ class RegistryClient:
             return self._base
 
     @property
-    def client(self) -> httpx.Client:
+    def client(self) -> transport.Client:
         self.base()
         assert self._client is not None
         return self._client
@@ -464,7 +401,7 @@ class RegistryClient:
             raise RegistryError(f"registry {self.host}: token server {parts.netloc}: response has no token")
         return token, max(lifetime, 1.0)
 
-    def _on_challenge(self, resp: httpx.Response) -> bool:
+    def _on_challenge(self, resp: transport.Response) -> bool:
         """Learn the auth scheme from a 401; True if a new try could succeed."""
         header = resp.headers.get("WWW-Authenticate", "")
         challenges = parse_www_authenticate(header)
@@ -503,7 +440,7 @@ class RegistryClient:
     def _sleep(seconds: float) -> None:
         time.sleep(seconds)
 
-    def _delay(self, attempt: int, resp: httpx.Response | None = None) -> float | None:
+    def _delay(self, attempt: int, resp: transport.Response | None = None) -> float | None:
         """How long to wait before try ``attempt + 1``; None: the server asks for too long."""
         delay: float = min(0.2 * (2 ** attempt), 5.0) * (0.75 + random.random() / 2)
         if resp is not None:
@@ -519,8 +456,8 @@ class RegistryClient:
         assert delay is not None
         self._sleep(delay)
 
-    def _send_with_retry(self, build: Callable[[], httpx.Request], *, what: str,
-                         stream: bool = False, limit: int = MAX_BODY) -> httpx.Response:
+    def _send_with_retry(self, build: Callable[[], transport.Request], *, what: str,
+                         stream: bool = False, limit: int = MAX_BODY) -> transport.Response:
         """Send, retrying transport errors, 429 and 5xx with exponential backoff.
 
         A ``Retry-After`` (seconds or an HTTP-date) on a retried answer is
@@ -529,21 +466,21 @@ class RegistryClient:
         ``limit`` bytes (an error answer's is cut at MAX_ERROR_BODY), and the
         response returned already read.
         """
-        import httpx
+        from ocipy.registry import http as transport
 
         attempt = 0
         while True:
             try:
                 resp = self.client.send(build(), stream=True)
-            except (httpx.TransportError, ssl.SSLError) as e:
-                if attempt < self.retry_times and not isinstance(e, httpx.UnsupportedProtocol):
+            except transport.TransportError as e:
+                if attempt < self.retry_times and not isinstance(e, transport.UnsupportedProtocol):
                     self._backoff(attempt)
                     attempt += 1
                     continue
-                if isinstance(e, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(e):
+                if isinstance(e, transport.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(e):
                     raise RegistryError(f"{what}: TLS certificate not trusted ({e}); "
                                         "use --tls-verify=false to skip verification") from e
-                raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
+                raise RegistryError(f"{what}: {e}") from e
             if resp.status_code in _RETRY_STATUS and attempt < self.retry_times:
                 delay = self._delay(attempt, resp)
                 if delay is not None:
@@ -561,12 +498,12 @@ class RegistryClient:
                     body = read_limited(resp, MAX_ERROR_BODY, what, truncate=True)
                 else:
                     body = read_limited(resp, limit, what)
-            except httpx.TransportError as e:
+            except transport.TransportError as e:
                 if attempt < self.retry_times:
                     self._backoff(attempt)
                     attempt += 1
                     continue
-                raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
+                raise RegistryError(f"{what}: {e}") from e
             finally:
                 resp.close()
             return _read_response(resp, body)
@@ -575,7 +512,7 @@ class RegistryClient:
                 headers: dict[str, str] | None = None,
                 content: Callable[[], bytes | Iterable[bytes]] | None = None,
                 stream: bool = False, follow_redirects: bool = True,
-                limit: int = MAX_BODY) -> httpx.Response:
+                limit: int = MAX_BODY) -> transport.Response:
         """One API call with auth, retry and redirects; ``content`` is a body factory (replayable).
 
         Without ``stream`` the answer comes back read, its body bounded by
@@ -594,7 +531,7 @@ class RegistryClient:
                 if auth:
                     hdrs["Authorization"] = auth
 
-            def build(m: str = method, t: str = target, h: dict[str, str] = hdrs) -> httpx.Request:
+            def build(m: str = method, t: str = target, h: dict[str, str] = hdrs) -> transport.Request:
                 return self.client.build_request(m, t, headers=h, content=content() if content else None)
 
             resp = self._send_with_retry(build, what=what, stream=stream, limit=limit)
@@ -653,7 +590,7 @@ class RegistryClient:
             media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
             header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
         except _transport_errors() as e:
-            raise RegistryError(f"{what}: {type(e).__name__}: {e}") from e
+            raise RegistryError(f"{what}: {e}") from e
         finally:
             resp.close()
         if ":" in reference:
@@ -687,7 +624,7 @@ class RegistryClient:
         size = _number(length)
         return digest, resp.headers.get("Content-Type", "").split(";")[0].strip(), -1 if size is None else size
 
-    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> httpx.Response:
+    def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> transport.Response:
         digest = digest_of(data)
         what = f"writing manifest {digest} to {self.host}/{repo}"
         resp = self.request("PUT", f"/v2/{repo}/manifests/{quote(reference, safe=':')}",
@@ -732,7 +669,7 @@ class RegistryClient:
         A broken download resumes with ``Range``; a registry that ignores the
         range sends everything again, and ``out.reset()`` starts the sink over.
         """
-        import httpx
+        from ocipy.registry import http as transport
 
         what = f"fetching blob {digest} from {self.host}/{repo}"
         if size is None or size < 0:
@@ -767,12 +704,12 @@ class RegistryClient:
                     out.write(chunk)
                     if progress:
                         progress(len(chunk))
-            except httpx.TransportError as e:
+            except transport.TransportError as e:
                 if attempts < self.retry_times:
                     attempts += 1
                     self._backoff(attempts - 1)
                     continue
-                raise RegistryError(f"{what}: {type(e).__name__} after {v.count} bytes: {e}") from e
+                raise RegistryError(f"{what}: after {v.count} bytes: {e}") from e
             finally:
                 resp.close()
             break
@@ -981,9 +918,9 @@ def _next_link(values: list[str]) -> str | None:
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
-    import httpx
+    from ocipy.registry import http as transport
 
-    return (httpx.TransportError,)
+    return (transport.TransportError,)
 
 
 def _manifest_media_type(data: bytes, content_type: str, what: str) -> str:

@@ -6,9 +6,11 @@ Opening a source or destination for any reference is
 
 from __future__ import annotations
 
-from ocipy.content.reference import DockerReference
-from ocipy.registry.auth import resolve_credentials
-from ocipy.registry.client import RegistryClient
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # every image command builds RegistryOptions; only a registry needs a client
+    from ocipy.content.reference import DockerReference
+    from ocipy.registry.client import RegistryClient
 
 
 class RegistryOptions:
@@ -28,6 +30,9 @@ class RegistryOptions:
 
 
 def make_client(ref: DockerReference, options: RegistryOptions | None, flag: str = "--creds") -> RegistryClient:
+    from ocipy.registry.auth import resolve_credentials
+    from ocipy.registry.client import RegistryClient
+
     opts = options or RegistryOptions()
     creds = resolve_credentials(ref.host, ref.repository, opts.creds, opts.authfile, flag)
     return RegistryClient(ref.api_host, credentials=creds, tls_verify=opts.tls_verify,

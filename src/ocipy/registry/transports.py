@@ -11,9 +11,9 @@ import threading
 from typing import Any
 
 from ocipy.content.reference import DockerReference
-from ocipy.content.store import Descriptor, ImageSource, Progress
+from ocipy.content.store import Descriptor, FileSink, ImageSource, Progress, Sink
 from ocipy.errors import ImageError, RegistryError
-from ocipy.registry.client import FileSink, RegistryClient, Sink, referrers_tag
+from ocipy.registry.client import RegistryClient, referrers_tag
 from ocipy.spec import image as spec
 from ocipy.spec.digest import of_bytes as digest_of
 

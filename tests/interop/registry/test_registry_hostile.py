@@ -176,7 +176,7 @@ OPTS = RegistryOptions(retry_times=1)
 @pytest.mark.parametrize("mode,message", [
     ("wrongbytes", "digest mismatch"),
     ("toolong", "announces 300005 bytes"),
-    ("short", "RemoteProtocolError"),
+    ("short", "ended 299000 bytes before its Content-Length"),
     ("bigmanifest", "limit"),
     ("wrongtype", "differs from the manifest's mediaType"),
 ])

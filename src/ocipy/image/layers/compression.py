@@ -4,7 +4,10 @@ Everything that compresses or decompresses a layer goes through
 :data:`CODECS` (by name) or :func:`for_media_type` (by layer media type; the
 media type → compression name mapping itself is ``spec.image.LAYER_COMPRESSION``,
 the image-spec's media-type table).  zstd is the `zstandard` library, imported
-only when a zstd layer is met.
+only when a zstd layer is met.  gzip is inflated by ISA-L (the `isal` library,
+zlib's interface at twice its speed: most of an unpack's own CPU time was
+zlib's) when it is installed, else by zlib; layers are written by zlib, so a
+layer's bytes do not depend on which is there.
 
 A decompressor produces bounded chunks (a tiny zstd or gzip input can expand
 to gigabytes, and the caller counts every chunk against its size budget),
@@ -41,10 +44,28 @@ class _Plain(Decompressor):
         return data
 
 
+_inflate: Any = None
+
+
+def _inflater() -> Any:
+    """isal.isal_zlib, or zlib: the same decompressobj(wbits), decompress(data, max_length),
+    unconsumed_tail, unused_data, eof and error."""
+    global _inflate
+    if _inflate is None:
+        try:
+            from isal import isal_zlib
+
+            _inflate = isal_zlib
+        except ImportError:
+            _inflate = zlib
+    return _inflate
+
+
 class _Gzip(Decompressor):
     def __init__(self, read: Any, what: str) -> None:
         super().__init__(read, what)
-        self.z: Any = zlib.decompressobj(31)
+        self.lib = _inflater()
+        self.z: Any = self.lib.decompressobj(31)
         self.done = False
 
     def produce(self) -> bytes:
@@ -53,24 +74,26 @@ class _Gzip(Decompressor):
         z = self.z
         out = b""
         while not out:
-            if z.unconsumed_tail:
-                src = z.unconsumed_tail
-            elif z.eof:
+            # eof first: a member that ends in a call fed from unconsumed_tail leaves
+            # both set, and feeding the tail to the finished object again loops forever
+            if z.eof:
                 rest = z.unused_data or self.read(RAW_CHUNK)
                 while rest and not rest.strip(b"\0"):
                     rest = self.read(RAW_CHUNK)  # zero padding after the last member
                 if not rest:
                     self.done = True
                     return b""
-                z = self.z = zlib.decompressobj(31)  # another gzip member follows
+                z = self.z = self.lib.decompressobj(31)  # another gzip member follows
                 src = rest
+            elif z.unconsumed_tail:
+                src = z.unconsumed_tail
             else:
                 src = self.read(RAW_CHUNK)
                 if not src:
                     raise ImageError(f"{self.what}: truncated gzip stream (unexpected end of data)")
             try:
                 out = z.decompress(src, CHUNK)
-            except zlib.error as e:
+            except self.lib.error as e:
                 raise ImageError(f"{self.what}: corrupt gzip stream: {e}") from None
         return out
 

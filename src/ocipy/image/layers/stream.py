@@ -10,7 +10,6 @@ tarfile) and tells a clean end from a truncated or corrupt stream.
 from __future__ import annotations
 
 import os
-import tarfile
 from typing import Any
 
 from ocipy.errors import ImageError
@@ -19,6 +18,7 @@ from ocipy.spec import digest as _digest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import tarfile  # imported by entries(): `image copy` reaches this module for parse_size
     from collections.abc import Iterator
 
 CHUNK = compression.CHUNK
@@ -161,6 +161,8 @@ def open_layer_stream(raw: Any, media_type: str, what: str, budget: list[int]) -
 
 def entries(stream: LayerStream, what: str) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
     """The tar headers of `stream` in order (an empty stream has none)."""
+    import tarfile
+
     try:
         tf = tarfile.TarFile(fileobj=stream, mode="r")  # type: ignore[arg-type]
     except tarfile.ReadError as e:
