@@ -52,6 +52,8 @@ class TLSServer:
         # handshakes happen in the handler threads (a failed one must not stop the server)
         self.fake.server.socket = ctx.wrap_socket(self.fake.server.socket, server_side=True,
                                                   do_handshake_on_connect=False)
+        # a client that refuses the certificate ends its handshake: no traceback for that
+        self.fake.server.handle_error = lambda *a: None  # type: ignore[method-assign]
         self.host = self.fake.host
 
 
