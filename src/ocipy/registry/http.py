@@ -173,23 +173,22 @@ def connect_tcp(address: tuple[str, int], timeout: float | None = None,
 
 
 def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
-    """(host, port) of the http:// proxy the environment names for ``scheme://host``."""
+    """(host, port) of the http:// proxy the environment names for ``scheme://host``.
+
+    The variables are read as the standard library reads them
+    (``urllib.request.getproxies_environment`` / ``proxy_bypass_environment``:
+    ``*_proxy``, ``all_proxy``, ``no_proxy`` with domain suffixes and ``*``),
+    loaded only when one is set; a loopback host never goes through a proxy."""
     from ocipy.registry.client import is_loopback
 
-    env = os.environ
-    url = env.get(f"{scheme}_proxy") or env.get(f"{scheme.upper()}_PROXY") or \
-        env.get("all_proxy") or env.get("ALL_PROXY")
-    if not url or is_loopback(host):
+    if is_loopback(host) or not any(k.lower().endswith("_proxy") for k in os.environ):
         return None
-    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
-    name = host.lower().rsplit(":", 1)[0] if host.count(":") == 1 else host.lower()
-    for entry in no_proxy.split(","):
-        entry = entry.strip().lower()
-        if entry == "*":
-            return None
-        entry = entry.lstrip(".")
-        if entry and (name == entry or name.endswith("." + entry) or host.lower() == entry):
-            return None
+    import urllib.request
+
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]  # not in typeshed
+        return None
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme != "http" or not parts.hostname:
         raise UnsupportedProtocol(f"proxy {url!r}: only http:// proxies are supported")
