@@ -129,7 +129,7 @@ PAGES: dict[str, Page] = {
 # runc's commands, in runc's order, then ocipy's own.
 _ORDER = ["checkpoint", "create", "delete", "events", "exec", "kill", "list", "pause", "ps", "restore", "resume",
           "run", "spec", "start", "state", "update", "features"]  # fmt: skip
-_OWN = [("image", "images and registries: copy, inspect, tags, delete, unpack, run, validate, export, ..."),
+_OWN = [("image", "images, registries and the local store: pull, ls, run, copy, inspect, tags, rm, prune, unpack, ..."),
         ("copy", "= image copy: copy an image between docker://, oci:, oci-archive:, docker-archive:"),
         ("inspect", "= image inspect: show an image's manifest and config"),
         ("tags", "= image tags: list the tags of a repository, layout or archive")]  # fmt: skip
