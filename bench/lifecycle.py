@@ -128,11 +128,12 @@ def api_vs_crun(b: Bench, iterations: int) -> None:
 
     cyc: dict[str, list[float]] = {k: [] for k in ("create", "start", "wait", "delete", "total")}
     apirun: list[float] = []
+    objects: list[float] = []
     crun_run: list[float] = []
     wrap: list[float] = []
     for i in range(iterations + 1):
         rec = i > 0
-        steps = ["cycle", "run", "crun", "wrap"]
+        steps = ["cycle", "objects", "run", "crun", "wrap"]
         for step in rotated(steps, i):
             if step == "cycle":
                 a = ask("cycle")
@@ -143,6 +144,10 @@ def api_vs_crun(b: Bench, iterations: int) -> None:
                 a = ask("run")
                 if rec:
                     apirun.append(a["total"] * MS)
+            elif step == "objects":
+                a = ask("objects")
+                if rec:
+                    objects.append(a["total"] * MS)
             elif step == "crun":
                 r = timed(crun.argv("run", "--bundle", true_b, b.cid("crun")), errlog=b.errlog)
                 if rec:
@@ -158,6 +163,9 @@ def api_vs_crun(b: Bench, iterations: int) -> None:
     b.results.add(Row("api", "create+start+wait+delete vs crun−wrapper", "ms",
                       {"ocipy": cyc["total"], "crun": crun_net}, target=("crun", 0.5),
                       note="the same, with the wrapper's median cost subtracted from crun (conservative)"))
+    b.results.add(Row("api", "Container: create, start(), wait(), delete(force)", "ms",
+                      {"ocipy": objects, "crun": crun_run}, target=("crun", 0.5),
+                      note="the object layer; ÷ the functions' cycle above is its cost"))
     b.results.add(Row("api", "api.run (foreground)", "ms", {"ocipy": apirun, "crun": crun_run}))
     for k in ("create", "start", "wait", "delete"):
         b.results.add(Row("api", f"  api.{k}", "ms", {"ocipy": cyc[k]}, note="part of the cycle above"))
