@@ -131,6 +131,8 @@ class StoreRoot:
 
         from ocipy.image.store import Layout
 
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise ImageError(f"storage {self.root}: not a directory")
         try:
             os.makedirs(self.root, 0o700, exist_ok=True)
             for path in (self.snapshots_path, self.containers_path):

@@ -101,8 +101,9 @@ class Store(StoreRoot):
         from ocipy.content import reference
 
         ref = reference.parse(text)
-        if ref.transport == "oci" and not names_layout(ref):
-            return reference.parse("docker://" + text)
+        if ref.transport == "oci" and ref.bare and not (
+                ref.path.startswith(("/", ".", "~")) or os.path.isfile(os.path.join(ref.path, "oci-layout"))):
+            return reference.parse("docker://" + text)  # a bad name gets the registry grammar's error
         return ref
 
     def prepare(self, image: StoredImage, platform: str | dict[str, str] | None = None,
