@@ -213,3 +213,19 @@ def test_parallel_pulls_and_prune_never_corrupt(tmp_path: Path, storage: Path, r
         ocipy("image", "validate", name, env=env)
     assert len(_snapshots(storage)) == 3  # shared, a/only, b/only
     assert not [n for n in os.listdir(storage / "snapshots") if n.startswith(".tmp")]
+
+
+def test_run_from_archives(layout: Path, storage: Path, tmp_path: Path) -> None:
+    """Both archive kinds run in one step; a docker-archive's NAME:TAG names the image."""
+    state = tmp_path / "state"
+    ocipy("image", "export", f"oci:{layout}:bb", f"oci-archive:{tmp_path / 'bb-oci.tar'}:v1")
+    ocipy("image", "export", f"oci:{layout}:bb", f"docker-archive:{tmp_path / 'bb.tar'}:example.com/team/bb:2")
+    out = _ocipy(storage, state, "run", "--rm", "--network", "none", f"oci-archive:{tmp_path / 'bb-oci.tar'}:v1")
+    assert out.stdout == "second layer\n"
+    out = _ocipy(storage, state, "run", "--rm", "--network", "none",
+                 f"docker-archive:{tmp_path / 'bb.tar'}:example.com/team/bb:2", "-c", "echo from docker-archive")
+    assert out.stdout == "from docker-archive\n"
+    names = {i["name"] for i in json.loads(_ocipy(storage, state, "ls", "--json").stdout)}
+    assert names == {"localhost/bb-oci:v1", "example.com/team/bb:2"}
+    assert len(_snapshots(storage)) == 2  # the same two layers: one snapshot each, shared
+    assert os.listdir(storage / "containers") == []
