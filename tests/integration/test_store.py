@@ -185,8 +185,11 @@ def test_sigkilled_engine_is_swept(layout: Path, storage: Path, tmp_path: Path) 
     stale = storage / "containers" / "stale-one"
     (stale / "rootfs").mkdir(parents=True)
     (stale / "owner.json").write_text(json.dumps({"id": "stale-one", "root": str(state), "chains": []}))
+    # and half an unpack (a killed pull's .tmp-* that no process holds)
+    (storage / "snapshots" / ".tmp-killed" / "fs" / "etc").mkdir(parents=True)
     _ocipy(storage, state, "run", "--rm", "--network", "none", f"oci:{layout}:bb")
     assert os.listdir(storage / "containers") == []
+    assert not (storage / "snapshots" / ".tmp-killed").exists()
 
 
 @pytest.mark.parametrize("round_", range(3))

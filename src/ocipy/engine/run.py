@@ -81,7 +81,8 @@ def prepare(ref: str, args: list[str] | None = None, *, container_id: str | None
 
     # 2. the image, its snapshots and the container's directory
     with store.lock():
-        containers.sweep(store.containers_path)  # what killed engines left
+        containers.sweep(store.containers_path)  # what killed engines left: container dirs,
+        store.snapshots.clean_temp()  # and half-made snapshots (a live unpack's are flock'd: kept)
         image = _image(store, ref, pull, platform, options, progress, unpack_progress)
         _manifest, image_config, chains = store.prepare(image, platform, unpack_progress)
         cdir = containers.ContainerDir.create(store.containers_path, cid, {

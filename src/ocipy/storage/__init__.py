@@ -13,7 +13,8 @@ On disk (root's default ``/var/lib/ocipy/storage``; ``--storage DIR`` or
                               (whiteouts as 0:0 char devices, opaque dirs as
                               trusted.overlay.opaque=y); complete once renamed
                               into place
-      snapshots/.tmp-*        unpacks in progress: never trusted, removed by prune
+      snapshots/.tmp-*        unpacks in progress: never trusted, removed by the
+                              next image run or prune once no process holds them
       containers/<id>/        one per container made by ``ocipy image run``: the
                               bundle (config.json, rootfs/ -- an overlay of the
                               snapshots), upper/ and work/
