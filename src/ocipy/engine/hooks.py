@@ -18,9 +18,3 @@ def python_hook(imports: str, call: str, timeout: int = 30) -> dict[str, Any]:
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = f"import sys; sys.path[:0] = [{package_parent!r}]\n{imports}\n{call}"
     return {"path": sys.executable, "args": [sys.executable, "-IS", "-c", code], "timeout": timeout}
-
-
-def remove_at_delete(config: dict[str, Any], directory: str) -> None:
-    """A poststop hook removing `directory` (any depth), after the hooks already there."""
-    hook = python_hook("from ocipy import fstree", f"fstree.remove_quietly({directory!r})")
-    config.setdefault("hooks", {}).setdefault("poststop", []).append(hook)
