@@ -3,7 +3,8 @@
 The runtime runs them at the points runtime.md gives (createRuntime after
 the namespaces exist, poststop at delete), also when the engine that made
 the container is long gone: that is how `ocipy delete` of a container that
-`ocipy image run -d` made stops its network and removes its bundle.
+`ocipy image run -d` made stops its network (the store's directory goes by
+a shell hook, :func:`ocipy.storage.containers.removal_hook`).
 """
 
 from __future__ import annotations
