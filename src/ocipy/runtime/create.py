@@ -131,15 +131,19 @@ def create(
     preserve_fds: int = 0,
     systemd_cgroup: bool = False,
     stdio: tuple[int | None, int | None, int | None] | None = None,
+    config: Config | None = None,
 ) -> store.Container:
     """Create a container; its init waits for `start` (see runtime/init.py).
 
     `stdio`: fds that become the container process's 0, 1 and 2 (None: the
-    caller's own, inherited); the caller closes its copies afterwards."""
+    caller's own, inherited); the caller closes its copies afterwards.
+    `config`: the bundle's config.json as `load_config` parsed it, when the
+    caller already read it (`run`: each parse costs ~1 ms)."""
     store.check_id(container_id)
     check_preserve_fds(preserve_fds)
     bundle = os.path.abspath(bundle)
-    config = load_config(bundle)
+    if config is None:
+        config = load_config(bundle)
     process = config.process
     if process is None:
         raise ConfigError("process", "is required to create a container")

@@ -261,24 +261,30 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, keep
     `forward_signals` (main thread only): pass INT, TERM, HUP, QUIT, USR1 and
     USR2 on to the container while waiting, as runc does; the previous
     handlers are restored afterwards."""
-    import signal
+    # The C module, loaded at every interpreter start: `signal` is a wrapper
+    # that imports enum, functools and collections (~1.5 ms per container).
+    import _signal as signal  # type: ignore[import-not-found]
+    import os
 
     from ocipy.linux import syscalls
-    from ocipy.runtime.create import create
+    from ocipy.runtime.create import create, load_config
 
     console_fd = None
     proxy = None
+    config = None
     if not detach:
         # The init may be a grandchild (bootstrap path): become the subreaper so it is ours to wait for.
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
-        if console_socket is None and _wants_terminal(bundle):
-            from ocipy.runtime.console import ConsoleProxy
+        if console_socket is None:
+            config = load_config(os.path.abspath(bundle))  # parsed once: create takes it
+            if config.process is not None and config.process.terminal:
+                from ocipy.runtime.console import ConsoleProxy
 
-            proxy = ConsoleProxy()
-            console_fd = proxy.child_fd
+                proxy = ConsoleProxy()
+                console_fd = proxy.child_fd
     container = create(root, container_id, bundle, console_socket=console_socket, console_fd=console_fd,
                        pid_file=pid_file, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
-                       preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup)  # fmt: skip
+                       preserve_fds=preserve_fds, systemd_cgroup=systemd_cgroup, config=config)  # fmt: skip
     try:
         if proxy is not None:
             proxy.receive_master()
