@@ -105,9 +105,11 @@ class Applier:
         self.what = "layer"
         self.added: set[str] = set()
         self.added_dirs: set[str] = set()
-        # directories this layer created, by (st_dev, st_ino) (not by path: a symlink of this
-        # layer may name one too) -> the names this layer created in them; nothing else is there
-        self.fresh: dict[tuple[int, int], set[str]] = {}
+        # by directory (st_dev, st_ino), not by path (a symlink of this layer may name it too):
+        # the names this layer created in it, and the directories this layer made (nothing
+        # but those names is in them)
+        self.created: dict[tuple[int, int], set[str]] = {}
+        self.fresh: set[tuple[int, int]] = set()
         self.first = True  # no layer applied yet
         self.euid = os.geteuid()
         self.umask = _umask()
@@ -175,7 +177,8 @@ class Applier:
         self.what = self.dirs.what = what
         self.added = set()
         self.added_dirs = set()
-        self.fresh = {}
+        self.created = {}
+        self.fresh = set()
         self.dir_times = []
         if self.overlay is not None:
             self.overlay.start_layer()
@@ -211,7 +214,7 @@ class Applier:
         finally:
             os.close(fd)
         if empty:
-            self.fresh[(st.st_dev, st.st_ino)] = set()
+            self.fresh.add((st.st_dev, st.st_ino))
 
     def finish(self) -> None:
         """After the last layer: the directory modes a non-root user had to defer."""
@@ -281,7 +284,9 @@ class Applier:
             self.fresh.clear()
         key = path.rpartition("/")[0]
         meta = dirs.new_entry_meta(key, pfd)
-        names = self.fresh.get(meta[2])
+        names = self.created.get(meta[2])
+        if names is None:
+            names = self.created[meta[2]] = set()
         if info.isdir():
             self._dir(pfd, base, info, path)
         elif info.islnk():
@@ -290,7 +295,9 @@ class Applier:
         else:
             workers = self.workers
             st: os.stat_result | None = None
-            if names is None or base in names:
+            if base in names:
+                self._barrier()  # made by this layer (a worker may still be at it): look
+            if base in names or meta[2] not in self.fresh:
                 # a directory this layer made holds only what this layer created in it;
                 # anywhere else something may be in the way
                 try:
@@ -330,8 +337,7 @@ class Applier:
                     self._node(pfd, base, info, chown)
             else:
                 raise ImageError(f"{what}: entry {info.name!r}: unsupported tar entry type {info.type!r}")
-        if names is not None:
-            names.add(base)
+        names.add(base)
         self._mark_added(path)
 
     def _is_dir(self, parts: list[str]) -> bool:
@@ -464,7 +470,7 @@ class Applier:
             ident = self._dir_attrs(fd, info, path)
             if made and self.overlay is None:
                 # (in overlay form whiteouts and copy-ups create entries too: not tracked)
-                self.fresh[ident] = set()
+                self.fresh.add(ident)
         except BaseException:
             os.close(fd)
             raise
