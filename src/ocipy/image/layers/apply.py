@@ -50,6 +50,18 @@ _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXE
 _XATTR = "SCHILY.xattr."
 
 
+def _umask() -> int | None:
+    """The process's umask, read without changing it (os.umask would, for every thread); None if unknown."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 class ApplyOptions:
     """How layers are applied.
 
@@ -93,6 +105,14 @@ class Applier:
         self.what = "layer"
         self.added: set[str] = set()
         self.added_dirs: set[str] = set()
+        # by directory (st_dev, st_ino), not by path (a symlink of this layer may name it too):
+        # the names this layer created in it, and the directories this layer made (nothing
+        # but those names is in them)
+        self.created: dict[tuple[int, int], set[str]] = {}
+        self.fresh: set[tuple[int, int]] = set()
+        self.first = True  # no layer applied yet
+        self.euid = os.geteuid()
+        self.umask = _umask()
         self.dir_times: list[tuple[str, int, tuple[int, int]]] = []
         # a non-root user keeps its directories u+rwx until every layer is applied
         self.dir_modes: dict[str, tuple[int, tuple[int, int]]] = {}
@@ -143,6 +163,7 @@ class Applier:
             st = os.lstat(name, dir_fd=pfd)
         if stat.S_ISDIR(st.st_mode):
             self.dirs.drop()
+            self.fresh.clear()  # its inode number may come back
             fstree.rmtree_at(pfd, name, fix_perms=not self.opts.root)
         else:
             if stat.S_ISLNK(st.st_mode):
@@ -156,9 +177,14 @@ class Applier:
         self.what = self.dirs.what = what
         self.added = set()
         self.added_dirs = set()
+        self.created = {}
+        self.fresh = set()
         self.dir_times = []
         if self.overlay is not None:
             self.overlay.start_layer()
+        elif self.first:
+            self._root_fresh()
+        self.first = False
         dirs = self.dirs
         try:
             for tf, info in entries(stream, what):
@@ -177,6 +203,18 @@ class Applier:
             if self.workers is not None:
                 self.workers.barrier()
             dirs.forget()
+
+    def _root_fresh(self) -> None:
+        """Before the first layer: an empty rootfs counts as made by this layer."""
+        fd = os.open(".", DIR_READ, dir_fd=self.dirs.root_fd)
+        try:
+            st = os.fstat(fd)
+            with os.scandir(fd) as it:
+                empty = next(it, None) is None
+        finally:
+            os.close(fd)
+        if empty:
+            self.fresh.add((st.st_dev, st.st_ino))
 
     def finish(self) -> None:
         """After the last layer: the directory modes a non-root user had to defer."""
@@ -227,6 +265,7 @@ class Applier:
                     self._dir_attrs(fd, info, "")
                 finally:
                     os.close(fd)
+                self.dirs.changed("")
             return
         base = parts[-1]
         if base.startswith(whiteout.WHITEOUT_PREFIX):
@@ -238,7 +277,16 @@ class Applier:
             # layer.md: "Layer Changesets for the media type application/vnd.oci.image.layer.v1.tar
             # MUST NOT include duplicate entries for file paths in the resulting tar archive."
             raise ImageError(f"{what}: entry {info.name!r}: duplicate entry in layer")
-        pfd = self.dirs.parent(parts)
+        dirs = self.dirs
+        pfd = dirs.parent(parts)
+        if dirs.made:  # implicit parents were made: their names are not tracked
+            dirs.made = False
+            self.fresh.clear()
+        key = path.rpartition("/")[0]
+        meta = dirs.new_entry_meta(key, pfd)
+        names = self.created.get(meta[2])
+        if names is None:
+            names = self.created[meta[2]] = set()
         if info.isdir():
             self._dir(pfd, base, info, path)
         elif info.islnk():
@@ -246,10 +294,16 @@ class Applier:
             self._hardlink(pfd, base, info)
         else:
             workers = self.workers
-            try:
-                st: os.stat_result | None = os.lstat(base, dir_fd=pfd)
-            except FileNotFoundError:
-                st = None
+            st: os.stat_result | None = None
+            if base in names:
+                self._barrier()  # made by this layer (a worker may still be at it): look
+            if base in names or meta[2] not in self.fresh:
+                # a directory this layer made holds only what this layer created in it;
+                # anywhere else something may be in the way
+                try:
+                    st = os.lstat(base, dir_fd=pfd)
+                except FileNotFoundError:
+                    pass
             if st is not None:
                 # layer.md "Changeset over existing files": remove, then recreate (here, inline)
                 self._barrier()
@@ -269,19 +323,21 @@ class Applier:
                             raise ImageError(f"{what}: entry {info.name!r}: truncated file data")
                     else:
                         data = b""
-                    workers.submit(parts[0] if len(parts) == 1 else path.rpartition("/")[0],
-                                   self._write_file, (pfd, base, info, data), info.name, size)
+                    workers.submit(key or parts[0], self._write_file,
+                                   (pfd, base, info, data, self._plan(meta, info)), info.name, size)
                 else:
-                    self._file(pfd, base, tf, stream, info)
+                    self._file(pfd, base, tf, stream, info, self._plan(meta, info))
             elif info.issym() or info.isfifo() or info.ischr() or info.isblk():
                 if (info.ischr() or info.isblk()) and not self.opts.devices:
                     return  # not root: device nodes cannot be created (as umoci --rootless)
+                chown = self._plan(meta, info)[1]
                 if workers is not None:
-                    workers.submit(path.rpartition("/")[0], self._node, (pfd, base, info), info.name)
+                    workers.submit(key, self._node, (pfd, base, info, chown), info.name)
                 else:
-                    self._node(pfd, base, info)
+                    self._node(pfd, base, info, chown)
             else:
                 raise ImageError(f"{what}: entry {info.name!r}: unsupported tar entry type {info.type!r}")
+        names.add(base)
         self._mark_added(path)
 
     def _is_dir(self, parts: list[str]) -> bool:
@@ -291,9 +347,27 @@ class Applier:
         except (OSError, KernelError):
             return False
 
+    def _plan(self, meta: tuple[int, bool, tuple[int, int]], info: tarfile.TarInfo) -> tuple[int, bool, bool]:
+        """(mode to create with, chown needed, chmod needed) for a new entry in a directory
+        of RootDirs.new_entry_meta `meta`.
+
+        A new inode already has our uid and the directory's gid if it is setgid (else
+        ours), and the mode it was created with minus the umask (a default ACL instead
+        of the umask: then always chmod).  A chown or chmod that would change nothing
+        is left out; set-id and sticky bits are always set by chmod (after chown, which
+        clears them).
+        """
+        mode = info.mode & 0o7777
+        gid, acl = meta[0], meta[1]
+        chown = self.opts.ownership and (info.uid != self.euid or info.gid != gid)
+        umask = self.umask
+        if umask is None or acl or mode & (0o7000 | umask):
+            return 0o600, chown, True
+        return mode, chown, False
+
     # -- entry kinds ---------------------------------------------------------------
 
-    def _node(self, pfd: int, name: str, info: tarfile.TarInfo) -> None:
+    def _node(self, pfd: int, name: str, info: tarfile.TarInfo, chown: bool = True) -> None:
         """Create a symlink, fifo or device node (the name does not exist)."""
         if info.issym():
             os.symlink(info.linkname, name, dir_fd=pfd)
@@ -305,7 +379,7 @@ class Applier:
                 dev = os.makedev(info.devmajor, info.devminor)
             os.mknod(name, kind | 0o600, dev, dir_fd=pfd)
         # by name in pfd, never following it (a symlink's own owner and times)
-        if self.opts.ownership:
+        if chown and self.opts.ownership:
             os.chown(name, info.uid, info.gid, dir_fd=pfd, follow_symlinks=False)
         if not info.issym():
             os.chmod(name, info.mode & 0o7777, dir_fd=pfd, follow_symlinks=False)
@@ -318,29 +392,31 @@ class Applier:
         mtime = mtime_ns(info)
         os.utime(name, ns=(mtime, mtime), dir_fd=pfd, follow_symlinks=False)
 
-    def _write_file(self, pfd: int, name: str, info: tarfile.TarInfo, data: bytes) -> None:
-        """Create a regular file with `data` (the name does not exist)."""
-        fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=pfd)
+    def _write_file(self, pfd: int, name: str, info: tarfile.TarInfo, data: bytes,
+                    plan: tuple[int, bool, bool]) -> None:
+        """Create a regular file with `data` (the name does not exist); `plan` is :meth:`_plan`'s."""
+        fd = os.open(name, _FILE_FLAGS, plan[0], dir_fd=pfd)
         try:
             if data:
                 self._write_all(fd, data)
-            self._file_attrs(fd, info)
+            self._file_attrs(fd, info, plan)
         finally:
             os.close(fd)
 
-    def _file_attrs(self, fd: int, info: tarfile.TarInfo) -> None:
-        if self.opts.ownership:
+    def _file_attrs(self, fd: int, info: tarfile.TarInfo, plan: tuple[int, bool, bool]) -> None:
+        if plan[1]:
             os.fchown(fd, info.uid, info.gid)
-        os.fchmod(fd, info.mode & 0o7777)  # after chown, which clears setuid bits
+        if plan[2]:
+            os.fchmod(fd, info.mode & 0o7777)  # after chown, which clears setuid bits
         if self.opts.xattrs and info.pax_headers:
             self._xattrs(fd, info)
         mtime = mtime_ns(info)
         os.utime(fd, ns=(mtime, mtime))
 
     def _file(self, pfd: int, name: str, tf: tarfile.TarFile, stream: LayerStream,
-              info: tarfile.TarInfo) -> None:
+              info: tarfile.TarInfo, plan: tuple[int, bool, bool]) -> None:
         """Create a regular file streaming its data (large or sparse files, or no workers)."""
-        fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=pfd)
+        fd = os.open(name, _FILE_FLAGS, plan[0], dir_fd=pfd)
         try:
             if info.sparse is not None:
                 src = tf.extractfile(info)
@@ -360,7 +436,7 @@ class Applier:
                         raise ImageError(f"{self.what}: entry {info.name!r}: truncated file data")
                     remaining -= len(data)
                     self._write_all(fd, data)
-            self._file_attrs(fd, info)
+            self._file_attrs(fd, info, plan)
         finally:
             os.close(fd)
 
@@ -376,11 +452,14 @@ class Applier:
                 n += w
 
     def _dir(self, pfd: int, name: str, info: tarfile.TarInfo, path: str) -> None:
+        made = True
         try:
             os.mkdir(name, 0o700, dir_fd=pfd)
         except FileExistsError:
             st = os.lstat(name, dir_fd=pfd)
-            if not stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode):
+                made = False
+            else:
                 # layer.md "Changeset over existing files": remove, then recreate
                 self.remove(pfd, name, st)
                 os.mkdir(name, 0o700, dir_fd=pfd)
@@ -388,14 +467,18 @@ class Applier:
         try:
             if self.overlay is not None and path in self.overlay.whited:
                 self.overlay.make_opaque(fd, path)  # the lowers' directory was whited out: hide it
-            self._dir_attrs(fd, info, path)
+            ident = self._dir_attrs(fd, info, path)
+            if made and self.overlay is None:
+                # (in overlay form whiteouts and copy-ups create entries too: not tracked)
+                self.fresh.add(ident)
         except BaseException:
             os.close(fd)
             raise
+        self.dirs.changed(path)  # a new owner or mode: what new entries in it get
         # the directory we just made is the parent of the entries that follow: cache it
         self.dirs.keep(path, fd)
 
-    def _dir_attrs(self, fd: int, info: tarfile.TarInfo, path: str) -> None:
+    def _dir_attrs(self, fd: int, info: tarfile.TarInfo, path: str) -> tuple[int, int]:
         if self.opts.ownership:
             os.fchown(fd, info.uid, info.gid)
         mode = info.mode & 0o7777
@@ -411,6 +494,7 @@ class Applier:
         if self.opts.xattrs and info.pax_headers:
             self._xattrs(fd, info)
         self.dir_times.append((path, mtime_ns(info), ident))
+        return ident
 
     def _xattrs(self, target: int | str, info: tarfile.TarInfo) -> None:
         for key, value in info.pax_headers.items():

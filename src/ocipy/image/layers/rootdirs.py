@@ -121,6 +121,10 @@ class RootDirs:
         self.barrier = barrier
         self.what = "layer"
         self.cache: dict[str, int] = {}
+        # per cached directory: the gid a new entry in it gets, whether it has a default ACL,
+        # and its (st_dev, st_ino)
+        self.meta: dict[str, tuple[int, bool, tuple[int, int]]] = {}
+        self.made = False  # mkdir_parents created a directory (the caller resets it)
         self.graveyard: list[int] = []
         self.hooks: ParentHooks | None = None  # overlay form: see :mod:`.overlay`
 
@@ -141,6 +145,7 @@ class RootDirs:
         """
         self.graveyard.extend(self.cache.values())
         self.cache.clear()
+        self.meta.clear()
 
     def drop(self) -> None:
         """forget(), once no worker can still be using a cached fd."""
@@ -160,6 +165,30 @@ class RootDirs:
         if len(self.cache) >= CACHE_MAX:
             self.drop()
         self.cache[path] = fd
+
+    def new_entry_meta(self, key: str, fd: int) -> tuple[int, bool, tuple[int, int]]:
+        """(gid, default ACL?, identity) for a new entry in cached directory `key` (fd `fd`).
+
+        A new inode's group is the directory's when it is setgid, else ours; a
+        default ACL, not the umask, then limits its mode.  Forgotten with the
+        cache, and by :meth:`changed` when the directory's attributes change.
+        """
+        meta = self.meta.get(key)
+        if meta is None:
+            st = os.fstat(fd)
+            gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
+            try:
+                # fd may be O_PATH: its magic link names this very directory
+                os.getxattr(f"/proc/self/fd/{fd}", "system.posix_acl_default")
+                acl = True
+            except OSError as e:
+                acl = e.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
+            meta = self.meta[key] = (gid, acl, (st.st_dev, st.st_ino))
+        return meta
+
+    def changed(self, key: str) -> None:
+        """Directory `key`'s mode, owner or xattrs were just changed (forget its meta)."""
+        self.meta.pop(key, None)
 
     # -- resolution --------------------------------------------------------------------
 
@@ -203,6 +232,7 @@ class RootDirs:
                 except FileNotFoundError:
                     try:
                         os.mkdir(name, 0o755, dir_fd=fd)
+                        self.made = True
                         if self.hooks is not None:
                             self.hooks.made_dir(fd, name, parts[: i + 1])
                     except FileExistsError:
