@@ -68,10 +68,12 @@ class Container:
 
     @property
     def bundle(self) -> str:
+        """The bundle directory it was created from."""
         return self._known().bundle
 
     @property
     def rootfs(self) -> str:
+        """The root filesystem's path, as config.json's root.path resolves it."""
         return str(self._known().data.get("rootfs", ""))
 
     @property
@@ -81,10 +83,12 @@ class Container:
 
     @property
     def owner(self) -> str:
+        """Who created it (the state's owner field, as `ocipy list` shows it)."""
         return str(self._known().data.get("owner", ""))
 
     @property
     def annotations(self) -> dict[str, str]:
+        """config.json's annotations (a copy)."""
         return dict(self._known().config.get("annotations") or {})
 
     @property
@@ -125,9 +129,11 @@ class Container:
         api.kill(self.id, signal, root=self.root, all_processes=all)
 
     def pause(self) -> None:
+        """Freeze every process of the container (the freezer cgroup)."""
         api.pause(self.id, root=self.root)
 
     def resume(self) -> None:
+        """Thaw a paused container."""
         api.resume(self.id, root=self.root)
 
     def processes(self) -> list[int]:

@@ -71,6 +71,7 @@ class Image:
 
     @property
     def manifest(self) -> dict[str, Any]:
+        """The image manifest (a copy)."""
         return _copy.deepcopy(self._info["manifest"])
 
     @property
@@ -90,25 +91,30 @@ class Image:
 
     @property
     def created(self) -> str | None:
+        """The config's created time (RFC 3339), or None."""
         created = self._info["config"].get("created")
         return created if isinstance(created, str) else None
 
     @property
     def labels(self) -> dict[str, str]:
+        """Config.Labels (a copy)."""
         return dict(self._inner.get("Labels") or {})
 
     @property
     def entrypoint(self) -> list[str] | None:
+        """Config.Entrypoint (a copy), or None."""
         value = self._inner.get("Entrypoint")
         return list(value) if value is not None else None
 
     @property
     def cmd(self) -> list[str] | None:
+        """Config.Cmd (a copy), or None."""
         value = self._inner.get("Cmd")
         return list(value) if value is not None else None
 
     @property
     def env(self) -> list[str]:
+        """Config.Env (a copy)."""
         return list(self._inner.get("Env") or [])
 
     def inspect(self) -> dict[str, Any]:

@@ -557,6 +557,7 @@ class Process:
         return code
 
     def kill(self, signal: str | int = "TERM") -> None:
+        """Send a signal (name or number) to the process, while it runs."""
         from ocipy.runtime.operations import parse_signal
 
         if self.exit_code is None:

@@ -147,6 +147,7 @@ class AsyncStream:
                 await asyncio.to_thread(self._on_end)
 
     async def aclose(self) -> None:
+        """Stop reading; the process is killed if it still runs, then reaped."""
         await self._finish(kill=True)
 
     async def __aenter__(self) -> AsyncStream:
@@ -176,17 +177,21 @@ class Container:
 
     @property
     def status(self) -> str:
+        """As :attr:`ocipy.api.Container.status`."""
         return self.sync.status
 
     @property
     def pid(self) -> int:
+        """As :attr:`ocipy.api.Container.pid`."""
         return self.sync.pid
 
     @property
     def bundle(self) -> str:
+        """As :attr:`ocipy.api.Container.bundle`."""
         return self.sync.bundle
 
     async def start(self) -> None:
+        """As :meth:`ocipy.api.Container.start`, without blocking the event loop."""
         await asyncio.to_thread(self.sync.start)
 
     async def wait(self, timeout: float | None = None) -> int:
@@ -196,21 +201,27 @@ class Container:
         return await wait_pid(loaded.pid, timeout, start_time if isinstance(start_time, int) else None)
 
     async def kill(self, signal: str | int = "TERM", *, all: bool = False) -> None:  # noqa: A002
+        """As :meth:`ocipy.api.Container.kill`, without blocking the event loop."""
         await asyncio.to_thread(self.sync.kill, signal, all=all)
 
     async def pause(self) -> None:
+        """As :meth:`ocipy.api.Container.pause`, without blocking the event loop."""
         await asyncio.to_thread(self.sync.pause)
 
     async def resume(self) -> None:
+        """As :meth:`ocipy.api.Container.resume`, without blocking the event loop."""
         await asyncio.to_thread(self.sync.resume)
 
     async def processes(self) -> list[int]:
+        """As :meth:`ocipy.api.Container.processes`, without blocking the event loop."""
         return await asyncio.to_thread(self.sync.processes)
 
     async def stats(self) -> dict[str, Any]:
+        """As :meth:`ocipy.api.Container.stats`, without blocking the event loop."""
         return await asyncio.to_thread(self.sync.stats)
 
     async def update(self, resources: dict[str, Any] | None = None, **limits: Any) -> dict[str, Any]:
+        """As :meth:`ocipy.api.Container.update`, without blocking the event loop."""
         return await asyncio.to_thread(self.sync.update, resources, **limits)
 
     async def exec(self, args: list[str] | None = None, *, capture: bool = False, stdin: Any = None,
@@ -232,6 +243,7 @@ class Container:
         return AsyncStream(pid, plan)
 
     async def delete(self, force: bool = False) -> None:
+        """As :meth:`ocipy.api.Container.delete`, without blocking the event loop."""
         await asyncio.to_thread(self.sync.delete, force)
 
     async def __aenter__(self) -> Container:
@@ -278,6 +290,7 @@ async def create(container_id: str, bundle: str, *, root: str | None = None, **o
 
 
 async def get(container_id: str, *, root: str | None = None) -> Container:
+    """As :func:`ocipy.api.get`: the container with this id, as an awaitable object."""
     return Container(await asyncio.to_thread(api.get, container_id, root=root))
 
 

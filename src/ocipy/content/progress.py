@@ -136,6 +136,7 @@ class Reporter:
                     self._closed = True
 
     def close(self) -> None:
+        """End the display (idempotent); later calls render nothing."""
         with self._lock:
             if not self._closed:
                 self._closed = True
