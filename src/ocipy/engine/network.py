@@ -52,7 +52,6 @@ def _socket_path(engine_dir: str) -> str:
         return path
     import hashlib
 
-    os.makedirs(_SHORT_SOCKETS, 0o700, exist_ok=True)
     return os.path.join(_SHORT_SOCKETS, hashlib.sha256(engine_dir.encode()).hexdigest()[:24] + ".sock")
 
 
@@ -167,6 +166,8 @@ class Private:
             raise OcipyError("--network private needs slirp4netns (apt-get install slirp4netns)")
         self.engine_dir = engine_dir
         api = _socket_path(engine_dir)
+        if os.path.dirname(api) == _SHORT_SOCKETS:
+            os.makedirs(_SHORT_SOCKETS, 0o700, exist_ok=True)  # made only when a socket goes there
         ready_r, ready_w = os.pipe()
         exit_r = exit_w = -1
         cmd = [binary, "--configure", "--mtu=65520", "--disable-host-loopback", "--api-socket", api,
