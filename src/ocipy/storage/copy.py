@@ -18,11 +18,9 @@ from typing import Any
 
 from ocipy import fstree
 from ocipy.image.layers import whiteout
-from ocipy.image.layers.overlay import Overlay, copy_data
+from ocipy.image.layers.overlay import Overlay, copy_file
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_OPEN = 64
 
 
@@ -133,16 +131,7 @@ class _Layer:
                 return
             self.links[st.st_ino] = rel
         if stat.S_ISREG(st.st_mode):
-            src = os.open(name, _READ, dir_fd=sfd)
-            try:
-                dst = os.open(name, _CREATE, 0o600, dir_fd=dfd)
-                try:
-                    copy_data(src, dst, st.st_size)
-                    Overlay.copy_meta(src, dst, st)
-                finally:
-                    os.close(dst)
-            finally:
-                os.close(src)
+            copy_file(sfd, name, dfd, name, st)
             return
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(name, dir_fd=sfd), name, dir_fd=dfd)

@@ -41,6 +41,22 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
 
+def copy_file(sfd: int, sname: str, dfd: int, dname: str, st: os.stat_result) -> None:
+    """Copy the regular file `sname` of directory `sfd` (stat `st`) to the new
+    `dname` of `dfd`: its data (a reflink where possible) and its owner, mode,
+    xattrs and times; neither name is followed."""
+    src = os.open(sname, _READ, dir_fd=sfd)
+    try:
+        dst = os.open(dname, _CREATE, 0o600, dir_fd=dfd)
+        try:
+            copy_data(src, dst, st.st_size)
+            Overlay.copy_meta(src, dst, st)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
 def copy_data(src: int, dst: int, size: int) -> None:
     """Copy `size` bytes of file `src` to the empty file `dst`: a reflink where the
     filesystem shares extents (btrfs, xfs), else copy_file_range (in the kernel)."""
@@ -270,16 +286,7 @@ class Overlay:
 
                     raise ImageError(f"{app.what}: hardlink target {'/'.join(tparts)!r}: expanded size "
                                      f"exceeds the limit (decompression bomb?); raise it with --max-size")
-                src = os.open(found.name, _READ, dir_fd=found.fd)
-                try:
-                    dst = os.open(name, _CREATE, 0o600, dir_fd=pfd)
-                    try:
-                        copy_data(src, dst, st.st_size)
-                        self.copy_meta(src, dst, st)
-                    finally:
-                        os.close(dst)
-                finally:
-                    os.close(src)
+                copy_file(found.fd, found.name, pfd, name, st)
             else:
                 if stat.S_ISLNK(st.st_mode):
                     os.symlink(os.readlink(found.name, dir_fd=found.fd), name, dir_fd=pfd)
