@@ -9,9 +9,9 @@ OCIPY  := $(VENV)/bin/ocipy
 # Debian packages the tests, the demo and the benchmarks use (peers included).
 DEB_PACKAGES := busybox-static runc crun containerd umoci skopeo docker-registry libseccomp2 iproute2 util-linux procps gcc libc6-dev podman conmon slirp4netns python3.11-venv python3.11-dev
 
-.PHONY: install deps venv launcher trampoline syscall-ext test unit lint demo bench clean
+.PHONY: install deps venv launcher trampoline syscall-ext codecache test unit lint demo bench clean
 
-install: deps venv launcher trampoline syscall-ext
+install: deps venv launcher trampoline syscall-ext codecache
 
 # .venv/bin/ocipy: a static launcher that runs the interpreter from a
 # read-only bind of itself (src/ocipy/linux/launcher.c says why).
@@ -41,6 +41,12 @@ syscall-ext: venv
 	  echo "gcc -shared $(SYSCALL_SRC) -> $$out"; \
 	  gcc -O2 -shared -fPIC -Wall -Wextra -Werror -I"$$inc" -o "$$out.tmp" $(SYSCALL_SRC) && mv "$$out.tmp" "$$out"; \
 	fi
+
+# The runtime's code cache (src/ocipy/codecache.py): written after the
+# extension above (it is one of the modules listed), on every install -- it
+# takes a second, and a stale entry would only be skipped, never used.
+codecache: venv syscall-ext
+	$(PY) scripts/make_codecache.py $(VENV) src $(VENV)/ocipy-codecache
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

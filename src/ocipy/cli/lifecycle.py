@@ -58,20 +58,17 @@ def run_create(argv: list[str], opts: GlobalOptions) -> int:
 
 
 def run_run(argv: list[str], opts: GlobalOptions) -> int:
-    from ocipy import api
+    # The runtime's run, not api.run (which calls it for a caller like this
+    # one: one thread, stdio inherited): ocipy.api costs ~0.4 ms per container.
+    from ocipy.runtime import operations
 
     spec = dict(_CREATE_FLAGS, **{"-d": ("detach", "bool"), "--detach": ("detach", "bool"), "--keep": ("keep", "bool")})
     f, args = parse("run", argv, spec, "[-d] [--keep] " + _CREATE_USAGE, min_args=1, max_args=1)
-    options: dict[str, Any] = {
-        "root": opts.root, "pid_file": f["pid_file"], "console_socket": f["console_socket"],
-        "no_pivot": bool(f["no_pivot"]), "no_new_keyring": bool(f["no_new_keyring"]),
-        "preserve_fds": int(f["preserve_fds"] or 0), "systemd_cgroup": opts.systemd_cgroup,
-    }  # fmt: skip
-    if f["detach"]:
-        api.run(args[0], str(f["bundle"] or "."), detach=True, **options)
-        return 0
-    result = api.run(args[0], str(f["bundle"] or "."), keep=bool(f["keep"]), forward_signals=True, **options)
-    return int(result.exit_code)
+    return operations.run(opts.root, args[0], str(f["bundle"] or "."), detach=bool(f["detach"]),
+                          keep=bool(f["keep"]), pid_file=f["pid_file"], console_socket=f["console_socket"],
+                          no_pivot=bool(f["no_pivot"]), no_new_keyring=bool(f["no_new_keyring"]),
+                          preserve_fds=int(f["preserve_fds"] or 0), systemd_cgroup=opts.systemd_cgroup,
+                          forward_signals=not f["detach"])  # fmt: skip
 
 
 def run_start(argv: list[str], opts: GlobalOptions) -> int:
@@ -168,14 +165,35 @@ def run_delete(argv: list[str], opts: GlobalOptions) -> int:
         # runc's verb, runc's meaning: never a registry's manifest by accident
         raise UsageError(f"delete: {image_refs[0]!r} is an image reference; `ocipy delete` deletes "
                          "containers (use `ocipy image delete` for images)")
-    from ocipy.runtime import operations
-
     f, args = parse("delete", argv, {"-f": ("force", "bool"), "--force": ("force", "bool")}, "[-f] ID",
                     min_args=1, max_args=1)  # fmt: skip
+    if f["force"] and _not_there(opts.root, args[0]):
+        return 0  # as runc: nothing to delete is no error with --force
+    from ocipy.runtime import operations
+
     # Not api.delete: that also reaps an init that is the caller's child, which
     # a new CLI process never has (operations.delete waits for the init to die).
     operations.delete(opts.root, args[0], force=bool(f["force"]))
     return 0
+
+
+def _not_there(root: str, container_id: str) -> bool:
+    """No directory for this (valid) id under --root.  containerd deletes
+    every container twice (its shim's cleanup runs `delete --force` after the
+    task's `delete`): the second call ends here, without loading the runtime
+    (~1 ms of a ~9 ms command)."""
+    import posix
+
+    from ocipy.runtime.ids import check_id
+
+    check_id(container_id)
+    try:
+        posix.lstat(root.rstrip("/") + "/" + container_id)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        pass  # the runtime's path reports it
+    return False
 
 
 def run_features(argv: list[str], opts: GlobalOptions) -> int:

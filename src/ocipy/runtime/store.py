@@ -29,6 +29,7 @@ import posix
 from ocipy import jsonfast
 from ocipy.errors import ContainerNotFound, KernelError, OcipyError
 from ocipy.runtime import lifecycle
+from ocipy.runtime.ids import check_id
 from ocipy.runtime.lifecycle import CREATED, CREATING, PAUSED, RUNNING, STOPPED
 
 TYPE_CHECKING = False  # importing typing costs ~3 ms of the CLI's start-up
@@ -38,20 +39,8 @@ if TYPE_CHECKING:
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
 
-__all__ = ["CREATED", "CREATING", "PAUSED", "RUNNING", "STOPPED", "Container", "CorruptState", "load", "locked",
-           "new_container"]  # fmt: skip
-
-
-_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+.:=-")
-
-
-def check_id(container_id: str) -> None:
-    """An id names a directory under --root: no separators, no dot-dot."""
-    if (not container_id or not container_id[0].isalnum() or not container_id.isascii()
-            or not _ID_CHARS.issuperset(container_id)):  # fmt: skip
-        raise OcipyError(f"invalid container id {container_id!r}: use letters, digits and _+.:=- (no '/' or '..')")
-    if len(container_id) > 1024:
-        raise OcipyError("invalid container id: longer than 1024 characters")
+__all__ = ["CREATED", "CREATING", "PAUSED", "RUNNING", "STOPPED", "Container", "CorruptState", "check_id", "load",
+           "locked", "new_container"]  # fmt: skip
 
 
 def _join(directory: str, name: str) -> str:
