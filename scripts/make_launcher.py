@@ -74,8 +74,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "launcher-paths.h"), "w") as f:
             f.write(f"#define OCIPY_PYTHON {c_string(python)}\n#define OCIPY_CODE {c_string(code)}\n")
-        cmd = ["gcc", "-Os", "-static", "-s", "-Wall", "-Wextra", "-Werror", "-I", tmp, "-o", target + ".tmp", source]
-        print(f"gcc -static {source} -> {target}")
+        # freestanding, as the exe guard's trampoline (launcher.c says why)
+        cmd = ["gcc", "-Os", "-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-fno-pie", "-no-pie",
+               "-fno-asynchronous-unwind-tables", "-Wl,--build-id=none", "-s", "-Wall", "-Wextra", "-Werror",
+               "-I", tmp, "-o", target + ".tmp", source]  # fmt: skip
+        print(f"gcc -static -nostdlib {source} -> {target}")
         subprocess.run(cmd, check=True)
     os.replace(target + ".tmp", target)
 

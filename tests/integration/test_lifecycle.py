@@ -209,6 +209,24 @@ def test_bad_config_names_the_field_and_leaves_nothing(runtime, make_bundle, edi
     _no_leftovers(runtime, cid)
 
 
+def test_a_create_that_fails_in_the_init_leaves_no_pid_file(runtime, make_bundle, tmp_path):
+    # The pid file is written while the init mounts; when the init then fails
+    # (here: a bind mount of a source that does not exist), create removes it
+    # with everything else: an engine never finds a pid of a failed create.
+    def bad_mount(c):
+        c["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(tmp_path / "missing"),
+                            "options": ["rbind"]})
+
+    pid_file = tmp_path / "pid"
+    cid = unique_id()
+    proc = runtime("create", "-b", str(make_bundle(["true"], edit=bad_mount)), "--pid-file", str(pid_file), cid,
+                   check=False)
+    assert proc.returncode != 0 and "missing" in proc.stderr, proc.stderr
+    assert not pid_file.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".pid")] == []  # no temp file either
+    _no_leftovers(runtime, cid)
+
+
 def test_unknown_capabilities_warn_and_are_ignored(runtime, make_bundle):
     """config.md: "runtimes SHOULD NOT fail if the container configuration requests
     capabilities that cannot be granted"; runc drops them with one warning."""

@@ -136,10 +136,11 @@ def entry() -> None:
     _name_process()
     code = main()
     if _quick_exit:
-        import atexit
         import posix  # os would cost ~0.9 ms here (runtime/store.py)
 
-        atexit._run_exitfuncs()
+        atexit = sys.modules.get("atexit")  # not imported: nothing registered a handler
+        if atexit is not None:
+            atexit._run_exitfuncs()
         try:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -23,45 +23,126 @@
  * before; containers run by an unprivileged user have a user namespace, in
  * which CAP_SYS_PTRACE does not reach the runtime's processes.
  *
+ * Freestanding (no libc, raw system calls, x86_64 and aarch64), like the
+ * exe guard's trampoline: every runtime command starts here, and a static
+ * glibc program's own start and its larger image cost ~0.35 ms of each
+ * (bench/FINDINGS.md).
+ *
  * The paths are compiled in by scripts/make_launcher.py (launcher-paths.h).
  */
 
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <linux/mount.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include "launcher-paths.h" /* OCIPY_PYTHON, OCIPY_CODE */
 
-extern char **environ;
+#define OPEN_TREE_CLONE 1
+#define OPEN_TREE_CLOEXEC 02000000
+#define AT_FDCWD (-100)
+#define AT_EMPTY_PATH 0x1000
+#define MOUNT_ATTR_RDONLY 0x1
+#define MOUNT_ATTR_NOSUID 0x2
+#define MOUNT_ATTR_NODEV 0x4
 
-int main(int argc, char **argv)
+/* open_tree, mount_setattr: the same numbers on every architecture */
+#define NR_open_tree 428
+#define NR_mount_setattr 442
+
+#if defined(__x86_64__)
+#define NR_write 1
+#define NR_close 3
+#define NR_execve 59
+#define NR_exit_group 231
+#define NR_execveat 322
+
+static long sys5(long n, long a, long b, long c, long d, long e)
 {
+	long ret;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+__asm__(".text\n"
+	".global _start\n"
+	"_start:\n"
+	"  xor %rbp, %rbp\n"
+	"  mov %rsp, %rdi\n"
+	"  and $-16, %rsp\n"
+	"  call launcher_main\n"
+	"  hlt\n");
+#elif defined(__aarch64__)
+#define NR_write 64
+#define NR_close 57
+#define NR_execve 221
+#define NR_exit_group 94
+#define NR_execveat 281
+
+static long sys5(long n, long a, long b, long c, long d, long e)
+{
+	register long x8 __asm__("x8") = n;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+	register long x3 __asm__("x3") = d;
+	register long x4 __asm__("x4") = e;
+	__asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4) : "memory");
+	return x0;
+}
+
+__asm__(".text\n"
+	".global _start\n"
+	"_start:\n"
+	"  mov x29, #0\n"
+	"  mov x0, sp\n"
+	"  and sp, x0, #-16\n"
+	"  bl launcher_main\n");
+#else
+#error "unsupported architecture"
+#endif
+
+struct mount_attr {
+	unsigned long long attr_set, attr_clr, propagation, userns_fd;
+};
+
+static void say(const char *s)
+{
+	unsigned long n = 0;
+	while (s[n])
+		n++;
+	sys5(NR_write, 2, (long)s, (long)n, 0, 0);
+}
+
+__attribute__((noreturn, used)) void launcher_main(long *sp)
+{
+	long argc = sp[0];
+	char **argv = (char **)(sp + 1);
+	char **envp = argv + argc + 1;
+
 	/* python -IS -c CODE ARGS...: isolated, no site; CODE sets sys.path. */
 	char *args[argc + 4];
 	args[0] = OCIPY_PYTHON;
 	args[1] = "-IS";
 	args[2] = "-c";
 	args[3] = OCIPY_CODE;
-	for (int i = 1; i < argc; i++)
+	for (long i = 1; i < argc; i++)
 		args[i + 3] = argv[i];
-	args[argc + 3] = NULL;
+	args[argc + 3] = 0;
 
-	int fd = (int)syscall(SYS_open_tree, AT_FDCWD, OCIPY_PYTHON, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	long fd = sys5(NR_open_tree, AT_FDCWD, (long)OCIPY_PYTHON, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC, 0, 0);
 	if (fd >= 0) {
-		struct mount_attr attr = {
-			.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-		};
-		if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) == 0)
-			syscall(SYS_execveat, fd, "", args, environ, AT_EMPTY_PATH);
-		close(fd); /* never run a writable clone: fall back to the path */
+		struct mount_attr attr = {MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0};
+		if (sys5(NR_mount_setattr, fd, (long)"", AT_EMPTY_PATH, (long)&attr, sizeof attr) == 0)
+			sys5(NR_execveat, fd, (long)"", (long)args, (long)envp, AT_EMPTY_PATH);
+		sys5(NR_close, fd, 0, 0, 0, 0); /* never run a writable clone: fall back to the path */
 	}
-	execve(OCIPY_PYTHON, args, environ);
-	int err = errno;
-	fprintf(stderr, "ocipy: cannot execute %s: %s (run `make install`)\n", OCIPY_PYTHON, strerror(err));
-	return 127;
+	long err = -sys5(NR_execve, (long)OCIPY_PYTHON, (long)args, (long)envp, 0, 0);
+	char num[4] = {(char)('0' + err / 100 % 10), (char)('0' + err / 10 % 10), (char)('0' + err % 10), 0};
+	say("ocipy: cannot execute " OCIPY_PYTHON " (errno ");
+	say(num[0] == '0' ? (num[1] == '0' ? num + 2 : num + 1) : num);
+	say("; run `make install`)\n");
+	sys5(NR_exit_group, 127, 0, 0, 0, 0);
+	for (;;)
+		;
 }

@@ -182,6 +182,7 @@ def create(
         ctx.seccomp_filter = seccomp.prepare(linux.seccomp, cache=True)
     fds = FdOwner()  # every fd made for the children, closed on every error path
     bootstrap_pid = init_pid = 0
+    pid_file_written = ""  # engines read the pid file only after a create that succeeded
     manager = None
     data: dict[str, Any] = {}  # the container's state, for the cleanup below
     try:
@@ -270,6 +271,9 @@ def create(
                 _init_born(init_pid, linux, container)
                 if manager is not None:
                     manager.apply_resources()
+                if pid_file:  # now, while the init mounts (its fsync off the critical path); removed on failure
+                    _write_pid_file(pid_file, init_pid)
+                    pid_file_written = pid_file
             else:
                 if manager is not None and not ctx.cgroup_self_join:
                     manager.apply(bootstrap_pid)
@@ -280,11 +284,13 @@ def create(
             container.data["created"] = rfc3339_now()
             container.data["created_done"] = True
             container.save()
-            if pid_file:
+            if pid_file and not pid_file_written:
                 _write_pid_file(pid_file, init_pid)
             return container
     except BaseException:
         fds.close_all()
+        if pid_file_written:
+            _remove_quietly(os.path.abspath(pid_file_written))
         _kill_children(bootstrap_pid, init_pid or data.get("pid", 0))
         if manager is not None:
             try:
@@ -399,6 +405,13 @@ def _write_pid_file(path: str, pid: int) -> None:
         store.write_file(os.path.abspath(path), str(pid).encode(), 0o644)
     except KernelError as e:
         raise KernelError("write pid file", path, e.errno or errno.EIO) from None
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _owner() -> str:
