@@ -17,14 +17,14 @@ install: deps venv launcher trampoline syscall-ext codecache
 # read-only bind of itself (src/ocipy/linux/launcher.c says why).
 launcher: $(OCIPY)
 
-$(OCIPY): scripts/make_launcher.py src/ocipy/linux/launcher.c $(VENV)/.installed
+$(OCIPY): scripts/make_launcher.py src/ocipy/linux/launcher.c src/ocipy/linux/freestanding.h $(VENV)/.installed
 	$(PY) scripts/make_launcher.py $(VENV) src
 
 # The exe guard's trampoline (src/ocipy/linux/exe_guard.py): freestanding, static, no libc.
 TRAMPOLINE := src/ocipy/linux/ocipy-exe-guard
 trampoline: $(TRAMPOLINE)
 
-$(TRAMPOLINE): src/ocipy/linux/trampoline.c
+$(TRAMPOLINE): src/ocipy/linux/trampoline.c src/ocipy/linux/freestanding.h
 	gcc -Os -static -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie \
 	    -fno-asynchronous-unwind-tables -Wl,--build-id=none -Wl,-z,noseparate-code -s \
 	    -Wall -Wextra -Werror -o $@.tmp $<

@@ -33,6 +33,8 @@
 
 #include "launcher-paths.h" /* OCIPY_PYTHON, OCIPY_CODE */
 
+#include "freestanding.h"
+
 #define OPEN_TREE_CLONE 1
 #define OPEN_TREE_CLOEXEC 02000000
 #define AT_FDCWD (-100)
@@ -41,78 +43,11 @@
 #define MOUNT_ATTR_NOSUID 0x2
 #define MOUNT_ATTR_NODEV 0x4
 
-/* open_tree, mount_setattr: the same numbers on every architecture */
-#define NR_open_tree 428
-#define NR_mount_setattr 442
-
-#if defined(__x86_64__)
-#define NR_write 1
-#define NR_close 3
-#define NR_execve 59
-#define NR_exit_group 231
-#define NR_execveat 322
-
-static long sys5(long n, long a, long b, long c, long d, long e)
-{
-	long ret;
-	register long r10 __asm__("r10") = d;
-	register long r8 __asm__("r8") = e;
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-
-__asm__(".text\n"
-	".global _start\n"
-	"_start:\n"
-	"  xor %rbp, %rbp\n"
-	"  mov %rsp, %rdi\n"
-	"  and $-16, %rsp\n"
-	"  call launcher_main\n"
-	"  hlt\n");
-#elif defined(__aarch64__)
-#define NR_write 64
-#define NR_close 57
-#define NR_execve 221
-#define NR_exit_group 94
-#define NR_execveat 281
-
-static long sys5(long n, long a, long b, long c, long d, long e)
-{
-	register long x8 __asm__("x8") = n;
-	register long x0 __asm__("x0") = a;
-	register long x1 __asm__("x1") = b;
-	register long x2 __asm__("x2") = c;
-	register long x3 __asm__("x3") = d;
-	register long x4 __asm__("x4") = e;
-	__asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4) : "memory");
-	return x0;
-}
-
-__asm__(".text\n"
-	".global _start\n"
-	"_start:\n"
-	"  mov x29, #0\n"
-	"  mov x0, sp\n"
-	"  and sp, x0, #-16\n"
-	"  bl launcher_main\n");
-#else
-#error "unsupported architecture"
-#endif
+FREESTANDING_MAIN(launcher_main);
 
 struct mount_attr {
 	unsigned long long attr_set, attr_clr, propagation, userns_fd;
 };
-
-static void say(const char *s)
-{
-	unsigned long n = 0;
-	while (s[n])
-		n++;
-	sys5(NR_write, 2, (long)s, (long)n, 0, 0);
-}
 
 __attribute__((noreturn, used)) void launcher_main(long *sp)
 {

@@ -23,73 +23,15 @@
 
 #define MAGIC "ocipy-exe-guard"
 
-#if defined(__x86_64__)
-#define NR_write 1
-#define NR_execve 59
-#define NR_exit_group 231
+#include "freestanding.h"
 
-static long sys3(long n, long a, long b, long c)
-{
-	long ret;
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(n), "D"(a), "S"(b), "d"(c)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-
-__asm__(".text\n"
-	".global _start\n"
-	"_start:\n"
-	"  xor %rbp, %rbp\n"
-	"  mov %rsp, %rdi\n"
-	"  and $-16, %rsp\n"
-	"  call guard_main\n"
-	"  hlt\n");
-#elif defined(__aarch64__)
-#define NR_write 64
-#define NR_execve 221
-#define NR_exit_group 94
-
-static long sys3(long n, long a, long b, long c)
-{
-	register long x8 __asm__("x8") = n;
-	register long x0 __asm__("x0") = a;
-	register long x1 __asm__("x1") = b;
-	register long x2 __asm__("x2") = c;
-	__asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2) : "memory");
-	return x0;
-}
-
-__asm__(".text\n"
-	".global _start\n"
-	"_start:\n"
-	"  mov x29, #0\n"
-	"  mov x0, sp\n"
-	"  and sp, x0, #-16\n"
-	"  bl guard_main\n");
-#else
-#error "unsupported architecture"
-#endif
-
-static unsigned long slen(const char *s)
-{
-	unsigned long n = 0;
-	while (s[n])
-		n++;
-	return n;
-}
+FREESTANDING_MAIN(guard_main);
 
 static int same(const char *a, const char *b)
 {
 	while (*a && *a == *b)
 		a++, b++;
 	return *a == *b;
-}
-
-static void say(const char *s)
-{
-	sys3(NR_write, 2, (long)s, (long)slen(s));
 }
 
 static const char *errname(long e)
