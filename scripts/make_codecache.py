@@ -33,7 +33,10 @@ _LISTER = """
 import sys
 sys.path[:0] = {path!r}
 for name in {roots!r}:
-    __import__(name)
+    try:
+        __import__(name)
+    except Exception as e:  # left to the import system, where it fails as it would without a cache
+        print(f"make_codecache: {{name}} not cached: {{type(e).__name__}}: {{e}}", file=sys.stderr)
 out = []
 for name, module in sorted(sys.modules.items()):
     spec = getattr(module, "__spec__", None)
