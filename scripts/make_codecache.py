@@ -16,7 +16,6 @@ import marshal
 import os
 import subprocess
 import sys
-import sysconfig
 
 # ocipy.cli modules outside the runtime: image and registry commands
 _NOT_RUNTIME = {"ocipy.cli.image", "ocipy.cli.registry"}
@@ -62,15 +61,17 @@ def roots(src: str) -> list[str]:
 
 def build(venv: str, src: str, out: str) -> str:
     """Write the cache of `src`'s runtime modules to `out`; returns a summary line."""
-    purelib = sysconfig.get_path("purelib", vars={"base": venv, "platbase": venv})
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_launcher import venv_paths  # the venv's interpreter and site-packages, as the launcher runs them
+
+    python, purelib = venv_paths(venv)
     from ocipy import codecache  # the venv's (editable) ocipy: the format's constants
     from ocipy.fsutil import write_file
 
     lister = _LISTER.format(path=[src, purelib], roots=roots(src))
-    python = os.path.join(venv, "bin", "python3")
     listed = subprocess.run([python, "-IS", "-c", lister], check=True, capture_output=True, text=True)
     modules = ast.literal_eval(listed.stdout)
-    extension_suffixes = tuple(s for s in sysconfig.get_config_vars().get("EXT_SUFFIX", ".so").split())
+    from importlib.machinery import EXTENSION_SUFFIXES
     index: dict[str, tuple[str, int, int, int, int, int]] = {}
     blobs: list[bytes] = []
     offset = 0
@@ -83,7 +84,7 @@ def build(venv: str, src: str, out: str) -> str:
                 own_code = compile(code_source(path), path, "exec", dont_inherit=True, optimize=2)
             data = marshal.dumps(code)
             kind = codecache.PACKAGE if is_package else codecache.SOURCE
-        elif path.endswith(extension_suffixes) or path.endswith(".so"):
+        elif path.endswith(tuple(EXTENSION_SUFFIXES)):
             data, kind = b"", codecache.EXTENSION
         else:
             continue

@@ -53,6 +53,15 @@ def make_tar(entries: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
     return buf.getvalue()
 
 
+def dir_tar(root: Path) -> bytes:
+    """A layer holding the tree under `root` as it is (owners, modes, links)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for p in sorted(root.rglob("*")):
+            tf.add(p, arcname=str(p.relative_to(root)), recursive=False)
+    return buf.getvalue()
+
+
 def compress(data: bytes, compression: str) -> bytes:
     if compression == "gzip":
         return gzip.compress(data, 6)

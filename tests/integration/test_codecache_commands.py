@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from support.helpers import REPO, unique_id
+from support.helpers import REPO, load_script, unique_id
 
 pytestmark = [
     pytest.mark.integration,
@@ -29,22 +29,18 @@ CACHE = VENV / "ocipy-codecache"
 
 
 def cache_index() -> dict[str, tuple[Any, ...]]:
+    from importlib.util import MAGIC_NUMBER
+
     from ocipy import codecache
 
     fd = posix.open(str(CACHE), posix.O_RDONLY)
     try:
-        assert posix.read(fd, 4) == importlib_magic()
+        assert posix.read(fd, 4) == MAGIC_NUMBER
         codecache.read_part(posix, fd)  # its own code
         index = marshal.loads(codecache.read_part(posix, fd))
     finally:
         posix.close(fd)
     return index  # type: ignore[no-any-return]
-
-
-def importlib_magic() -> bytes:
-    from importlib.util import MAGIC_NUMBER
-
-    return MAGIC_NUMBER
 
 
 def imported(argv: list[str]) -> set[str]:
@@ -61,14 +57,10 @@ def imported(argv: list[str]) -> set[str]:
 
 
 def test_the_runtime_commands_import_only_cached_modules(make_bundle: Callable[..., Path], tmp_path: Path) -> None:
-    import importlib.util
     import sys
 
     assert CACHE.exists(), "no code cache: run `make install`"
-    spec = importlib.util.spec_from_file_location("make_launcher", REPO / "scripts" / "make_launcher.py")
-    assert spec is not None and spec.loader is not None
-    make_launcher = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_launcher)
+    make_launcher = load_script("make_launcher")
     _, purelib = make_launcher.venv_paths(str(VENV))
     code = make_launcher.launcher_code(str(REPO / "src"), purelib, str(CACHE))
     root = str(tmp_path / "state")

@@ -8,20 +8,18 @@ container must see on its overlay mount exactly what a flat unpack gives.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import signal
 import stat
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from image_fixtures import build_layout, entry, make_tar, snapshot, tree
+from image_fixtures import build_layout, dir_tar, entry, make_tar, snapshot, tree
 
 from ocipy import api_image
 from ocipy.errors import ImageError
@@ -209,7 +207,7 @@ def test_zero_layers(store: Store, tmp_path: Path) -> None:
 
 
 def test_overlay_and_copy_drivers_give_the_same_tree(tmp_path: Path, busybox_rootfs: Path) -> None:
-    layers = [_dir_tar(busybox_rootfs), BASE,
+    layers = [dir_tar(busybox_rootfs), BASE,
               [entry("bin/.wh.ls"), entry("etc/.wh..wh..opq"), entry("etc/passwd", data=b"root:x:0:0::/:/bin/sh\n"),
                entry("hl", "hardlink", link="bin/busybox"), entry("d", data=b"f")]]
     layout, manifest, config = image(tmp_path / "l", layers)
@@ -222,14 +220,6 @@ def test_overlay_and_copy_drivers_give_the_same_tree(tmp_path: Path, busybox_roo
         unmount(str(tmp_path / driver))
     assert trees[0] == trees[1]
     assert mounts_below(tmp_path) == []
-
-
-def _dir_tar(root: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for p in sorted(root.rglob("*")):
-            tf.add(p, arcname=str(p.relative_to(root)), recursive=False)
-    return buf.getvalue()
 
 
 # -- deep trees and deep images --------------------------------------------------------
@@ -548,7 +538,7 @@ def test_container_runs_on_the_snapshots(tmp_path: Path, busybox_rootfs: Path, m
                                          runtime: Any, driver: str) -> None:
     from support.helpers import unique_id
 
-    layers = [_dir_tar(busybox_rootfs), [entry("etc/.wh.group"), entry("srv", "dir"), entry("srv/hello", data=b"hi\n")]]
+    layers = [dir_tar(busybox_rootfs), [entry("etc/.wh.group"), entry("srv", "dir"), entry("srv/hello", data=b"hi\n")]]
     layout, manifest, config = image(tmp_path / "l", layers)
     s = Snapshots(str(tmp_path / "store"), driver)
     chains = s.prepare(layout, manifest, config)

@@ -8,20 +8,18 @@ and the hardlink groups.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import stat
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from image_fixtures import build_layout, entry  # noqa: E402
+from image_fixtures import build_layout, dir_tar, entry  # noqa: E402
 
 from ocipy.storage.snapshots import Snapshots, unmount  # noqa: E402
 
@@ -56,14 +54,6 @@ def full_tree(root: Path) -> tuple[dict[str, tuple[Any, ...]], list[list[str]]]:
             out[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size, extra, mtime,
                         sorted(xattrs.items()))
     return out, sorted(sorted(g) for g in groups.values() if len(g) > 1)
-
-
-def dir_tar(root: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for p in sorted(root.rglob("*")):
-            tf.add(p, arcname=str(p.relative_to(root)), recursive=False)
-    return buf.getvalue()
 
 
 def images(busybox: bytes) -> dict[str, list[Any]]:

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -128,3 +129,14 @@ def read_through_port(port: int, marker: bytes, timeout: float = 20) -> bytes:
         except OSError:
             time.sleep(0.1)
     return got
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py as a module (the build scripts' functions, without running their main)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,17 +4,15 @@ interpreter's, is never used -- the import system then works as it always does."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from support.helpers import REPO
+from support.helpers import REPO, load_script
 
 VENV = REPO / ".venv"
 PYTHON = str(VENV / "bin" / "python3")
@@ -40,16 +38,8 @@ print(json.dumps(out))
 """
 
 
-def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_codecache = _script("make_codecache")
-make_launcher = _script("make_launcher")
+make_codecache = load_script("make_codecache")
+make_launcher = load_script("make_launcher")
 
 
 def probe(src: Path, cache: Path, names: list[str]) -> dict[str, list]:  # type: ignore[type-arg]

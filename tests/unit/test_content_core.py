@@ -141,19 +141,25 @@ def test_pull_reader_streams_and_verifies_at_eof() -> None:
                 pass
 
 
+class _FastSource:
+    """A source whose blob arrives as fast as it is asked for, in 64 KiB writes."""
+
+    name = "fast"
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def fetch_blob(self, desc: Any, sink: Any, progress: Any = None) -> None:
+        for i in range(0, len(self.data), 1 << 16):
+            sink.write(self.data[i:i + (1 << 16)])
+
+
 def test_pull_reader_downloads_ahead_of_its_reader() -> None:
     # a layer read later is fetched in full meanwhile: the download never waits for the reader
     data = os.urandom(8 << 20)
     desc = {"digest": digest.of_bytes(data), "size": len(data)}
 
-    class Fast:
-        name = "fast"
-
-        def fetch_blob(self, desc: Any, sink: Any, progress: Any = None) -> None:
-            for i in range(0, len(data), 1 << 16):
-                sink.write(data[i:i + (1 << 16)])
-
-    with _PullReader(Fast(), desc) as r:  # type: ignore[arg-type]
+    with _PullReader(_FastSource(data), desc) as r:  # type: ignore[arg-type]
         r._thread.join(30)
         assert not r._thread.is_alive()
         assert r.read(-1) == data
@@ -164,18 +170,11 @@ def test_pull_reader_bounds_what_waits_unread(monkeypatch: pytest.MonkeyPatch) -
     desc = {"digest": digest.of_bytes(data), "size": len(data)}
     monkeypatch.setattr(_PullReader, "AHEAD", 1 << 20)
 
-    class Fast:
-        name = "fast"
-
-        def fetch_blob(self, desc: Any, sink: Any, progress: Any = None) -> None:
-            for i in range(0, len(data), 1 << 16):
-                sink.write(data[i:i + (1 << 16)])
-
-    with _PullReader(Fast(), desc) as r:  # type: ignore[arg-type]
+    with _PullReader(_FastSource(data), desc) as r:  # type: ignore[arg-type]
         r._thread.join(1)
         assert r._thread.is_alive() and r._avail <= (1 << 20) + (1 << 16)  # waits for the reader
         assert r.read(-1) == data
-    with _PullReader(Fast(), desc) as r:  # type: ignore[arg-type]
+    with _PullReader(_FastSource(data), desc) as r:  # type: ignore[arg-type]
         r._thread.join(0.5)
     assert not r._thread.is_alive()  # closing an unread reader stops its download
 
