@@ -408,3 +408,34 @@ def test_a_container_paused_before_start_is_paused_and_resumes_as_created(runtim
     assert runtime.state(cid)["status"] == "running"
     runtime("delete", "-f", cid)
     assert_nothing_left(runtime.root, cid)
+
+
+def test_create_syncs_the_record_the_container_lives_by(make_bundle, tmp_path, monkeypatch):
+    # The records create makes on the way are not fsync'd (store.Container.save:
+    # what they describe does not outlive a crash of the machine); the last one is.
+    import posix
+
+    from ocipy import api
+
+    synced: list[bytes] = []
+    real_fsync = posix.fsync
+
+    def recording_fsync(fd: int) -> None:
+        with open(f"/proc/self/fd/{fd}", "rb") as f:  # the temp file, opened write-only
+            synced.append(f.read())
+        real_fsync(fd)
+
+    bundle = str(make_bundle(["sleep", "60"]))
+    root = str(tmp_path / "root")
+    cid = unique_id("sync")
+    monkeypatch.setattr(posix, "fsync", recording_fsync)
+    try:
+        api.create(cid, bundle, root=root)
+        monkeypatch.undo()
+        records = [json.loads(b) for b in synced if b.startswith(b"{")]
+        assert len(records) == 1 and records[0].get("created_done") is True
+        with open(os.path.join(root, cid, "state.json"), "rb") as f:
+            assert json.loads(f.read()) == records[0]
+    finally:
+        monkeypatch.undo()
+        api.delete(cid, root=root, force=True)

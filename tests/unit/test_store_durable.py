@@ -211,17 +211,28 @@ def test_numbers_at_the_edges_are_accepted():
     parse(_with(edit))
 
 
-def test_every_record_is_synced(tmp_path, monkeypatch):
-    # create's records on the way too: `delete -f` trusts them after a killed create
+def test_records_are_synced_unless_asked_not_to(tmp_path, monkeypatch):
+    # create's records on the way are saved with sync=False (store.Container.save):
+    # still whole and renamed into place, only not fsync'd
     synced = []
     real_fsync = store.posix.fsync
     monkeypatch.setattr(store.posix, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
     (tmp_path / "c1").mkdir()
     container = store.Container(str(tmp_path), "c1", {"id": "c1"})
-    container.save()
-    assert len(synced) == 1 and (tmp_path / "c1" / "state.json").read_bytes() == b'{"id":"c1"}'
+    container.save(sync=False)
+    assert synced == [] and (tmp_path / "c1" / "state.json").read_bytes() == b'{"id":"c1"}'
     container.data["pid"] = 7
     container.save()
+    assert len(synced) == 1 and (tmp_path / "c1" / "state.json").read_bytes() == b'{"id":"c1","pid":7}'
     store.write_file(str(tmp_path / "pid"), b"7")
-    assert len(synced) == 3
+    assert len(synced) == 2
     assert sorted(p.name for p in (tmp_path / "c1").iterdir()) == ["state.json"]
+
+
+def test_an_unsynced_record_is_still_written_whole(tmp_path, monkeypatch):
+    real_write = os.write
+    monkeypatch.setattr(store.posix, "write", lambda fd, data: real_write(fd, bytes(data[:1])))
+    (tmp_path / "c1").mkdir()
+    store.Container(str(tmp_path), "c1", {"id": "c1", "pid": 12345}).save(sync=False)
+    monkeypatch.undo()
+    assert (tmp_path / "c1" / "state.json").read_bytes() == b'{"id":"c1","pid":12345}'

@@ -220,7 +220,7 @@ def create(
             saved: dict[str, Any] | None = None
             if manager is not None:
                 saved = container.data["cgroup"] = manager.to_state()  # with what it will make ("planned")
-                container.save()  # before any mkdir: `delete -f` finds them
+                container.save(sync=False)  # before any mkdir: `delete -f` finds them
                 # Cloned directly, the init needs only its cgroup2 directory at
                 # birth: the rest is made while it mounts (see clone_init).
                 direct = direct and manager.create_unified()
@@ -229,7 +229,7 @@ def create(
                 container.data["cgroup"] = manager.to_state()
                 ctx.cgroup_manager = manager
             if saved is None or not _cleans_up_alike(saved, container.data["cgroup"]):
-                container.save()  # early, so `delete -f` can clean up if we are killed
+                container.save(sync=False)  # early, so `delete -f` can clean up if we are killed
 
             if console_socket is not None:
                 console_fd = fds.own(_connect_console(console_socket))
@@ -350,7 +350,7 @@ def _init_born(init_pid: int, linux: Linux, container: store.Container) -> None:
     give it its network devices."""
     container.data["pid"] = init_pid
     container.data["pid_start"] = store.process_start_time(init_pid)
-    container.save()
+    container.save(sync=False)
     if linux.net_devices:
         from ocipy.linux import netdev
 

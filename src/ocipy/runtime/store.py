@@ -6,8 +6,9 @@
   so commands on one container are serialised and different containers run
   in parallel.
 * state.json is written whole to a temp file (short writes retried, then
-  fsync) and renamed into place only once that succeeded: a full disk fails
-  the command that saves, never leaves a truncated state.json behind.
+  fsync: see Container.save for the records that are not) and renamed into
+  place only once that succeeded: a full disk fails the command that saves,
+  never leaves a truncated state.json behind.
 * ``status`` is never stored: it is derived from the init process (alive,
   same start time), the exec fifo (still there → created) and the freezer.
   What each operation may do in each status is in lifecycle.py.
@@ -186,23 +187,28 @@ class Container:
             state["annotations"] = annotations
         return state
 
-    def save(self) -> None:
-        """Write state.json: whole, synced, then renamed into place; on any
-        failure the old state.json stays as it was and the error is raised.
-        Every record is synced, the ones create makes on the way too: `delete
-        -f` trusts them after a killed create (~0.5 ms each here; runc syncs none)."""
-        write_file(_join(self.dir, STATE_FILE), jsonfast.dumps(self.data).encode())
+    def save(self, *, sync: bool = True) -> None:
+        """Write state.json whole (every byte, or the old one stays and the error
+        is raised), then rename it into place; synced unless `sync` is False.
+
+        create's records on the way (the cgroups it is about to make, the init's
+        pid) are not synced: `delete -f` reads them after a killed create, from
+        the page cache, and after a crash of the machine what they describe
+        (cgroups, processes) is gone with it.  The record create ends with, the
+        one the container lives by, is synced (~0.5 ms each on a disk-backed
+        /run; runc syncs none)."""
+        write_file(_join(self.dir, STATE_FILE), jsonfast.dumps(self.data).encode(), sync=sync)
 
 
-def write_file(path: str, payload: bytes, mode: int = 0o600) -> None:
+def write_file(path: str, payload: bytes, mode: int = 0o600, *, sync: bool = True) -> None:
     """Replace `path` with `payload` atomically (:func:`ocipy.fsutil.write_file`:
-    temp file, every byte written, fsync, rename); an OSError becomes a
-    KernelError naming the path.  0600 by default: the saved config holds the
-    process environment, which may hold secrets."""
+    temp file, every byte written, fsync unless `sync` is False, rename); an
+    OSError becomes a KernelError naming the path.  0600 by default: the saved
+    config holds the process environment, which may hold secrets."""
     from ocipy import fsutil
 
     try:
-        fsutil.write_file(path, payload, mode)
+        fsutil.write_file(path, payload, mode, sync=sync)
     except OSError as e:
         raise KernelError("write", path, e.errno or 5) from None
 
