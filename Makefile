@@ -17,17 +17,20 @@ install: deps venv launcher trampoline syscall-ext codecache
 # read-only bind of itself (src/ocipy/linux/launcher.c says why).
 launcher: $(OCIPY)
 
+# The launcher and the exe guard's trampoline are both freestanding: static, no libc
+# (launcher.c says why); one compile command for the two.
+FREESTANDING_CC := gcc -Os -static -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie \
+    -fno-asynchronous-unwind-tables -Wl,--build-id=none -s -Wall -Wextra -Werror
+
 $(OCIPY): scripts/make_launcher.py src/ocipy/linux/launcher.c src/ocipy/linux/freestanding.h $(VENV)/.installed
-	$(PY) scripts/make_launcher.py $(VENV) src
+	$(PY) scripts/make_launcher.py $(VENV) src $(FREESTANDING_CC)
 
 # The exe guard's trampoline (src/ocipy/linux/exe_guard.py): freestanding, static, no libc.
 TRAMPOLINE := src/ocipy/linux/ocipy-exe-guard
 trampoline: $(TRAMPOLINE)
 
 $(TRAMPOLINE): src/ocipy/linux/trampoline.c src/ocipy/linux/freestanding.h
-	gcc -Os -static -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie \
-	    -fno-asynchronous-unwind-tables -Wl,--build-id=none -Wl,-z,noseparate-code -s \
-	    -Wall -Wextra -Werror -o $@.tmp $<
+	$(FREESTANDING_CC) -Wl,-z,noseparate-code -o $@.tmp $<
 	mv $@.tmp $@
 
 # ocipy.linux._syscall: raw system calls without importing ctypes (~2.8 ms of

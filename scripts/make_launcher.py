@@ -8,7 +8,7 @@ source and the venv's site-packages on sys.path itself, then installing the
 runtime's code cache when there is one for this interpreter
 (src/ocipy/codecache.py, written by scripts/make_codecache.py).
 
-Usage: make_launcher.py VENV SRC
+Usage: make_launcher.py VENV SRC CC...   (CC: the freestanding compile command, from the Makefile)
 """
 
 import os
@@ -67,6 +67,9 @@ def venv_paths(venv: str) -> tuple[str, str]:
 def main() -> None:
     venv = os.path.abspath(sys.argv[1])
     src = os.path.abspath(sys.argv[2])
+    compiler = sys.argv[3:]  # the Makefile's FREESTANDING_CC, shared with the exe guard's trampoline
+    if not compiler:
+        raise SystemExit("usage: make_launcher.py VENV SRC CC... (run by `make install`)")
     python, purelib = venv_paths(venv)
     code = launcher_code(src, purelib, codecache_path(venv))
     target = os.path.join(venv, "bin", "ocipy")
@@ -74,11 +77,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "launcher-paths.h"), "w") as f:
             f.write(f"#define OCIPY_PYTHON {c_string(python)}\n#define OCIPY_CODE {c_string(code)}\n")
-        # freestanding, as the exe guard's trampoline (launcher.c says why)
-        cmd = ["gcc", "-Os", "-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-fno-pie", "-no-pie",
-               "-fno-asynchronous-unwind-tables", "-Wl,--build-id=none", "-s", "-Wall", "-Wextra", "-Werror",
-               "-I", tmp, "-o", target + ".tmp", source]  # fmt: skip
-        print(f"gcc -static -nostdlib {source} -> {target}")
+        cmd = [*compiler, "-I", tmp, "-o", target + ".tmp", source]
+        print(f"{compiler[0]} -static -nostdlib {source} -> {target}")
         subprocess.run(cmd, check=True)
     os.replace(target + ".tmp", target)
 

@@ -38,7 +38,8 @@ def fsync_dir(path: str) -> None:
         posix.close(fd)
 
 
-def _unlink_quietly(path: str) -> None:
+def unlink_quietly(path: str) -> None:
+    """Remove a file of ours on a failure path; never raises."""
     try:
         posix.unlink(path)
     except OSError:
@@ -98,7 +99,7 @@ class AtomicFile:
             posix.close(self.fd)
             self.fd = -1
         if not self.done:
-            _unlink_quietly(self.tmp)
+            unlink_quietly(self.tmp)
             self.done = True
 
     def __enter__(self) -> AtomicFile:

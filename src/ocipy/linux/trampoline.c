@@ -18,7 +18,7 @@
  * (`#!/proc/self/exe`): refuse, do not loop.
  *
  * Freestanding: no libc, raw syscalls, x86_64 and aarch64.
- * Build: gcc -Os -static -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie
+ * Build: the Makefile's FREESTANDING_CC (the launcher shares it).
  */
 
 #define MAGIC "ocipy-exe-guard"

@@ -290,7 +290,9 @@ def create(
     except BaseException:
         fds.close_all()
         if pid_file_written:
-            _remove_quietly(os.path.abspath(pid_file_written))
+            from ocipy.fsutil import unlink_quietly
+
+            unlink_quietly(os.path.abspath(pid_file_written))
         _kill_children(bootstrap_pid, init_pid or data.get("pid", 0))
         if manager is not None:
             try:
@@ -405,13 +407,6 @@ def _write_pid_file(path: str, pid: int) -> None:
         store.write_file(os.path.abspath(path), str(pid).encode(), 0o644)
     except KernelError as e:
         raise KernelError("write pid file", path, e.errno or errno.EIO) from None
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _owner() -> str:
